@@ -1,0 +1,70 @@
+"""Plain data that goes into and comes out of an evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+EMPTY: Mapping[str, Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Who is asking. `now` is Unix seconds (for relative dates), given by the caller."""
+
+    distinct_id: str | None = None
+    groups: Mapping[str, str] = field(default_factory=dict)
+    person_properties: Mapping[str, Any] = field(default_factory=dict)
+    group_properties: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    now: float = 0.0
+
+
+class Resolver(Protocol):
+    """Stored data the engine may look up; every method returns None when it knows nothing."""
+
+    def person_properties(self, distinct_id: str) -> Mapping[str, Any] | None: ...
+
+    def group_properties(self, group_type: str, group_key: str) -> Mapping[str, Any] | None: ...
+
+    def group_parent(self, group_type: str, group_key: str) -> tuple[str, str] | None: ...
+
+
+class NullResolver:
+    """A resolver with no stored data: only what the request carries is used."""
+
+    def person_properties(self, distinct_id: str) -> None:
+        return None
+
+    def group_properties(self, group_type: str, group_key: str) -> None:
+        return None
+
+    def group_parent(self, group_type: str, group_key: str) -> None:
+        return None
+
+
+NULL_RESOLVER = NullResolver()
+
+
+@dataclass(slots=True)
+class FlagResult:
+    """The outcome of one flag for one context."""
+
+    key: str
+    enabled: bool
+    reason: str
+    variant: str | None = None
+    condition_index: int | None = None
+    payload: Any = None
+    flag_id: Any = None
+    version: int | None = None
+    bucket_by: str | None = None
+    identifier: str | None = None  # the distinct id or group key that was hashed
+    inferred_from: tuple[tuple[str, str], ...] | None = None  # hierarchy path, if inferred
+    error: str | None = None
+
+    @property
+    def value(self) -> bool | str:
+        """What SDKs call the flag value: the variant key, else the enabled boolean."""
+        if self.enabled and self.variant is not None:
+            return self.variant
+        return self.enabled
