@@ -1,0 +1,43 @@
+"""The normalized ingestion call: every wire format (Segment, PostHog, Accoil) becomes these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("identify", "group", "track", "alias")
+
+
+@dataclass(slots=True)
+class Call:
+    """One normalized identify / group / track / alias call.
+
+    `timestamp` is the event time in Unix seconds, already corrected for client clock
+    skew; it orders property writes (last write wins per key)."""
+
+    kind: str
+    message_id: str
+    timestamp: float
+    distinct_id: str | None = None
+    event: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    person_set: dict[str, Any] = field(default_factory=dict)
+    person_set_once: dict[str, Any] = field(default_factory=dict)
+    person_unset: list[str] = field(default_factory=list)
+    group_type: str | None = None
+    group_key: str | None = None
+    group_set: dict[str, Any] = field(default_factory=dict)
+    group_unset: list[str] = field(default_factory=list)
+    parent_key: str | None = None
+    parent_type: str | None = None
+    groups: dict[str, str] = field(default_factory=dict)  # event attributed to these groups
+    previous_id: str | None = None  # alias: the id being merged into distinct_id
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What a batch did: stored calls, duplicates skipped, and warnings (nothing silent)."""
+
+    stored: int = 0
+    duplicates: int = 0
+    warnings: list[str] = field(default_factory=list)

@@ -1,0 +1,50 @@
+"""The store: the only place with SQL. One `Store` per database file."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from .db import Conflict, ConnectionPool, LimitExceeded, NotFound, StoreError, migrate, transaction
+from .flags import FlagsMixin
+from .groups import GroupsMixin
+from .ingest import IngestMixin
+from .projects import ProjectsMixin
+
+__all__ = ["Conflict", "LimitExceeded", "NotFound", "Store", "StoreError", "transaction"]
+
+
+class Store(ProjectsMixin, FlagsMixin, GroupsMixin, IngestMixin):
+    """All reads and writes of one SQLite file (one connection per thread)."""
+
+    def __init__(self, path: str, synchronous: str = "FULL", migrate_now: bool = True) -> None:
+        self.path = path
+        self._pool = ConnectionPool(path, synchronous)
+        if migrate_now:
+            self.migrate()
+
+    def conn(self) -> sqlite3.Connection:
+        return self._pool.get()
+
+    def migrate(self) -> list[str]:
+        return migrate(self.conn())
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def schema(self) -> list[tuple[Any, ...]]:
+        """(type, name, sql) of every schema object, for comparing databases."""
+        return self.conn().execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+            "ORDER BY type, name").fetchall()
+
+    def backup(self, dest: str) -> None:
+        """A consistent online copy of the database (writers keep going meanwhile)."""
+        target = sqlite3.connect(dest)
+        try:
+            self.conn().backup(target, pages=1024)
+        finally:
+            target.close()
+
+    def integrity_check(self) -> str:
+        return self.conn().execute("PRAGMA integrity_check").fetchone()[0]

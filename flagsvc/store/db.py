@@ -1,0 +1,136 @@
+"""Connections, transactions and migrations for the SQLite file.
+
+Several gunicorn workers share one file, so every connection uses WAL, a busy timeout,
+and writes in short `BEGIN IMMEDIATE` transactions (the write lock is taken up front,
+so two writers never deadlock upgrading read locks).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from importlib import resources
+from typing import Iterator
+
+BUSY_TIMEOUT_MS = 15000
+
+
+class StoreError(Exception):
+    """Base class of the store's errors."""
+
+
+class NotFound(StoreError):
+    """The row does not exist in this project."""
+
+
+class Conflict(StoreError):
+    """The write conflicts with the stored state (stale version, duplicate key)."""
+
+
+class LimitExceeded(StoreError):
+    """A per-project limit (such as 5 group types) would be exceeded."""
+
+
+def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
+    """A connection in autocommit mode; transactions are opened explicitly."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if path != ":memory:":
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":  # another connection holds a lock; the mode is persistent
+            conn.execute("PRAGMA journal_mode")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA cache_size = -65536")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, write: bool = True) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE (or DEFERRED for reads) ... COMMIT, rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def migration_names() -> list[tuple[str, str]]:
+    """(name, sql) of every migration file, in order."""
+    files = resources.files("flagsvc.migrations")
+    out = []
+    for entry in sorted(files.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sql"):
+            out.append((entry.name[:-4], entry.read_text(encoding="utf-8")))
+    return out
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply the migrations not yet recorded, each in its own transaction; returns their names."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    applied = []
+    for name, sql in migration_names():
+        with transaction(conn):
+            done = conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)).fetchone()
+            if done:
+                continue
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                         (name, time.time()))
+            applied.append(name)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (executescript would commit our transaction)."""
+    out, buf = [], []
+    for line in sql.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        buf.append(line)
+        candidate = "\n".join(buf)
+        if sqlite3.complete_statement(candidate):
+            if candidate.strip():
+                out.append(candidate.strip())
+            buf = []
+    if "\n".join(buf).strip():
+        out.append("\n".join(buf).strip())
+    return out
+
+
+class ConnectionPool:
+    """One connection per thread for one database file."""
+
+    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+
+    def get(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, self.synchronous)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()

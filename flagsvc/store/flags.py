@@ -1,0 +1,150 @@
+"""Flags: versioned definitions with soft delete, and the audit log of every change."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from .db import Conflict, NotFound, transaction
+
+# Fields kept in the definition column; key/id/version/timestamps live in their own columns.
+_META = ("id", "key", "version", "created_at", "updated_at", "deleted", "deleted_at")
+
+
+def _flag_row(row: tuple) -> dict[str, Any]:
+    fid, key, definition, version, deleted_at, created, updated = row
+    flag = json.loads(definition)
+    flag.update(id=fid, key=key, version=version, deleted=deleted_at is not None,
+                created_at=created, updated_at=updated)
+    return flag
+
+
+_COLS = "id, key, definition, version, deleted_at, created_at, updated_at"
+
+
+def _definition(flag: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in flag.items() if k not in _META}, sort_keys=True)
+
+
+class FlagsMixin:
+    conn: Any
+
+    def list_flags(self, project_id: int, include_deleted: bool = False) -> list[dict[str, Any]]:
+        where = "" if include_deleted else " AND deleted_at IS NULL"
+        rows = self.conn().execute(
+            f"SELECT {_COLS} FROM flags WHERE project_id = ?{where} ORDER BY key", (project_id,))
+        return [_flag_row(r) for r in rows]
+
+    def get_flag(self, project_id: int, flag_id: int | str) -> dict[str, Any]:
+        """A flag by numeric id or by key (deleted ones too); NotFound otherwise."""
+        column = "id" if isinstance(flag_id, int) else "key"
+        row = self.conn().execute(
+            f"SELECT {_COLS} FROM flags WHERE project_id = ? AND {column} = ?",
+            (project_id, flag_id)).fetchone()
+        if row is None:
+            raise NotFound(f"flag {flag_id!r} does not exist")
+        return _flag_row(row)
+
+    def _audit(self, conn: sqlite3.Connection, project_id: int, action: str,
+               before: dict | None, after: dict | None) -> None:
+        ref = after or before or {}
+        conn.execute(
+            "INSERT INTO audit_log (project_id, flag_id, flag_key, action, version, before, after, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (project_id, ref.get("id"), ref.get("key"), action, ref.get("version"),
+             json.dumps(before) if before is not None else None,
+             json.dumps(after) if after is not None else None, time.time()))
+        conn.execute("UPDATE projects SET flags_rev = flags_rev + 1 WHERE id = ?", (project_id,))
+
+    def create_flag(self, project_id: int, flag: dict[str, Any]) -> dict[str, Any]:
+        """Insert a new flag at version 1; Conflict if the key is taken (deleted flags too)."""
+        now = time.time()
+        conn = self.conn()
+        with transaction(conn):
+            try:
+                cur = conn.execute(
+                    "INSERT INTO flags (project_id, key, definition, version, created_at, updated_at) "
+                    "VALUES (?, ?, ?, 1, ?, ?)", (project_id, flag["key"], _definition(flag), now, now))
+            except sqlite3.IntegrityError:
+                deleted = conn.execute(
+                    "SELECT deleted_at IS NOT NULL FROM flags WHERE project_id = ? AND key = ?",
+                    (project_id, flag["key"])).fetchone()
+                hint = " (a deleted flag has it: restore it instead)" if deleted and deleted[0] else ""
+                raise Conflict(f"a flag with key {flag['key']!r} already exists{hint}") from None
+            created = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
+                                             (cur.lastrowid,)).fetchone())
+            self._audit(conn, project_id, "created", None, created)
+        return created
+
+    def update_flag(self, project_id: int, flag_id: int | str, changes: dict[str, Any],
+                    expected_version: int | None) -> dict[str, Any]:
+        """Apply `changes` if the stored version is `expected_version` (None: any); the
+        check and the write are one transaction, so concurrent writers cannot both win."""
+        conn = self.conn()
+        with transaction(conn):
+            before = self._locked_flag(conn, project_id, flag_id)
+            if before["deleted"]:
+                raise Conflict(f"flag {before['key']!r} is deleted; restore it first")
+            if expected_version is not None and expected_version != before["version"]:
+                raise Conflict(
+                    f"flag {before['key']!r} is at version {before['version']}, not "
+                    f"{expected_version}: it was changed since you read it")
+            if "key" in changes and changes["key"] != before["key"]:
+                raise Conflict("a flag's key cannot be changed")
+            merged = {**before, **changes}
+            conn.execute(
+                "UPDATE flags SET definition = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                (_definition(merged), time.time(), before["id"]))
+            after = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
+                                           (before["id"],)).fetchone())
+            self._audit(conn, project_id, "updated", before, after)
+        return after
+
+    def _locked_flag(self, conn: sqlite3.Connection, project_id: int,
+                     flag_id: int | str) -> dict[str, Any]:
+        column = "id" if isinstance(flag_id, int) else "key"
+        row = conn.execute(f"SELECT {_COLS} FROM flags WHERE project_id = ? AND {column} = ?",
+                           (project_id, flag_id)).fetchone()
+        if row is None:
+            raise NotFound(f"flag {flag_id!r} does not exist")
+        return _flag_row(row)
+
+    def set_flag_deleted(self, project_id: int, flag_id: int | str, deleted: bool,
+                         expected_version: int | None = None) -> dict[str, Any]:
+        conn = self.conn()
+        with transaction(conn):
+            before = self._locked_flag(conn, project_id, flag_id)
+            if before["deleted"] == deleted:
+                return before
+            if expected_version is not None and expected_version != before["version"]:
+                raise Conflict(f"flag {before['key']!r} is at version {before['version']}, "
+                               f"not {expected_version}")
+            conn.execute(
+                "UPDATE flags SET deleted_at = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                (time.time() if deleted else None, time.time(), before["id"]))
+            after = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
+                                           (before["id"],)).fetchone())
+            self._audit(conn, project_id, "deleted" if deleted else "restored", before, after)
+        return after
+
+    def audit_log(self, project_id: int, flag_id: int | None = None, limit: int = 100,
+                  before_id: int | None = None) -> list[dict[str, Any]]:
+        sql = ("SELECT id, flag_id, flag_key, action, version, before, after, created_at "
+               "FROM audit_log WHERE project_id = ?")
+        args: list[Any] = [project_id]
+        if flag_id is not None:
+            sql += " AND flag_id = ?"
+            args.append(flag_id)
+        if before_id is not None:
+            sql += " AND id < ?"
+            args.append(before_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        out = []
+        for r in self.conn().execute(sql, args):
+            out.append({"id": r[0], "flag_id": r[1], "flag_key": r[2], "action": r[3],
+                        "version": r[4], "before": json.loads(r[5]) if r[5] else None,
+                        "after": json.loads(r[6]) if r[6] else None, "created_at": r[7]})
+        return out

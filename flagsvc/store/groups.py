@@ -1,0 +1,155 @@
+"""Reading groups and persons: properties, parents, children, members, recent events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from .db import NotFound
+
+
+def _group(row: tuple) -> dict[str, Any]:
+    gid, gtype, key, props, ptype, pkey, created, last_seen, updated = row
+    return {"id": gid, "group_type": gtype, "group_key": key, "properties": json.loads(props),
+            "parent": {"group_type": ptype, "group_key": pkey} if pkey is not None else None,
+            "created_at": created, "last_seen": last_seen, "updated_at": updated}
+
+
+_GCOLS = ("id, group_type, group_key, properties, parent_type, parent_key, created_at, "
+          "last_seen, updated_at")
+
+
+class GroupsMixin:
+    conn: Any
+
+    def group_properties(self, project_id: int, group_type: str, key: str) -> dict | None:
+        row = self.conn().execute(
+            "SELECT properties FROM groups WHERE project_id = ? AND group_type = ? AND group_key = ?",
+            (project_id, group_type, key)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def group_parent(self, project_id: int, group_type: str, key: str) -> tuple[str, str] | None:
+        """The parent (type, key) of a group. A parent given without its type is the stored
+        group with that key (of another type by preference), looked up now, so a parent
+        that arrives after its child is still found."""
+        row = self.conn().execute(
+            "SELECT parent_type, parent_key FROM groups WHERE project_id = ? AND group_type = ? "
+            "AND group_key = ?", (project_id, group_type, key)).fetchone()
+        if row is None or row[1] is None:
+            return None
+        ptype, pkey = row
+        if ptype is None:
+            ptype = self.type_of_key(project_id, pkey, prefer_not=group_type)
+            if ptype is None:
+                return None
+        return ptype, pkey
+
+    def type_of_key(self, project_id: int, key: str, prefer_not: str | None = None) -> str | None:
+        found = self.conn().execute(
+            "SELECT group_type FROM groups WHERE project_id = ? AND group_key = ? "
+            "ORDER BY group_type = ?, updated_at DESC LIMIT 1",
+            (project_id, key, prefer_not)).fetchone()
+        return found[0] if found else None
+
+    def get_group(self, project_id: int, group_type: str, key: str,
+                  events: int = 20, members: int = 100) -> dict[str, Any]:
+        """A group's profile: properties, parent, children, members, recent events."""
+        conn = self.conn()
+        row = conn.execute(f"SELECT {_GCOLS} FROM groups WHERE project_id = ? AND group_type = ? "
+                           "AND group_key = ?", (project_id, group_type, key)).fetchone()
+        if row is None:
+            raise NotFound(f"group {group_type}/{key} does not exist")
+        group = _group(row)
+        parent = self.group_parent(project_id, group_type, key)
+        group["parent"] = {"group_type": parent[0], "group_key": parent[1]} if parent else (
+            group["parent"])
+        children = conn.execute(
+            "SELECT group_type, group_key FROM groups WHERE project_id = ? AND parent_key = ? "
+            "AND (parent_type = ? OR parent_type IS NULL) ORDER BY group_type, group_key LIMIT 1000",
+            (project_id, key, group_type)).fetchall()
+        group["children"] = [{"group_type": t, "group_key": k} for t, k in children]
+        group["members"] = [
+            {"distinct_id": d, "first_seen": f, "last_seen": last}
+            for d, f, last in conn.execute(
+                "SELECT (SELECT distinct_id FROM person_distinct_ids p WHERE p.person_id = m.person_id "
+                "ORDER BY rowid LIMIT 1), m.first_seen, m.last_seen FROM memberships m "
+                "WHERE m.group_id = ? ORDER BY m.last_seen DESC LIMIT ?", (group["id"], members))]
+        group["recent_events"] = [
+            {"event": e, "type": t, "distinct_id": d, "timestamp": ts,
+             "properties": json.loads(p)}
+            for e, t, d, ts, p in conn.execute(
+                "SELECT event, type, distinct_id, timestamp, properties FROM events "
+                "WHERE project_id = ? AND id IN (SELECT e.id FROM events e, json_each(e.groups) g "
+                "WHERE e.project_id = ? AND e.groups IS NOT NULL AND g.key = ? AND g.value = ? "
+                "ORDER BY e.id DESC LIMIT ?) ORDER BY id DESC",
+                (project_id, project_id, group_type, key, events))]
+        return group
+
+    def list_groups(self, project_id: int, group_type: str | None = None,
+                    properties: dict[str, Any] | None = None, search: str | None = None,
+                    limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Groups (optionally of one type, with property equality filters, or whose key
+        contains `search`), and the total count."""
+        where, args = ["project_id = ?"], [project_id]
+        if group_type:
+            where.append("group_type = ?")
+            args.append(group_type)
+        for k, v in (properties or {}).items():
+            where.append("json_extract(properties, ?) = ?")
+            args += ['$."' + k.replace('"', '""') + '"', v]
+        if search:
+            where.append("instr(group_key, ?) > 0")
+            args.append(search)
+        clause = " AND ".join(where)
+        conn = self.conn()
+        total = conn.execute(f"SELECT count(*) FROM groups WHERE {clause}", args).fetchone()[0]
+        rows = conn.execute(f"SELECT {_GCOLS} FROM groups WHERE {clause} "
+                            "ORDER BY group_type, group_key LIMIT ? OFFSET ?", (*args, limit, offset))
+        return [_group(r) for r in rows], total
+
+    def iter_groups(self, project_id: int, group_type: str) -> Iterator[tuple[str, dict]]:
+        """(key, properties) of every group of a type, for previews."""
+        rows = self.conn().execute(
+            "SELECT group_key, properties FROM groups WHERE project_id = ? AND group_type = ? "
+            "ORDER BY group_key", (project_id, group_type))
+        for key, props in rows:
+            yield key, json.loads(props)
+
+    # ------------------------------------------------------------ persons
+
+    def person_properties(self, project_id: int, distinct_id: str) -> dict | None:
+        row = self.conn().execute(
+            "SELECT p.properties FROM person_distinct_ids d JOIN persons p ON p.id = d.person_id "
+            "WHERE d.project_id = ? AND d.distinct_id = ?", (project_id, distinct_id)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def get_person(self, project_id: int, distinct_id: str) -> dict[str, Any]:
+        conn = self.conn()
+        row = conn.execute(
+            "SELECT p.id, p.properties, p.created_at, p.last_seen FROM person_distinct_ids d "
+            "JOIN persons p ON p.id = d.person_id WHERE d.project_id = ? AND d.distinct_id = ?",
+            (project_id, distinct_id)).fetchone()
+        if row is None:
+            raise NotFound(f"person {distinct_id!r} does not exist")
+        pid, props, created, last_seen = row
+        ids = [r[0] for r in conn.execute(
+            "SELECT distinct_id FROM person_distinct_ids WHERE person_id = ? ORDER BY rowid", (pid,))]
+        groups = [{"group_type": t, "group_key": k, "first_seen": f, "last_seen": last}
+                  for t, k, f, last in conn.execute(
+                      "SELECT g.group_type, g.group_key, m.first_seen, m.last_seen FROM memberships m "
+                      "JOIN groups g ON g.id = m.group_id WHERE m.person_id = ? "
+                      "ORDER BY g.group_type, g.group_key", (pid,))]
+        return {"id": pid, "distinct_ids": ids, "properties": json.loads(props),
+                "created_at": created, "last_seen": last_seen, "groups": groups}
+
+    def list_persons(self, project_id: int, limit: int = 100,
+                     offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        conn = self.conn()
+        total = conn.execute("SELECT count(*) FROM persons WHERE project_id = ?",
+                             (project_id,)).fetchone()[0]
+        rows = conn.execute(
+            "SELECT p.id, (SELECT distinct_id FROM person_distinct_ids d WHERE d.person_id = p.id "
+            "ORDER BY rowid LIMIT 1), p.properties, p.created_at, p.last_seen FROM persons p "
+            "WHERE p.project_id = ? ORDER BY p.id LIMIT ? OFFSET ?", (project_id, limit, offset))
+        return [{"id": i, "distinct_id": d, "properties": json.loads(p), "created_at": c,
+                 "last_seen": s} for i, d, p, c, s in rows], total

@@ -1,0 +1,344 @@
+"""Writing a batch of normalized calls: one short write transaction per batch.
+
+Rows touched by the batch are loaded once, merged in memory (last write wins per key,
+see merge.py) and written back once, so a 100-event batch costs a handful of statements
+rather than hundreds. Duplicate message ids (within the batch or already stored) are
+skipped, which makes retried deliveries change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..ingest.model import Call, IngestResult
+from .db import LimitExceeded, transaction
+from .merge import apply_set, apply_set_once, apply_unset
+
+MAX_ANCESTORS = 10
+_CHUNK = 400
+
+
+@dataclass(slots=True)
+class _Row:
+    """A group or person being merged in memory."""
+
+    id: int | None
+    properties: dict[str, Any]
+    stamps: dict[str, float]
+    created_at: float
+    last_seen: float | None
+    parent_key: str | None = None
+    parent_type: str | None = None
+    parent_ts: float | None = None
+    dirty: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class _Batch:
+    def __init__(self, store: Any, conn: sqlite3.Connection, project_id: int) -> None:
+        self.store = store
+        self.conn = conn
+        self.pid = project_id
+        self.now = time.time()
+        self.groups: dict[tuple[str, str], _Row] = {}
+        self.persons: dict[str, _Row] = {}  # distinct id -> person row (shared objects)
+        self.person_rows: dict[int, _Row] = {}
+        self.memberships: dict[tuple[int, int], list[float]] = {}
+        self.types: dict[str, bool] = {}
+        self.result = IngestResult()
+
+    # ------------------------------------------------------------ group types
+
+    def type_ok(self, group_type: str) -> bool:
+        ok = self.types.get(group_type)
+        if ok is None:
+            try:
+                self.store.ensure_group_type(self.conn, self.pid, group_type)
+                ok = True
+            except LimitExceeded as e:
+                self.result.warnings.append(f"dropped group type {group_type!r}: {e}")
+                ok = False
+            self.types[group_type] = ok
+        return ok
+
+    # ------------------------------------------------------------ loading
+
+    def load_groups(self, keys: set[tuple[str, str]]) -> None:
+        missing = [k for k in keys if k not in self.groups]
+        by_type: dict[str, list[str]] = {}
+        for t, k in missing:
+            by_type.setdefault(t, []).append(k)
+        for t, ks in by_type.items():
+            for chunk in _chunks(ks):
+                rows = self.conn.execute(
+                    "SELECT id, group_key, properties, property_ts, created_at, last_seen, "
+                    "parent_key, parent_type, parent_ts FROM groups WHERE project_id = ? AND "
+                    f"group_type = ? AND group_key IN ({','.join('?' * len(chunk))})",
+                    (self.pid, t, *chunk))
+                for gid, key, props, stamps, created, seen, pkey, ptype, pts in rows:
+                    self.groups[(t, key)] = _Row(gid, json.loads(props), json.loads(stamps),
+                                                 created, seen, pkey, ptype, pts)
+        for k in missing:
+            if k not in self.groups:
+                self.groups[k] = _Row(None, {}, {}, self.now, None, dirty=True)
+
+    def group(self, t: str, k: str) -> _Row:
+        row = self.groups.get((t, k))
+        if row is None:
+            self.load_groups({(t, k)})
+            row = self.groups[(t, k)]
+        return row
+
+    def parent_of(self, t: str, row: _Row) -> tuple[str, str] | None:
+        if row.parent_key is None:
+            return None
+        if row.parent_type is not None:
+            return row.parent_type, row.parent_key
+        for (gt, gk), other in self.groups.items():  # a parent created earlier in this batch
+            if gk == row.parent_key and gt != t and other.id is None:
+                return gt, gk
+        found = self.store.type_of_key(self.pid, row.parent_key, prefer_not=t)
+        return (found, row.parent_key) if found else None
+
+    def with_ancestors(self, t: str, k: str) -> list[tuple[str, str]]:
+        chain = [(t, k)]
+        node, row = (t, k), self.group(t, k)
+        for _ in range(MAX_ANCESTORS):
+            parent = self.parent_of(node[0], row)
+            if parent is None or parent in chain:
+                break
+            if parent not in self.groups:
+                exists = self.conn.execute(
+                    "SELECT 1 FROM groups WHERE project_id = ? AND group_type = ? AND group_key = ?",
+                    (self.pid, *parent)).fetchone()
+                if not exists:
+                    break  # activity does not create a parent nobody has described
+            chain.append(parent)
+            node, row = parent, self.group(*parent)
+        return chain
+
+    def load_persons(self, distinct_ids: set[str]) -> None:
+        missing = [d for d in distinct_ids if d not in self.persons]
+        for chunk in _chunks(missing):
+            rows = self.conn.execute(
+                "SELECT d.distinct_id, p.id, p.properties, p.property_ts, p.created_at, p.last_seen "
+                "FROM person_distinct_ids d JOIN persons p ON p.id = d.person_id WHERE "
+                f"d.project_id = ? AND d.distinct_id IN ({','.join('?' * len(chunk))})",
+                (self.pid, *chunk))
+            for did, pid, props, stamps, created, seen in rows:
+                row = self.person_rows.get(pid)
+                if row is None:
+                    row = _Row(pid, json.loads(props), json.loads(stamps), created, seen)
+                    self.person_rows[pid] = row
+                self.persons[did] = row
+
+    def person(self, distinct_id: str) -> _Row:
+        row = self.persons.get(distinct_id)
+        if row is None:
+            self.load_persons({distinct_id})
+            row = self.persons.get(distinct_id)
+        if row is None:
+            row = _Row(None, {}, {}, self.now, None, dirty=True)
+            row.extra["new_ids"] = [distinct_id]
+            self.persons[distinct_id] = row
+        return row
+
+    # ------------------------------------------------------------ applying
+
+    def apply(self, call: Call) -> None:
+        ts = call.timestamp
+        person = self.person(call.distinct_id) if call.distinct_id else None
+        if person is not None:
+            changed = apply_set(person.properties, person.stamps, call.person_set, ts)
+            changed |= apply_set_once(person.properties, person.stamps, call.person_set_once, ts)
+            changed |= apply_unset(person.properties, person.stamps, call.person_unset, ts)
+            if call.kind != "identify" or changed:
+                person.last_seen = max(person.last_seen or ts, ts)
+            person.dirty = True
+        if call.kind == "alias" and call.previous_id and call.distinct_id:
+            self.alias(call.distinct_id, call.previous_id, ts)
+        touched: list[tuple[str, str]] = []
+        if call.kind == "group" and call.group_type and call.group_key:
+            if self.type_ok(call.group_type):
+                row = self.group(call.group_type, call.group_key)
+                apply_set(row.properties, row.stamps, call.group_set, ts)
+                apply_unset(row.properties, row.stamps, call.group_unset, ts)
+                if call.parent_key is not None and (row.parent_ts is None or row.parent_ts <= ts):
+                    if call.parent_type and not self.type_ok(call.parent_type):
+                        pass
+                    elif (call.parent_type or call.group_type, call.parent_key) == (
+                            call.group_type, call.group_key):
+                        self.result.warnings.append(
+                            f"ignored parent of {call.group_type}/{call.group_key}: a group "
+                            "cannot be its own parent")
+                    else:
+                        row.parent_key = call.parent_key or None
+                        row.parent_type = call.parent_type or None
+                        row.parent_ts = ts
+                row.dirty = True
+                if call.distinct_id:
+                    touched.append((call.group_type, call.group_key))
+        for t, k in call.groups.items():
+            if self.type_ok(t):
+                touched.append((t, k))
+        for t, k in touched:
+            for node in self.with_ancestors(t, k):
+                row = self.group(*node)
+                row.last_seen = max(row.last_seen or ts, ts)
+                row.dirty = True
+                if person is not None:
+                    key = (id(person), node)
+                    span = self.memberships.get(key)  # type: ignore[arg-type]
+                    if span is None:
+                        self.memberships[key] = [ts, ts, person, node]  # type: ignore[index]
+                    else:
+                        span[0], span[1] = min(span[0], ts), max(span[1], ts)
+
+    def alias(self, distinct_id: str, previous_id: str, ts: float) -> None:
+        target = self.person(distinct_id)
+        self.load_persons({previous_id})
+        other = self.persons.get(previous_id)
+        if other is None:
+            target.extra.setdefault("new_ids", []).append(previous_id)
+            self.persons[previous_id] = target
+            return
+        if other is target:
+            return
+        # Merge the other person into the target: properties by last write, ids, memberships.
+        for k, v in other.properties.items():
+            if other.stamps.get(k, 0) >= target.stamps.get(k, 0) or k not in target.properties:
+                target.properties[k] = v
+                target.stamps[k] = other.stamps.get(k, ts)
+        target.created_at = min(target.created_at, other.created_at)
+        target.dirty = True
+        target.extra.setdefault("absorbed", []).append(other)
+        for did, row in list(self.persons.items()):
+            if row is other:
+                self.persons[did] = target
+
+    # ------------------------------------------------------------ writing
+
+    def write(self, calls: list[Call]) -> None:
+        conn, pid, now = self.conn, self.pid, self.now
+        for (t, k), row in self.groups.items():
+            if not row.dirty:
+                continue
+            props, stamps = json.dumps(row.properties), json.dumps(row.stamps)
+            if row.id is None:
+                cur = conn.execute(
+                    "INSERT INTO groups (project_id, group_type, group_key, properties, property_ts, "
+                    "parent_key, parent_type, parent_ts, created_at, last_seen, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (pid, t, k, props, stamps, row.parent_key, row.parent_type, row.parent_ts,
+                     row.created_at, row.last_seen, now))
+                row.id = cur.lastrowid
+            else:
+                conn.execute(
+                    "UPDATE groups SET properties = ?, property_ts = ?, parent_key = ?, "
+                    "parent_type = ?, parent_ts = ?, last_seen = ?, updated_at = ? WHERE id = ?",
+                    (props, stamps, row.parent_key, row.parent_type, row.parent_ts, row.last_seen,
+                     now, row.id))
+        people = {id(r): r for r in self.persons.values()}
+        for row in people.values():
+            if not row.dirty:
+                continue
+            props, stamps = json.dumps(row.properties), json.dumps(row.stamps)
+            if row.id is None:
+                row.id = conn.execute(
+                    "INSERT INTO persons (project_id, properties, property_ts, created_at, last_seen, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (pid, props, stamps, row.created_at, row.last_seen, now)).lastrowid
+            else:
+                conn.execute(
+                    "UPDATE persons SET properties = ?, property_ts = ?, created_at = ?, last_seen = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    (props, stamps, row.created_at, row.last_seen, now, row.id))
+            for did in row.extra.get("new_ids", ()):
+                conn.execute("INSERT OR IGNORE INTO person_distinct_ids (project_id, distinct_id, "
+                             "person_id) VALUES (?, ?, ?)", (pid, did, row.id))
+            for other in row.extra.get("absorbed", ()):
+                conn.execute("UPDATE person_distinct_ids SET person_id = ? WHERE person_id = ?",
+                             (row.id, other.id))
+                conn.execute(
+                    "INSERT INTO memberships (person_id, group_id, first_seen, last_seen) "
+                    "SELECT ?, group_id, first_seen, last_seen FROM memberships WHERE person_id = ? "
+                    "ON CONFLICT (person_id, group_id) DO UPDATE SET "
+                    "first_seen = MIN(first_seen, excluded.first_seen), "
+                    "last_seen = MAX(last_seen, excluded.last_seen)", (row.id, other.id))
+                conn.execute("DELETE FROM memberships WHERE person_id = ?", (other.id,))
+                conn.execute("DELETE FROM persons WHERE id = ?", (other.id,))
+        conn.executemany(
+            "INSERT INTO memberships (person_id, group_id, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (person_id, group_id) DO UPDATE SET "
+            "first_seen = MIN(first_seen, excluded.first_seen), "
+            "last_seen = MAX(last_seen, excluded.last_seen)",
+            [(person.id, self.groups[node].id, first, last)
+             for first, last, person, node in self.memberships.values()])
+        conn.executemany(
+            "INSERT OR IGNORE INTO events (project_id, message_id, type, event, distinct_id, groups, "
+            "properties, timestamp, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(pid, c.message_id, c.kind, c.event, c.distinct_id,
+              json.dumps(_event_groups(c)) if (c.groups or c.group_key) else None,
+              json.dumps(c.properties), c.timestamp, now) for c in calls])
+
+
+def _event_groups(c: Call) -> dict[str, str]:
+    groups = dict(c.groups)
+    if c.kind == "group" and c.group_type and c.group_key:
+        groups.setdefault(c.group_type, c.group_key)
+    return groups
+
+
+class IngestMixin:
+    conn: Any
+
+    def ingest(self, project_id: int, calls: list[Call]) -> IngestResult:
+        """Store a batch of normalized calls atomically; a committed return means durable."""
+        conn = self.conn()
+        with transaction(conn):
+            batch = _Batch(self, conn, project_id)
+            fresh = self._fresh(conn, project_id, calls, batch.result)
+            for call in fresh:
+                batch.apply(call)
+            batch.write(fresh)
+            batch.result.stored = len(fresh)
+        return batch.result
+
+    @staticmethod
+    def _fresh(conn: sqlite3.Connection, project_id: int, calls: list[Call],
+               result: IngestResult) -> list[Call]:
+        ids = list({c.message_id for c in calls})
+        stored: set[str] = set()
+        for chunk in _chunks(ids):
+            stored.update(r[0] for r in conn.execute(
+                f"SELECT message_id FROM events WHERE project_id = ? AND message_id IN "
+                f"({','.join('?' * len(chunk))})", (project_id, *chunk)))
+        fresh, seen = [], set()
+        for c in calls:
+            if c.message_id in stored or c.message_id in seen:
+                result.duplicates += 1
+                continue
+            seen.add(c.message_id)
+            fresh.append(c)
+        return fresh
+
+    def purge_events(self, project_id: int, older_than_days: float) -> int:
+        """Delete events received more than `older_than_days` ago (retention)."""
+        conn = self.conn()
+        with transaction(conn):
+            cur = conn.execute("DELETE FROM events WHERE project_id = ? AND received_at < ?",
+                               (project_id, time.time() - older_than_days * 86400))
+        return cur.rowcount
+
+    def count_events(self, project_id: int) -> int:
+        return self.conn().execute("SELECT count(*) FROM events WHERE project_id = ?",
+                                   (project_id,)).fetchone()[0]

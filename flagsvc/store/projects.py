@@ -1,0 +1,165 @@
+"""Projects, their tokens and group types."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+from typing import Any
+
+from .db import Conflict, LimitExceeded, NotFound, transaction
+
+MAX_GROUP_TYPES = 5
+API_PREFIX = "phc_"
+SECRET_PREFIX = "fsk_"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_token(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def _project_row(row: sqlite3.Row | tuple | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    (pid, name, api_token, dgt, private, retention, rev, created) = row
+    return {"id": pid, "name": name, "api_token": api_token, "default_group_type": dgt,
+            "private_properties": json.loads(private), "event_retention_days": retention,
+            "flags_rev": rev, "created_at": created}
+
+
+_PROJECT_COLS = ("id, name, api_token, default_group_type, private_properties, "
+                 "event_retention_days, flags_rev, created_at")
+
+
+class ProjectsMixin:
+    conn: Any  # provided by Store
+
+    def create_project(self, name: str, api_token: str | None = None,
+                       secret_key: str | None = None) -> dict[str, Any]:
+        """A new project; the returned dict is the only place the secret key appears in clear."""
+        api_token = api_token or new_token(API_PREFIX)
+        secret_key = secret_key or new_token(SECRET_PREFIX)
+        now = time.time()
+        conn = self.conn()
+        try:
+            with transaction(conn):
+                cur = conn.execute(
+                    "INSERT INTO projects (name, api_token, hash_salt, created_at) VALUES (?, ?, ?, ?)",
+                    (name, api_token, secrets.token_hex(16), now))
+                pid = cur.lastrowid
+                for kind, tok in (("api", api_token), ("secret", secret_key)):
+                    conn.execute(
+                        "INSERT INTO tokens (project_id, kind, token_hash, prefix, created_at) "
+                        "VALUES (?, ?, ?, ?, ?)", (pid, kind, token_hash(tok), tok[:8], now))
+        except sqlite3.IntegrityError:
+            raise Conflict("that token is already in use by another project") from None
+        project = self.get_project(pid)
+        assert project is not None
+        return {**project, "secret_key": secret_key}
+
+    def get_project(self, project_id: int) -> dict[str, Any] | None:
+        row = self.conn().execute(f"SELECT {_PROJECT_COLS} FROM projects WHERE id = ?",
+                                  (project_id,)).fetchone()
+        return _project_row(row)
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        rows = self.conn().execute(f"SELECT {_PROJECT_COLS} FROM projects ORDER BY id").fetchall()
+        return [_project_row(r) for r in rows]  # type: ignore[misc]
+
+    def project_for_token(self, token: str, kind: str) -> dict[str, Any] | None:
+        """The project whose live token of `kind` ('api' or 'secret') this is."""
+        if not isinstance(token, str) or not token or len(token) > 200:
+            return None
+        digest = token_hash(token)
+        row = self.conn().execute(
+            "SELECT project_id, token_hash, expires_at FROM tokens WHERE token_hash = ? AND kind = ?",
+            (digest, kind)).fetchone()
+        if row is None or not hmac.compare_digest(row[1], digest):
+            return None
+        if row[2] is not None and row[2] <= time.time():
+            return None
+        return self.get_project(row[0])
+
+    def rotate_token(self, project_id: int, kind: str, grace_seconds: float = 3600.0,
+                     new_value: str | None = None) -> str:
+        """A new token of `kind`; the old ones keep working for `grace_seconds` (0: revoked now)."""
+        if self.get_project(project_id) is None:
+            raise NotFound(f"project {project_id} does not exist")
+        value = new_value or new_token(API_PREFIX if kind == "api" else SECRET_PREFIX)
+        now = time.time()
+        conn = self.conn()
+        with transaction(conn):
+            conn.execute(
+                "UPDATE tokens SET expires_at = MIN(COALESCE(expires_at, ?), ?) "
+                "WHERE project_id = ? AND kind = ?", (now + grace_seconds, now + grace_seconds,
+                                                       project_id, kind))
+            conn.execute(
+                "INSERT INTO tokens (project_id, kind, token_hash, prefix, created_at) "
+                "VALUES (?, ?, ?, ?, ?)", (project_id, kind, token_hash(value), value[:8], now))
+            if kind == "api":
+                conn.execute("UPDATE projects SET api_token = ? WHERE id = ?", (value, project_id))
+        return value
+
+    def update_project(self, project_id: int, **settings: Any) -> dict[str, Any]:
+        allowed = {"name", "default_group_type", "private_properties", "event_retention_days"}
+        sets, args = [], []
+        for k, v in settings.items():
+            if k not in allowed:
+                raise ValueError(f"unknown project setting {k}")
+            sets.append(f"{k} = ?")
+            args.append(json.dumps(v) if k == "private_properties" else v)
+        if sets:
+            conn = self.conn()
+            with transaction(conn):
+                conn.execute(f"UPDATE projects SET {', '.join(sets)} WHERE id = ?", (*args, project_id))
+        project = self.get_project(project_id)
+        if project is None:
+            raise NotFound(f"project {project_id} does not exist")
+        return project
+
+    def hash_salt(self, project_id: int) -> str:
+        row = self.conn().execute("SELECT hash_salt FROM projects WHERE id = ?", (project_id,)).fetchone()
+        return row[0] if row else ""
+
+    def flags_rev(self, project_id: int) -> int:
+        row = self.conn().execute("SELECT flags_rev FROM projects WHERE id = ?", (project_id,)).fetchone()
+        return row[0] if row else -1
+
+    # ------------------------------------------------------------ group types
+
+    def group_types(self, project_id: int) -> list[dict[str, Any]]:
+        rows = self.conn().execute(
+            "SELECT name, idx, created_at FROM group_types WHERE project_id = ? ORDER BY idx",
+            (project_id,)).fetchall()
+        return [{"name": n, "index": i, "created_at": c} for n, i, c in rows]
+
+    def ensure_group_type(self, conn: sqlite3.Connection, project_id: int, name: str) -> int:
+        """The index of group type `name`, created if new; LimitExceeded past 5 types.
+        Call inside a write transaction."""
+        row = conn.execute("SELECT idx FROM group_types WHERE project_id = ? AND name = ?",
+                           (project_id, name)).fetchone()
+        if row:
+            return row[0]
+        used = {r[0] for r in conn.execute("SELECT idx FROM group_types WHERE project_id = ?",
+                                           (project_id,))}
+        free = [i for i in range(MAX_GROUP_TYPES) if i not in used]
+        if not free:
+            raise LimitExceeded(
+                f"a project has at most {MAX_GROUP_TYPES} group types; {name!r} would be the "
+                f"{len(used) + 1}th")
+        conn.execute("INSERT INTO group_types (project_id, name, idx, created_at) VALUES (?, ?, ?, ?)",
+                     (project_id, name, free[0], time.time()))
+        return free[0]
+
+    def create_group_type(self, project_id: int, name: str) -> dict[str, Any]:
+        conn = self.conn()
+        with transaction(conn):
+            idx = self.ensure_group_type(conn, project_id, name)
+        return {"name": name, "index": idx}
