@@ -64,7 +64,7 @@ class _Batch:
             try:
                 self.store.ensure_group_type(self.conn, self.pid, group_type)
                 ok = True
-            except LimitExceeded as e:
+            except (LimitExceeded, ValueError) as e:
                 self.result.warnings.append(f"dropped group type {group_type!r}: {e}")
                 ok = False
             self.types[group_type] = ok

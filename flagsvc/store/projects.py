@@ -15,6 +15,7 @@ from .db import Conflict, LimitExceeded, NotFound, transaction
 MAX_GROUP_TYPES = 5
 API_PREFIX = "phc_"
 SECRET_PREFIX = "fsk_"
+TOKEN_KINDS = ("api", "secret")
 
 
 def token_hash(token: str) -> str:
@@ -90,6 +91,8 @@ class ProjectsMixin:
     def rotate_token(self, project_id: int, kind: str, grace_seconds: float = 3600.0,
                      new_value: str | None = None) -> str:
         """A new token of `kind`; the old ones keep working for `grace_seconds` (0: revoked now)."""
+        if kind not in TOKEN_KINDS:
+            raise ValueError(f"token kind must be one of {TOKEN_KINDS}, not {kind!r}")
         if self.get_project(project_id) is None:
             raise NotFound(f"project {project_id} does not exist")
         value = new_value or new_token(API_PREFIX if kind == "api" else SECRET_PREFIX)
@@ -143,6 +146,8 @@ class ProjectsMixin:
     def ensure_group_type(self, conn: sqlite3.Connection, project_id: int, name: str) -> int:
         """The index of group type `name`, created if new; LimitExceeded past 5 types.
         Call inside a write transaction."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a group type name must be a non-empty string, not {name!r}")
         row = conn.execute("SELECT idx FROM group_types WHERE project_id = ? AND name = ?",
                            (project_id, name)).fetchone()
         if row:

@@ -1,0 +1,122 @@
+"""Migrations: numbered, applied once each in a transaction, recorded; same end schema
+whether a database is created fresh or migrated one step at a time."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import pytest
+
+from flagsvc.store import Store, db
+
+
+def test_migration_files_are_numbered_and_in_order():
+    names = [name for name, _ in db.migration_names()]
+    assert names, "no migrations found in the package"
+    numbers = [int(re.match(r"^(\d{4})_[a-z0-9_]+$", n).group(1)) for n in names]
+    assert numbers == list(range(1, len(names) + 1)), names
+
+
+def test_fresh_database_applies_every_migration_once_and_records_it(db_path):
+    store = Store(db_path, migrate_now=False)
+    try:
+        applied = store.migrate()
+        assert applied == [name for name, _ in db.migration_names()]
+        recorded = [r[0] for r in store.conn().execute(
+            "SELECT name FROM schema_migrations ORDER BY name")]
+        assert recorded == applied
+        assert store.migrate() == []  # second run applies nothing
+        assert store.conn().execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(
+            applied)
+    finally:
+        store.close()
+
+
+def test_reopening_a_migrated_database_applies_nothing(db_path):
+    Store(db_path).close()
+    store = Store(db_path, migrate_now=False)
+    try:
+        assert store.migrate() == []
+    finally:
+        store.close()
+
+
+def test_step_by_step_migration_ends_with_the_fresh_schema(tmp_path, monkeypatch):
+    everything = db.migration_names()
+    fresh = Store(str(tmp_path / "fresh.db"))
+    try:
+        fresh_schema = fresh.schema()
+    finally:
+        fresh.close()
+
+    stepped_path = str(tmp_path / "stepped.db")
+    for n in range(1, len(everything) + 1):
+        monkeypatch.setattr(db, "migration_names", lambda n=n: everything[:n])
+        s = Store(stepped_path, migrate_now=False)
+        try:
+            assert s.migrate() == [everything[n - 1][0]]
+        finally:
+            s.close()
+    monkeypatch.undo()
+    stepped = Store(stepped_path)
+    try:
+        assert stepped.schema() == fresh_schema
+    finally:
+        stepped.close()
+
+
+def test_failed_migration_is_rolled_back_and_not_recorded(db_path, monkeypatch):
+    everything = db.migration_names()
+    broken = everything + [("9999_broken", "CREATE TABLE half_done (x INTEGER);\nNOT SQL AT ALL;")]
+    monkeypatch.setattr(db, "migration_names", lambda: broken)
+    store = Store(db_path, migrate_now=False)
+    try:
+        with pytest.raises(sqlite3.Error):
+            store.migrate()
+        conn = store.conn()
+        assert not conn.in_transaction
+        assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
+        assert conn.execute(
+            "SELECT 1 FROM schema_migrations WHERE name = '9999_broken'").fetchone() is None
+        # the good ones before it were committed
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(everything)
+    finally:
+        store.close()
+
+
+def test_statements_splitter_keeps_semicolons_in_strings_and_comments():
+    sql = ("-- a comment; with a semicolon\n"
+           "CREATE TABLE t (a TEXT DEFAULT 'x;y', -- trailing; comment\n b INTEGER);\n"
+           "INSERT INTO t (a) VALUES ('1;2');\n")
+    stmts = db._statements(sql)
+    assert len(stmts) == 2
+    conn = sqlite3.connect(":memory:")
+    for s in stmts:
+        conn.execute(s)
+    assert conn.execute("SELECT a FROM t").fetchone() == ("1;2",)
+
+
+def test_connections_use_wal_and_a_busy_timeout(store):
+    conn = store.conn()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_every_thread_gets_its_own_connection_with_the_same_settings(store):
+    import threading
+
+    seen = {}
+
+    def work():
+        c = store.conn()
+        seen["conn"] = c
+        seen["timeout"] = c.execute("PRAGMA busy_timeout").fetchone()[0]
+        seen["mode"] = c.execute("PRAGMA journal_mode").fetchone()[0]
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen["conn"] is not store.conn()
+    assert seen["timeout"] >= 5000 and seen["mode"].lower() == "wal"
