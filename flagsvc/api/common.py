@@ -1,0 +1,61 @@
+"""Helpers shared by the blueprints: the service on the app, token checks, CORS."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from flask import Response, current_app, request
+
+from ..errors import Unauthorized
+from ..service import FlagService
+
+
+def service() -> FlagService:
+    return current_app.extensions["flagsvc"]
+
+
+def config(name: str) -> Any:
+    return current_app.config["FLAGSVC"][name]
+
+
+def public_project(token: Any) -> dict[str, Any]:
+    """The project of a public api token; 401 for anything else (a secret key included)."""
+    project = service().project_for_token(token, "api") if isinstance(token, str) else None
+    if project is None:
+        if not token:
+            raise Unauthorized("an api token is required (api_key / token / writeKey)")
+        raise Unauthorized("unknown or revoked api token")
+    return project
+
+
+def basic_auth_user() -> str | None:
+    """The user name of HTTP Basic auth, or the raw token Accoil sends as `Basic <token>`."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return value
+    user, sep, _ = decoded.partition(":")
+    return user if sep else value
+
+
+def add_cors(response: Response) -> Response:
+    origins = config("CORS_ORIGINS")
+    origin = request.headers.get("Origin")
+    if origins == "*":
+        response.headers["Access-Control-Allow-Origin"] = origin or "*"
+    elif origin and origin in [o.strip() for o in origins.split(",")]:
+        response.headers["Access-Control-Allow-Origin"] = origin
+    else:
+        return response
+    response.headers["Vary"] = "Origin"
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+        "Access-Control-Request-Headers", "Content-Type, Authorization, Content-Encoding")
+    response.headers["Access-Control-Max-Age"] = "86400"
+    return response

@@ -1,0 +1,129 @@
+"""The decide endpoint, wire-compatible with PostHog's /flags and /decide (SPEC §5)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, request
+
+from ..engine import FlagResult
+from ..errors import BadRequest
+from ..service import make_context
+from .body import read_object
+from .common import add_cors, config, public_project, service
+
+bp = Blueprint("decide", __name__)
+bp.after_request(add_cors)
+
+_DESCRIPTIONS = {
+    "no_condition_match": "No matching condition set",
+    "out_of_rollout_bound": "Out of rollout bound",
+    "no_group_type": "No group key for the flag's bucket type",
+    "flag_disabled": "Feature flag is disabled",
+    "dependency_off": "A flag this flag depends on does not have the required value",
+}
+
+# Fields posthog-js reads from a /decide?v=3 answer besides the flags.
+_LEGACY_CONFIG = {
+    "config": {"enable_collect_everything": False},
+    "toolbarParams": {},
+    "isAuthenticated": False,
+    "supportedCompression": ["gzip", "gzip-js"],
+    "sessionRecording": False,
+    "capturePerformance": False,
+    "autocapture_opt_out": True,
+    "siteApps": [],
+}
+
+
+def reason_json(r: FlagResult) -> dict[str, Any]:
+    if r.reason == "condition_match":
+        desc = f"Matched condition set {(r.condition_index or 0) + 1}"
+    elif r.reason == "error":
+        desc = f"Error: {r.error}" if r.error else "Error"
+    else:
+        desc = _DESCRIPTIONS.get(r.reason, r.reason)
+    return {"code": r.reason, "condition_index": r.condition_index, "description": desc}
+
+
+def payload_json(payload: Any) -> str | None:
+    """PostHog sends payloads as JSON-encoded strings."""
+    if payload is None:
+        return None
+    return orjson.dumps(payload).decode()
+
+
+def flag_json(r: FlagResult) -> dict[str, Any]:
+    return {
+        "key": r.key,
+        "enabled": r.enabled,
+        "variant": r.variant if r.enabled else None,
+        "reason": reason_json(r),
+        "metadata": {"id": r.flag_id, "version": r.version,
+                     "payload": payload_json(r.payload) if r.enabled else None},
+    }
+
+
+def _evaluate(body: dict[str, Any]) -> tuple[dict[str, FlagResult], bool]:
+    project = public_project(body.get("api_key") or body.get("token") or request.args.get("token"))
+    keys = body.get("flag_keys_to_evaluate")
+    if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
+        raise BadRequest("flag_keys_to_evaluate must be a list of flag keys")
+    for name in ("groups", "person_properties", "group_properties"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise BadRequest(f"{name} must be an object")
+    did = body.get("distinct_id")
+    if did is not None and not isinstance(did, (str, int)):
+        raise BadRequest("distinct_id must be a string")
+    ctx = make_context(did, body.get("groups"), body.get("person_properties"),
+                       body.get("group_properties"))
+    results = service().evaluate(project["id"], ctx, keys)
+    return results, any(r.reason == "error" for r in results.values())
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), mimetype="application/json")
+
+
+@bp.route("/flags", methods=["POST", "OPTIONS"], strict_slashes=False)
+@bp.route("/flags/", methods=["POST", "OPTIONS"])
+def flags() -> Response:
+    if request.method == "OPTIONS":
+        return Response(status=204)
+    body = read_object(request, config("MAX_BODY_BYTES"))
+    results, errors = _evaluate(body)
+    return _json({
+        "flags": {k: flag_json(r) for k, r in results.items()},
+        "errorsWhileComputingFlags": errors,
+        "requestId": str(uuid.uuid4()),
+        "evaluatedAt": int(time.time() * 1000),
+    })
+
+
+@bp.route("/decide", methods=["POST", "OPTIONS"], strict_slashes=False)
+@bp.route("/decide/", methods=["POST", "OPTIONS"])
+def decide() -> Response:
+    if request.method == "OPTIONS":
+        return Response(status=204)
+    version = request.args.get("v", "3")
+    body = read_object(request, config("MAX_BODY_BYTES"))
+    results, errors = _evaluate(body)
+    if version not in ("1", "2", "3"):
+        return _json({
+            "flags": {k: flag_json(r) for k, r in results.items()},
+            "errorsWhileComputingFlags": errors,
+            "requestId": str(uuid.uuid4()),
+            "evaluatedAt": int(time.time() * 1000),
+            **_LEGACY_CONFIG,
+        })
+    return _json({
+        "featureFlags": {k: r.value for k, r in results.items()},
+        "featureFlagPayloads": {k: payload_json(r.payload) for k, r in results.items()
+                                if r.enabled and r.payload is not None},
+        "errorsWhileComputingFlags": errors,
+        "requestId": str(uuid.uuid4()),
+        **_LEGACY_CONFIG,
+    })

@@ -1,0 +1,53 @@
+"""Settings as data: defaults, then FLAGSVC_* environment variables, then a test mapping."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+
+
+def _bool(s: str) -> bool:
+    return s.strip().lower() in ("1", "true", "yes", "on")
+
+
+SETTINGS = [
+    Setting("DATABASE", "./flagsvc.db", "Path of the SQLite database file."),
+    Setting("API_TOKEN", None, "Public api token of the default project created on first start."),
+    Setting("SECRET_KEY", None, "Secret key of the default project created on first start."),
+    Setting("SYNCHRONOUS", "FULL", "SQLite synchronous mode: FULL (durable on power loss) or NORMAL."),
+    Setting("MAX_BODY_BYTES", 5 * 1024 * 1024,
+            "Largest request body accepted, after gzip decompression (bytes).", int),
+    Setting("MAX_EVENT_BYTES", 1024 * 1024, "Largest single event in an ingestion batch (bytes).", int),
+    Setting("MAX_BATCH_EVENTS", 5000, "Most events in one ingestion request.", int),
+    Setting("CACHE_SECONDS", 0.5,
+            "How long a worker reuses flag definitions and group properties before re-checking; "
+            "edits reach every worker within this time.", float),
+    Setting("CACHE_SIZE", 100_000, "Most group / person property sets cached per worker.", int),
+    Setting("CORS_ORIGINS", "*", "Allowed origins for decide and ingestion (browsers)."),
+    Setting("MAX_FUTURE_SECONDS", 86400.0,
+            "Events stamped further in the future than this are refused.", float),
+    Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
+    Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
+]
+
+
+def load_config(overrides: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    env = os.environ if environ is None else environ
+    config: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = env.get(f"FLAGSVC_{s.name}")
+        config[s.name] = s.parse(raw) if raw not in (None, "") else s.default
+    if overrides:
+        for k, v in overrides.items():
+            config[k.removeprefix("FLAGSVC_")] = v
+    return config

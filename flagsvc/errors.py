@@ -1,0 +1,94 @@
+"""One error hierarchy, mapped to one JSON body: {"code", "message", "detail", "errors"?}.
+
+`detail` repeats `message` because the stock PostHog SDKs read that field; Segment's
+clients read `code` and `message`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    """An error with an HTTP status and a stable machine-readable code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, errors: Any = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+        if code:
+            self.code = code
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message, "detail": self.message}
+        if self.errors is not None:
+            out["errors"] = self.errors
+        return out
+
+
+class BadRequest(APIError):
+    """The request cannot be understood (malformed JSON, wrong types)."""
+
+
+class ValidationFailed(APIError):
+    """The request is well-formed but its fields are invalid."""
+
+    status = 422
+    code = "validation_error"
+
+
+class Unauthorized(APIError):
+    """No valid token for this route."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(APIError):
+    """The token is valid but not for this route."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFoundError(APIError):
+    """No such object in this project."""
+
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(APIError):
+    """The write conflicts with the stored state (stale version, duplicate key)."""
+
+    status = 409
+    code = "conflict"
+
+
+class PreconditionRequired(APIError):
+    """A version (or If-Match) is needed for this write."""
+
+    status = 428
+    code = "precondition_required"
+
+
+class PayloadTooLarge(APIError):
+    """The body (or an event in it) is over the documented limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(APIError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Unavailable(APIError):
+    """The database could not be reached in time; retry."""
+
+    status = 503
+    code = "unavailable"
