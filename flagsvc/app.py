@@ -63,9 +63,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     store = Store(settings["DATABASE"], synchronous=settings["SYNCHRONOUS"])
     app.extensions["flagsvc"] = FlagService(store, settings["CACHE_SECONDS"], settings["CACHE_SIZE"])
 
-    from .api import admin, capture, decide, health
+    from .api import admin, capture, decide, definitions, health
 
-    for bp in (health.bp, decide.bp, capture.bp, admin.bp):
+    for bp in (health.bp, decide.bp, capture.bp, definitions.bp, admin.bp):
         app.register_blueprint(bp)
 
     from .metrics import LATENCY, REQUESTS

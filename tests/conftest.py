@@ -22,3 +22,60 @@ def store(db_path):
 @pytest.fixture
 def project(store):
     return store.create_project("test")
+
+
+class LiveServer:
+    """A real HTTP server (werkzeug, threaded) on a free loopback port, in this process."""
+
+    def __init__(self, app, server, thread):
+        self.app = app
+        self.server = server
+        self.thread = thread
+        self.url = f"http://127.0.0.1:{server.server_port}"
+        self.service = app.extensions["flagsvc"]
+        self.store = self.service.store
+
+    def stop(self):
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+def start_live_server(db_path, **config):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from flagsvc.app import create_app
+
+    app = create_app({"DATABASE": db_path, "LOG_LEVEL": "WARNING", **config})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return LiveServer(app, server, thread)
+
+
+@pytest.fixture
+def live_server(db_path):
+    """A running server with one project: `live_server.project` has api_token and secret_key."""
+    srv = start_live_server(db_path)
+    srv.project = srv.store.create_project("live")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def app(db_path):
+    from flagsvc.app import create_app
+
+    return create_app({"DATABASE": db_path, "LOG_LEVEL": "WARNING"})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def app_project(app):
+    """A project in the `app` fixture's database (has api_token and secret_key)."""
+    return app.extensions["flagsvc"].store.create_project("app")

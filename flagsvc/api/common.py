@@ -59,3 +59,21 @@ def add_cors(response: Response) -> Response:
         "Access-Control-Request-Headers", "Content-Type, Authorization, Content-Encoding")
     response.headers["Access-Control-Max-Age"] = "86400"
     return response
+
+
+def admin_project() -> dict[str, Any]:
+    """The project of the `Authorization: Bearer <secret_key>`; 401 otherwise. The public
+    api token is refused here (403) so a leaked browser token cannot change flags."""
+    from ..errors import Forbidden
+
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("admin routes need Authorization: Bearer <secret_key>")
+    project = service().project_for_token(token, "secret")
+    if project is None:
+        if service().project_for_token(token, "api") is not None:
+            raise Forbidden("that is the public api token; admin routes need the secret key")
+        raise Unauthorized("unknown or revoked secret key")
+    return project
