@@ -36,8 +36,10 @@ class Call:
 
 @dataclass(slots=True)
 class IngestResult:
-    """What a batch did: stored calls, duplicates skipped, and warnings (nothing silent)."""
+    """What a batch did: stored calls, duplicates skipped, group references dropped (a 6th
+    group type, an empty type name), and warnings (nothing silent)."""
 
     stored: int = 0
     duplicates: int = 0
+    dropped: int = 0
     warnings: list[str] = field(default_factory=list)

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from ..ingest.model import Call, IngestResult
 from .db import LimitExceeded, transaction
-from .merge import apply_set, apply_set_once, apply_unset
+from .merge import apply_set, apply_set_once, apply_unset, merge_into
 
 MAX_ANCESTORS = 10
 _CHUNK = 400
@@ -28,7 +28,7 @@ class _Row:
 
     id: int | None
     properties: dict[str, Any]
-    stamps: dict[str, float]
+    stamps: dict[str, Any]  # see merge.py
     created_at: float
     last_seen: float | None
     parent_key: str | None = None
@@ -55,10 +55,15 @@ class _Batch:
         self.memberships: dict[tuple[int, int], list[float]] = {}
         self.types: dict[str, bool] = {}
         self.result = IngestResult()
+        row = conn.execute("SELECT default_group_type FROM projects WHERE id = ?",
+                           (project_id,)).fetchone()
+        self.default_type: str = row[0] if row else "organization"
 
     # ------------------------------------------------------------ group types
 
     def type_ok(self, group_type: str) -> bool:
+        """Whether the group type exists or could be created; a refused type is warned
+        about once per batch and every reference to it is counted as dropped."""
         ok = self.types.get(group_type)
         if ok is None:
             try:
@@ -68,6 +73,8 @@ class _Batch:
                 self.result.warnings.append(f"dropped group type {group_type!r}: {e}")
                 ok = False
             self.types[group_type] = ok
+        if not ok:
+            self.result.dropped += 1
         return ok
 
     # ------------------------------------------------------------ loading
@@ -167,18 +174,18 @@ class _Batch:
         if call.kind == "alias" and call.previous_id and call.distinct_id:
             self.alias(call.distinct_id, call.previous_id, ts)
         touched: list[tuple[str, str]] = []
-        if call.kind == "group" and call.group_type and call.group_key:
-            if self.type_ok(call.group_type):
-                row = self.group(call.group_type, call.group_key)
+        gtype = call.group_type or self.default_type
+        if call.kind == "group" and call.group_key:
+            if self.type_ok(gtype):
+                row = self.group(gtype, call.group_key)
                 apply_set(row.properties, row.stamps, call.group_set, ts)
                 apply_unset(row.properties, row.stamps, call.group_unset, ts)
                 if call.parent_key is not None and (row.parent_ts is None or row.parent_ts <= ts):
                     if call.parent_type and not self.type_ok(call.parent_type):
                         pass
-                    elif (call.parent_type or call.group_type, call.parent_key) == (
-                            call.group_type, call.group_key):
+                    elif (call.parent_type or gtype, call.parent_key) == (gtype, call.group_key):
                         self.result.warnings.append(
-                            f"ignored parent of {call.group_type}/{call.group_key}: a group "
+                            f"ignored parent of {gtype}/{call.group_key}: a group "
                             "cannot be its own parent")
                     else:
                         row.parent_key = call.parent_key or None
@@ -186,7 +193,7 @@ class _Batch:
                         row.parent_ts = ts
                 row.dirty = True
                 if call.distinct_id:
-                    touched.append((call.group_type, call.group_key))
+                    touched.append((gtype, call.group_key))
         for t, k in call.groups.items():
             if self.type_ok(t):
                 touched.append((t, k))
@@ -213,17 +220,29 @@ class _Batch:
             return
         if other is target:
             return
-        # Merge the other person into the target: properties by last write, ids, memberships.
-        for k, v in other.properties.items():
-            if other.stamps.get(k, 0) >= target.stamps.get(k, 0) or k not in target.properties:
-                target.properties[k] = v
-                target.stamps[k] = other.stamps.get(k, ts)
+        # Merge the other person into the target: properties key by key (last write wins,
+        # tombstones included), distinct ids, memberships (stored and from this batch).
+        merge_into(target.properties, target.stamps, other.properties, other.stamps)
         target.created_at = min(target.created_at, other.created_at)
+        if other.last_seen is not None:
+            target.last_seen = max(target.last_seen or other.last_seen, other.last_seen)
         target.dirty = True
-        target.extra.setdefault("absorbed", []).append(other)
+        target.extra.setdefault("new_ids", []).extend(other.extra.pop("new_ids", []))
+        if other.id is not None:
+            target.extra.setdefault("absorbed", []).append(other)
+        target.extra.setdefault("absorbed", []).extend(other.extra.pop("absorbed", []))
         for did, row in list(self.persons.items()):
             if row is other:
                 self.persons[did] = target
+        for key, span in list(self.memberships.items()):
+            first, last, who, node = span
+            if who is other:
+                del self.memberships[key]
+                mine = self.memberships.get((id(target), node))  # type: ignore[arg-type]
+                if mine is None:
+                    self.memberships[(id(target), node)] = [first, last, target, node]  # type: ignore[index]
+                else:
+                    mine[0], mine[1] = min(mine[0], first), max(mine[1], last)
 
     # ------------------------------------------------------------ writing
 
@@ -287,14 +306,14 @@ class _Batch:
             "INSERT OR IGNORE INTO events (project_id, message_id, type, event, distinct_id, groups, "
             "properties, timestamp, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(pid, c.message_id, c.kind, c.event, c.distinct_id,
-              json.dumps(_event_groups(c)) if (c.groups or c.group_key) else None,
+              json.dumps(_event_groups(c, self.default_type)) if (c.groups or c.group_key) else None,
               json.dumps(c.properties), c.timestamp, now) for c in calls])
 
 
-def _event_groups(c: Call) -> dict[str, str]:
+def _event_groups(c: Call, default_type: str) -> dict[str, str]:
     groups = dict(c.groups)
-    if c.kind == "group" and c.group_type and c.group_key:
-        groups.setdefault(c.group_type, c.group_key)
+    if c.kind == "group" and c.group_key:
+        groups.setdefault(c.group_type or default_type, c.group_key)
     return groups
 
 

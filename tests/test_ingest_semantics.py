@@ -1,0 +1,376 @@
+"""Ingestion semantics through Store.ingest (SPEC §3): person and group properties,
+hierarchy, activity roll-up, per-key last-write-wins by event time, idempotency, aliases,
+limits and warnings, events and retention."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+from flagsvc.ingest.model import Call, IngestResult
+
+_ids = itertools.count()
+
+
+def call(kind="identify", ts=1000.0, **kw) -> Call:
+    kw.setdefault("message_id", f"m{next(_ids)}")
+    return Call(kind=kind, timestamp=ts, **kw)
+
+
+def identify(did="u1", ts=1000.0, **kw) -> Call:
+    return call("identify", ts, distinct_id=did, **kw)
+
+
+def group(gtype="organization", key="acme", ts=1000.0, **kw) -> Call:
+    return call("group", ts, group_type=gtype, group_key=key, **kw)
+
+
+def track(did="u1", groups=None, ts=1000.0, **kw) -> Call:
+    return call("track", ts, distinct_id=did, event="clicked", groups=groups or {}, **kw)
+
+
+@pytest.fixture
+def pid(project):
+    return project["id"]
+
+
+def person(store, pid, did="u1"):
+    return store.person_properties(pid, did)
+
+
+def gprops(store, pid, gtype="organization", key="acme"):
+    return store.group_properties(pid, gtype, key)
+
+
+# ------------------------------------------------------------ person properties
+
+def test_identify_set_set_once_unset(store, pid):
+    store.ingest(pid, [identify(person_set={"plan": "free", "email": "a@x.io"})])
+    store.ingest(pid, [identify(ts=1001, person_set_once={"plan": "pro", "first": "web"})])
+    assert person(store, pid) == {"plan": "free", "email": "a@x.io", "first": "web"}
+    store.ingest(pid, [identify(ts=1002, person_unset=["email"])])
+    assert person(store, pid) == {"plan": "free", "first": "web"}
+
+
+def test_null_value_sets_null(store, pid):
+    store.ingest(pid, [identify(person_set={"plan": "free"})])
+    store.ingest(pid, [identify(ts=1001, person_set={"plan": None})])
+    assert person(store, pid) == {"plan": None}
+    store.ingest(pid, [identify(ts=1002, person_set_once={"plan": "pro"})])
+    assert person(store, pid) == {"plan": None}  # present (as null): $set_once leaves it
+
+
+def test_set_once_does_not_resurrect_a_newer_unset(store, pid):
+    store.ingest(pid, [identify(ts=1000, person_set={"plan": "free"}),
+                       identify(ts=2000, person_unset=["plan"])])
+    store.ingest(pid, [identify(ts=1500, person_set_once={"plan": "late"})])
+    assert person(store, pid) == {}
+
+
+def test_set_once_order_independent_against_set(store, pid):
+    # in event order: $set at 1000, then $set_once at 2000 finds the key present
+    store.ingest(pid, [identify(ts=2000, person_set_once={"plan": "once"})])
+    store.ingest(pid, [identify(ts=1000, person_set={"plan": "set"})])
+    assert person(store, pid) == {"plan": "set"}
+
+
+def test_earliest_set_once_wins_whatever_the_arrival_order(store, pid):
+    store.ingest(pid, [identify(ts=2000, person_set_once={"source": "late"})])
+    store.ingest(pid, [identify(ts=1000, person_set_once={"source": "early"})])
+    assert person(store, pid) == {"source": "early"}
+
+
+# ------------------------------------------------------------ groups and hierarchy
+
+def test_group_call_sets_group_properties(store, pid):
+    r = store.ingest(pid, [group(group_set={"plan": "enterprise", "seats": 40})])
+    assert (r.stored, r.duplicates, r.warnings) == (1, 0, [])
+    assert gprops(store, pid) == {"plan": "enterprise", "seats": 40}
+    store.ingest(pid, [group(ts=1001, group_set={"seats": 41}, group_unset=["plan"])])
+    assert gprops(store, pid) == {"seats": 41}
+    assert [g["name"] for g in store.group_types(pid)] == ["organization"]
+
+
+def test_group_call_without_type_uses_the_project_default(store, pid):
+    store.update_project(pid, default_group_type="account")
+    store.ingest(pid, [call("group", group_key="acme", group_set={"plan": "pro"})])
+    assert gprops(store, pid, "account") == {"plan": "pro"}
+
+
+def test_parent_with_type(store, pid):
+    store.ingest(pid, [group("account", "a1", group_set={"plan": "pro"}),
+                       group("workspace", "w1", parent_key="a1", parent_type="account")])
+    assert store.group_parent(pid, "workspace", "w1") == ("account", "a1")
+    g = store.get_group(pid, "account", "a1")
+    assert g["children"] == [{"group_type": "workspace", "group_key": "w1"}]
+
+
+def test_parent_without_type_is_resolved_by_key_even_when_it_arrives_later(store, pid):
+    store.ingest(pid, [group("workspace", "w1", parent_key="a1")])
+    assert store.group_parent(pid, "workspace", "w1") is None  # not known yet
+    store.ingest(pid, [group("account", "a1", group_set={"plan": "pro"})])
+    assert store.group_parent(pid, "workspace", "w1") == ("account", "a1")
+    assert store.get_group(pid, "workspace", "w1")["parent"] == {
+        "group_type": "account", "group_key": "a1"}
+
+
+def test_parent_without_type_within_one_batch(store, pid):
+    store.ingest(pid, [group("workspace", "w1", parent_key="a1"),
+                       group("account", "a1"),
+                       track("u1", {"workspace": "w1"}, ts=1005)])
+    assert store.get_group(pid, "account", "a1")["last_seen"] == 1005
+
+
+def test_parent_is_last_write_wins_too(store, pid):
+    store.ingest(pid, [group("workspace", "w1", ts=2000, parent_key="a2", parent_type="account")])
+    store.ingest(pid, [group("workspace", "w1", ts=1000, parent_key="a1", parent_type="account")])
+    assert store.group_parent(pid, "workspace", "w1") == ("account", "a2")
+
+
+def test_group_naming_itself_as_parent_warns_and_stores_no_cycle(store, pid):
+    r = store.ingest(pid, [group("account", "a1", parent_key="a1", parent_type="account"),
+                           group("workspace", "w1", group_set={"x": 1})])
+    assert r.stored == 2
+    assert any("own parent" in w for w in r.warnings), r.warnings
+    assert store.group_parent(pid, "account", "a1") is None
+    assert gprops(store, pid, "workspace", "w1") == {"x": 1}
+
+
+def test_parent_cycles_do_not_hang_track(store, pid):
+    store.ingest(pid, [group("account", "a", parent_key="b", parent_type="workspace"),
+                       group("workspace", "b", parent_key="a", parent_type="account")])
+    started = time.monotonic()
+    r = store.ingest(pid, [track("u1", {"account": "a"}, ts=1500)])
+    assert time.monotonic() - started < 5
+    assert r.stored == 1
+    for t, k in [("account", "a"), ("workspace", "b")]:
+        assert store.get_group(pid, t, k)["last_seen"] == 1500
+
+
+def test_deep_chains_are_walked_at_most_ten_levels(store, pid):
+    # 15 levels alternating between two types: g0 -> g1 -> ... -> g14
+    calls = [group("account" if i % 2 else "workspace", f"g{i}", parent_key=f"g{i + 1}",
+                   parent_type="workspace" if i % 2 else "account") for i in range(14)]
+    calls.append(group("account" if 14 % 2 else "workspace", "g14"))
+    store.ingest(pid, calls)
+    store.ingest(pid, [track("u1", {"workspace": "g0"}, ts=5000)])
+    seen = [store.get_group(pid, "account" if i % 2 else "workspace", f"g{i}")["last_seen"]
+            for i in range(15)]
+    assert seen[:11] == [5000] * 11
+    assert all(s != 5000 for s in seen[11:]), seen
+
+
+# ------------------------------------------------------------ activity roll-up, memberships
+
+def test_track_updates_last_seen_and_memberships_of_group_and_ancestors(store, pid):
+    store.ingest(pid, [group("account", "a1", ts=100),
+                       group("workspace", "w1", ts=100, parent_key="a1", parent_type="account"),
+                       group("project", "p1", ts=100, parent_key="w1")])
+    store.ingest(pid, [track("u1", {"project": "p1"}, ts=2000)])
+    store.ingest(pid, [track("u1", {"project": "p1"}, ts=1500)])  # late: last_seen stays
+    for t, k in [("project", "p1"), ("workspace", "w1"), ("account", "a1")]:
+        assert store.get_group(pid, t, k)["last_seen"] == 2000, (t, k)
+    groups = {(g["group_type"], g["group_key"]): (g["first_seen"], g["last_seen"])
+              for g in store.get_person(pid, "u1")["groups"]}
+    assert groups == {("project", "p1"): (1500, 2000), ("workspace", "w1"): (1500, 2000),
+                      ("account", "a1"): (1500, 2000)}
+    members = store.get_group(pid, "account", "a1")["members"]
+    assert [m["distinct_id"] for m in members] == ["u1"]
+
+
+def test_group_call_with_user_id_makes_a_membership(store, pid):
+    store.ingest(pid, [group("organization", "acme", distinct_id="u9", group_set={"plan": "pro"})])
+    assert [(g["group_type"], g["group_key"]) for g in store.get_person(pid, "u9")["groups"]] == [
+        ("organization", "acme")]
+
+
+def test_track_does_not_invent_a_parent_nobody_described(store, pid):
+    store.ingest(pid, [group("workspace", "w1", parent_key="ghost", parent_type="account")])
+    store.ingest(pid, [track("u1", {"workspace": "w1"})])
+    assert gprops(store, pid, "account", "ghost") is None
+
+
+# ------------------------------------------------------------ last-write-wins
+
+def test_older_event_arriving_later_never_overwrites_across_batches(store, pid):
+    store.ingest(pid, [identify(ts=2000, person_set={"plan": "pro"}),
+                       group(ts=2000, group_set={"plan": "pro"})])
+    store.ingest(pid, [identify(ts=1000, person_set={"plan": "free", "seats": 3}),
+                       group(ts=1000, group_set={"plan": "free", "seats": 3})])
+    assert person(store, pid) == {"plan": "pro", "seats": 3}
+    assert gprops(store, pid) == {"plan": "pro", "seats": 3}
+
+
+def test_older_event_later_in_the_same_batch_never_overwrites(store, pid):
+    store.ingest(pid, [identify(ts=2000, person_set={"plan": "pro"}),
+                       identify(ts=1000, person_set={"plan": "free"}),
+                       group(ts=2000, group_set={"plan": "pro"}),
+                       group(ts=1000, group_set={"plan": "free"})])
+    assert person(store, pid) == {"plan": "pro"}
+    assert gprops(store, pid) == {"plan": "pro"}
+
+
+def test_equal_timestamps_go_to_receive_order(store, pid):
+    store.ingest(pid, [identify(person_set={"plan": "a"}), identify(person_set={"plan": "b"})])
+    assert person(store, pid) == {"plan": "b"}
+    store.ingest(pid, [identify(person_set={"plan": "c"})])
+    assert person(store, pid) == {"plan": "c"}
+
+
+def test_unset_tombstone_stops_an_older_set(store, pid):
+    store.ingest(pid, [identify(ts=1000, person_set={"plan": "pro"})])
+    store.ingest(pid, [identify(ts=3000, person_unset=["plan"]),
+                       group(ts=3000, group_unset=["plan"])])
+    store.ingest(pid, [identify(ts=2000, person_set={"plan": "free"}),
+                       group(ts=2000, group_set={"plan": "free"})])
+    assert person(store, pid) == {}
+    assert gprops(store, pid) == {}
+    store.ingest(pid, [identify(ts=4000, person_set={"plan": "new"})])
+    assert person(store, pid) == {"plan": "new"}
+
+
+# ------------------------------------------------------------ idempotency
+
+def test_same_message_id_within_a_batch_is_a_duplicate(store, pid):
+    a = identify(ts=1000, message_id="dup", person_set={"plan": "a"})
+    b = identify(ts=2000, message_id="dup", person_set={"plan": "b"})
+    r = store.ingest(pid, [a, b])
+    assert (r.stored, r.duplicates) == (1, 1)
+    assert person(store, pid) == {"plan": "a"}
+    assert store.count_events(pid) == 1
+
+
+def test_a_retried_batch_changes_nothing(store, pid, db_path):
+    batch = [identify(ts=1000, person_set={"plan": "a"}), group(group_set={"x": 1}),
+             track("u1", {"organization": "acme"}, ts=1200)]
+    assert store.ingest(pid, batch).stored == 3
+    store.ingest(pid, [identify(ts=3000, person_unset=["plan"])])
+    conn = store.conn()
+    before = {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+              for t in ("persons", "groups", "memberships", "events", "person_distinct_ids")}
+    r = store.ingest(pid, batch)
+    assert (r.stored, r.duplicates) == (0, 3)
+    after = {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in before}
+    assert after == before
+
+
+def test_message_ids_are_per_project(store, pid):
+    other = store.create_project("other")["id"]
+    store.ingest(pid, [identify(message_id="same", person_set={"p": 1})])
+    r = store.ingest(other, [identify(message_id="same", person_set={"p": 2})])
+    assert r.stored == 1
+    assert person(store, pid) == {"p": 1} and person(store, other) == {"p": 2}
+
+
+# ------------------------------------------------------------ alias
+
+def test_alias_merges_persons(store, pid):
+    store.ingest(pid, [identify("anon", ts=1000, person_set={"ref": "ad", "plan": "free"}),
+                       track("anon", {"organization": "acme"}, ts=1100),
+                       identify("user", ts=2000, person_set={"plan": "pro", "email": "u@x.io"}),
+                       track("user", {"organization": "beta"}, ts=2100)])
+    store.ingest(pid, [call("alias", ts=3000, distinct_id="user", previous_id="anon")])
+    p = store.get_person(pid, "user")
+    assert store.get_person(pid, "anon")["id"] == p["id"]
+    assert sorted(p["distinct_ids"]) == ["anon", "user"]
+    assert p["properties"] == {"ref": "ad", "plan": "pro", "email": "u@x.io"}
+    assert {g["group_key"] for g in p["groups"]} == {"acme", "beta"}
+    assert store.conn().execute("SELECT count(*) FROM persons").fetchone()[0] == 1
+
+
+def test_alias_within_one_batch_keeps_ids_and_memberships(store, pid):
+    r = store.ingest(pid, [identify("anon", ts=1000, person_set={"ref": "ad"}),
+                           track("anon", {"organization": "acme"}, ts=1100),
+                           identify("user", ts=2000, person_set={"email": "u@x.io"}),
+                           call("alias", ts=3000, distinct_id="user", previous_id="anon")])
+    assert r.stored == 4
+    p = store.get_person(pid, "user")
+    assert sorted(p["distinct_ids"]) == ["anon", "user"]
+    assert store.get_person(pid, "anon")["id"] == p["id"]
+    assert p["properties"] == {"ref": "ad", "email": "u@x.io"}
+    assert [g["group_key"] for g in p["groups"]] == ["acme"]
+
+
+def test_alias_of_stored_person_after_activity_in_the_same_batch(store, pid):
+    store.ingest(pid, [identify("anon", ts=1000), identify("user", ts=1000)])
+    r = store.ingest(pid, [track("anon", {"organization": "acme"}, ts=1100),
+                           call("alias", ts=3000, distinct_id="user", previous_id="anon")])
+    assert r.stored == 2
+    p = store.get_person(pid, "user")
+    assert sorted(p["distinct_ids"]) == ["anon", "user"]
+    assert [g["group_key"] for g in p["groups"]] == ["acme"]
+
+
+def test_alias_merge_respects_tombstones(store, pid):
+    store.ingest(pid, [identify("anon", ts=1000, person_set={"plan": "free"}),
+                       identify("user", ts=2000, person_unset=["plan"])])
+    store.ingest(pid, [call("alias", ts=3000, distinct_id="user", previous_id="anon")])
+    assert person(store, pid, "user") == {}
+
+
+def test_alias_to_unknown_previous_id_attaches_it(store, pid):
+    store.ingest(pid, [identify("user", person_set={"a": 1}),
+                       call("alias", ts=1001, distinct_id="user", previous_id="new-anon")])
+    assert person(store, pid, "new-anon") == {"a": 1}
+
+
+# ------------------------------------------------------------ limits and warnings
+
+def test_sixth_group_type_is_dropped_with_a_warning_and_the_rest_stored(store, pid):
+    for t in ["a", "b", "c", "d", "e"]:
+        store.create_group_type(pid, t)
+    r = store.ingest(pid, [group("f", "x", group_set={"p": 1}),
+                           group("a", "x", group_set={"p": 2}),
+                           track("u1", {"f": "x", "a": "x"}, ts=1500),
+                           identify("u1", person_set={"q": 3})])
+    assert r.stored == 4
+    assert len(r.warnings) == 1 and "'f'" in r.warnings[0] and "5" in r.warnings[0]
+    assert r.dropped == 2
+    assert gprops(store, pid, "f", "x") is None
+    assert gprops(store, pid, "a", "x") == {"p": 2}
+    assert store.get_group(pid, "a", "x")["last_seen"] == 1500
+    assert person(store, pid) == {"q": 3}
+    assert [g["name"] for g in store.group_types(pid)] == ["a", "b", "c", "d", "e"]
+
+
+def test_empty_group_type_is_a_warning_not_a_failure(store, pid):
+    r = store.ingest(pid, [track("u1", {"": "x"}), identify("u1", person_set={"q": 1})])
+    assert r.stored == 2 and r.warnings
+    assert person(store, pid) == {"q": 1}
+
+
+# ------------------------------------------------------------ events and retention
+
+def test_events_are_stored_with_message_ids(store, pid):
+    store.ingest(pid, [track("u1", {"organization": "acme"}, ts=1234, message_id="evt-1",
+                             properties={"button": "buy"})])
+    row = store.conn().execute(
+        "SELECT message_id, type, event, distinct_id, groups, properties, timestamp FROM events"
+    ).fetchone()
+    assert row == ("evt-1", "track", "clicked", "u1", '{"organization": "acme"}',
+                   '{"button": "buy"}', 1234)
+    ev = store.get_group(pid, "organization", "acme")["recent_events"]
+    assert [e["properties"] for e in ev] == [{"button": "buy"}]
+
+
+def test_purge_events_by_retention(store, pid, monkeypatch):
+    store.ingest(pid, [track("u1", message_id="old")])
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 40 * 86400)
+    store.ingest(pid, [track("u1", message_id="new")])
+    assert store.purge_events(pid, 30) == 1
+    assert [r[0] for r in store.conn().execute("SELECT message_id FROM events")] == ["new"]
+    assert store.purge_events(pid, 30) == 0
+
+
+def test_ingest_result_defaults():
+    r = IngestResult()
+    assert (r.stored, r.duplicates, r.warnings) == (0, 0, [])
+
+
+def test_group_call_without_type_is_recorded_under_the_default_type(store, pid):
+    store.ingest(pid, [call("group", group_key="acme", message_id="g-1")])
+    ev = store.get_group(pid, "organization", "acme")["recent_events"]
+    assert [e["type"] for e in ev] == ["group"]
