@@ -37,8 +37,8 @@ class Filter:
         v = props.get(self.key) if props is not None else None
         op = self.operator
         if op == "is_set" or op == "is_not_set":
-            present = v is not None
-            return present != (op == "is_not_set") != self.negate
+            # Parenthesised on purpose: `a != b != c` would chain into `a != b and b != c`.
+            return ((v is not None) != (op == "is_not_set")) != self.negate
         if v is None:
             return False
         return self.matcher(v, now) != self.negate

@@ -75,9 +75,12 @@ def to_timestamp(x: Any) -> float | None:
     if isinstance(x, bool):
         return None
     if isinstance(x, (int, float)):
-        if not math.isfinite(x):
+        try:
+            if not math.isfinite(x):
+                return None
+            return x / 1000.0 if abs(x) > 1e11 else float(x)
+        except OverflowError:  # an int too large for a float is no date
             return None
-        return x / 1000.0 if abs(x) > 1e11 else float(x)
     if isinstance(x, datetime):
         dt = x
     elif isinstance(x, date):
@@ -114,16 +117,20 @@ def parse_semver(x: Any) -> tuple | None:
     s = s.split("+", 1)[0]
     core, _, pre = s.partition("-")
     parts = core.split(".")
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+    # isascii(): str.isdigit() accepts digits such as "²" that int() refuses.
+    if not 1 <= len(parts) <= 3 or not all(p.isascii() and p.isdigit() for p in parts):
         return None
-    nums = [int(p) for p in parts] + [0] * (3 - len(parts))
-    if not pre:
-        return (*nums, 1, ())
-    ids: list[tuple[int, Any]] = []
-    for ident in pre.split("."):
-        if not ident:
-            return None
-        ids.append((0, int(ident)) if ident.isdigit() else (1, ident))
+    try:  # int() also refuses more than sys.get_int_max_str_digits() digits
+        nums = [int(p) for p in parts] + [0] * (3 - len(parts))
+        if not pre:
+            return (*nums, 1, ())
+        ids: list[tuple[int, Any]] = []
+        for ident in pre.split("."):
+            if not ident:
+                return None
+            ids.append((0, int(ident)) if ident.isascii() and ident.isdigit() else (1, ident))
+    except ValueError:
+        return None
     return (*nums, 0, tuple(ids))
 
 
@@ -188,7 +195,14 @@ def _regex(value: Any, ci: bool) -> Matcher:
     except re2.error as e:
         raise FilterError(f"invalid or unsupported regex {value!r}: {e}") from None
     search = pattern.search
-    return lambda v, now: search(to_text(v)) is not None
+
+    def match(v: Any, now: float) -> bool:
+        try:
+            return search(to_text(v)) is not None
+        except UnicodeEncodeError:  # a lone surrogate cannot be handed to RE2 as UTF-8
+            return False
+
+    return match
 
 
 def _compare(test: Callable[[Any, Any], bool]) -> Callable[[Any, bool], Matcher]:
