@@ -5,7 +5,16 @@
     flags.get_flag("new-billing", groups={"project": "p1"})
 """
 
-from .client import FlagClient, FlagClientError
+from typing import Any
 
 __all__ = ["FlagClient", "FlagClientError"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `import flagsvc.engine` stays free of Flask, SQLite and HTTP imports.
+    if name in __all__:
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(name)
