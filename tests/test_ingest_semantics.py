@@ -374,3 +374,109 @@ def test_group_call_without_type_is_recorded_under_the_default_type(store, pid):
     store.ingest(pid, [call("group", group_key="acme", message_id="g-1")])
     ev = store.get_group(pid, "organization", "acme")["recent_events"]
     assert [e["type"] for e in ev] == ["group"]
+
+
+# ------------------------------------------------------------ order independence (Hypothesis)
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_KEYS = st.sampled_from(["plan", "seats", "region"])
+_VALUES = st.one_of(st.none(), st.integers(-3, 3), st.sampled_from(["free", "pro"]))
+_OP = st.one_of(st.tuples(st.just("set"), st.dictionaries(_KEYS, _VALUES, min_size=1)),
+                st.tuples(st.just("unset"), st.lists(_KEYS, min_size=1, unique=True)))
+_ONCE_OP = st.one_of(_OP, st.tuples(st.just("set_once"),
+                                    st.dictionaries(_KEYS, _VALUES, min_size=1)))
+
+
+def _reference(ops_in_event_order) -> dict:
+    """Apply ops one by one in event order: what the properties must end as."""
+    props: dict = {}
+    for kind, arg in ops_in_event_order:
+        if kind == "set":
+            props.update(arg)
+        elif kind == "set_once":
+            for k, v in arg.items():
+                props.setdefault(k, v)
+        else:
+            for k in arg:
+                props.pop(k, None)
+    return props
+
+
+def _calls(op, ts, did, key):
+    kind, arg = op
+    person = {"set": "person_set", "set_once": "person_set_once", "unset": "person_unset"}[kind]
+    grp = {"set": "group_set", "unset": "group_unset"}.get(kind)
+    out = [identify(did, ts=ts, **{person: arg})]
+    if grp:
+        out.append(group("organization", key, ts=ts, **{grp: arg}))
+    return out
+
+
+def _deliver(store, pid, ops, timestamps, order, cuts, did, key):
+    """Send ops[i] with timestamps[i], in `order`, cut into batches at `cuts`."""
+    sequence = [c for i in order for c in _calls(ops[i], timestamps[i], did, key)]
+    bounds = sorted({0, len(sequence), *[c % (len(sequence) + 1) for c in cuts]})
+    for lo, hi in zip(bounds, bounds[1:]):
+        store.ingest(pid, sequence[lo:hi])
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), ops=st.lists(_OP, min_size=1, max_size=12))
+def test_lww_is_independent_of_arrival_order_and_batching(store, pid, data, ops):
+    n = len(ops)
+    timestamps = data.draw(st.lists(st.integers(0, 10_000), min_size=n, max_size=n, unique=True))
+    order = data.draw(st.permutations(range(n)))
+    cuts = data.draw(st.lists(st.integers(0, 50), max_size=5))
+    did, key = f"u{next(_ids)}", f"g{next(_ids)}"
+    _deliver(store, pid, ops, [float(t) for t in timestamps], order, cuts, did, key)
+    expected = _reference([ops[i] for i in sorted(range(n), key=lambda i: timestamps[i])])
+    assert (store.person_properties(pid, did) or {}) == expected
+    assert (store.group_properties(pid, "organization", key) or {}) == expected
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), ops=st.lists(_OP, min_size=1, max_size=12))
+def test_lww_ties_go_to_receive_order(store, pid, data, ops):
+    n = len(ops)
+    timestamps = data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+    order = data.draw(st.permutations(range(n)))
+    cuts = data.draw(st.lists(st.integers(0, 50), max_size=5))
+    did, key = f"u{next(_ids)}", f"g{next(_ids)}"
+    _deliver(store, pid, ops, [float(t) for t in timestamps], order, cuts, did, key)
+    received = {i: pos for pos, i in enumerate(order)}
+    event_order = sorted(range(n), key=lambda i: (timestamps[i], received[i]))
+    expected = _reference([ops[i] for i in event_order])
+    assert (store.person_properties(pid, did) or {}) == expected
+    assert (store.group_properties(pid, "organization", key) or {}) == expected
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), ops=st.lists(_ONCE_OP, min_size=1, max_size=10))
+def test_set_once_in_event_order_matches_the_reference(store, pid, data, ops):
+    """Delivered in event order (any batching), $set_once sets only absent keys."""
+    n = len(ops)
+    timestamps = sorted(data.draw(st.lists(st.integers(0, 10_000), min_size=n, max_size=n,
+                                           unique=True)))
+    cuts = data.draw(st.lists(st.integers(0, 50), max_size=5))
+    did, key = f"u{next(_ids)}", f"g{next(_ids)}"
+    _deliver(store, pid, ops, [float(t) for t in timestamps], range(n), cuts, did, key)
+    assert (store.person_properties(pid, did) or {}) == _reference(ops)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), ops=st.lists(_ONCE_OP, min_size=1, max_size=10))
+def test_set_once_and_set_are_order_independent_without_unsets(store, pid, data, ops):
+    ops = [op for op in ops if op[0] != "unset"] or [("set", {"plan": 1})]
+    n = len(ops)
+    timestamps = data.draw(st.lists(st.integers(0, 10_000), min_size=n, max_size=n, unique=True))
+    order = data.draw(st.permutations(range(n)))
+    did, key = f"u{next(_ids)}", f"g{next(_ids)}"
+    _deliver(store, pid, ops, [float(t) for t in timestamps], order, [], did, key)
+    expected = _reference([ops[i] for i in sorted(range(n), key=lambda i: timestamps[i])])
+    assert (store.person_properties(pid, did) or {}) == expected
