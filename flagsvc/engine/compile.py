@@ -81,6 +81,10 @@ def _rollout(value: Any, where: str, errors: list[str]) -> int:
     return int(value) if float(value).is_integer() else value  # type: ignore[return-value]
 
 
+def _flag_enabled_is(expected: bool) -> Matcher:
+    return lambda v, now: (v is not False) == expected
+
+
 def _filter(raw: Any, where: str, errors: list[str]) -> Filter | None:
     if not isinstance(raw, Mapping):
         errors.append(f"{where} must be an object")
@@ -102,7 +106,11 @@ def _filter(raw: Any, where: str, errors: list[str]) -> Filter | None:
         value = raw.get("value")
         if source == "flag" and op == "exact" and value is None:
             value = True
-        matcher = build_matcher(op, value, bool(raw.get("case_insensitive")) or ci)
+        if source == "flag" and op == "exact" and isinstance(value, bool):
+            # A multivariate flag's value is its variant key: `true` means "on, any variant".
+            matcher = _flag_enabled_is(value)
+        else:
+            matcher = build_matcher(op, value, bool(raw.get("case_insensitive")) or ci)
     except FilterError as e:
         errors.append(f"{where}: {e}")
         return None

@@ -23,17 +23,21 @@ def find_group_key(
     """(key, path) where path is None when the request named the type itself, or the
     chain of (type, key) walked from a named group up to the found one."""
     key = groups.get(group_type)
-    if key is not None:
+    if key is not None and key != "":  # an empty key names no group
         return str(key), None
     for start_type, start_key in groups.items():
-        if start_key is None:
+        if start_key is None or start_key == "":
             continue
         node = (start_type, str(start_key))
         path = [node]
         seen = {node}
         for _ in range(MAX_DEPTH):
-            parent = resolver.group_parent(*node)
-            if parent is None or parent in seen:
+            found = resolver.group_parent(*node)
+            if not found or found[1] is None or found[1] == "":
+                break
+            # A store may hand back a list or a row: make it a hashable (type, key) pair.
+            parent = (str(found[0]), str(found[1]))
+            if parent in seen:
                 break
             path.append(parent)
             if parent[0] == group_type:
