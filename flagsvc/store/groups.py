@@ -64,10 +64,17 @@ class GroupsMixin:
         group["parent"] = {"group_type": parent[0], "group_key": parent[1]} if parent else (
             group["parent"])
         children = conn.execute(
-            "SELECT group_type, group_key FROM groups WHERE project_id = ? AND parent_key = ? "
-            "AND (parent_type = ? OR parent_type IS NULL) ORDER BY group_type, group_key LIMIT 1000",
-            (project_id, key, group_type)).fetchall()
-        group["children"] = [{"group_type": t, "group_key": k} for t, k in children]
+            "SELECT group_type, group_key, parent_type FROM groups WHERE project_id = ? AND "
+            "parent_key = ? AND (parent_type = ? OR parent_type IS NULL) "
+            "ORDER BY group_type, group_key LIMIT 1000", (project_id, key, group_type)).fetchall()
+        # A parent named without its type is whichever group has that key (see group_parent);
+        # list the child only under that one, not under every group sharing the key.
+        resolved: dict[str, str | None] = {}
+        for t, _, ptype in children:
+            if ptype is None and t not in resolved:
+                resolved[t] = self.type_of_key(project_id, key, prefer_not=t)
+        group["children"] = [{"group_type": t, "group_key": k} for t, k, ptype in children
+                             if ptype is not None or resolved[t] == group_type]
         group["members"] = [
             {"distinct_id": d, "first_seen": f, "last_seen": last}
             for d, f, last in conn.execute(

@@ -1,0 +1,176 @@
+"""Reading groups and persons (the group profile page), and online backups."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+
+import pytest
+
+from flagsvc.ingest.model import Call
+from flagsvc.store import NotFound, Store
+
+_ids = itertools.count()
+
+
+def _call(kind, ts=1000.0, **kw):
+    return Call(kind=kind, message_id=f"g{next(_ids)}", timestamp=ts, **kw)
+
+
+@pytest.fixture
+def hierarchy(store, project):
+    """account a1 > workspaces w1, w2 > project p1 (parent given without type), two users."""
+    pid = project["id"]
+    store.ingest(pid, [
+        _call("group", group_type="account", group_key="a1", group_set={"plan": "enterprise"}),
+        _call("group", group_type="account", group_key="a2", group_set={"plan": "free"}),
+        _call("group", group_type="workspace", group_key="w1", parent_key="a1",
+              parent_type="account", group_set={"seats": 10}),
+        _call("group", group_type="workspace", group_key="w2", parent_key="a1",
+              parent_type="account", group_set={"seats": 3}),
+        _call("group", group_type="project", group_key="p1", parent_key="w1"),
+        _call("track", ts=1100, distinct_id="alice", event="opened", groups={"project": "p1"},
+              properties={"n": 1}),
+        _call("track", ts=1200, distinct_id="bob", event="opened", groups={"workspace": "w2"}),
+        _call("identify", distinct_id="alice", person_set={"email": "alice@a1.io"}),
+    ])
+    return pid
+
+
+def test_group_profile(store, hierarchy):
+    g = store.get_group(hierarchy, "account", "a1")
+    assert g["properties"] == {"plan": "enterprise"}
+    assert g["parent"] is None
+    assert g["children"] == [{"group_type": "workspace", "group_key": "w1"},
+                             {"group_type": "workspace", "group_key": "w2"}]
+    assert [m["distinct_id"] for m in g["members"]] == ["bob", "alice"]  # most recent first
+    assert g["last_seen"] == 1200
+    p = store.get_group(hierarchy, "project", "p1")
+    assert p["parent"] == {"group_type": "workspace", "group_key": "w1"}
+    assert [(e["type"], e["event"], e["distinct_id"], e["properties"])
+            for e in p["recent_events"]] == [("track", "opened", "alice", {"n": 1}),
+                                             ("group", None, None, {})]
+    with pytest.raises(NotFound):
+        store.get_group(hierarchy, "account", "nope")
+
+
+def test_children_without_parent_type_belong_to_the_resolved_parent_only(store, hierarchy):
+    # a workspace and an account share key "x"; the child names "x" without a type
+    store.ingest(hierarchy, [
+        _call("group", group_type="account", group_key="x"),
+        _call("group", group_type="workspace", group_key="x", parent_key="a1",
+              parent_type="account"),
+        _call("group", group_type="project", group_key="p9", parent_key="x"),
+    ])
+    parent = store.group_parent(hierarchy, "project", "p9")
+    assert parent is not None
+    listed = [(t, k) for t, k in (("account", "x"), ("workspace", "x"))
+              if {"group_type": "project", "group_key": "p9"} in
+              store.get_group(hierarchy, t, k)["children"]]
+    assert listed == [parent]
+
+
+def test_list_and_search_groups(store, hierarchy):
+    groups, total = store.list_groups(hierarchy, group_type="account")
+    assert total == 2 and [g["group_key"] for g in groups] == ["a1", "a2"]
+    groups, total = store.list_groups(hierarchy, properties={"plan": "free"})
+    assert total == 1 and groups[0]["group_key"] == "a2"
+    groups, total = store.list_groups(hierarchy, properties={"seats": 10})
+    assert [g["group_key"] for g in groups] == ["w1"]
+    groups, total = store.list_groups(hierarchy, search="w")
+    assert total == 2 and [g["group_key"] for g in groups] == ["w1", "w2"]
+    page, total = store.list_groups(hierarchy, limit=2, offset=1)
+    assert total == 5 and len(page) == 2
+    assert dict(store.iter_groups(hierarchy, "workspace")) == {"w1": {"seats": 10},
+                                                               "w2": {"seats": 3}}
+
+
+def test_groups_and_persons_are_scoped_to_their_project(store, hierarchy):
+    other = store.create_project("other")["id"]
+    assert store.list_groups(other) == ([], 0)
+    assert store.group_properties(other, "account", "a1") is None
+    assert store.person_properties(other, "alice") is None
+    with pytest.raises(NotFound):
+        store.get_person(other, "alice")
+
+
+def test_person_profile_and_listing(store, hierarchy):
+    p = store.get_person(hierarchy, "alice")
+    assert p["properties"] == {"email": "alice@a1.io"}
+    assert p["distinct_ids"] == ["alice"]
+    assert {(g["group_type"], g["group_key"]) for g in p["groups"]} == {
+        ("project", "p1"), ("workspace", "w1"), ("account", "a1")}
+    persons, total = store.list_persons(hierarchy)
+    assert total == 2 and {x["distinct_id"] for x in persons} == {"alice", "bob"}
+
+
+# ------------------------------------------------------------ backup
+
+def _all_rows(conn: sqlite3.Connection) -> dict[str, list]:
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {t: conn.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in tables}
+
+
+def test_backup_is_a_consistent_copy(store, hierarchy, tmp_path):
+    store.create_flag(hierarchy, {"key": "f", "active": True})
+    dest = str(tmp_path / "backup.db")
+    store.backup(dest)
+    copy = Store(dest)
+    try:
+        assert copy.integrity_check() == "ok"
+        assert copy.migrate() == []
+        assert copy.schema() == store.schema()
+        assert _all_rows(copy.conn()) == _all_rows(store.conn())
+        assert copy.get_flag(hierarchy, "f")["key"] == "f"
+    finally:
+        copy.close()
+
+
+def test_backup_while_another_thread_writes(store, project, tmp_path):
+    pid = project["id"]
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            try:
+                store.ingest(pid, [_call("identify", ts=float(i), distinct_id=f"u{i}",
+                                         person_set={"i": i})])
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+                return
+            i += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for n in range(3):
+            dest = str(tmp_path / f"b{n}.db")
+            store.backup(dest)
+            conn = sqlite3.connect(dest)
+            try:
+                assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                persons = conn.execute("SELECT count(*) FROM persons").fetchone()[0]
+                events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+                assert persons == events  # one consistent snapshot: each batch whole or absent
+            finally:
+                conn.close()
+    finally:
+        stop.set()
+        t.join()
+    assert errors == []
+
+
+def test_backup_overwrites_an_existing_file(store, project, tmp_path):
+    dest = tmp_path / "old.db"
+    sqlite3.connect(dest).execute("CREATE TABLE junk (x)").connection.commit()
+    store.backup(str(dest))
+    conn = sqlite3.connect(dest)
+    try:
+        assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'junk'").fetchone() is None
+        assert conn.execute("SELECT name FROM projects").fetchall() == [("test",)]
+    finally:
+        conn.close()
