@@ -480,3 +480,30 @@ def test_set_once_and_set_are_order_independent_without_unsets(store, pid, data,
     _deliver(store, pid, ops, [float(t) for t in timestamps], order, [], did, key)
     expected = _reference([ops[i] for i in sorted(range(n), key=lambda i: timestamps[i])])
     assert (store.person_properties(pid, did) or {}) == expected
+
+
+def test_concurrent_ingestion_loses_nothing(store, pid):
+    """Several threads (one connection each) write the same groups: no lock errors, no loss."""
+    import threading
+
+    errors: list[Exception] = []
+
+    def worker(w: int) -> None:
+        try:
+            for b in range(10):
+                store.ingest(pid, [
+                    group("organization", "acme", ts=w * 100 + b, group_set={f"w{w}": b}),
+                    track(f"u{w}", {"organization": "acme"}, ts=w * 100 + b,
+                          message_id=f"t{w}-{b}")])
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert gprops(store, pid) == {f"w{w}": 9 for w in range(4)}
+    assert store.count_events(pid) == 80
+    assert len(store.get_group(pid, "organization", "acme")["members"]) == 4
