@@ -1,0 +1,23 @@
+# flagsvc: docker build -t flagsvc . && docker run -p 8000:8000 -v flagsvc-data:/data flagsvc
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    FLAGSVC_DATABASE=/data/flagsvc.db
+
+WORKDIR /app
+COPY pyproject.toml README.md wsgi.py ./
+COPY flagsvc ./flagsvc
+COPY migrations ./migrations
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 10001 --home-dir /data flagsvc \
+    && mkdir -p /data && chown flagsvc /data
+
+USER flagsvc
+VOLUME ["/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"
+# The first start on an empty volume creates the default project and prints its tokens
+# (or takes FLAGSVC_API_TOKEN / FLAGSVC_SECRET_KEY).
+CMD ["flagsvc", "serve", "--bind", "0.0.0.0:8000"]
