@@ -120,3 +120,14 @@ def test_every_thread_gets_its_own_connection_with_the_same_settings(store):
     t.join()
     assert seen["conn"] is not store.conn()
     assert seen["timeout"] >= 5000 and seen["mode"].lower() == "wal"
+
+
+def test_transaction_reraises_the_original_error_when_sqlite_already_rolled_back(store):
+    conn = store.conn()
+    with pytest.raises(ValueError, match="original"):
+        with db.transaction(conn):
+            conn.execute("ROLLBACK")  # as SQLite does itself on SQLITE_FULL / IOERR
+            raise ValueError("original")
+    assert not conn.in_transaction
+    with db.transaction(conn):  # the connection is still usable
+        conn.execute("UPDATE projects SET name = name")

@@ -55,7 +55,8 @@ def transaction(conn: sqlite3.Connection, write: bool = True) -> Iterator[sqlite
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # some errors (SQLITE_FULL, IOERR) already rolled it back
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 
