@@ -1,5 +1,155 @@
-"""Ingestion endpoints (Segment, PostHog, Accoil wire formats). Filled in by the ingestion work."""
+"""Ingestion endpoints (SPEC §3): Segment HTTP Tracking API, PostHog capture, Accoil v2.
 
-from flask import Blueprint
+Every request: read the body (size limit, gzip, strict JSON → 400/413), authenticate the
+project's public api token (401), parse the events (`ingest.formats`; at most
+MAX_BATCH_EVENTS → else 413, each at most MAX_EVENT_BYTES), then store the good ones in one
+transaction (`Store.ingest`) and answer 200 only after the commit. Bad events are skipped and
+listed in `rejected` ([{index, reason, message_id?}]); if every event is bad the answer is
+400 with that list in `errors`. Warnings of the store (a 6th group type dropped) are listed
+in `warnings`.
+
+| format  | paths                                   | auth                                   | success |
+|---------|-----------------------------------------|----------------------------------------|---------|
+| Segment | /v1/{identify,group,track,page,screen,alias,batch,import} | `writeKey` in body, else Basic user | `{"success": true}` |
+| PostHog | /batch, /capture, /e, /i/v0/e, /track, /engage (± trailing /) | `api_key` / `token` in body, else in the first event (`properties.token`), else `?token=` | `{"status": 1}` |
+| Accoil  | /v2/{identify,group,track}              | `Authorization: Basic <token>` (raw or user:)  | `{"success": true}` |
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, TypeVar
+
+from flask import Blueprint, Response, request
+
+from ..errors import BadRequest, PayloadTooLarge
+from ..ingest import formats, privacy
+from ..ingest.model import IngestResult
+from ..metrics import EVENTS
+from .body import read_json
+from .common import add_cors, basic_auth_user, config, public_project, service
+
+log = logging.getLogger("flagsvc.capture")
 
 bp = Blueprint("capture", __name__)
+bp.after_request(add_cors)
+
+T = TypeVar("T")
+_SEGMENT = "identify,group,track,page,screen,alias,batch,import"
+
+
+@bp.before_request
+def _preflight() -> Response | None:
+    if request.method == "OPTIONS":
+        return Response(status=204)
+    return None
+
+
+def _route(*paths: str) -> Callable:
+    """Register a view on each path with and without a trailing slash (no redirects:
+    clients POST to either form)."""
+    def register(view: Callable) -> Callable:
+        for path in paths:
+            for rule in (path, path + "/"):
+                bp.add_url_rule(rule, view_func=view, methods=["POST", "OPTIONS"],
+                                strict_slashes=False)
+        return view
+    return register
+
+
+def _options(project: dict[str, Any], received_at: float) -> formats.Options:
+    policy = privacy.policy_of(project.get("private_properties"))
+    return formats.Options(
+        received_at=received_at,
+        default_group_type=project.get("default_group_type") or "organization",
+        max_future_seconds=config("MAX_FUTURE_SECONDS"),
+        max_event_bytes=config("MAX_EVENT_BYTES"),
+        max_batch_events=config("MAX_BATCH_EVENTS"),
+        private=policy,
+        salt=service().store.hash_salt(project["id"]) if policy else "")
+
+
+def _parse(parse: Callable[[], T]) -> T:
+    """Run a parser, mapping request-level format errors to 400 / 413."""
+    try:
+        return parse()
+    except formats.TooManyEvents as e:
+        raise PayloadTooLarge(str(e), code="too_many_events") from None
+    except formats.FormatError as e:
+        raise BadRequest(str(e), code="invalid_body") from None
+
+
+def _store(project: dict[str, Any], parsed: formats.Parsed) -> IngestResult:
+    """Store the good calls (one transaction); 400 when there were events and all were bad."""
+    if parsed.rejected:
+        EVENTS.labels("rejected").inc(len(parsed.rejected))
+        log.info("rejected %d of %d events", len(parsed.rejected), parsed.total,
+                 extra={"project": project["id"]})
+    if not parsed.calls:
+        if parsed.rejected:
+            n = len(parsed.rejected)
+            first = parsed.rejected[0]["reason"]
+            raise BadRequest(f"{'the event was' if n == 1 else f'all {n} events were'} "
+                             f"rejected: {first}", errors=parsed.rejected, code="invalid_events")
+        return IngestResult()
+    result = service().store.ingest(project["id"], parsed.calls)
+    EVENTS.labels("stored").inc(result.stored)
+    if result.duplicates:
+        EVENTS.labels("duplicate").inc(result.duplicates)
+    if result.warnings:
+        log.warning("ingestion warnings: %s", "; ".join(result.warnings),
+                    extra={"project": project["id"]})
+    return result
+
+
+def _reply(base: dict[str, Any], parsed: formats.Parsed, result: IngestResult) -> dict:
+    out = dict(base)
+    if parsed.rejected:
+        out["rejected"] = parsed.rejected
+    if result.warnings:
+        out["warnings"] = result.warnings
+    return out
+
+
+# ------------------------------------------------------------ Segment
+
+@_route(f"/v1/<any({_SEGMENT}):kind>")
+def segment(kind: str) -> dict[str, Any]:
+    received = time.time()
+    body = read_json(request, config("MAX_BODY_BYTES"))
+    token = body.get("writeKey") if isinstance(body, dict) else None
+    project = public_project(token or basic_auth_user())
+    parsed = _parse(lambda: formats.parse_segment(body, kind, _options(project, received)))
+    return _reply({"success": True}, parsed, _store(project, parsed))
+
+
+# ------------------------------------------------------------ Accoil v2
+
+@_route("/v2/<any(identify,group,track):kind>")
+def accoil(kind: str) -> dict[str, Any]:
+    received = time.time()
+    body = read_json(request, config("MAX_BODY_BYTES"))
+    token = basic_auth_user()
+    if not token and isinstance(body, dict):
+        token = body.get("writeKey") or body.get("api_key")
+    project = public_project(token)
+    parsed = _parse(lambda: formats.parse_accoil(body, kind, _options(project, received)))
+    return _reply({"success": True}, parsed, _store(project, parsed))
+
+
+# ------------------------------------------------------------ PostHog
+
+@_route("/batch", "/capture", "/e", "/i/v0/e", "/track", "/engage")
+def posthog() -> dict[str, Any]:
+    received = time.time()
+    body = read_json(request, config("MAX_BODY_BYTES"))
+    events, _ = _parse(lambda: formats.posthog_events(body))
+    token, from_event = formats.posthog_token(body, events)
+    token = token or request.args.get("token") or request.args.get("api_key")
+    project = public_project(token)
+    engage = request.path.rstrip("/").endswith("/engage")
+    parsed = _parse(lambda: formats.parse_posthog(
+        body, _options(project, received), event_token=token if from_event else None,
+        sent_at=request.args.get("_"), default_event="$set" if engage else None))
+    return _reply({"status": 1}, parsed, _store(project, parsed))

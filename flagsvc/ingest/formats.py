@@ -1,0 +1,444 @@
+"""Wire formats → normalized `Call`s: Segment HTTP Tracking API, PostHog capture, Accoil v2.
+
+Pure functions: no I/O, no clock (the receive time comes in `Options`). A request-level
+problem (the body is not a batch, too many events) raises `FormatError`; a bad event raises
+`EventError` inside the per-event parser and is collected as a rejection, so the good events
+of a batch are still stored.
+
+Decisions (documented in the capture blueprint too):
+- Event time: `timestamp` (ISO-8601, or Unix seconds / milliseconds) corrected for client
+  clock skew with `sentAt` / `sent_at` (message-level first, then the batch's):
+  ``corrected = timestamp + (received_at - sent_at)``. PostHog `offset` (ms before sending)
+  is used when there is no `timestamp`. No timestamp at all → received time. The result must
+  be after 2000-01-01 and at most `max_future_seconds` ahead of the receive time.
+- Message ids: `messageId` (Segment, Accoil) / `uuid` (PostHog); missing → a deterministic
+  ``"h:" + sha256`` of the format, the type and the canonical message (minus keys that change
+  on retry, like `sentAt`), so a retried message without an id is still stored once. Two
+  identical messages without id and without timestamp are therefore one.
+- Group type of a group call: explicit field (`groupType`, `$group_type`), else trait
+  `group_type`, else the project's default. `group_type`, `parent_group_id` and
+  `parent_group_type` are structure, not properties: they are removed from the stored traits
+  (the parent is shown as the group's `parent`). `parent_group_id: null` clears the parent.
+- Segment/Accoil events are attributed to `context.groupId` (type `context.groupType`, else
+  the default type) and to every pair of `context.groups` (`{type: key}`).
+- Segment identify carrying both `userId` and `anonymousId` also merges the anonymous
+  person into the user (an alias), as PostHog's `$identify` with `$anon_distinct_id` does.
+- PostHog `$groupidentify` updates the group only: its `distinct_id` (random in
+  posthog-python) creates no person and no membership. `$process_person_profile: false`
+  likewise leaves persons alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+import orjson
+
+from . import privacy
+from .model import Call
+
+MIN_TIMESTAMP = 946684800.0  # 2000-01-01T00:00:00Z
+MAX_ID_LENGTH = 200  # distinct ids, group keys, message ids
+MAX_NAME_LENGTH = 200  # event names, group type names
+MAX_DEPTH = 64  # nesting of one event; deeper is refused (keeps every later step bounded)
+ILLEGAL_IDS = frozenset({"undefined", "null", "None", "NaN", "[object Object]"})
+
+SEGMENT_TYPES = {"identify": "identify", "group": "group", "track": "track", "page": "track",
+                 "screen": "track", "alias": "alias"}
+PAGE_EVENTS = {"page": "$pageview", "screen": "$screen"}
+# Keys that change when the same message is retried; left out of derived message ids.
+_VOLATILE = frozenset({"sentAt", "sent_at", "receivedAt", "writeKey", "api_key", "token"})
+# PostHog event properties that are structure or credentials, not event data.
+_POSTHOG_STRIP = frozenset({"$set", "$set_once", "$unset", "$group_set", "$groups", "token",
+                            "$token", "api_key"})
+_STRUCTURE_TRAITS = ("group_type", "parent_group_id", "parent_group_type")
+_ACCOIL_KEYS = {"user_id": "userId", "group_id": "groupId", "anonymous_id": "anonymousId",
+                "message_id": "messageId", "previous_id": "previousId", "group_type": "groupType"}
+
+
+class FormatError(ValueError):
+    """The request body as a whole is not in the expected shape."""
+
+
+class TooManyEvents(FormatError):
+    """More events in one request than the documented limit."""
+
+
+class EventError(ValueError):
+    """One event is invalid; it is reported and skipped."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What parsing needs besides the body: the receive time and the project's settings."""
+
+    received_at: float
+    default_group_type: str = "organization"
+    max_future_seconds: float = 86400.0
+    max_event_bytes: int = 1024 * 1024
+    max_batch_events: int = 5000
+    private: Mapping[str, str] = field(default_factory=dict)
+    salt: str = ""
+
+
+@dataclass
+class Parsed:
+    """The calls of the good events and one `{index, reason, message_id?}` per bad one."""
+
+    calls: list[Call] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.calls) + len(self.rejected)
+
+
+# ------------------------------------------------------------ shared pieces
+
+def parse_time(value: Any, what: str = "timestamp") -> float | None:
+    """Unix seconds from ISO-8601 (naive = UTC) or a Unix number (seconds, or milliseconds
+    when it is too large to be seconds); None for a missing value; EventError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+        if not math.isfinite(seconds):
+            raise EventError(f"{what} is not a finite number")
+        return seconds / 1000.0 if abs(seconds) >= 1e11 else seconds
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise EventError(f"{what} {value[:40]!r} is not an ISO-8601 time") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+    raise EventError(f"{what} must be an ISO-8601 string, not {type(value).__name__}")
+
+
+def event_time(timestamp: Any, sent_at: Any, received_at: float, offset_ms: Any = None,
+               ) -> float:
+    """The event time in server time: the client's timestamp shifted by the client's clock
+    error (received_at - sent_at), else received_at - offset, else received_at."""
+    ts = parse_time(timestamp, "timestamp")
+    if ts is not None:
+        sent = parse_time(sent_at, "sentAt")
+        return ts if sent is None else ts + (received_at - sent)
+    if offset_ms is not None:
+        if isinstance(offset_ms, bool) or not isinstance(offset_ms, (int, float)):
+            raise EventError("offset must be a number of milliseconds")
+        return received_at - float(offset_ms) / 1000.0
+    return received_at
+
+
+def check_time(ts: float, opts: Options) -> float:
+    if ts < MIN_TIMESTAMP:
+        raise EventError("timestamp is before 2000-01-01 (after clock-skew correction)")
+    if ts > opts.received_at + opts.max_future_seconds:
+        raise EventError(f"timestamp is more than {opts.max_future_seconds:g} seconds in the "
+                         "future (after clock-skew correction)")
+    return ts
+
+
+def derived_message_id(kind: str, msg: Mapping[str, Any]) -> str:
+    """A stable id for a message that has none: equal messages get equal ids."""
+    stable = {k: v for k, v in msg.items() if k not in _VOLATILE}
+    data = kind.encode() + b"\0" + orjson.dumps(stable, option=orjson.OPT_SORT_KEYS)
+    return "h:" + hashlib.sha256(data).hexdigest()[:32]
+
+
+def _message_id(given: Any, kind: str, msg: Mapping[str, Any]) -> str:
+    mid = ident(given, "message id")
+    return mid if mid is not None else derived_message_id(kind, msg)
+
+
+def ident(value: Any, what: str) -> str | None:
+    """A distinct id / group key / message id as a string; None if absent or empty."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise EventError(f"{what} must be a string, not {type(value).__name__}")
+    value = str(value)
+    if len(value) > MAX_ID_LENGTH:
+        raise EventError(f"{what} is longer than {MAX_ID_LENGTH} characters")
+    if value in ILLEGAL_IDS:
+        raise EventError(f"{what} {value!r} is a placeholder, not an id")
+    return value
+
+
+def name(value: Any, what: str) -> str:
+    """A required non-empty name (event name, group type)."""
+    if not isinstance(value, str) or not value.strip():
+        raise EventError(f"{what} is required (a non-empty string)")
+    if len(value) > MAX_NAME_LENGTH:
+        raise EventError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
+    return value
+
+
+def obj(container: Mapping[str, Any], key: str, what: str | None = None) -> dict[str, Any]:
+    """An optional object member (null/absent → {}); anything else is an EventError."""
+    value = container.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError(f"{what or key} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _depth_ok(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+def check_event(msg: Any, opts: Options) -> dict[str, Any]:
+    """The event as an object within the nesting and size limits."""
+    if not isinstance(msg, dict):
+        raise EventError(f"an event must be a JSON object, not {type(msg).__name__}")
+    if not _depth_ok(msg):
+        raise EventError(f"event is nested deeper than {MAX_DEPTH} levels")
+    size = len(orjson.dumps(msg))
+    if size > opts.max_event_bytes:
+        raise EventError(f"event is {size} bytes, over the {opts.max_event_bytes} byte limit")
+    return msg
+
+
+def _group_pairs(value: Any, what: str) -> dict[str, str]:
+    """`{group type: key}` (keys may be numbers; null keys are skipped)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError(f"{what} must be an object of group type → key")
+    out = {}
+    for gtype, key in value.items():
+        k = ident(key, f"{what}.{gtype}")
+        if k is not None:
+            out[name(gtype, f"group type in {what}")] = k
+    return out
+
+
+def _structure(call: Call, traits: dict[str, Any], explicit_type: Any, opts: Options) -> None:
+    """Fill the group type and parent of a group call from its fields and traits; the
+    structure traits are not stored as properties."""
+    gtype = explicit_type if explicit_type not in (None, "") else traits.get("group_type")
+    call.group_type = (opts.default_group_type if gtype in (None, "")
+                       else name(gtype, "group type"))
+    if "parent_group_id" in traits:
+        parent = ident(traits["parent_group_id"], "parent_group_id")
+        call.parent_key = parent if parent is not None else ""  # "" clears the parent
+        ptype = traits.get("parent_group_type")
+        call.parent_type = None if ptype in (None, "") else name(ptype, "parent_group_type")
+    call.group_set = {k: v for k, v in traits.items() if k not in _STRUCTURE_TRAITS}
+
+
+def _each(items: list[Any], one: Callable[[Any], Call], id_key: str, opts: Options) -> Parsed:
+    if len(items) > opts.max_batch_events:
+        raise TooManyEvents(f"{len(items)} events in one request; the limit is "
+                            f"{opts.max_batch_events}")
+    parsed = Parsed()
+    for i, item in enumerate(items):
+        try:
+            parsed.calls.append(privacy.scrub_call(one(item), opts.private, opts.salt))
+        except EventError as e:
+            rejection: dict[str, Any] = {"index": i, "reason": str(e)}
+            if isinstance(item, dict) and isinstance(item.get(id_key), str):
+                rejection["message_id"] = item[id_key][:MAX_ID_LENGTH]
+            parsed.rejected.append(rejection)
+    return parsed
+
+
+# ------------------------------------------------------------ Segment / Accoil
+
+def segment_call(msg: Any, opts: Options, kind: str | None = None, sent_at: Any = None,
+                 source: str = "segment") -> Call:
+    """One Segment (or Accoil) message → a Call. `kind` (from the path) overrides `type`."""
+    msg = check_event(msg, opts)
+    mtype = kind or msg.get("type")
+    if mtype not in SEGMENT_TYPES:
+        raise EventError(f"type must be one of {', '.join(SEGMENT_TYPES)}, not {mtype!r}")
+    context = obj(msg, "context")
+    user = ident(msg.get("userId"), "userId")
+    anon = ident(msg.get("anonymousId"), "anonymousId")
+    ts = check_time(event_time(msg.get("timestamp"), msg.get("sentAt", sent_at),
+                               opts.received_at), opts)
+    call = Call(kind=SEGMENT_TYPES[mtype], message_id=_message_id(
+        msg.get("messageId"), f"{source}:{mtype}", msg), timestamp=ts, distinct_id=user or anon)
+    if mtype in ("identify", "track", "page", "screen") and call.distinct_id is None:
+        raise EventError(f"{mtype} needs a userId or an anonymousId")
+    if mtype == "identify":
+        call.person_set = dict(obj(msg, "traits"))
+        if user and anon and user != anon:
+            call.kind, call.previous_id = "alias", anon
+    elif mtype == "group":
+        call.group_key = ident(msg.get("groupId"), "groupId")
+        if call.group_key is None:
+            raise EventError("group needs a groupId")
+        _structure(call, obj(msg, "traits"), msg.get("groupType"), opts)
+    elif mtype == "alias":
+        call.previous_id = ident(msg.get("previousId"), "previousId")
+        if call.previous_id is None or user is None:
+            raise EventError("alias needs a previousId and a userId")
+    else:
+        call.properties = dict(obj(msg, "properties"))
+        if mtype == "track":
+            call.event = name(msg.get("event"), "event")
+        else:
+            call.event = PAGE_EVENTS[mtype]
+            for key in ("name", "category"):
+                if msg.get(key) is not None:
+                    call.properties.setdefault(key, msg[key])
+    if mtype != "group":
+        call.groups = _group_pairs(context.get("groups"), "context.groups")
+        gid = ident(context.get("groupId"), "context.groupId")
+        if gid is not None:
+            gtype = context.get("groupType")
+            call.groups[opts.default_group_type if gtype in (None, "")
+                        else name(gtype, "context.groupType")] = gid
+    return call
+
+
+def parse_segment(body: Any, kind: str, opts: Options) -> Parsed:
+    """A Segment request: `kind` is the path's last part (`batch` / `import` or a type)."""
+    if not isinstance(body, dict):
+        raise FormatError("body must be a JSON object")
+    if kind not in ("batch", "import"):
+        return _each([body], lambda m: segment_call(m, opts, kind), "messageId", opts)
+    batch = body.get("batch")
+    if not isinstance(batch, list):
+        raise FormatError("body must have a `batch` list of messages")
+    sent_at, shared = body.get("sentAt"), body.get("context")
+    if isinstance(shared, dict):  # batch-level context: defaults for every message's context
+        batch = [{**m, "context": {**shared, **(m.get("context") or {})}}
+                 if isinstance(m, dict) and isinstance(m.get("context") or {}, dict) else m
+                 for m in batch]
+    return _each(batch, lambda m: segment_call(m, opts, sent_at=sent_at), "messageId", opts)
+
+
+def parse_accoil(body: Any, kind: str, opts: Options) -> Parsed:
+    """An Accoil v2 call: one Segment-like message; snake_case ids are accepted too."""
+    if not isinstance(body, dict):
+        raise FormatError("body must be a JSON object")
+    msg = {_ACCOIL_KEYS.get(k, k): v for k, v in body.items()}
+    return _each([msg], lambda m: segment_call(m, opts, kind, source="accoil"), "messageId",
+                 opts)
+
+
+# ------------------------------------------------------------ PostHog
+
+def posthog_events(body: Any) -> tuple[list[Any], Any]:
+    """The events of a capture body ({batch: [...]}, a list, or one event) and its sent_at."""
+    if isinstance(body, list):
+        return body, None
+    if not isinstance(body, dict):
+        raise FormatError("body must be an event object, a list of events or {\"batch\": [...]}")
+    if "batch" in body:
+        if not isinstance(body["batch"], list):
+            raise FormatError("`batch` must be a list of events")
+        return body["batch"], body.get("sent_at")
+    return [body], body.get("sent_at")
+
+
+def posthog_token(body: Any, events: list[Any]) -> tuple[Any, bool]:
+    """(token, from_event): the request-level `api_key` / `token`, else the first event's
+    (`api_key`, `token`, `$token` or `properties.token`, as posthog-js sends it)."""
+    if isinstance(body, dict):
+        for key in ("api_key", "token", "$token"):
+            if body.get(key):
+                return body[key], False
+    for ev in events:
+        token = _event_token(ev)
+        if token:
+            return token, True
+    return None, False
+
+
+def _event_token(ev: Any) -> Any:
+    if not isinstance(ev, dict):
+        return None
+    props = ev.get("properties") if isinstance(ev.get("properties"), dict) else {}
+    return ev.get("api_key") or ev.get("token") or ev.get("$token") or props.get("token")
+
+
+def _posthog_person(ev: dict[str, Any], props: dict[str, Any], call: Call) -> None:
+    call.person_set = {**obj(props, "$set", "properties.$set"), **obj(ev, "$set")}
+    call.person_set_once = {**obj(props, "$set_once", "properties.$set_once"),
+                            **obj(ev, "$set_once")}
+    unset: list[str] = []
+    for value in (props.get("$unset"), ev.get("$unset")):
+        if isinstance(value, dict):
+            value = list(value)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+            raise EventError("$unset must be a list of property names")
+        unset += value
+    call.person_unset = unset
+
+
+def posthog_call(ev: Any, opts: Options, sent_at: Any = None, token: Any = None,
+                 default_event: str | None = None) -> Call:
+    """One PostHog event → a Call. `token`: the token the request was authenticated with
+    when it came from an event, so an event naming another token is refused."""
+    ev = check_event(ev, opts)
+    props = obj(ev, "properties")
+    if token is not None and _event_token(ev) not in (None, token):
+        raise EventError("event carries a different api token than the request")
+    event = name(ev.get("event", default_event), "event")
+    did = ident(next((v for v in (ev.get("distinct_id"), ev.get("$distinct_id"),
+                                  props.get("distinct_id")) if v not in (None, "")), None),
+                "distinct_id")
+    if did is None:
+        raise EventError("distinct_id is required")
+    ts = check_time(event_time(ev.get("timestamp"), ev.get("sent_at", sent_at),
+                               opts.received_at, ev.get("offset")), opts)
+    call = Call(kind="track", message_id=_message_id(ev.get("uuid"), "posthog", ev),
+                timestamp=ts, distinct_id=did, event=event,
+                properties={k: v for k, v in props.items() if k not in _POSTHOG_STRIP},
+                groups=_group_pairs(props.get("$groups"), "properties.$groups"))
+    _posthog_person(ev, props, call)
+    if event == "$groupidentify":
+        call.kind, call.distinct_id = "group", None
+        call.person_set, call.person_set_once, call.person_unset = {}, {}, []
+        call.group_key = ident(props.get("$group_key"), "$group_key")
+        if call.group_key is None:
+            raise EventError("$groupidentify needs $group_key")
+        _structure(call, obj(props, "$group_set", "$group_set"), name(
+            props.get("$group_type"), "$group_type"), opts)
+    elif event in ("$identify", "$set", "$set_once"):
+        call.kind = "identify"
+        anon = ident(props.get("$anon_distinct_id"), "$anon_distinct_id")
+        if event == "$identify" and anon is not None and anon != did:
+            call.kind, call.previous_id = "alias", anon
+    elif event == "$create_alias":
+        alias = ident(props.get("alias"), "properties.alias")
+        if alias is None:
+            raise EventError("$create_alias needs properties.alias")
+        if alias != did:  # posthog-python: alias(previous_id, distinct_id) sends
+            call.kind, call.distinct_id, call.previous_id = "alias", alias, did  # alias=new id
+    if props.get("$process_person_profile") is False and call.kind != "group":
+        call.kind = "track"
+        call.distinct_id, call.previous_id = None, None
+        call.person_set, call.person_set_once, call.person_unset = {}, {}, []
+    return call
+
+
+def parse_posthog(body: Any, opts: Options, event_token: Any = None, sent_at: Any = None,
+                  default_event: str | None = None) -> Parsed:
+    """A capture request. `sent_at`: fallback send time (posthog-js's `?_=` ms stamp)."""
+    events, body_sent_at = posthog_events(body)
+    sent = body_sent_at if body_sent_at is not None else sent_at
+    return _each(events, lambda ev: posthog_call(ev, opts, sent, event_token, default_event),
+                 "uuid", opts)

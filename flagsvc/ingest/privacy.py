@@ -1,0 +1,77 @@
+"""Private properties (SPEC §3 Privacy): keys a project never stores as given.
+
+A project's `private_properties` setting maps a property key to an action:
+
+- ``"drop"``: the key is removed wherever it appears;
+- ``"hash"``: its value is replaced by ``"hmac:" + HMAC-SHA256(hash_salt, value)`` (hex), so a
+  flag can still match it by equality once the flag side hashes the compared value with the
+  same `hash_value`.
+
+The policy applies to person properties ($set / $set_once / identify traits), group
+properties ($group_set / group traits) and event properties, at every nesting level (a
+private key inside a nested object is handled too). Keys match exactly (case-sensitive).
+`null` values stay null when hashed: a null carries nothing to hide and must keep meaning
+"set to null". Pure functions; the salt is passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any, Mapping
+
+import orjson
+
+from .model import Call
+
+ACTIONS = ("drop", "hash")
+HASH_PREFIX = "hmac:"
+
+Policy = Mapping[str, str]
+
+
+def policy_of(raw: Any) -> dict[str, str]:
+    """The usable policy from a stored setting. A list of keys means "drop" each; an
+    unknown action fails closed (drop) rather than storing the value in clear."""
+    if isinstance(raw, (list, tuple)):
+        return {k: "drop" for k in raw if isinstance(k, str)}
+    if not isinstance(raw, Mapping):
+        return {}
+    return {k: (v if v in ACTIONS else "drop") for k, v in raw.items() if isinstance(k, str)}
+
+
+def hash_value(salt: str, value: Any) -> str:
+    """The keyed hash a private "hash" property is stored as. Strings hash their UTF-8
+    bytes, anything else its canonical JSON (so 5 and "5" differ)."""
+    data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else orjson.dumps(
+        value, option=orjson.OPT_SORT_KEYS)
+    return HASH_PREFIX + hmac.new(salt.encode("utf-8"), data, hashlib.sha256).hexdigest()
+
+
+def scrub(value: Any, policy: Policy, salt: str) -> Any:
+    """`value` with every private key dropped or hashed, at any depth (a new object; the
+    input is not changed). Callers bound the nesting depth beforehand."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            action = policy.get(k)
+            if action is None:
+                out[k] = scrub(v, policy, salt)
+            elif action == "hash":
+                out[k] = None if v is None else hash_value(salt, v)
+            # "drop": leave it out
+        return out
+    if isinstance(value, list):
+        return [scrub(v, policy, salt) for v in value]
+    return value
+
+
+def scrub_call(call: Call, policy: Policy, salt: str) -> Call:
+    """Apply the policy to every property set a call writes (in place; returns the call)."""
+    if not policy:
+        return call
+    call.properties = scrub(call.properties, policy, salt)
+    call.person_set = scrub(call.person_set, policy, salt)
+    call.person_set_once = scrub(call.person_set_once, policy, salt)
+    call.group_set = scrub(call.group_set, policy, salt)
+    return call
