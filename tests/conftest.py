@@ -40,7 +40,7 @@ class LiveServer:
         self.thread.join(timeout=5)
 
 
-def start_live_server(db_path, **config):
+def start_live_server(db_path, port=0, **config):
     import threading
 
     from werkzeug.serving import make_server
@@ -48,7 +48,7 @@ def start_live_server(db_path, **config):
     from flagsvc.app import create_app
 
     app = create_app({"DATABASE": db_path, "LOG_LEVEL": "WARNING", **config})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return LiveServer(app, server, thread)
