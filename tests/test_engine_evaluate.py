@@ -390,3 +390,23 @@ def test_explain():
     off = explain(flags, "f", Context(distinct_id="u"))
     assert off["reason"] == "no_group_type" and off["group_key"] is None
     assert all(c["bucket"] is None for c in off["conditions"])
+
+
+def dependency_chain(n: int) -> list[dict[str, Any]]:
+    """f0 -> f1 -> ... -> f{n}: n dependency links, every flag on."""
+    return [{"key": f"f{i}", "conditions": [{"properties": [{"type": "flag", "key": f"f{i + 1}"}]}]}
+            for i in range(n)] + [{"key": f"f{n}"}]
+
+
+def test_dependency_chains_of_ten_evaluate_and_deeper_ones_are_errors():
+    ten = evaluate_all(compile_flags(dependency_chain(10)), Context(distinct_id="u"))
+    assert all(r.reason == "condition_match" for r in ten.values())
+    eleven = evaluate_all(compile_flags(dependency_chain(11)), Context(distinct_id="u"))
+    assert (eleven["f0"].reason, eleven["f1"].reason) == ("error", "condition_match")
+    assert "deeper than 10" in eleven["f0"].error
+
+
+def test_very_long_dependency_chain_compiles_without_recursion_error():
+    flags = compile_flags(dependency_chain(5000))  # beyond Python's recursion limit
+    results = evaluate_all(flags, Context(distinct_id="u"))
+    assert results["f4990"].enabled and results["f0"].reason == "error"

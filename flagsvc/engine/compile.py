@@ -234,29 +234,54 @@ def compile_flag(defn: Any) -> CompiledFlag:
 
 
 def dependency_cycles(flags: Mapping[str, CompiledFlag]) -> dict[str, str]:
-    """Flags that depend (directly or not) on themselves, with the cycle as text."""
+    """Flags that depend (directly or not) on themselves, with the cycle as text.
+
+    Iterative depth-first search: a long dependency chain must not hit the recursion limit."""
     found: dict[str, str] = {}
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-
-    def visit(key: str, stack: list[str]) -> None:
-        state[key] = 1
-        stack.append(key)
-        for dep in sorted(flags[key].depends_on):
-            if dep not in flags:
-                continue
-            if state.get(dep) == 1:
-                cycle = stack[stack.index(dep):] + [dep]
-                for k in cycle[:-1]:
-                    found.setdefault(k, " -> ".join(cycle))
-            elif dep not in state:
-                visit(dep, stack)
-        stack.pop()
-        state[key] = 2
-
-    for key in flags:
-        if key not in state:
-            visit(key, [])
+    state: dict[str, int] = {}  # 1 = on the path, 2 = done
+    for root in flags:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        stack = [iter(sorted(flags[root].depends_on))]
+        while stack:
+            for dep in stack[-1]:
+                if dep not in flags:
+                    continue
+                if state.get(dep) == 1:
+                    cycle = path[path.index(dep):] + [dep]
+                    for k in cycle[:-1]:
+                        found.setdefault(k, " -> ".join(cycle))
+                elif dep not in state:
+                    state[dep] = 1
+                    path.append(dep)
+                    stack.append(iter(sorted(flags[dep].depends_on)))
+                    break
+            else:
+                stack.pop()
+                state[path.pop()] = 2
     return found
+
+
+def dependency_depths(flags: Mapping[str, CompiledFlag]) -> dict[str, int]:
+    """How many dependency links lie below each flag (cycles and errored flags excluded)."""
+    depth: dict[str, int] = {}
+    for root in flags:
+        stack = [root]
+        while stack:
+            key = stack[-1]
+            if key in depth:
+                stack.pop()
+                continue
+            deps = [d for d in flags[key].depends_on if d in flags and flags[d].error is None]
+            pending = [d for d in deps if d not in depth and d not in stack]
+            if pending:
+                stack.extend(pending)
+                continue
+            depth[key] = 1 + max((depth.get(d, 0) for d in deps), default=-1)
+            stack.pop()
+    return depth
 
 
 def compile_flags(definitions: Iterable[Any]) -> dict[str, CompiledFlag]:
@@ -267,4 +292,8 @@ def compile_flags(definitions: Iterable[Any]) -> dict[str, CompiledFlag]:
         flags[f.key] = f
     for key, cycle in dependency_cycles(flags).items():
         flags[key].error = f"dependency cycle: {cycle}"
+    # Bounded chains keep evaluation (which follows dependencies recursively) shallow.
+    for key, depth in dependency_depths(flags).items():
+        if depth > MAX_DEPENDENCY_DEPTH and flags[key].error is None:
+            flags[key].error = f"dependency chain deeper than {MAX_DEPENDENCY_DEPTH} flags"
     return flags
