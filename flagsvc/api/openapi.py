@@ -1,0 +1,292 @@
+"""The OpenAPI 3 document of the whole service, built with apispec from `flagsvc.schemas`.
+
+Operations are declared here as data (one `Op` per path and method). When the document is
+built, every URL rule of the running app is checked against them: a rule that differs from
+a documented path only by a trailing slash, or whose converters match a documented
+concrete path (`/v1/<kind>` vs `/v1/identify`), is documented with that operation. A rule
+matching nothing stays out, and the test that every rule is documented fails.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Flask, Response, current_app, jsonify
+from werkzeug.routing import Map, Rule
+
+from .. import schemas as s
+
+TITLE = "flagsvc"
+VERSION = "1.0"
+JSON = "application/json"
+
+ERRORS = {
+    "400": ("BadRequest", "Malformed JSON, wrong body type, or a bad header value"),
+    "401": ("Unauthorized", "No valid token (admin: `Authorization: Bearer <secret_key>`)"),
+    "403": ("Forbidden", "A valid token of the wrong kind (the public api token on admin routes)"),
+    "404": ("NotFound", "No such object in this project"),
+    "409": ("Conflict", "Stale version (body has `current_version`) or duplicate key"),
+    "413": ("PayloadTooLarge", "The body is over the documented limit"),
+    "422": ("ValidationError", "Invalid fields; `errors` maps each field path to messages"),
+    "428": ("PreconditionRequired", "A write without `version` or `If-Match`"),
+    "503": ("Unavailable", "The database could not be reached in time; retry"),
+}
+ADMIN_ERRORS = ("401", "403", "503")
+BODY_ERRORS = ("400", "413", "422")
+
+
+@dataclass
+class Op:
+    summary: str
+    tag: str
+    ok: tuple[int, Any]  # (status, schema or None)
+    body: Any = None
+    query: Any = None
+    errors: tuple[str, ...] = ()
+    auth: str | None = "bearerAuth"
+    description: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # response headers -> description
+    request_headers: tuple[str, ...] = ()
+
+
+def admin(summary: str, ok: tuple[int, Any], body: Any = None, query: Any = None,
+          errors: tuple[str, ...] = (), **kw: Any) -> Op:
+    errs = ADMIN_ERRORS + (BODY_ERRORS if body is not None else ()) + (
+        ("422",) if query is not None else ()) + errors
+    return Op(summary, kw.pop("tag", "flags"), ok, body, query, tuple(sorted(set(errs))), **kw)
+
+
+ETAG = {"ETag": "the flag's version, quoted: \"3\""}
+IF_MATCH = ("If-Match",)
+
+
+def admin_ops() -> dict[tuple[str, str], Op]:
+    f = "/api/flags"
+    return {
+        (f, "get"): admin("List flags", (200, s.FlagListSchema), query=s.FlagListQuerySchema),
+        (f, "post"): admin("Create a flag", (201, s.FlagSchema), body=s.FlagInputSchema,
+                           errors=("409",), headers={**ETAG, "Location": "the new flag's URL"},
+                           description="Engine problems (operators, regexes, dates, semver, CIDR, "
+                                       "dependency cycles) and a 6th group type are 422s."),
+        (f + "/{ref}", "get"): admin("Get a flag by id or key", (200, s.FlagSchema),
+                                     errors=("404",), headers=ETAG),
+        (f + "/{ref}", "put"): admin(
+            "Replace a flag's rules", (200, s.FlagSchema), body=s.FlagInputSchema,
+            errors=("404", "409", "428"), headers=ETAG, request_headers=IF_MATCH,
+            description="Needs the version read (`version` in the body or `If-Match`)."),
+        (f + "/{ref}", "patch"): admin(
+            "Change some fields of a flag", (200, s.FlagSchema), body=s.FlagInputSchema,
+            errors=("404", "409", "428"), headers=ETAG, request_headers=IF_MATCH,
+            description="Needs the version read (`version` in the body or `If-Match`)."),
+        (f + "/{ref}", "delete"): admin("Soft-delete a flag", (200, s.FlagSchema),
+                                        errors=("400", "404", "409"), headers=ETAG,
+                                        request_headers=IF_MATCH),
+        (f + "/{ref}/restore", "post"): admin("Restore a deleted flag", (200, s.FlagSchema),
+                                              errors=("400", "404", "409"), headers=ETAG,
+                                              request_headers=IF_MATCH),
+        (f + "/preview", "post"): admin(
+            "Blast radius of a draft flag", (200, s.PreviewSchema), body=s.FlagInputSchema,
+            description="Evaluates the draft against every stored group of its bucket_by type."),
+        (f + "/{ref}/preview", "get"): admin("Blast radius of a saved flag", (200, s.PreviewSchema),
+                                             errors=("404", "422")),
+        (f + "/{ref}/groups", "get"): admin("Groups a saved flag is on (or off) for",
+                                            (200, s.FlagGroupsPageSchema),
+                                            query=s.FlagGroupsQuerySchema, errors=("404",)),
+        (f + "/explain", "post"): admin("Explain a draft flag for a context", (200, s.ExplainSchema),
+                                        body=s.ExplainRequestSchema),
+        (f + "/{ref}/explain", "post"): admin(
+            "Explain a flag for a context", (200, s.ExplainSchema), body=s.ExplainRequestSchema,
+            errors=("404",), description="A `flag` in the body explains that draft instead."),
+        ("/api/audit", "get"): admin("The audit log, newest first", (200, s.AuditPageSchema),
+                                     query=s.AuditQuerySchema, errors=("404",), tag="audit"),
+        ("/api/group_types", "get"): admin("List group types", (200, s.GroupTypeListSchema),
+                                           tag="groups"),
+        ("/api/group_types", "post"): admin(
+            "Create a group type", (201, s.GroupTypeSchema), body=s.GroupTypeInputSchema,
+            tag="groups", description="200 if it exists; a 6th group type is a 422."),
+        ("/api/groups", "get"): admin(
+            "List or search groups", (200, s.GroupPageSchema), query=s.GroupQuerySchema,
+            tag="groups", description="Filter by property with `properties.<key>=<value>` "
+                                      "(JSON numbers and booleans match as such)."),
+        ("/api/groups/{group_type}/{group_key}", "get"): admin(
+            "A group's profile", (200, s.GroupProfileSchema), errors=("404",), tag="groups"),
+        ("/api/groups/{group_type}/{group_key}/properties", "get"): admin(
+            "A group's stored properties and parent (for in-process evaluators)",
+            (200, s.StoredPropertiesSchema), errors=("404",), tag="definitions"),
+        ("/api/persons", "get"): admin("List persons", (200, s.PersonPageSchema),
+                                       query=s.PageQuerySchema, tag="persons"),
+        ("/api/persons/{distinct_id}", "get"): admin("A person with properties and groups",
+                                                     (200, s.PersonSchema), errors=("404",),
+                                                     tag="persons"),
+        ("/api/persons/{distinct_id}/properties", "get"): admin(
+            "A person's stored properties (for in-process evaluators)",
+            (200, s.StoredPropertiesSchema), errors=("404",), tag="definitions"),
+        ("/api/project", "get"): admin("Project settings", (200, s.ProjectSchema), tag="project"),
+        ("/api/project", "patch"): admin("Change project settings", (200, s.ProjectSchema),
+                                         body=s.ProjectPatchSchema, tag="project"),
+        (f + "/definitions", "get"): admin(
+            "Flag definitions for in-process evaluators", (200, s.DefinitionsSchema),
+            tag="definitions", headers={"ETag": "strong; send it back as If-None-Match"},
+            request_headers=("If-None-Match",),
+            description="304 with an empty body when If-None-Match is the current ETag."),
+        ("/api/openapi.json", "get"): Op("This document", "meta", (200, None), auth=None),
+    }
+
+
+def public_ops() -> dict[tuple[str, str], Op]:
+    ops: dict[tuple[str, str], Op] = {}
+    decide = Op("Evaluate flags (PostHog /flags protocol, v2/v4 shape)", "decide",
+                (200, s.DecideResponseSchema), body=s.DecideRequestSchema,
+                errors=("400", "401", "413", "503"), auth=None,
+                description="Authenticated by `api_key` / `token` in the body (public api token).")
+    legacy = Op("Evaluate flags (PostHog /decide; v=3 legacy shape, v=4 like /flags)", "decide",
+                (200, s.DecideResponseSchema), body=s.DecideRequestSchema,
+                errors=("400", "401", "413", "503"), auth=None, description=decide.description)
+    for path in ("/flags", "/flags/"):
+        ops[(path, "post")] = decide
+    for path in ("/decide", "/decide/"):
+        ops[(path, "post")] = legacy
+    ingest_errors = ("400", "401", "413", "503")
+    for kind in ("identify", "group", "track", "page", "screen", "alias", "batch", "import"):
+        ops[(f"/v1/{kind}", "post")] = Op(
+            f"Segment {kind}", "ingestion", (200, s.IngestResponseSchema),
+            body=s.SegmentRequestSchema, errors=ingest_errors, auth="basicAuth",
+            description="`writeKey` in the body, or HTTP Basic with the api token as user name.")
+    for path in ("/batch", "/capture", "/e", "/i/v0/e"):
+        for p in (path, path + "/"):
+            ops[(p, "post")] = Op(
+                "PostHog capture", "ingestion", (200, s.IngestResponseSchema),
+                body=s.PostHogCaptureSchema, errors=ingest_errors, auth=None,
+                description="`api_key` / `token` in the body; gzip accepted.")
+    for kind in ("identify", "group", "track"):
+        ops[(f"/v2/{kind}", "post")] = Op(
+            f"Accoil {kind}", "ingestion", (200, s.IngestResponseSchema),
+            body=s.AccoilRequestSchema, errors=ingest_errors, auth="basicAuth",
+            description="`Authorization: Basic <token>` (the raw api token).")
+    ops[("/healthz", "get")] = Op("Liveness", "operations", (200, s.HealthSchema), auth=None)
+    ops[("/readyz", "get")] = Op("Readiness (the database answers)", "operations",
+                                 (200, s.HealthSchema), errors=("503",), auth=None)
+    ops[("/metrics", "get")] = Op("Prometheus metrics (text format)", "operations", (200, None),
+                                  errors=("404",), auth=None)
+    return ops
+
+
+_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+def openapi_path(rule: str) -> str:
+    return _CONVERTER.sub(r"{\1}", rule)
+
+
+def _twin(rule: Rule, method: str, ops: dict[tuple[str, str], Op]) -> Op | None:
+    """The documented operation this rule serves under another spelling, if any."""
+    path = openapi_path(rule.rule)
+    for (p, m), op in ops.items():
+        if m == method and p.rstrip("/") == path.rstrip("/"):
+            return op
+    if rule.arguments:
+        probe = Map([Rule(rule.rule, methods=[method.upper()], endpoint="x")]).bind("localhost")
+        for (p, m), op in ops.items():
+            if m == method and "{" not in p:
+                try:
+                    probe.match(p, method=method.upper())
+                except Exception:
+                    continue
+                return op
+    return None
+
+
+def operations(app: Flask) -> dict[tuple[str, str], Op]:
+    """The declared operations plus the app's rules that serve one under another spelling."""
+    ops = {**public_ops(), **admin_ops()}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = openapi_path(rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            m = method.lower()
+            if (path, m) not in ops:
+                twin = _twin(rule, m, ops)
+                if twin is not None:
+                    ops[(path, m)] = twin
+    return ops
+
+
+def _operation(path: str, method: str, op: Op) -> dict[str, Any]:
+    status, schema = op.ok
+    ok: dict[str, Any] = {"description": op.summary}
+    if schema is not None:
+        ok["content"] = {JSON: {"schema": schema}}
+    elif path == "/metrics":
+        ok["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    else:
+        ok["content"] = {JSON: {"schema": {"type": "object"}}}
+    if op.headers:
+        ok["headers"] = {h: {"description": d, "schema": {"type": "string"}}
+                         for h, d in op.headers.items()}
+    responses: dict[str, Any] = {str(status): ok}
+    if "If-None-Match" in op.request_headers:
+        responses["304"] = {"description": "Not modified (empty body)"}
+    for code in op.errors:
+        responses[code] = ERRORS[code][0]
+    out: dict[str, Any] = {
+        "summary": op.summary, "tags": [op.tag], "responses": responses,
+        "operationId": method + re.sub(r"[^A-Za-z0-9]+", "_", path).rstrip("_"),
+    }
+    if op.description:
+        out["description"] = op.description
+    if op.auth:
+        out["security"] = [{op.auth: []}]
+    params: list[Any] = [{"in": "header", "name": h, "required": False, "schema": {"type": "string"}}
+                         for h in op.request_headers]
+    if op.query is not None:
+        params.append({"in": "query", "schema": op.query})
+    if params:
+        out["parameters"] = params
+    if op.body is not None:
+        out["requestBody"] = {"required": True, "content": {JSON: {"schema": op.body}}}
+    return out
+
+
+def build(app: Flask) -> dict[str, Any]:
+    spec = APISpec(
+        title=TITLE, version=VERSION, openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
+        info={"description": "Group-level feature flags: decide (PostHog-compatible), ingestion "
+                             "(Segment, PostHog, Accoil) and the admin JSON API."})
+    spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer",
+                       "description": "The project's secret key (admin API and definitions)"})
+    spec.components.security_scheme(
+        "basicAuth", {"type": "http", "scheme": "basic",
+                      "description": "The project's public api token as user name (or raw)"})
+    spec.components.schema("Error", schema=s.ErrorSchema)
+    spec.components.schema("FlagInput", schema=s.FlagInputSchema)
+    spec.components.schema("Flag", schema=s.FlagSchema)
+    for code, (name, description) in ERRORS.items():
+        spec.components.response(name, {"description": description,
+                                        "content": {JSON: {"schema": "Error"}}})
+    by_path: dict[str, dict[str, Any]] = {}
+    for (path, method), op in sorted(operations(app).items()):
+        by_path.setdefault(path, {})[method] = _operation(path, method, op)
+    for path, ops in by_path.items():
+        params = [{"in": "path", "name": n, "required": True, "schema": {"type": "string"}}
+                  for n in re.findall(r"{([^}]+)}", path)]
+        spec.path(path=path, operations=ops, parameters=params or None)
+    return spec.to_dict()
+
+
+def document() -> dict[str, Any]:
+    """The document of the current app, built once per app."""
+    doc = current_app.extensions.get("flagsvc.openapi")
+    if doc is None:
+        doc = current_app.extensions["flagsvc.openapi"] = build(current_app)  # type: ignore[arg-type]
+    return doc
+
+
+def serve() -> Response:
+    """GET /api/openapi.json (no auth: the document holds no data)."""
+    return jsonify(document())
