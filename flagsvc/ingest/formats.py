@@ -267,7 +267,7 @@ def segment_call(msg: Any, opts: Options, kind: str | None = None, sent_at: Any 
     """One Segment (or Accoil) message → a Call. `kind` (from the path) overrides `type`."""
     msg = check_event(msg, opts)
     mtype = kind or msg.get("type")
-    if mtype not in SEGMENT_TYPES:
+    if not isinstance(mtype, str) or mtype not in SEGMENT_TYPES:
         raise EventError(f"type must be one of {', '.join(SEGMENT_TYPES)}, not {mtype!r}")
     context = obj(msg, "context")
     user = ident(msg.get("userId"), "userId")

@@ -41,10 +41,15 @@ def policy_of(raw: Any) -> dict[str, str]:
 
 
 def hash_value(salt: str, value: Any) -> str:
-    """The keyed hash a private "hash" property is stored as. Strings hash their UTF-8
-    bytes, anything else its canonical JSON (so 5 and "5" differ)."""
-    data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else orjson.dumps(
-        value, option=orjson.OPT_SORT_KEYS)
+    """The keyed hash a private "hash" property is stored as. Strings and numbers hash their
+    text (5 and "5" alike, as numeric strings compare as numbers in flag operators); other
+    values hash their canonical JSON behind a marker, so `true` and "true" differ."""
+    if isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        data = orjson.dumps(value)
+    else:
+        data = b"\0json:" + orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     return HASH_PREFIX + hmac.new(salt.encode("utf-8"), data, hashlib.sha256).hexdigest()
 
 
