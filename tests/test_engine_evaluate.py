@@ -410,3 +410,12 @@ def test_very_long_dependency_chain_compiles_without_recursion_error():
     flags = compile_flags(dependency_chain(5000))  # beyond Python's recursion limit
     results = evaluate_all(flags, Context(distinct_id="u"))
     assert results["f4990"].enabled and results["f0"].reason == "error"
+
+
+def test_identifiers_that_are_not_valid_unicode_are_hashed_not_crashed():
+    # JSON can carry a lone surrogate ("\\ud800"); mmh3 segfaulted on such a str.
+    flag = {"key": "f", "bucket_by": "organization", "conditions": [{"rollout_percentage": 50}],
+            "variants": [{"key": "a", "weight": 1}, {"key": "b", "weight": 1}]}
+    r = one(flag, Context(distinct_id="u\ud800", groups={"organization": "o\udfff"}))
+    assert r.reason in ("condition_match", "out_of_rollout_bound")
+    assert explain(compile_flags([flag]), "f", Context(groups={"organization": "\ud800"}))

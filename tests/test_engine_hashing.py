@@ -63,3 +63,18 @@ def test_bucket_depends_on_namespace_and_identifier_only():
     # rollout and variant hashes are independent (different seeds)
     same = sum(bucket("ns", str(i)) == variant_target("ns", str(i), 100) for i in range(1000))
     assert same < 50
+
+
+@pytest.mark.parametrize("identifier", ["zürich", "東京", "🙂", "plain"])
+def test_bucket_hashes_the_utf8_bytes(identifier):
+    # The SPEC formula: mmh3 over the UTF-8 text "ns:identifier", seed 0, unsigned.
+    import mmh3
+
+    expected = mmh3.hash(f"ns:{identifier}".encode(), 0, False) % 100 + 1
+    assert bucket("ns", identifier) == expected
+
+
+def test_lone_surrogate_identifier_does_not_crash():
+    # mmh3.hash("\ud800") segfaults the interpreter; JSON can carry "\ud800" in a group key.
+    assert 1 <= bucket("ns", "\ud800") <= 100
+    assert 1 <= variant_target("ns\udfff", "x", 3) <= 3

@@ -52,6 +52,8 @@ CASES = [
     ("exact", "1e3", 1000, True, {}),
     ("exact", 1000, "1e3", True, {}),
     ("exact", 50, 51, False, {}),
+    ("exact", 1000, "1_000", False, {}),  # Python's float() syntax is not a numeric string
+    ("gt", 999, "1_000", False, {}),
     ("exact", 50, "fifty", False, {}),
     ("exact", True, True, True, {}),
     ("exact", True, "true", True, {}),

@@ -13,11 +13,20 @@ VARIANT_SEED = 86028157
 _hash = mmh3.hash
 
 
+def _utf8(text: str) -> bytes:
+    # mmh3 hashes a str as its UTF-8 bytes, but segfaults on a str it cannot encode (a lone
+    # surrogate, which JSON can carry in a distinct id or group key): encode it ourselves.
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def bucket(namespace: str, identifier: str) -> int:
     """The rollout bucket (1..100) of `identifier` in `namespace`."""
-    return _hash(f"{namespace}:{identifier}", 0, False) % 100 + 1
+    return _hash(_utf8(f"{namespace}:{identifier}"), 0, False) % 100 + 1
 
 
 def variant_target(namespace: str, identifier: str, total_weight: int) -> int:
     """The variant target (1..total_weight) of `identifier` in `namespace`."""
-    return _hash(f"{namespace}:{identifier}", VARIANT_SEED, False) % total_weight + 1
+    return _hash(_utf8(f"{namespace}:{identifier}"), VARIANT_SEED, False) % total_weight + 1

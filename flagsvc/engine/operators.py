@@ -37,7 +37,8 @@ def to_number(x: Any) -> float | int | None:
         return x if math.isfinite(x) else None
     if isinstance(x, str):
         s = x.strip()
-        if not s or not (s[0].isdigit() or s[0] in "+-."):
+        # "_" too: float() accepts "1_000", which is no number in JSON or any SDK.
+        if not s or not (s[0].isdigit() or s[0] in "+-.") or "_" in s:
             return None
         try:
             f = float(s)
