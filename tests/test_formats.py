@@ -84,6 +84,8 @@ def test_derived_message_id_is_deterministic_and_ignores_retry_fields():
     assert a.startswith("h:") and len(a) == 34
     assert a != formats.derived_message_id("segment:identify", msg)
     assert a != formats.derived_message_id("segment:track", {**msg, "properties": {"a": 2}})
+    keyed = formats.derived_message_id("segment:track", msg, key="salt")
+    assert keyed != a and keyed == formats.derived_message_id("segment:track", msg, key="salt")
 
 
 def test_missing_message_id_is_derived_and_given_ids_are_kept():
@@ -94,7 +96,8 @@ def test_missing_message_id_is_derived_and_given_ids_are_kept():
     assert formats.segment_call({**no_id, "messageId": "m-1"}, opts()).message_id == "m-1"
     assert formats.segment_call({**no_id, "messageId": 42}, opts()).message_id == "42"
     ph = {"event": "e", "distinct_id": "u1"}
-    assert formats.posthog_call(ph, opts()).message_id == formats.posthog_call(ph, opts()).message_id
+    derived = formats.posthog_call(ph, opts()).message_id
+    assert derived == formats.posthog_call(ph, opts()).message_id
     assert formats.posthog_call({**ph, "uuid": "abc"}, opts()).message_id == "abc"
 
 
@@ -428,7 +431,8 @@ def test_posthog_event_with_another_token_is_refused_when_auth_came_from_an_even
     body = [ph("a", properties={"token": "k1"}), ph("b", properties={"token": "k2"}), ph("c")]
     parsed = formats.parse_posthog(body, opts(), event_token="k1")
     assert [c.event for c in parsed.calls] == ["a", "c"]
-    assert parsed.rejected[0]["index"] == 1 and "different api token" in parsed.rejected[0]["reason"]
+    assert parsed.rejected[0]["index"] == 1
+    assert "different api token" in parsed.rejected[0]["reason"]
 
 
 def test_engage_default_event_is_set():

@@ -8,11 +8,16 @@ listed in `rejected` ([{index, reason, message_id?}]); if every event is bad the
 400 with that list in `errors`. Warnings of the store (a 6th group type dropped) are listed
 in `warnings`.
 
-| format  | paths                                   | auth                                   | success |
-|---------|-----------------------------------------|----------------------------------------|---------|
-| Segment | /v1/{identify,group,track,page,screen,alias,batch,import} | `writeKey` in body, else Basic user | `{"success": true}` |
-| PostHog | /batch, /capture, /e, /i/v0/e, /track, /engage (± trailing /) | `api_key` / `token` in body, else in the first event (`properties.token`), else `?token=` | `{"status": 1}` |
-| Accoil  | /v2/{identify,group,track}              | `Authorization: Basic <token>` (raw or user:)  | `{"success": true}` |
+Formats, paths, auth, success body:
+- Segment HTTP Tracking API: /v1/{identify,group,track,page,screen,alias,batch,import};
+  `writeKey` in the body, else the HTTP Basic user name; `{"success": true}`.
+- PostHog capture: /batch, /capture, /e, /i/v0/e, /track, /engage (with or without a trailing
+  slash); `api_key` / `token` in the body, else in the first event (`token`, `$token`,
+  `properties.token` as posthog-js sends it), else `?token=`; `{"status": 1}` (exactly 200:
+  posthog treats anything else as a failure).
+- Accoil v2: /v2/{identify,group,track}; `Authorization: Basic <token>` (raw or `token:`
+  base64), else `writeKey` in the body; `{"success": true}` with 200 (the data is committed,
+  so 200 rather than Accoil's 202).
 """
 
 from __future__ import annotations

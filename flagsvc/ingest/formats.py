@@ -31,6 +31,7 @@ Decisions (documented in the capture blueprint too):
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -146,16 +147,19 @@ def check_time(ts: float, opts: Options) -> float:
     return ts
 
 
-def derived_message_id(kind: str, msg: Mapping[str, Any]) -> str:
-    """A stable id for a message that has none: equal messages get equal ids."""
+def derived_message_id(kind: str, msg: Mapping[str, Any], key: str = "") -> str:
+    """A stable id for a message that has none: equal messages get equal ids. With a `key`
+    (the project's hash salt, when it has private properties) the digest is an HMAC, so the
+    id cannot be used to confirm a guessed private value."""
     stable = {k: v for k, v in msg.items() if k not in _VOLATILE}
     data = kind.encode() + b"\0" + orjson.dumps(stable, option=orjson.OPT_SORT_KEYS)
-    return "h:" + hashlib.sha256(data).hexdigest()[:32]
+    digest = (hmac.new(key.encode(), data, hashlib.sha256) if key else hashlib.sha256(data))
+    return "h:" + digest.hexdigest()[:32]
 
 
-def _message_id(given: Any, kind: str, msg: Mapping[str, Any]) -> str:
+def _message_id(given: Any, kind: str, msg: Mapping[str, Any], opts: Options) -> str:
     mid = ident(given, "message id")
-    return mid if mid is not None else derived_message_id(kind, msg)
+    return mid if mid is not None else derived_message_id(kind, msg, opts.salt)
 
 
 def ident(value: Any, what: str) -> str | None:
@@ -275,7 +279,7 @@ def segment_call(msg: Any, opts: Options, kind: str | None = None, sent_at: Any 
     ts = check_time(event_time(msg.get("timestamp"), msg.get("sentAt", sent_at),
                                opts.received_at), opts)
     call = Call(kind=SEGMENT_TYPES[mtype], message_id=_message_id(
-        msg.get("messageId"), f"{source}:{mtype}", msg), timestamp=ts, distinct_id=user or anon)
+        msg.get("messageId"), f"{source}:{mtype}", msg, opts), timestamp=ts, distinct_id=user or anon)
     if mtype in ("identify", "track", "page", "screen") and call.distinct_id is None:
         raise EventError(f"{mtype} needs a userId or an anonymousId")
     if mtype == "identify":
@@ -404,7 +408,7 @@ def posthog_call(ev: Any, opts: Options, sent_at: Any = None, token: Any = None,
         raise EventError("distinct_id is required")
     ts = check_time(event_time(ev.get("timestamp"), ev.get("sent_at", sent_at),
                                opts.received_at, ev.get("offset")), opts)
-    call = Call(kind="track", message_id=_message_id(ev.get("uuid"), "posthog", ev),
+    call = Call(kind="track", message_id=_message_id(ev.get("uuid"), "posthog", ev, opts),
                 timestamp=ts, distinct_id=did, event=event,
                 properties={k: v for k, v in props.items() if k not in _POSTHOG_STRIP},
                 groups=_group_pairs(props.get("$groups"), "properties.$groups"))
