@@ -54,6 +54,8 @@ def _path(parent: str, key: Any) -> str:
         return f"{parent}[{key}]"
     if key == "_schema":
         return parent or "_schema"
+    if key == "":
+        return f'{parent}[""]'
     return f"{parent}.{key}" if parent else str(key)
 
 

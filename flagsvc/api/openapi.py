@@ -10,7 +10,7 @@ matching nothing stays out, and the test that every rule is documented fails.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from apispec import APISpec
@@ -156,7 +156,7 @@ def public_ops() -> dict[tuple[str, str], Op]:
             f"Segment {kind}", "ingestion", (200, s.IngestResponseSchema),
             body=s.SegmentRequestSchema, errors=ingest_errors, auth="basicAuth",
             description="`writeKey` in the body, or HTTP Basic with the api token as user name.")
-    for path in ("/batch", "/capture", "/e", "/i/v0/e"):
+    for path in ("/batch", "/capture", "/e", "/i/v0/e", "/track", "/engage"):
         for p in (path, path + "/"):
             ops[(p, "post")] = Op(
                 "PostHog capture", "ingestion", (200, s.IngestResponseSchema),
@@ -183,21 +183,32 @@ def openapi_path(rule: str) -> str:
 
 
 def _twin(rule: Rule, method: str, ops: dict[tuple[str, str], Op]) -> Op | None:
-    """The documented operation this rule serves under another spelling, if any."""
+    """The documented operation this rule serves under another spelling, if any. A rule with
+    converters (`/v1/<any(identify,group):kind>`) gets the operations of every documented
+    path it serves, summarized together."""
     path = openapi_path(rule.rule)
     for (p, m), op in ops.items():
         if m == method and p.rstrip("/") == path.rstrip("/"):
             return op
-    if rule.arguments:
-        probe = Map([Rule(rule.rule, methods=[method.upper()], endpoint="x")]).bind("localhost")
-        for (p, m), op in ops.items():
-            if m == method and "{" not in p:
-                try:
-                    probe.match(p, method=method.upper())
-                except Exception:
-                    continue
-                return op
-    return None
+    if not rule.arguments:
+        return None
+    probe = Map([Rule(rule.rule, methods=[method.upper()], endpoint="x")],
+                strict_slashes=False).bind("localhost")
+    served: list[Op] = []
+    for (p, m), op in sorted(ops.items()):
+        if m != method or "{" in p or op in served:
+            continue
+        for candidate in (p, p.rstrip("/"), p.rstrip("/") + "/"):
+            try:
+                probe.match(candidate, method=method.upper())
+            except Exception:
+                continue
+            served.append(op)
+            break
+    if not served:
+        return None
+    summaries = list(dict.fromkeys(op.summary for op in served))
+    return replace(served[0], summary=", ".join(summaries))
 
 
 def operations(app: Flask) -> dict[tuple[str, str], Op]:
