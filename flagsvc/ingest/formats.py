@@ -278,8 +278,8 @@ def segment_call(msg: Any, opts: Options, kind: str | None = None, sent_at: Any 
     anon = ident(msg.get("anonymousId"), "anonymousId")
     ts = check_time(event_time(msg.get("timestamp"), msg.get("sentAt", sent_at),
                                opts.received_at), opts)
-    call = Call(kind=SEGMENT_TYPES[mtype], message_id=_message_id(
-        msg.get("messageId"), f"{source}:{mtype}", msg, opts), timestamp=ts, distinct_id=user or anon)
+    mid = _message_id(msg.get("messageId"), f"{source}:{mtype}", msg, opts)
+    call = Call(kind=SEGMENT_TYPES[mtype], message_id=mid, timestamp=ts, distinct_id=user or anon)
     if mtype in ("identify", "track", "page", "screen") and call.distinct_id is None:
         raise EventError(f"{mtype} needs a userId or an anonymousId")
     if mtype == "identify":
