@@ -168,7 +168,9 @@ class FlagSchema(Schema):
     active = fields.Boolean(dump_default=True)
     bucket_by = fields.String(dump_default=PERSON)
     hash_namespace = fields.String(allow_none=True, dump_default=None)
-    conditions = fields.List(fields.Nested(ConditionSchema), dump_default=list)
+    # No default for conditions: absent means "one condition for everyone" to the engine,
+    # while [] means "no condition ever matches".
+    conditions = fields.List(fields.Nested(ConditionSchema))
     variants = fields.List(fields.Nested(VariantSchema), dump_default=list)
     payloads = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), dump_default=dict)
     version = fields.Integer(required=True)

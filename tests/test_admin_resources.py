@@ -174,6 +174,29 @@ def test_definitions_etag_and_304(client, h):
     assert changed.get_json()["flags"][0]["active"] is False
 
 
+@pytest.mark.parametrize("stored", [
+    {"key": "bare"},
+    {"key": "bare", "active": False},
+    {"key": "bare", "conditions": []},
+    {"key": "bare", "variants": [{"key": "a", "rollout_percentage": 1}, {"key": "b", "weight": 3}]},
+    {"key": "bare", "conditions": [{"properties": [{"key": "plan", "value": "pro",
+                                                    "extra": "kept"}]}]},
+])
+def test_definitions_evaluate_exactly_like_the_stored_flags(app, client, h, app_project, stored):
+    """A flag written outside the admin API (import, CLI) keeps its meaning in the definitions
+    an in-process evaluator compiles: nothing is dropped or defaulted differently."""
+    from flagsvc.engine import Context, compile_flags, evaluate
+
+    store = app.extensions["flagsvc"].store
+    saved = store.create_flag(app_project["id"], stored)
+    served = client.get("/api/flags/definitions", headers=h).get_json()["flags"]
+    for did in ("u1", "u2", "u3", "u4"):
+        ctx = Context(distinct_id=did, person_properties={"plan": "pro"})
+        want = evaluate(compile_flags([saved]), "bare", ctx)
+        got = evaluate(compile_flags(served), "bare", ctx)
+        assert (got.enabled, got.variant, got.reason) == (want.enabled, want.variant, want.reason)
+
+
 def test_definitions_etag_changes_with_project_settings(client, h):
     etag = client.get("/api/flags/definitions", headers=h).headers["ETag"]
     client.patch("/api/project", json={"default_group_type": "account"}, headers=h)
