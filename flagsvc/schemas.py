@@ -12,8 +12,8 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_dump, pre_load, validate,
-                         validates_schema)
+from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_dump, pre_dump, pre_load,
+                         validate, validates_schema)
 
 from .engine import ALIASES, OPERATORS
 
@@ -178,19 +178,27 @@ class FlagSchema(Schema):
     created_at = Timestamp()
     updated_at = Timestamp()
 
+    @pre_dump
+    def _skip_rules(self, flag: Any, **kwargs: Any) -> Any:
+        # The rules are copied as stored by _faithful; the nested schemas document them.
+        if isinstance(flag, Mapping):
+            return {k: v for k, v in flag.items() if k not in _FLAG_RULES}
+        return flag
+
     @post_dump(pass_original=True)
     def _faithful(self, data: dict[str, Any], original: Any, **kwargs: Any) -> dict[str, Any]:
         """The rules exactly as stored: an in-process evaluator compiling this output must
         get what the server compiles, even for keys the schema does not list."""
         if isinstance(original, Mapping):
             for k, v in original.items():
-                if k in ("conditions", "variants", "payloads") or (
+                if k in _FLAG_RULES or (
                         k not in data and k not in _FLAG_HIDDEN):
                     data[k] = v
         return data
 
 
 _FLAG_HIDDEN = frozenset({"deleted_at"})
+_FLAG_RULES = frozenset({"conditions", "variants", "payloads"})
 
 
 class FlagListSchema(Schema):

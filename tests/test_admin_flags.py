@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flagsvc.store.projects import MAX_GROUP_TYPES
 
@@ -405,3 +408,44 @@ def test_audit_pagination(client, h):
     assert client.get("/api/audit?limit=0", headers=h).status_code == 422
     assert client.get("/api/audit?limit=lots", headers=h).status_code == 422
     assert client.get("/api/audit?flag_id=ghost", headers=h).status_code == 404
+
+
+# ---------------------------------------------------------------- robustness
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False,
+                                                                       allow_infinity=False)
+    | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8),
+                                                                      children, max_size=4),
+    max_leaves=20)
+_field_names = st.sampled_from(["name", "description", "active", "bucket_by", "hash_namespace",
+                                "conditions", "variants", "payloads", "version"])
+_condition = st.fixed_dictionaries({}, optional={
+    "properties": st.lists(st.fixed_dictionaries({}, optional={
+        "type": st.sampled_from(["person", "group", "flag", "x"]) | _json,
+        "group_type": st.sampled_from(["organization", "account"]) | _json,
+        "key": st.sampled_from(["plan", "a", ""]) | _json,
+        "operator": st.sampled_from(["exact", "regex", "semver_gt", "in_cidr", "date_before",
+                                     "gt", "is_set", "nope"]) | _json,
+        "value": _json, "negate": _json}), max_size=3),
+    "rollout_percentage": _json, "variant": _json, "bucket_by": _json})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(extra=st.dictionaries(_field_names, _json, max_size=4),
+       conditions=st.none() | st.lists(_condition, max_size=3))
+def test_any_flag_body_is_answered_without_a_server_error(client, h, extra, conditions):
+    key = f"fuzz-{uuid.uuid4().hex[:12]}"
+    body = {"key": key, **extra}
+    if conditions is not None:
+        body["conditions"] = conditions
+    r = client.post("/api/flags", json=body, headers=h)
+    assert r.status_code in (201, 409, 422), (r.status_code, r.get_json())
+    if r.status_code == 201:
+        assert client.get(f"/api/flags/{key}", headers=h).status_code == 200
+        assert client.post(f"/api/flags/{key}/explain", json={"distinct_id": "u"},
+                           headers=h).status_code == 200
+        assert client.delete(f"/api/flags/{key}", headers=h).status_code == 200
+    r = client.post("/api/flags/explain", json={"flag": body, "groups": extra}, headers=h)
+    assert r.status_code in (200, 422), (r.status_code, r.get_json())
