@@ -215,7 +215,8 @@ class Server:
     """A subprocess serving HTTP on 127.0.0.1:`port` (a process group, stopped as one)."""
 
     def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None,
-                 health: str = "/healthz", log_path: str | None = None) -> None:
+                 health: str = "/healthz", log_path: str | None = None,
+                 workers: int | None = None) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path or tempfile.mktemp(prefix="flagsvc-bench-", suffix=".log")
@@ -225,6 +226,7 @@ class Server:
                                      start_new_session=True)
         try:
             wait_http(self.url + health)
+            self.wait_workers(workers)
         except Exception:
             self.stop()
             sys.stderr.write(Path(self.log_path).read_text(errors="replace")[-3000:])
@@ -233,6 +235,17 @@ class Server:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def wait_workers(self, expected: int | None, timeout: float = 30.0) -> None:
+        """Until gunicorn has booted all its workers (health answers after the first)."""
+        if expected is None:
+            from flagsvc.server import default_workers
+
+            expected = default_workers()
+        deadline = time.monotonic() + timeout
+        while len(self.worker_pids()) < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # let the last one finish importing the app
 
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
@@ -263,7 +276,7 @@ def flagsvc_server(db_path: str, port: int | None = None, workers: int | None = 
     env = {"FLAGSVC_DATABASE": db_path, "FLAGSVC_API_TOKEN": API_TOKEN,
            "FLAGSVC_SECRET_KEY": SECRET_KEY, "FLAGSVC_LOG_LEVEL": "WARNING",
            **(extra_env or {})}
-    return Server(argv, port, env)
+    return Server(argv, port, env, workers=workers)
 
 
 def minimal_server(port: int | None = None, workers: int | None = None) -> Server:
@@ -273,7 +286,7 @@ def minimal_server(port: int | None = None, workers: int | None = None) -> Serve
     argv = [PYTHON, str(BENCH_DIR / "minimal_app.py"), "--bind", f"127.0.0.1:{port}"]
     if workers:
         argv += ["--workers", str(workers)]
-    return Server(argv, port)
+    return Server(argv, port, workers=workers)
 
 
 @contextmanager
@@ -287,7 +300,7 @@ def running(*servers: Server) -> Iterator[None]:
 
 def post_json(url: str, body: Any, headers: dict[str, str] | None = None,
               method: str = "POST", timeout: float = 10.0) -> tuple[int, Any]:
-    data = json.dumps(body).encode()
+    data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Content-Type": "application/json", **(headers or {})})
     try:
