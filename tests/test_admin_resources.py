@@ -230,3 +230,18 @@ def test_definitions_over_http_with_requests(live_server):
                           headers={**h, "If-None-Match": first.headers["ETag"]}, timeout=10)
     assert first.status_code == 200 and second.status_code == 304 and second.content == b""
     assert "Access-Control-Allow-Origin" not in first.headers
+
+
+def test_group_keys_and_distinct_ids_with_slashes(app, client, h, app_project):
+    """Keys are opaque strings: a URL-encoded slash reaches the right group and person."""
+    app.extensions["flagsvc"].store.ingest(app_project["id"], [
+        Call(kind="group", message_id="s1", timestamp=time.time(), group_type="repo",
+             group_key="acme/web", group_set={"stars": 3}),
+        Call(kind="identify", message_id="s2", timestamp=time.time(), distinct_id="team/ann",
+             person_set={"role": "admin"})])
+    assert client.get("/api/groups/repo/acme%2Fweb", headers=h).get_json()["group_key"] == "acme/web"
+    r = client.get("/api/groups/repo/acme%2Fweb/properties", headers=h)
+    assert r.get_json()["properties"] == {"stars": 3}
+    assert client.get("/api/persons/team%2Fann", headers=h).get_json()["properties"] == {"role": "admin"}
+    assert client.get("/api/persons/team%2Fann/properties", headers=h).get_json() == {
+        "properties": {"role": "admin"}}

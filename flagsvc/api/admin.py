@@ -539,7 +539,7 @@ def list_groups() -> Response:
                                                    "limit": args["limit"], "offset": args["offset"]}))
 
 
-@bp.get("/groups/<group_type>/<group_key>")
+@bp.get("/groups/<group_type>/<path:group_key>")
 def get_group(group_type: str, group_key: str) -> Response:
     """A group's profile: properties, parent, children, members, recent events."""
     project = admin_project()
@@ -560,7 +560,7 @@ def list_persons() -> Response:
                                                     "limit": args["limit"], "offset": args["offset"]}))
 
 
-@bp.get("/persons/<distinct_id>")
+@bp.get("/persons/<path:distinct_id>")
 def get_person(distinct_id: str) -> Response:
     project = admin_project()
     try:

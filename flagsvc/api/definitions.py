@@ -58,7 +58,7 @@ def flag_definitions() -> Response:
     return resp
 
 
-@bp.get("/groups/<group_type>/<group_key>/properties")
+@bp.get("/groups/<group_type>/<path:group_key>/properties")
 def group_properties(group_type: str, group_key: str) -> Response:
     project = admin_project()
     store = service().store
@@ -70,7 +70,7 @@ def group_properties(group_type: str, group_key: str) -> Response:
                    parent={"group_type": parent[0], "group_key": parent[1]} if parent else None)
 
 
-@bp.get("/persons/<distinct_id>/properties")
+@bp.get("/persons/<path:distinct_id>/properties")
 def person_properties(distinct_id: str) -> Response:
     project = admin_project()
     props = service().store.person_properties(project["id"], distinct_id)
