@@ -9,11 +9,21 @@ UTC strings (the store keeps Unix seconds) and nothing secret is ever dumped.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
-from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_dump, pre_dump, pre_load,
-                         validate, validates_schema)
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_dump,
+    pre_dump,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from .engine import ALIASES, OPERATORS
 
@@ -32,7 +42,7 @@ def iso(ts: Any) -> str | None:
     """Unix seconds -> ISO 8601 UTC with milliseconds and a Z."""
     if ts is None or isinstance(ts, bool) or not isinstance(ts, (int, float)):
         return None
-    dt = datetime.fromtimestamp(ts, timezone.utc)
+    dt = datetime.fromtimestamp(ts, UTC)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -368,7 +368,7 @@ def test_delete_with_a_stale_if_match_is_409(client, h):
 
 def test_writes_are_seen_by_decide_at_once(client, app_project, h):
     create(client, h, key="everyone", bucket_by="$person", conditions=[{}], variants=[], payloads={})
-    decide = lambda: client.post("/flags/?v=2", json={"api_key": app_project["api_token"],  # noqa: E731
+    decide = lambda: client.post("/flags/?v=2", json={"api_key": app_project["api_token"],
                                                       "distinct_id": "u1"}).get_json()["flags"]
     assert decide()["everyone"]["enabled"] is True
     client.patch("/api/flags/everyone", json={"active": False}, headers={**h, "If-Match": "1"})

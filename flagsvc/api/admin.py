@@ -10,17 +10,24 @@ is checked with `validate_flag` / `compile_flags` before anything is stored.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError
 
 from .. import schemas as s
 from ..engine import Context, Evaluation, FlagResult, compile_flags, explain, validate_flag
-from ..errors import (BadRequest, ConflictError, NotFoundError, PreconditionRequired,
-                      ValidationFailed)
+from ..errors import (
+    BadRequest,
+    ConflictError,
+    NotFoundError,
+    PreconditionRequired,
+    ValidationFailed,
+)
 from ..service import make_context
 from ..store import Conflict, LimitExceeded, NotFound
 from ..store.projects import MAX_GROUP_TYPES
@@ -523,7 +530,8 @@ def _property_filters() -> dict[str, Any]:
             parsed = json.loads(raw)
         except ValueError:
             parsed = raw
-        ok = isinstance(parsed, (bool, int, float, str)) and parsed == parsed  # not NaN
+        ok = isinstance(parsed, (bool, int, float, str)) and not (
+            isinstance(parsed, float) and math.isnan(parsed))
         out[name[len("properties."):]] = parsed if ok else raw
     return out
 

@@ -16,7 +16,8 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, Response, current_app, jsonify
-from werkzeug.routing import Map, Rule
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, RoutingException, Rule
 
 from .. import schemas as s
 
@@ -201,7 +202,7 @@ def _twin(rule: Rule, method: str, ops: dict[tuple[str, str], Op]) -> Op | None:
         for candidate in (p, p.rstrip("/"), p.rstrip("/") + "/"):
             try:
                 probe.match(candidate, method=method.upper())
-            except Exception:
+            except (HTTPException, RoutingException):
                 continue
             served.append(op)
             break
@@ -277,7 +278,7 @@ def build(app: Flask) -> dict[str, Any]:
     spec.components.schema("Error", schema=s.ErrorSchema)
     spec.components.schema("FlagInput", schema=s.FlagInputSchema)
     spec.components.schema("Flag", schema=s.FlagSchema)
-    for code, (name, description) in ERRORS.items():
+    for name, description in ERRORS.values():
         spec.components.response(name, {"description": description,
                                         "content": {JSON: {"schema": "Error"}}})
     by_path: dict[str, dict[str, Any]] = {}
