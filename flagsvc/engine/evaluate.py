@@ -10,21 +10,19 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .compile import PERSON, CompiledFlag, Condition
+from .compile import PERSON, CompiledFlag
 from .context import EMPTY, NULL_RESOLVER, Context, FlagResult, Resolver
-from .hashing import bucket, variant_target
+from .hashing import VARIANT_SEED, _hash, hash_input
 from .hierarchy import Path, find_group_key
 
 _MISSING = object()
 
-# When no condition matched, the most telling reason wins.
-_PRIORITY = {"out_of_rollout_bound": 3, "no_group_type": 2, "dependency_off": 1, "no_condition_match": 0}
 
 
 class Evaluation:
     """The evaluation of a set of flags for one context."""
 
-    __slots__ = ("flags", "ctx", "resolver", "_keys", "_props", "_results", "_active")
+    __slots__ = ("flags", "ctx", "resolver", "now", "_keys", "_props", "_results", "_active")
 
     def __init__(
         self, flags: Mapping[str, CompiledFlag], ctx: Context, resolver: Resolver = NULL_RESOLVER
@@ -32,10 +30,11 @@ class Evaluation:
         self.flags = flags
         self.ctx = ctx
         self.resolver = resolver
+        self.now = ctx.now
         self._keys: dict[str, tuple[str, Path | None] | None] = {}
         self._props: dict[str, Mapping[str, Any] | None] = {}
         self._results: dict[str, FlagResult] = {}
-        self._active: set[str] = set()
+        self._active: set[str] | None = None  # flags being evaluated (dependencies only)
 
     # ------------------------------------------------------------ lookups
 
@@ -43,9 +42,12 @@ class Evaluation:
         """The identifier for a bucket type: the distinct id for $person, else a group key."""
         found = self._keys.get(group_type, _MISSING)
         if found is _MISSING:
+            direct = self.ctx.groups.get(group_type)
             if group_type == PERSON:
                 did = self.ctx.distinct_id
                 found = (str(did), None) if did not in (None, "") else None
+            elif type(direct) is str and direct:  # the request names the type itself
+                found = (direct, None)
             else:
                 try:
                     found = find_group_key(group_type, self.ctx.groups, self.resolver)
@@ -57,29 +59,47 @@ class Evaluation:
     def properties(self, source: str, group_type: str | None) -> Mapping[str, Any] | None:
         """Stored properties overlaid with the request's (request wins per key)."""
         slot = group_type if source == "group" else PERSON
-        props = self._props.get(slot, _MISSING)
-        if props is not _MISSING:
-            return props  # type: ignore[return-value]
-        ctx = self.ctx
-        if source == "group":
+        props = self._props.get(slot, _MISSING)  # type: ignore[arg-type]
+        if props is _MISSING:
+            props = self._group_props(group_type) if source == "group" else self._person_props()
+            self._props[slot] = props  # type: ignore[index]
+        return props  # type: ignore[return-value]
+
+    def _group_props(self, group_type: str | None) -> Mapping[str, Any] | None:
+        found = self.group_key(group_type)  # type: ignore[arg-type]
+        if found is None:
+            return None
+        stored = self._lookup(self.resolver.group_properties, group_type, found[0])
+        given = self.ctx.group_properties.get(group_type)  # type: ignore[arg-type]
+        if not given:
+            return stored
+        return {**stored, **given} if stored else given
+
+    def _person_props(self) -> Mapping[str, Any]:
+        did = self.ctx.distinct_id
+        given = self.ctx.person_properties or EMPTY
+        if did in (None, ""):
+            return given
+        stored = self._lookup(self.resolver.person_properties, str(did))
+        if not given:
+            return stored
+        return {**stored, **given} if stored else given
+
+    def filter_properties(self, source: int, group_type: str | None,
+                          key: str) -> Mapping[str, Any] | None:
+        """What a filter of `source` (compile.source_code) is tested against."""
+        if source == 1:
+            return self.properties("group", group_type)
+        if source == 0:
+            return self.properties("person", None)
+        if source == 2:
+            dep = self.flag(key)
+            return {key: dep.value} if dep is not None and dep.reason != "error" else EMPTY
+        if source == 3:
             found = self.group_key(group_type)  # type: ignore[arg-type]
-            if found is None:
-                props = None
-            else:
-                key = found[0]
-                stored = self._lookup(self.resolver.group_properties, group_type, key)
-                given = ctx.group_properties.get(group_type) or EMPTY  # type: ignore[arg-type]
-                props = {**stored, **given, "$group_key": key} if stored else {**given, "$group_key": key}
-        else:
-            did = ctx.distinct_id
-            given = ctx.person_properties or EMPTY
-            if did in (None, ""):
-                props = dict(given)
-            else:
-                stored = self._lookup(self.resolver.person_properties, str(did))
-                props = {**stored, **given, "distinct_id": did} if stored else {**given, "distinct_id": did}
-        self._props[slot] = props
-        return props
+            return {key: found[0]} if found is not None else None
+        did = self.ctx.distinct_id
+        return {key: did} if did not in (None, "") else EMPTY
 
     @staticmethod
     def _lookup(fn: Any, *args: str) -> Mapping[str, Any]:
@@ -87,7 +107,9 @@ class Evaluation:
             found = fn(*args)
         except Exception:
             return EMPTY
-        return found if isinstance(found, Mapping) else EMPTY
+        if found is None:
+            return EMPTY
+        return found if type(found) is dict or isinstance(found, Mapping) else EMPTY
 
     # ------------------------------------------------------------ flags
 
@@ -99,86 +121,106 @@ class Evaluation:
         flag = self.flags.get(key)
         if flag is None:
             return None
-        if key in self._active:  # cycles are caught at compile time; this is a safety net
-            return FlagResult(key, False, "error", error="dependency cycle")
-        self._active.add(key)
-        try:
-            result = self._evaluate(flag)
-        except Exception as e:
-            result = FlagResult(key, False, "error", flag_id=flag.id, version=flag.version,
-                                error=f"{type(e).__name__}: {e}")
-        finally:
-            self._active.discard(key)
+        if flag.depends_on:
+            result = self._evaluate_guarded(flag)
+        else:
+            try:
+                result = self._evaluate(flag)
+            except Exception as e:
+                result = _error(flag, f"{type(e).__name__}: {e}")
         self._results[key] = result
         return result
+
+    def _evaluate_guarded(self, flag: CompiledFlag) -> FlagResult:
+        active = self._active
+        if active is None:
+            active = self._active = set()
+        if flag.key in active:  # cycles are caught at compile time; this is a safety net
+            return _error(flag, "dependency cycle")
+        active.add(flag.key)
+        try:
+            return self._evaluate(flag)
+        except Exception as e:
+            return _error(flag, f"{type(e).__name__}: {e}")
+        finally:
+            active.discard(flag.key)
 
     def all(self, keys: Iterable[str] | None = None) -> dict[str, FlagResult]:
         """Results for the given flag keys (default: every flag); unknown keys are skipped."""
         out: dict[str, FlagResult] = {}
+        flag = self.flag
         for key in self.flags if keys is None else keys:
-            r = self.flag(key)
+            r = flag(key)
             if r is not None:
                 out[key] = r
         return out
 
     def _evaluate(self, flag: CompiledFlag) -> FlagResult:
         if flag.error is not None:
-            return FlagResult(flag.key, False, "error", flag_id=flag.id, version=flag.version,
-                              error=flag.error)
+            return _error(flag, flag.error)
         if not flag.active:
-            return FlagResult(flag.key, False, "flag_disabled", flag_id=flag.id, version=flag.version)
-        now = self.ctx.now
-        miss = "no_condition_match"
+            return FlagResult(flag.key, False, "flag_disabled", None, None, None, flag.id,
+                              flag.version)
+        now = self.now
+        keys = self._keys
+        props_cache = self._props
+        miss = 0  # _REASONS index of the most telling reason so far
         for index, cond in enumerate(flag.conditions):
-            found = self.group_key(cond.bucket_by)
+            bucket_by = cond.bucket_by
+            found = keys.get(bucket_by, _MISSING)
+            if found is _MISSING:
+                found = self.group_key(bucket_by)
             if found is None:
-                miss = _worse(miss, "no_group_type")
+                if miss < 2:
+                    miss = 2
                 continue
-            failed = self._failed_filter(cond, now)
-            if failed is not None:
-                miss = _worse(miss, "dependency_off" if failed == "flag" else "no_condition_match")
+            failed = -1
+            for source, group_type, check, fkey in cond.checks:
+                if source == 1:
+                    props = props_cache.get(group_type, _MISSING)  # type: ignore[arg-type]
+                    if props is _MISSING:
+                        props = self.properties("group", group_type)
+                else:
+                    props = self.filter_properties(source, group_type, fkey)
+                if not check(props, now):  # type: ignore[arg-type]
+                    failed = source
+                    break
+            if failed >= 0:
+                if failed == 2 and miss < 1:  # a dependency did not have the required value
+                    miss = 1
                 continue
-            identifier = found[0]
-            if cond.rollout < 100 and bucket(flag.namespace, identifier) > cond.rollout:
-                miss = _worse(miss, "out_of_rollout_bound")
+            identifier = found[0]  # type: ignore[index]
+            text = f"{flag.namespace}:{identifier}"
+            try:  # inlined hash_input(): this is the hot path
+                data = text.encode()
+            except UnicodeEncodeError:
+                data = hash_input(flag.namespace, identifier)
+            if cond.rollout < 100 and _hash(data, 0, False) % 100 + 1 > cond.rollout:
+                miss = 3
                 continue
-            variant = self._variant(flag, cond, identifier)
+            variant = cond.variant
+            if flag.variants and variant is None:
+                target = _hash(data, VARIANT_SEED, False) % flag.total_weight + 1
+                for name, cumulative in flag.variants:
+                    if cumulative >= target:
+                        variant = name
+                        break
             payload = flag.payloads.get(variant if variant is not None else "true")
             return FlagResult(flag.key, True, "condition_match", variant, index, payload, flag.id,
-                              flag.version, cond.bucket_by, identifier, found[1])
+                              flag.version, bucket_by, identifier, found[1])  # type: ignore[index]
         found = self.group_key(flag.bucket_by)
-        return FlagResult(flag.key, False, miss, flag_id=flag.id, version=flag.version,
-                          bucket_by=flag.bucket_by,
-                          identifier=found[0] if found else None,
-                          inferred_from=found[1] if found else None)
-
-    def _failed_filter(self, cond: Condition, now: float) -> str | None:
-        """The source of the first filter that does not match ("person", "group", "flag")."""
-        for f in cond.filters:
-            if f.source == "flag":
-                dep = self.flag(f.key)
-                props = {f.key: dep.value} if dep is not None and dep.reason != "error" else EMPTY
-                if not f.test(props, now):
-                    return "flag"
-            elif not f.test(self.properties(f.source, f.group_type), now):
-                return f.source
-        return None
-
-    @staticmethod
-    def _variant(flag: CompiledFlag, cond: Condition, identifier: str) -> str | None:
-        if not flag.variants:
-            return None
-        if cond.variant is not None:
-            return cond.variant
-        target = variant_target(flag.namespace, identifier, flag.total_weight)
-        for name, cumulative in flag.variants:
-            if cumulative >= target:
-                return name
-        return None  # unreachable: the last cumulative weight is the total
+        return FlagResult(flag.key, False, _REASONS[miss], None, None, None, flag.id,
+                          flag.version, flag.bucket_by, found[0] if found else None,
+                          found[1] if found else None)
 
 
-def _worse(current: str, new: str) -> str:
-    return new if _PRIORITY[new] > _PRIORITY[current] else current
+# When no condition matched, the most telling reason wins (higher index).
+_REASONS = ("no_condition_match", "dependency_off", "no_group_type", "out_of_rollout_bound")
+
+
+def _error(flag: CompiledFlag, message: str) -> FlagResult:
+    return FlagResult(flag.key, False, "error", flag_id=flag.id, version=flag.version,
+                      error=message)
 
 
 def evaluate(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .compile import CompiledFlag
+from .compile import CompiledFlag, source_code
 from .context import Context, NULL_RESOLVER, Resolver
 from .evaluate import Evaluation
 from .hashing import bucket
@@ -24,13 +24,12 @@ def explain(
         found = ev.group_key(cond.bucket_by)
         filters = []
         for f in cond.filters:
+            props = ev.filter_properties(source_code(f), f.group_type, f.key)
             if f.source == "flag":
                 dep = ev.flag(f.key)
                 actual = dep.value if dep is not None else None
-                props = {f.key: actual} if dep is not None and dep.reason != "error" else {}
             else:
-                props = ev.properties(f.source, f.group_type) or {}
-                actual = props.get(f.key)
+                actual = (props or {}).get(f.key)
             filters.append({
                 "type": f.source, "group_type": f.group_type, "key": f.key,
                 "operator": f.operator, "value": f.value, "negate": f.negate,

@@ -30,3 +30,8 @@ def bucket(namespace: str, identifier: str) -> int:
 def variant_target(namespace: str, identifier: str, total_weight: int) -> int:
     """The variant target (1..total_weight) of `identifier` in `namespace`."""
     return _hash(_utf8(f"{namespace}:{identifier}"), VARIANT_SEED, False) % total_weight + 1
+
+
+def hash_input(namespace: str, identifier: str) -> bytes:
+    """The bytes both hashes are computed on (computed once per condition match)."""
+    return _utf8(f"{namespace}:{identifier}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import operator
 import re
 from datetime import date, datetime, timezone
 from typing import Any, Callable
@@ -158,6 +159,8 @@ def _exact(value: Any, ci: bool) -> Matcher:
         t = to_text(v)
         return (t.lower() if ci else t) in texts
 
+    if not ci:
+        match.fast_texts = texts  # type: ignore[attr-defined]  # see compile._make_check
     return match
 
 
@@ -226,6 +229,7 @@ def _compare(test: Callable[[Any, Any], bool]) -> Callable[[Any, bool], Matcher]
             n = to_number(v)
             return n is not None and test(n, target)
 
+        match.fast_compare = (test, target)  # type: ignore[attr-defined]  # see compile._make_check
         return match
 
     return factory
@@ -304,19 +308,19 @@ OPERATORS: dict[str, Callable[[Any, bool], Matcher]] = {
     "starts_with": _string_op(lambda t, n: t.startswith(n)),
     "ends_with": _string_op(lambda t, n: t.endswith(n)),
     "regex": _regex,
-    "gt": _compare(lambda a, b: a > b),
-    "gte": _compare(lambda a, b: a >= b),
-    "lt": _compare(lambda a, b: a < b),
-    "lte": _compare(lambda a, b: a <= b),
+    "gt": _compare(operator.gt),
+    "gte": _compare(operator.ge),
+    "lt": _compare(operator.lt),
+    "lte": _compare(operator.le),
     "is_set": _presence,
     "is_not_set": _presence,
     "date_before": _date(before=True),
     "date_after": _date(before=False),
-    "semver_eq": _semver(lambda a, b: a == b),
-    "semver_gt": _semver(lambda a, b: a > b),
-    "semver_gte": _semver(lambda a, b: a >= b),
-    "semver_lt": _semver(lambda a, b: a < b),
-    "semver_lte": _semver(lambda a, b: a <= b),
+    "semver_eq": _semver(operator.eq),
+    "semver_gt": _semver(operator.gt),
+    "semver_gte": _semver(operator.ge),
+    "semver_lt": _semver(operator.lt),
+    "semver_lte": _semver(operator.le),
     "in_cidr": _in_cidr,
 }
 
