@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from functools import partial
+from typing import Any, Mapping, NamedTuple, Protocol
 
 EMPTY: Mapping[str, Any] = {}
 
@@ -45,9 +46,8 @@ class NullResolver:
 NULL_RESOLVER = NullResolver()
 
 
-@dataclass(slots=True)
-class FlagResult:
-    """The outcome of one flag for one context."""
+class FlagResult(NamedTuple):
+    """The outcome of one flag for one context (a named tuple: cheap to build, immutable)."""
 
     key: str
     enabled: bool
@@ -68,3 +68,7 @@ class FlagResult:
         if self.enabled and self.variant is not None:
             return self.variant
         return self.enabled
+
+
+# Building a result from all twelve fields without the keyword machinery (hot path).
+new_result = partial(tuple.__new__, FlagResult)

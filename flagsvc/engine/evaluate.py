@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from .compile import PERSON, CompiledFlag
-from .context import EMPTY, NULL_RESOLVER, Context, FlagResult, Resolver
+from .context import EMPTY, NULL_RESOLVER, Context, FlagResult, Resolver, new_result
 from .hashing import VARIANT_SEED, _hash, hash_input
 from .hierarchy import Path, find_group_key
 
@@ -159,8 +159,8 @@ class Evaluation:
         if flag.error is not None:
             return _error(flag, flag.error)
         if not flag.active:
-            return FlagResult(flag.key, False, "flag_disabled", None, None, None, flag.id,
-                              flag.version)
+            return new_result((flag.key, False, "flag_disabled", None, None, None, flag.id,
+                               flag.version, None, None, None, None))
         now = self.now
         keys = self._keys
         props_cache = self._props
@@ -206,12 +206,13 @@ class Evaluation:
                         variant = name
                         break
             payload = flag.payloads.get(variant if variant is not None else "true")
-            return FlagResult(flag.key, True, "condition_match", variant, index, payload, flag.id,
-                              flag.version, bucket_by, identifier, found[1])  # type: ignore[index]
+            return new_result((flag.key, True, "condition_match", variant, index, payload,
+                               flag.id, flag.version, bucket_by, identifier,
+                               found[1], None))  # type: ignore[index]
         found = self.group_key(flag.bucket_by)
-        return FlagResult(flag.key, False, _REASONS[miss], None, None, None, flag.id,
-                          flag.version, flag.bucket_by, found[0] if found else None,
-                          found[1] if found else None)
+        return new_result((flag.key, False, _REASONS[miss], None, None, None, flag.id,
+                           flag.version, flag.bucket_by, found[0] if found else None,
+                           found[1] if found else None, None))
 
 
 # When no condition matched, the most telling reason wins (higher index).
