@@ -131,3 +131,18 @@ def test_transaction_reraises_the_original_error_when_sqlite_already_rolled_back
     assert not conn.in_transaction
     with db.transaction(conn):  # the connection is still usable
         conn.execute("UPDATE projects SET name = name")
+
+
+def test_connections_of_finished_threads_are_closed(store):
+    import threading
+
+    def work():
+        store.conn().execute("SELECT 1").fetchone()
+
+    for _ in range(50):
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+    store.conn()
+    # One per live thread (this one, plus at most the last finished one before pruning).
+    assert store._pool.open_connections() <= 2

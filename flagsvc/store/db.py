@@ -108,14 +108,16 @@ def _statements(sql: str) -> list[str]:
 
 
 class ConnectionPool:
-    """One connection per thread for one database file."""
+    """One connection per thread for one database file. Connections of threads that have
+    ended are closed when the next connection is opened, so a server that starts a thread
+    per request (werkzeug's threaded mode) does not accumulate open connections."""
 
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
         self.path = path
         self.synchronous = synchronous
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[sqlite3.Connection] = []
+        self._all: dict[threading.Thread, sqlite3.Connection] = {}
 
     def get(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -123,15 +125,25 @@ class ConnectionPool:
             conn = connect(self.path, self.synchronous)
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                for thread in [t for t in self._all if not t.is_alive()]:
+                    _close(self._all.pop(thread))
+                self._all[threading.current_thread()] = conn
         return conn
+
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._all)
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
+            for conn in self._all.values():
+                _close(conn)
             self._all.clear()
         self._local = threading.local()
+
+
+def _close(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
