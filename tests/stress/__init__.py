@@ -1,0 +1,1 @@
+"""Soak and stress runs (long versions of tests/test_reliability*.py); see README.md here."""

@@ -1,0 +1,173 @@
+"""Reliability against a real `flagsvc serve --workers 4` on one SQLite file (issue #5):
+concurrent load, kill -9 crash safety, no lost updates over HTTP, online backups.
+
+Short versions of tests/stress/*.py (which run the same loops for longer; figures in
+bench/RELIABILITY.md). Every loop is bounded by a deadline and a request count, loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from stress.harness import (API_TOKEN, FLAG_KEY, Server, Tally, admin, check_acknowledged,
+                            create_flag, flagsvc_bin, ingest_loop, integrity, mixed_load,
+                            open_readonly, run_threads, stored_message_ids)
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(str(tmp_path / "flagsvc.db"), workers=4)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_concurrent_ingestion_edits_and_decide_on_one_file(server):
+    """8 s of /batch/ + /v1/batch + If-Match PATCHes + decide on 4 workers: no 5xx, no
+    'database is locked' anywhere, every acknowledged event stored (exact set)."""
+    create_flag(server.url)
+    tally = Tally()
+    for t in mixed_load(server.url, 8.0, tally):
+        t.join(timeout=60)
+    server.stop()
+    assert tally.server_errors() == 0, tally.errors[:5]
+    assert tally.errors == []
+    assert "database is locked" not in server.logs()
+    assert tally.total("ingest") > 50 and tally.total("decide") > 50
+    assert tally.status["admin_patch"].get(200, 0) > 5
+    assert set(tally.status["admin_patch"]) <= {200, 409}
+    result = check_acknowledged(server.db_path, tally)
+    assert stored_message_ids(server.db_path) == tally.acked_events  # exact: nothing extra
+    assert result["missing_flag_changes"] == [] and result["audit_chain_ok"]
+    assert result["flag_version"] == len(tally.acked_flag_versions) + 1
+    assert result["integrity"] == "ok"
+
+
+def test_kill_9_mid_write_loses_nothing_acknowledged(tmp_path):
+    """SIGKILL the arbiter and all workers during ingestion and flag edits, three times;
+    after each restart every acknowledged event and flag change is there."""
+    srv = Server(str(tmp_path / "flagsvc.db"), workers=4)
+    srv.start()
+    create_flag(srv.url)
+    tally = Tally()
+    try:
+        for round_ in range(3):
+            stop = threading.Event()
+            threads = mixed_load(srv.url, 10.0, tally, stop, ingesters=3, editors=2, deciders=1)
+            time.sleep(1.0 + 0.3 * round_)
+            srv.kill()
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+            result = check_acknowledged(srv.db_path, tally)
+            assert result["missing_events"] == 0, result
+            assert result["missing_flag_changes"] == [] and result["audit_chain_ok"], result
+            assert result["integrity"] == "ok"
+            srv.start()
+            assert requests.get(srv.url + "/readyz", timeout=5).status_code == 200
+        assert len(tally.acked_events) > 0 and len(tally.acked_flag_versions) > 0
+        _assert_nothing_half_written(srv.db_path)
+    finally:
+        srv.stop()
+
+
+def _assert_nothing_half_written(db_path):
+    """Each batch is one transaction: every stored event's group/person rows exist, and
+    every audit entry's 'after' is exactly the flag at that version (no torn rows)."""
+    with open_readonly(db_path) as conn:
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        flag = conn.execute("SELECT id, version FROM flags WHERE key = ?", (FLAG_KEY,)).fetchone()
+        last = conn.execute("SELECT version, after FROM audit_log WHERE flag_id = ? "
+                            "ORDER BY id DESC LIMIT 1", (flag[0],)).fetchone()
+        assert last[0] == flag[1] == json.loads(last[1])["version"]
+
+
+def test_concurrent_updates_over_http_exactly_one_wins(server):
+    """16 clients PATCH one flag from the same version through 4 gunicorn workers (separate
+    processes): one 200, fifteen 409, and the audit log has exactly the winner's change."""
+    create_flag(server.url)
+    for round_ in range(3):
+        current = requests.get(f"{server.url}/api/flags/{FLAG_KEY}", headers=admin(),
+                               timeout=10).json()
+        barrier = threading.Barrier(16)
+        results: list[tuple[int, int]] = []
+        lock = threading.Lock()
+
+        def update(pct):
+            s = requests.Session()
+            conditions = json.loads(json.dumps(current["conditions"]))
+            conditions[0]["rollout_percentage"] = pct
+            barrier.wait(timeout=10)
+            r = s.patch(f"{server.url}/api/flags/{FLAG_KEY}", json={"conditions": conditions},
+                        headers={**admin(), "If-Match": str(current["version"])}, timeout=30)
+            with lock:
+                results.append((r.status_code, pct))
+
+        for t in run_threads([(update, (pct,)) for pct in range(16)]):
+            t.join(timeout=30)
+        codes = sorted(code for code, _ in results)
+        assert codes == [200] + [409] * 15, codes
+        winner = next(pct for code, pct in results if code == 200)
+        audit = requests.get(f"{server.url}/api/audit", headers=admin(), timeout=10).json()
+        entries = audit["entries"] if isinstance(audit, dict) else audit
+        updates = [e for e in entries if e["action"] == "updated"]
+        assert len(updates) == round_ + 1
+        assert updates[0]["version"] == current["version"] + 1
+        assert updates[0]["after"]["conditions"][0]["rollout_percentage"] == winner
+
+
+def test_online_backup_during_ingestion_restores_to_a_working_service(server, tmp_path):
+    """`flagsvc backup` while batches keep arriving: the copy passes integrity_check, holds
+    every event acknowledged before the backup started, and serves decide with the flags."""
+    create_flag(server.url)
+    requests.post(server.url + "/batch/", timeout=10, json={"api_key": API_TOKEN, "batch": [
+        {"event": "$groupidentify", "distinct_id": "u", "uuid": "seed-1",
+         "properties": {"$group_type": "organization", "$group_key": "acme",
+                        "$group_set": {"plan": "enterprise"}}}]}).raise_for_status()
+    tally = Tally()
+    stop = threading.Event()
+    threads = run_threads([(ingest_loop, (server.url, tally, stop, time.monotonic() + 20, 10_000))
+                           for _ in range(3)])
+    time.sleep(1.0)
+    with tally.lock:
+        acked_before = set(tally.acked_events)
+    copy = str(tmp_path / "backup" / "copy.db")
+    (tmp_path / "backup").mkdir()
+    env = {**server.env}
+    started = time.monotonic()
+    out = subprocess.run([flagsvc_bin(), "backup", copy], env=env, capture_output=True,
+                         text=True, timeout=60)
+    backup_seconds = time.monotonic() - started
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "integrity: ok" in out.stdout
+    assert tally.server_errors() == 0 and len(tally.acked_events) > len(acked_before)
+    assert backup_seconds < 30
+    assert integrity(copy) == "ok"
+    in_copy = stored_message_ids(copy)
+    assert acked_before | {"seed-1"} <= in_copy
+    assert in_copy <= tally.acked_events | {"seed-1"}  # nothing unacknowledged or torn
+
+    restored = Server(copy, workers=2, log_dir=str(tmp_path / "backup"))
+    with restored:
+        r = requests.post(restored.url + "/flags/?v=2", timeout=10, json={
+            "api_key": API_TOKEN, "distinct_id": "u", "groups": {"organization": "acme"}})
+        assert r.status_code == 200
+        flag = r.json()["flags"][FLAG_KEY]
+        assert flag["reason"]["code"] in ("condition_match", "out_of_rollout_bound")
+        got = requests.get(f"{restored.url}/api/flags/{FLAG_KEY}", headers=admin(), timeout=10)
+        assert got.status_code == 200
+        more = requests.post(restored.url + "/batch/", timeout=10, json={
+            "api_key": API_TOKEN, "batch": [{"event": "after-restore", "distinct_id": "u",
+                                             "uuid": "after-restore-1"}]})
+        assert more.status_code == 200
+    assert "after-restore-1" in stored_message_ids(copy)
