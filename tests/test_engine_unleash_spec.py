@@ -19,7 +19,9 @@ import pytest
 
 from flagsvc.engine import Context, compile_flags, evaluate, validate_flag
 
-SPEC_DIR = Path("/work/shared/conformance/unleash-client-specification/specifications")
+# ../shared beside the project root, as in every checkout (CI clones main next to it).
+SPEC_DIR = (Path(__file__).resolve().parents[2] / "shared" / "conformance"
+            / "unleash-client-specification" / "specifications")
 TOGGLE_FILES = ["03-gradual-rollout-user-id-strategy.json", "10-flexible-rollout-strategy.json",
                 "12-custom-stickiness.json"]
 VARIANT_FILES = ["08-variants.json", "12-custom-stickiness.json", "16-strategy-variants.json"]
