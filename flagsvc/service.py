@@ -5,21 +5,41 @@ Compiled flags are reused until the project's `flags_rev` changes, which is chec
 most every `cache_seconds`; group and person properties are cached for the same time
 in a bounded TTL cache. So an edit made through any worker (or another process) is seen
 everywhere within `cache_seconds`, with no per-request reload.
+
+Degradation: the read paths (token lookup, flags, properties) use a short busy timeout
+(`READ_BUSY_TIMEOUT_MS`) instead of the store's 15 s one, and when the database errors (locked
+by an exclusive lock, unreadable, missing) they serve the last good data they had, with a
+warning in the log, instead of failing the request. In WAL mode a reader is never blocked by
+writers, so this only triggers when something is really wrong (an exclusive-mode connection,
+a file moved or unreadable, I/O errors). A property set never read before cannot be served
+stale: the lookup answers "unknown" and the evaluation is marked degraded (decide then says
+`errorsWhileComputingFlags: true`). Without any cached flags (a cold worker) the error
+propagates (503).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_all
 from .store import Store
+from .store.db import BUSY_TIMEOUT_MS
+
+log = logging.getLogger("flagsvc.service")
+
+# How long a read on the decide path waits for a lock before serving stale data (ms).
+READ_BUSY_TIMEOUT_MS = 200
+# How often the same "serving stale" warning is logged per worker (s).
+_WARN_EVERY = 5.0
 
 
 @dataclass(slots=True)
@@ -36,25 +56,33 @@ class FlagSet:
 class StoreResolver:
     """The engine's view of stored persons and groups of one project, through the cache."""
 
-    __slots__ = ("service", "project_id")
+    __slots__ = ("service", "project_id", "degraded")
 
     def __init__(self, service: "FlagService", project_id: int) -> None:
         self.service = service
         self.project_id = project_id
+        self.degraded = False  # a lookup failed and had no stale value to fall back on
+
+    def _get(self, key: tuple, fn: Any, *args: Any) -> Any:
+        try:
+            return self.service.cached(key, fn, *args)
+        except sqlite3.Error:
+            self.degraded = True
+            return None
 
     def person_properties(self, distinct_id: str) -> Mapping[str, Any] | None:
-        return self.service.cached(("p", self.project_id, distinct_id),
-                                   self.service.store.person_properties, self.project_id, distinct_id)
+        return self._get(("p", self.project_id, distinct_id),
+                         self.service.store.person_properties, self.project_id, distinct_id)
 
     def group_properties(self, group_type: str, group_key: str) -> Mapping[str, Any] | None:
-        return self.service.cached(("g", self.project_id, group_type, group_key),
-                                   self.service.store.group_properties, self.project_id,
-                                   group_type, group_key)
+        return self._get(("g", self.project_id, group_type, group_key),
+                         self.service.store.group_properties, self.project_id,
+                         group_type, group_key)
 
     def group_parent(self, group_type: str, group_key: str) -> tuple[str, str] | None:
-        return self.service.cached(("up", self.project_id, group_type, group_key),
-                                   self.service.store.group_parent, self.project_id,
-                                   group_type, group_key)
+        return self._get(("up", self.project_id, group_type, group_key),
+                         self.service.store.group_parent, self.project_id,
+                         group_type, group_key)
 
 
 class FlagService:
@@ -68,22 +96,56 @@ class FlagService:
         self._props: TTLCache = TTLCache(maxsize=cache_size, ttl=cache_seconds)
         self._props_lock = threading.Lock()
         self._tokens: TTLCache = TTLCache(maxsize=10_000, ttl=min(cache_seconds, 1.0))
+        # Last good values, kept past their TTL for when the database is unavailable.
+        self._stale: LRUCache = LRUCache(maxsize=cache_size)
+        self._stale_tokens: LRUCache = LRUCache(maxsize=10_000)
+        self._warned: dict[str, float] = {}
 
     # ------------------------------------------------------------ caches
 
+    def read(self, fn: Any, *args: Any) -> Any:
+        """A store read with a short busy timeout: decide must not hang for the store's
+        15 s write timeout when something holds an exclusive lock."""
+        conn = self.store.conn()
+        conn.execute(f"PRAGMA busy_timeout = {READ_BUSY_TIMEOUT_MS}")
+        try:
+            return fn(*args)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    def _serving_stale(self, what: str, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(what, -_WARN_EVERY) >= _WARN_EVERY:
+            self._warned[what] = now
+            log.warning("database unavailable (%s); serving the last good %s", error, what)
+
     def cached(self, key: tuple, fn: Any, *args: Any) -> Any:
+        """`fn(*args)` through the TTL cache; on a database error the last good value (kept
+        past its TTL) is served; sqlite3.Error propagates only if there is none."""
         with self._props_lock:
             try:
                 return self._props[key]
             except KeyError:
                 pass
-        value = fn(*args)
+        try:
+            value = self.read(fn, *args)
+        except sqlite3.Error as e:
+            with self._props_lock:
+                try:
+                    value = self._stale[key]
+                except KeyError:
+                    raise e from None
+                self._props[key] = value  # retried after the TTL, not on every request
+            self._serving_stale("properties", e)
+            return value
         with self._props_lock:
             self._props[key] = value
+            self._stale[key] = value
         return value
 
     def project_for_token(self, token: str, kind: str) -> dict[str, Any] | None:
-        """The project of a live token (cached briefly; a revoked token stops within a second)."""
+        """The project of a live token (cached briefly; a revoked token stops within a second).
+        While the database is unavailable a token seen valid before keeps working."""
         if not isinstance(token, str) or not token:
             return None
         key = (kind, token)
@@ -91,25 +153,45 @@ class FlagService:
             hit = self._tokens.get(key)
         if hit is not None:
             return hit or None
-        project = self.store.project_for_token(token, kind)
+        try:
+            project = self.read(self.store.project_for_token, token, kind)
+        except sqlite3.Error as e:
+            with self._props_lock:
+                project = self._stale_tokens.get(key)
+            if project is None:
+                raise
+            self._serving_stale("tokens", e)
         with self._props_lock:
             self._tokens[key] = project or {}
+            if project:
+                self._stale_tokens[key] = project
+            else:
+                self._stale_tokens.pop(key, None)
         return project
 
     def flag_set(self, project_id: int) -> FlagSet:
+        """The project's compiled flags, re-read when `flags_rev` changed (checked at most
+        every `cache_seconds`); the last good set while the database is unavailable."""
         now = time.monotonic()
         current = self._flags.get(project_id)
         if current is not None and now - current.checked_at < self.cache_seconds:
             return current
-        rev = self.store.flags_rev(project_id)
-        if current is not None and current.rev == rev:
-            current.checked_at = now
+        try:
+            rev = self.read(self.store.flags_rev, project_id)
+            if current is not None and current.rev == rev:
+                current.checked_at = now
+                return current
+            with self._flags_lock:
+                definitions = self.read(self.store.list_flags, project_id)
+                fresh = FlagSet(rev, compile_flags(definitions), definitions,
+                                _etag(definitions), now)
+                self._flags[project_id] = fresh
+        except sqlite3.Error as e:
+            if current is None:
+                raise
+            current.checked_at = now  # retried after cache_seconds, not on every request
+            self._serving_stale("flag definitions", e)
             return current
-        with self._flags_lock:
-            definitions = self.store.list_flags(project_id)
-            fresh = FlagSet(rev, compile_flags(definitions), definitions,
-                            _etag(definitions), now)
-            self._flags[project_id] = fresh
         return fresh
 
     def invalidate(self, project_id: int | None = None) -> None:
@@ -127,7 +209,15 @@ class FlagService:
 
     def evaluate(self, project_id: int, ctx: Context,
                  keys: Iterable[str] | None = None) -> dict[str, FlagResult]:
-        return evaluate_all(self.flag_set(project_id).compiled, ctx, self.resolver(project_id), keys)
+        return self.evaluate_checked(project_id, ctx, keys)[0]
+
+    def evaluate_checked(self, project_id: int, ctx: Context, keys: Iterable[str] | None = None
+                         ) -> tuple[dict[str, FlagResult], bool]:
+        """Results, and whether a property lookup failed with nothing stale to serve (the
+        answers may then miss stored properties)."""
+        resolver = self.resolver(project_id)
+        results = evaluate_all(self.flag_set(project_id).compiled, ctx, resolver, keys)
+        return results, resolver.degraded
 
 
 def make_context(distinct_id: Any = None, groups: Any = None, person_properties: Any = None,

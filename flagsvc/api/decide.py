@@ -80,8 +80,8 @@ def _evaluate(body: dict[str, Any]) -> tuple[dict[str, FlagResult], bool]:
         raise BadRequest("distinct_id must be a string")
     ctx = make_context(did, body.get("groups"), body.get("person_properties"),
                        body.get("group_properties"))
-    results = service().evaluate(project["id"], ctx, keys)
-    return results, any(r.reason == "error" for r in results.values())
+    results, degraded = service().evaluate_checked(project["id"], ctx, keys)
+    return results, degraded or any(r.reason == "error" for r in results.values())
 
 
 def _json(body: dict[str, Any]) -> Response:

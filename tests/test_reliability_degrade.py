@@ -1,0 +1,142 @@
+"""Degradation: decide keeps answering from the last good cached data while the database
+errors (locked, unreadable, gone), quickly, and says so; a cold worker answers 503.
+
+The fault is injected at the connection: while `broken`, every statement on the service's
+connection raises the error SQLite gives (an exclusive lock held elsewhere, an unreadable
+file), after the busy timeout the read path set — so the test also checks that decide's
+reads wait `READ_BUSY_TIMEOUT_MS`, not the store's 15 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+import pytest
+
+from flagsvc.app import create_app
+from flagsvc.service import READ_BUSY_TIMEOUT_MS
+from flagsvc.store.db import BUSY_TIMEOUT_MS
+
+
+class FlakyConnection:
+    """A connection proxy: while `broken` is set, statements fail as on a locked database."""
+
+    def __init__(self, conn: sqlite3.Connection, fault: "Fault") -> None:
+        self._conn = conn
+        self._fault = fault
+
+    def execute(self, sql, *args):
+        if sql.startswith("PRAGMA busy_timeout"):
+            self._fault.timeout_ms = int(sql.rsplit("=", 1)[1])
+            return self._conn.execute(sql, *args)
+        if self._fault.broken:
+            self._fault.failures += 1
+            self._fault.waited_ms.append(self._fault.timeout_ms)
+            raise sqlite3.OperationalError(self._fault.message)
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+class Fault:
+    def __init__(self, message: str) -> None:
+        self.broken = False
+        self.message = message
+        self.failures = 0
+        self.timeout_ms = BUSY_TIMEOUT_MS
+        self.waited_ms: list[int] = []
+
+
+@pytest.fixture(params=["database is locked", "unable to open database file",
+                        "disk I/O error"])
+def degraded(request, db_path, monkeypatch):
+    app = create_app({"DATABASE": db_path, "LOG_LEVEL": "WARNING", "CACHE_SECONDS": 0.05})
+    store = app.extensions["flagsvc"].store
+    project = store.create_project("p")
+    store.create_flag(project["id"], {
+        "key": "enterprise", "bucket_by": "organization",
+        "conditions": [{"properties": [{"type": "group", "group_type": "organization",
+                                        "key": "plan", "operator": "exact",
+                                        "value": ["enterprise"]}]}]})
+    store.create_flag(project["id"], {"key": "everyone", "conditions": [{}]})
+    from flagsvc.ingest.model import Call
+    store.ingest(project["id"], [Call("group", "m1", time.time(), group_type="organization",
+                                      group_key="acme", group_set={"plan": "enterprise"})])
+    fault = Fault(request.param)
+    real_conn = store.conn
+    monkeypatch.setattr(store, "conn", lambda: FlakyConnection(real_conn(), fault))
+    return app, project, fault
+
+
+def decide(client, project, **body):
+    r = client.post("/flags/?v=2", json={"api_key": project["api_token"], **body})
+    return r.status_code, r.get_json()
+
+
+def test_decide_serves_last_good_flags_and_properties_while_the_db_fails(degraded, caplog):
+    app, project, fault = degraded
+    client = app.test_client()
+    ask = {"distinct_id": "u1", "groups": {"organization": "acme"}}
+    status, body = decide(client, project, **ask)
+    assert status == 200 and body["flags"]["enterprise"]["enabled"] is True
+
+    fault.broken = True
+    time.sleep(0.1)  # every TTL (flags, properties, tokens) has expired
+    with caplog.at_level(logging.WARNING, logger="flagsvc"):
+        started = time.perf_counter()
+        for _ in range(20):
+            status, body = decide(client, project, **ask)
+            assert status == 200, body
+            assert body["flags"]["enterprise"]["enabled"] is True  # stale group properties
+            assert body["flags"]["everyone"]["enabled"] is True
+            assert body["errorsWhileComputingFlags"] is False
+        elapsed = time.perf_counter() - started
+    assert fault.failures > 0
+    assert set(fault.waited_ms) == {READ_BUSY_TIMEOUT_MS}  # never the store's 15 s
+    assert elapsed < 5
+    assert any("serving the last good" in r.getMessage() for r in caplog.records)
+
+    fault.broken = False
+    app.extensions["flagsvc"].store.update_flag(project["id"], "everyone", {"active": False}, None)
+    deadline = time.monotonic() + 5
+    while decide(client, project, **ask)[1]["flags"]["everyone"]["enabled"]:
+        assert time.monotonic() < deadline, "the service did not recover"
+        time.sleep(0.02)
+
+
+def test_unknown_properties_during_an_outage_are_reported_as_errors(degraded):
+    """A group never read before cannot be served stale: the flag answers from what it
+    has, and errorsWhileComputingFlags tells the SDK the answer may be incomplete."""
+    app, project, fault = degraded
+    client = app.test_client()
+    assert decide(client, project, distinct_id="u1")[0] == 200
+    fault.broken = True
+    time.sleep(0.1)
+    status, body = decide(client, project, distinct_id="u2", groups={"organization": "other"})
+    assert status == 200
+    assert body["errorsWhileComputingFlags"] is True
+    assert body["flags"]["everyone"]["enabled"] is True
+
+
+def test_a_cold_worker_answers_503_not_500(degraded):
+    """Nothing cached yet: there is nothing good to serve, so a clear, retryable 503."""
+    app, project, fault = degraded
+    fault.broken = True
+    status, body = decide(app.test_client(), project, distinct_id="u1")
+    assert status == 503 and body["code"]
+
+
+def test_definitions_endpoint_is_a_clear_503_during_an_outage(degraded):
+    """The definitions endpoint is not served stale (it also reads project settings and
+    group types); remote FlagClients keep their own last good copy (test_client_remote)."""
+    app, project, fault = degraded
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {project['secret_key']}"}
+    assert client.get("/api/flags/definitions", headers=headers).status_code == 200
+    fault.broken = True
+    time.sleep(0.1)
+    again = client.get("/api/flags/definitions", headers=headers)
+    assert again.status_code == 503 and again.get_json()["code"]
