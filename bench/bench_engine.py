@@ -26,15 +26,16 @@ import os
 import sys
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import mmh3  # noqa: E402
+import common
+import mmh3
 
-import common  # noqa: E402
-from flagsvc.client import FlagClient  # noqa: E402
-from flagsvc.engine import Context, compile_flags, evaluate, evaluate_all  # noqa: E402
+from flagsvc.client import FlagClient
+from flagsvc.engine import Context, compile_flags, evaluate, evaluate_all
 
 
 def build(n_orgs: int) -> dict[str, Any]:

@@ -35,9 +35,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import mmh3  # noqa: E402
-
-import common  # noqa: E402
+import common
+import mmh3
 
 FRESH = "fresh-flag"
 
@@ -137,7 +136,7 @@ def statements_per_request(db: str, org_keys: list[str]) -> dict[str, Any]:
         elapsed = time.perf_counter() - start
         tables = Counter()
         for sql in seen:
-            m = re.search(r"\bFROM\s+(\w+)", sql, re.I)
+            m = re.search(r"\bFROM\s+(\w+)", sql, re.IGNORECASE)
             tables[m.group(1) if m else sql.split()[0].upper()] += 1
         return {"requests": n, "statements": len(seen), "per_request": len(seen) / n,
                 "tables": dict(tables), "ms": elapsed / n * 1000}

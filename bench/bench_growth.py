@@ -12,8 +12,8 @@ a small and a large configuration served at the same time:
 Bulk rows are written straight into the `groups` and `events` tables with sqlite3 (shape of
 migrations/0001_initial.sql) — fast, and the service reads them as it would its own.
 
-    python bench/bench_growth.py [--groups 1000000] [--events 2000000] [--duration 6]
-                                 [--rounds 2] [--only groups,flags,events] [--no-record]
+    python bench/bench_growth.py [--groups 1000000] [--events 2000000] [--duration 5]
+                                 [--rounds 3] [--only groups,flags,events] [--no-record]
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import bench_ingest  # noqa: E402
-import common  # noqa: E402
+import bench_ingest
+import common
 
 LUA = os.path.join(common.BENCH_DIR, "wrk_decide.lua")
 SECOND_TOKEN = "phc_bench_api_token_second_project"
@@ -94,12 +94,15 @@ def alternate(rounds: int, runs: dict[str, callable]) -> dict[str, list[dict]]:
     return out
 
 
-def wrk_latency(url: str, duration: float, env: dict[str, str]) -> dict:
-    r = common.run_wrk(url, LUA, duration, 4, env)
+def wrk_latency(srv: common.Server, duration: float, env: dict[str, str]) -> dict:
+    cpu = srv.cpu_seconds()
+    r = common.run_wrk(srv.url, LUA, duration, 4, env)
     if r["non2xx"] or r["socket_errors"] or not r["requests"]:
         raise SystemExit(f"decide failed under load: {r.get('raw')} {r.get('stderr')}")
     r["mean_ms"] = 4 / r["rps"] * 1000  # closed loop: latency = connections / throughput
-    return {k: r[k] for k in ("rps", "p50", "p99", "mean_ms")}
+    # Server CPU per request: steadier than latency when other jobs share the machine.
+    r["cpu_ms"] = (srv.cpu_seconds() - cpu) / r["requests"] * 1000
+    return {k: r[k] for k in ("rps", "p50", "p99", "mean_ms", "cpu_ms")}
 
 
 def med(rs: list[dict], key: str) -> float:
@@ -123,15 +126,17 @@ def growth_groups(args: argparse.Namespace) -> tuple[list, list]:
         for s, n in ((s_small, 1000), (s_big, args.groups)):
             common.run_wrk(s.url, LUA, 2, 4, {**env, "BENCH_ORGS": str(n)})
         res = alternate(args.rounds, {
-            "1k groups": lambda: wrk_latency(s_small.url, args.duration, {**env, "BENCH_ORGS": "1000"}),
+            "1k groups": lambda: wrk_latency(s_small, args.duration, {**env, "BENCH_ORGS": "1000"}),
             f"{args.groups // 1000}k groups": lambda: wrk_latency(
-                s_big.url, args.duration, {**env, "BENCH_ORGS": str(args.groups)}),
+                s_big, args.duration, {**env, "BENCH_ORGS": str(args.groups)}),
         })
     (a, ra), (b, rb) = res.items()
     ratio = med(rb, "mean_ms") / med(ra, "mean_ms")
-    rows = [[k, med(v, "rps"), med(v, "mean_ms"), med(v, "p50"), med(v, "p99")]
+    cpu = med(rb, "cpu_ms") / med(ra, "cpu_ms")
+    rows = [[k, med(v, "rps"), med(v, "mean_ms"), med(v, "p50"), med(v, "p99"), med(v, "cpu_ms")]
             for k, v in res.items()]
     checks = [[f"decide latency {b} / {a} (mean)", ratio, "<= 1.5", common.verdict(ratio <= 1.5)],
+              [f"decide server CPU/request {b} / {a}", cpu, "<= 1.5", common.verdict(cpu <= 1.5)],
               [f"decide p50 {b} / {a}", med(rb, "p50") / med(ra, "p50"), "(info)", ""]]
     return rows, checks
 
@@ -166,16 +171,18 @@ def growth_flags(args: argparse.Namespace) -> tuple[list, list]:
         for tok in (common.API_TOKEN, SECOND_TOKEN):
             common.run_wrk(srv.url, LUA, 2, 4, {**env, "BENCH_TOKEN": tok})
         res = alternate(args.rounds, {
-            "10 defined": lambda: wrk_latency(srv.url, args.duration,
+            "10 defined": lambda: wrk_latency(srv, args.duration,
                                               {**env, "BENCH_TOKEN": SECOND_TOKEN}),
             "1000 defined, 10 requested": lambda: wrk_latency(
-                srv.url, args.duration, {**env, "BENCH_TOKEN": common.API_TOKEN}),
+                srv, args.duration, {**env, "BENCH_TOKEN": common.API_TOKEN}),
         })
     (a, ra), (b, rb) = res.items()
     ratio = med(rb, "mean_ms") / med(ra, "mean_ms")
-    rows = [[k, med(v, "rps"), med(v, "mean_ms"), med(v, "p50"), med(v, "p99")]
+    cpu = med(rb, "cpu_ms") / med(ra, "cpu_ms")
+    rows = [[k, med(v, "rps"), med(v, "mean_ms"), med(v, "p50"), med(v, "p99"), med(v, "cpu_ms")]
             for k, v in res.items()]
-    checks = [[f"decide latency {b} / {a} (mean)", ratio, "<= 1.3", common.verdict(ratio <= 1.3)]]
+    checks = [[f"decide latency {b} / {a} (mean)", ratio, "<= 1.3", common.verdict(ratio <= 1.3)],
+              [f"decide server CPU/request {b} / {a}", cpu, "<= 1.3", common.verdict(cpu <= 1.3)]]
     return rows, checks
 
 
@@ -223,8 +230,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--groups", type=int, default=1_000_000)
     ap.add_argument("--events", type=int, default=2_000_000)
-    ap.add_argument("--duration", type=float, default=6)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--only", default="groups,flags,events")
@@ -238,12 +245,12 @@ def main() -> int:
     if "groups" in parts:
         rows, checks = growth_groups(args)
         body += [common.table(rows, ["decide, random stored org", "req/s", "mean ms", "p50 ms",
-                                     "p99 ms"]), ""]
+                                     "p99 ms", "CPU ms/req"]), ""]
         all_checks += checks
     if "flags" in parts:
         rows, checks = growth_flags(args)
         body += [common.table(rows, ["decide, 10 flags requested", "req/s", "mean ms", "p50 ms",
-                                     "p99 ms"]), ""]
+                                     "p99 ms", "CPU ms/req"]), ""]
         all_checks += checks
     if "events" in parts:
         rows, checks = growth_events(args)

@@ -14,7 +14,8 @@ mode (FULL, flagsvc's default), single thread. Measured before and after the HTT
 Targets: ≥ 15,000 events/s sustained, ≥ 0.35 × raw; nothing lost (events counted in the
 database afterwards = 100 × accepted requests).
 
-    python bench/bench_ingest.py [--duration 10] [--clients 4] [--no-record]
+    python bench/bench_ingest.py [--duration 10] [--clients 4] [--synchronous FULL|NORMAL]
+                                 [--no-record]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402
+import common
 
 LIB = {"$lib": "posthog-python", "$lib_version": "7.91.1", "$is_server": True,
        "$geoip_disable": True}
@@ -43,7 +44,7 @@ LIB = {"$lib": "posthog-python", "$lib_version": "7.91.1", "$is_server": True,
 def make_events(rng: random.Random, n: int = 100, n_orgs: int = common.N_ORGS,
                 n_users: int = 50_000) -> list[dict[str, Any]]:
     """One posthog batch: 70 % captures with $groups, 20 % $groupidentify, 10 % $set."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     out = []
     for i in range(n):
         org = common.org_key(rng.randrange(n_orgs))
@@ -71,7 +72,7 @@ def make_events(rng: random.Random, n: int = 100, n_orgs: int = common.N_ORGS,
 
 def batch_body(events: list[dict[str, Any]], token: str = common.API_TOKEN) -> bytes:
     return json.dumps({"batch": events, "historical_migration": False,
-                       "sent_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                       "sent_at": dt.datetime.now(dt.UTC).isoformat(),
                        "api_key": token}).encode()
 
 
@@ -162,11 +163,12 @@ def raw_rows(events: list[dict[str, Any]]) -> tuple[list[tuple], list[tuple]]:
     return ev_rows, group_rows
 
 
-def raw_sqlite(batches: list[tuple[list[tuple], list[tuple]]], path: str) -> float:
+def raw_sqlite(batches: list[tuple[list[tuple], list[tuple]]], path: str,
+               synchronous: str = "FULL") -> float:
     """events/s of executemany (events insert + groups upsert), one transaction per batch."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA cache_size = -65536")
     conn.executescript(RAW_SCHEMA)
     n = 0
@@ -214,8 +216,11 @@ def main() -> int:
     ap.add_argument("--batches", type=int, default=2500, help="bodies built up front")
     ap.add_argument("--raw-batches", type=int, default=500)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"),
+                    help="SQLite synchronous mode of both the server and the raw baseline")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
+    sync = args.synchronous
 
     rng = random.Random(7)
     t0 = time.time()
@@ -225,13 +230,14 @@ def main() -> int:
     print(f"built {len(bodies)} bodies of 100 events in {time.time() - t0:.1f} s")
 
     d = common.tmpdir("bench-ingest")
-    raw_before = raw_sqlite(raw_batches, os.path.join(d, "raw1.db"))
+    raw_before = raw_sqlite(raw_batches, os.path.join(d, "raw1.db"), sync)
     print(f"raw sqlite (before): {raw_before:,.0f} events/s")
 
     db = os.path.join(d, "flagsvc.db")
     common.setup_database(db, common.flag_variations(20), common.make_orgs())
     before = count_events(db)
-    svc = common.flagsvc_server(db, workers=args.workers)
+    svc = common.flagsvc_server(db, workers=args.workers,
+                                extra_env={"FLAGSVC_SYNCHRONOUS": sync})
     with common.running(svc):
         check_batch(svc.url)
         warm = post_batches(svc.port, bodies[:20], args.clients, 30)
@@ -239,7 +245,7 @@ def main() -> int:
         workers = len(svc.worker_pids())
     sent_ok = warm["ok"] + res["ok"]
     stored = count_events(db) - before - 3  # 3 = check_batch
-    raw_after = raw_sqlite(raw_batches, os.path.join(d, "raw2.db"))
+    raw_after = raw_sqlite(raw_batches, os.path.join(d, "raw2.db"), sync)
     print(f"raw sqlite (after): {raw_after:,.0f} events/s")
     raw = (raw_before + raw_after) / 2
 
@@ -248,12 +254,12 @@ def main() -> int:
     failures = {k: v for k, v in {**warm["failed"], **res["failed"]}.items()}
     ran_out = res["ok"] + sum(res["failed"].values()) >= len(bodies) - 20
     body = [
-        f"`flagsvc serve` ({workers} workers, synchronous=FULL), {args.clients} client threads "
+        f"`flagsvc serve` ({workers} workers, synchronous={sync}), {args.clients} client threads "
         f"(http.client, pre-built bodies), POST /batch/ with 100 PostHog events per request "
         f"(70 capture+$groups, 20 $groupidentify, 10 $set), {res['elapsed']:.1f} s"
         f"{' (ran out of pre-built bodies)' if ran_out else ''}. Raw baseline: sqlite3 "
         "executemany of the same rows (events insert + groups upsert), one transaction per "
-        "100 events, WAL + synchronous=FULL, measured before and after.", "",
+        f"100 events, WAL + synchronous={sync}, measured before and after.", "",
         common.table([
             ["flagsvc /batch/", rate, res["p50"], res["p99"], res["ok"]],
             ["raw sqlite executemany (mean)", raw, "", "", f"{raw_before:,.0f} / {raw_after:,.0f}"],

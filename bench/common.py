@@ -27,9 +27,10 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -247,6 +248,18 @@ class Server:
             time.sleep(0.1)
         time.sleep(0.5)  # let the last one finish importing the app
 
+    def cpu_seconds(self) -> float:
+        """user+system CPU seconds used so far by the master and its workers (from /proc)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in [self.proc.pid, *self.worker_pids()]:
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
@@ -354,7 +367,7 @@ def run_wrk(url: str, script: str, duration: float, connections: int,
     m = re.search(r"(\d+) requests in", text)
     res["requests"] = int(m.group(1)) if m else 0
     for pct in ("50", "75", "90", "99"):
-        m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M)
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.MULTILINE)
         res[f"p{pct}"] = _ms(m.group(1)) if m else float("nan")
     m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     res["non2xx"] = int(m.group(1)) if m else 0
@@ -386,7 +399,7 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) ->
         header, rows = rows[0], rows[1:]
     header = [str(h) for h in header]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda r: "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |"  # noqa: E731
+    line = lambda r: "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |"
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
                       *(line(r) for r in rows)])
 

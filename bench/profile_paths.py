@@ -24,7 +24,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402
+import common
 
 OUT = common.BENCH_DIR / "profiles"
 PY_SPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
