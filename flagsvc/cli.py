@@ -119,7 +119,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     project = ensure_default_project(store, config)
     if project is not None:
         print("created the default project on this new database:", file=sys.stderr)
+        if config.get("SECRET_KEY"):  # the operator chose it: never copy it into the logs
+            project = {k: v for k, v in project.items() if k != "secret_key"}
         _print_project(project, False, out=sys.stderr)
+        if config.get("SECRET_KEY"):
+            print("  secret_key: the one in FLAGSVC_SECRET_KEY", file=sys.stderr)
     store.close()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flagsvc-metrics-")

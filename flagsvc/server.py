@@ -8,6 +8,12 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 
+# Gunicorn's default access log line with two fields left out: %(u)s (the HTTP Basic user,
+# which is where Segment clients put the api token, and a secret key sent by mistake) and the
+# query string (PostHog clients may send `?token=`). Tokens never reach the logs.
+ACCESS_LOG_FORMAT = '%(h)s %(l)s - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+
 def default_workers() -> int:
     return min(2 * (os.cpu_count() or 1) + 1, 8)
 
@@ -44,6 +50,7 @@ def run(bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int =
         "graceful_timeout": 10,
         "keepalive": 5,
         "accesslog": "-" if access_log else None,
+        "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
         "child_exit": _child_exit,
     }
