@@ -97,8 +97,16 @@ class ErrorSchema(Schema):
     code = fields.String(required=True, metadata={"description": "stable machine-readable code"})
     message = fields.String(required=True)
     detail = fields.String(required=True, metadata={"description": "same as message (PostHog SDKs)"})
-    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
-                         metadata={"description": "field -> messages (validation errors)"})
+    errors = fields.Raw(metadata={
+        "description": "admin: field -> messages (validation errors); ingestion: the rejected "
+                       "events, [{index, reason, message_id}]",
+        "oneOf": [
+            {"type": "object", "additionalProperties": {"type": "array",
+                                                        "items": {"type": "string"}}},
+            {"type": "array", "items": {"type": "object", "properties": {
+                "index": {"type": "integer"}, "reason": {"type": "string"},
+                "message_id": {"type": "string", "nullable": True}}}},
+        ]})
     current_version = fields.Integer(metadata={"description": "the flag's version (stale write)"})
 
 
@@ -525,6 +533,16 @@ class DecideResponseSchema(Schema):
     errorsWhileComputingFlags = fields.Boolean()
     requestId = fields.String()
     evaluatedAt = fields.Integer(metadata={"description": "Unix milliseconds"})
+    # posthog-js reads these from /decide answers; constant, documented for completeness.
+    config = fields.Dict(metadata={"description": "posthog-js config (/decide)"})
+    toolbarParams = fields.Dict(metadata={"description": "posthog-js (/decide)"})
+    isAuthenticated = fields.Boolean(metadata={"description": "posthog-js (/decide)"})
+    supportedCompression = fields.List(fields.String(),
+                                       metadata={"description": "posthog-js (/decide)"})
+    sessionRecording = fields.Boolean(metadata={"description": "posthog-js (/decide)"})
+    capturePerformance = fields.Boolean(metadata={"description": "posthog-js (/decide)"})
+    autocapture_opt_out = fields.Boolean(metadata={"description": "posthog-js (/decide)"})
+    siteApps = fields.List(fields.Raw(), metadata={"description": "posthog-js (/decide)"})
 
 
 class SegmentMessageSchema(Schema):
@@ -574,7 +592,9 @@ class AccoilRequestSchema(Schema):
 class IngestResponseSchema(Schema):
     success = fields.Boolean()
     status = fields.Raw(metadata={"description": "PostHog paths"})
-    errors = fields.List(fields.Dict(), metadata={"description": "the events that were refused"})
+    rejected = fields.List(fields.Dict(), metadata={
+        "description": "the events of a partly good batch that were refused: "
+                       "[{index, reason, message_id}] (the good ones are stored)"})
     warnings = fields.List(fields.String())
 
 

@@ -52,6 +52,7 @@ class Op:
     description: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # response headers -> description
     request_headers: tuple[str, ...] = ()
+    also_ok: dict[int, str] = field(default_factory=dict)  # other success statuses -> meaning
 
 
 def admin(summary: str, ok: tuple[int, Any], body: Any = None, query: Any = None,
@@ -108,7 +109,8 @@ def admin_ops() -> dict[tuple[str, str], Op]:
                                            tag="groups"),
         ("/api/group_types", "post"): admin(
             "Create a group type", (201, s.GroupTypeSchema), body=s.GroupTypeInputSchema,
-            tag="groups", description="200 if it exists; a 6th group type is a 422."),
+            tag="groups", description="200 if it exists; a 6th group type is a 422.",
+            also_ok={200: "The group type already existed"}),
         ("/api/groups", "get"): admin(
             "List or search groups", (200, s.GroupPageSchema), query=s.GroupQuerySchema,
             tag="groups", description="Filter by property with `properties.<key>=<value>` "
@@ -224,6 +226,8 @@ def operations(app: Flask) -> dict[tuple[str, str], Op]:
             if (path, m) not in ops:
                 twin = _twin(rule, m, ops)
                 if twin is not None:
+                    if rule.arguments:  # a value the converter does not accept is a 404
+                        twin = replace(twin, errors=tuple(sorted(set(twin.errors) | {"404"})))
                     ops[(path, m)] = twin
     return ops
 
@@ -241,6 +245,8 @@ def _operation(path: str, method: str, op: Op) -> dict[str, Any]:
         ok["headers"] = {h: {"description": d, "schema": {"type": "string"}}
                          for h, d in op.headers.items()}
     responses: dict[str, Any] = {str(status): ok}
+    for other, meaning in op.also_ok.items():
+        responses[str(other)] = {**ok, "description": meaning}
     if "If-None-Match" in op.request_headers:
         responses["304"] = {"description": "Not modified (empty body)"}
     for code in op.errors:
@@ -284,8 +290,15 @@ def build(app: Flask) -> dict[str, Any]:
     by_path: dict[str, dict[str, Any]] = {}
     for (path, method), op in sorted(operations(app).items()):
         by_path.setdefault(path, {})[method] = _operation(path, method, op)
+    # `<any(a,b):name>` converters accept only those values (anything else is a 404).
+    choices: dict[tuple[str, str], list[str]] = {}
+    for rule in app.url_map.iter_rules():
+        for options, name in re.findall(r"<any\(([^)]*)\):(\w+)>", rule.rule):
+            choices[(openapi_path(rule.rule), name)] = [o.strip() for o in options.split(",")]
     for path, ops in by_path.items():
-        params = [{"in": "path", "name": n, "required": True, "schema": {"type": "string"}}
+        params = [{"in": "path", "name": n, "required": True,
+                   "schema": {"type": "string", **({"enum": choices[(path, n)]}
+                                                   if (path, n) in choices else {})}}
                   for n in re.findall(r"{([^}]+)}", path)]
         spec.path(path=path, operations=ops, parameters=params or None)
     return spec.to_dict()
