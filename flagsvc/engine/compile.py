@@ -135,6 +135,9 @@ class CompiledFlag:
     depends_on: frozenset[str] = frozenset()
     error: str | None = None
     definition: Mapping[str, Any] = field(default_factory=dict)
+    # fastpath.build_fast(): the specialised evaluator and the property keys it reads
+    fast: Any = None
+    fast_keys: frozenset[str] = frozenset()
 
 
 def _rollout(value: Any, where: str, errors: list[str]) -> int:
@@ -298,7 +301,7 @@ def compile_flag(defn: Any) -> CompiledFlag:
         errors.append(f"cannot compile: {type(e).__name__}: {e}")
     if errors:
         flag.error = "; ".join(errors)
-    return flag
+    return _specialise(flag)
 
 
 def dependency_cycles(flags: Mapping[str, CompiledFlag]) -> dict[str, str]:
@@ -364,4 +367,15 @@ def compile_flags(definitions: Iterable[Any]) -> dict[str, CompiledFlag]:
     for key, depth in dependency_depths(flags).items():
         if depth > MAX_DEPENDENCY_DEPTH and flags[key].error is None:
             flags[key].error = f"dependency chain deeper than {MAX_DEPENDENCY_DEPTH} flags"
+    for f in flags.values():
+        _specialise(f)
     return flags
+
+
+def _specialise(flag: CompiledFlag) -> CompiledFlag:
+    """Attach the fast evaluator when the flag's shape allows one (see fastpath.py)."""
+    from .fastpath import build_fast  # fastpath builds on this module's types
+
+    built = build_fast(flag)
+    flag.fast, flag.fast_keys = built if built is not None else (None, frozenset())
+    return flag

@@ -161,6 +161,8 @@ class Evaluation:
         if not flag.active:
             return new_result((flag.key, False, "flag_disabled", None, None, None, flag.id,
                                flag.version, None, None, None, None))
+        if flag.fast is not None:
+            return self._evaluate_fast(flag)
         now = self.now
         keys = self._keys
         props_cache = self._props
@@ -215,6 +217,26 @@ class Evaluation:
                            found[1] if found else None, None))
 
 
+    def _evaluate_fast(self, flag: CompiledFlag) -> FlagResult:
+        """A flag of the common shape (fastpath.py): one identifier, one property set."""
+        bucket_by = flag.bucket_by
+        found = self._keys.get(bucket_by, _MISSING)
+        if found is _MISSING:
+            found = self.group_key(bucket_by)
+        if found is None:
+            return new_result((flag.key, False, "no_group_type", None, None, None, flag.id,
+                               flag.version, bucket_by, None, None, None))
+        if bucket_by == PERSON:
+            props = self.properties("person", None)
+        else:
+            given = self.ctx.group_properties.get(bucket_by)
+            if given and flag.fast_keys <= given.keys():
+                props = given  # the request gives every key the flag reads: no lookup
+            else:
+                props = self.properties("group", bucket_by)
+        return flag.fast(found[0], props or EMPTY, self.now, found[1])  # type: ignore[index]
+
+
 # When no condition matched, the most telling reason wins (higher index).
 _REASONS = ("no_condition_match", "dependency_off", "no_group_type", "out_of_rollout_bound")
 
@@ -228,6 +250,24 @@ def evaluate(
     flags: Mapping[str, CompiledFlag], key: str, ctx: Context, resolver: Resolver = NULL_RESOLVER
 ) -> FlagResult | None:
     """One flag's result (None if the flag does not exist)."""
+    flag = flags.get(key)
+    if flag is None:
+        return None
+    fast = flag.fast
+    if fast is not None:
+        # The common case without any per-call set-up: the request names the bucket's
+        # group (or person) and gives every property the flag reads (or there is no store).
+        bucket_by = flag.bucket_by
+        if bucket_by == PERSON:
+            ident, given = ctx.distinct_id, ctx.person_properties
+        else:
+            ident, given = ctx.groups.get(bucket_by), ctx.group_properties.get(bucket_by)
+        if ident.__class__ is str and ident and (
+                resolver is NULL_RESOLVER or (given and flag.fast_keys <= given.keys())):
+            try:
+                return fast(ident, given or EMPTY, ctx.now, None)
+            except Exception:  # never expected; the general path reports it properly
+                pass
     return Evaluation(flags, ctx, resolver).flag(key)
 
 
