@@ -171,3 +171,41 @@ def test_online_backup_during_ingestion_restores_to_a_working_service(server, tm
                                              "uuid": "after-restore-1"}]})
         assert more.status_code == 200
     assert "after-restore-1" in stored_message_ids(copy)
+
+
+_WRITER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=15)
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    conn.execute("INSERT INTO filler (blob) VALUES (randomblob(200))")
+    time.sleep(0.001)
+"""
+
+
+def test_backup_of_a_large_file_finishes_while_another_process_writes(tmp_path):
+    """A backup copied in steps restarts on every write by another process, so under steady
+    ingestion it never ended (40 s and counting on a 40 MB file). It must finish promptly."""
+    import sys
+
+    from flagsvc.store import Store
+
+    store = Store(str(tmp_path / "big.db"))
+    conn = store.conn()
+    conn.execute("CREATE TABLE filler (id INTEGER PRIMARY KEY, blob BLOB)")
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO filler (blob) VALUES (randomblob(1000))", [()] * 40_000)
+    conn.execute("COMMIT")
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, store.path, "20"])
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        store.backup(str(tmp_path / "copy.db"))
+        elapsed = time.monotonic() - started
+    finally:
+        writer.kill()
+        writer.wait()
+    assert elapsed < 5, elapsed
+    copy = Store(str(tmp_path / "copy.db"), migrate_now=False)
+    assert copy.integrity_check() == "ok"
+    assert copy.conn().execute("SELECT COUNT(*) FROM filler").fetchone()[0] >= 40_000

@@ -39,10 +39,14 @@ class Store(ProjectsMixin, FlagsMixin, GroupsMixin, IngestMixin):
             "ORDER BY type, name").fetchall()
 
     def backup(self, dest: str) -> None:
-        """A consistent online copy of the database (writers keep going meanwhile)."""
+        """A consistent online copy of the database (writers keep going meanwhile).
+
+        One step (pages=-1): the copy reads one WAL snapshot, which never blocks writers. A
+        stepped backup restarts whenever another connection writes between steps, so under
+        steady ingestion it never finished (issue #5)."""
         target = sqlite3.connect(dest)
         try:
-            self.conn().backup(target, pages=1024)
+            self.conn().backup(target, pages=-1)
         finally:
             target.close()
 
