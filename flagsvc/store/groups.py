@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterator
 
-from .db import NotFound
+from .db import NotFound, dumps, loads
 
 
 def _group(row: tuple) -> dict[str, Any]:
     gid, gtype, key, props, ptype, pkey, created, last_seen, updated = row
-    return {"id": gid, "group_type": gtype, "group_key": key, "properties": json.loads(props),
+    return {"id": gid, "group_type": gtype, "group_key": key, "properties": loads(props),
             "parent": {"group_type": ptype, "group_key": pkey} if pkey is not None else None,
             "created_at": created, "last_seen": last_seen, "updated_at": updated}
 
@@ -26,7 +25,7 @@ class GroupsMixin:
         row = self.conn().execute(
             "SELECT properties FROM groups WHERE project_id = ? AND group_type = ? AND group_key = ?",
             (project_id, group_type, key)).fetchone()
-        return json.loads(row[0]) if row else None
+        return loads(row[0]) if row else None
 
     def group_parent(self, project_id: int, group_type: str, key: str) -> tuple[str, str] | None:
         """The parent (type, key) of a group. A parent given without its type is the stored
@@ -83,7 +82,7 @@ class GroupsMixin:
                 "WHERE m.group_id = ? ORDER BY m.last_seen DESC LIMIT ?", (group["id"], members))]
         group["recent_events"] = [
             {"event": e, "type": t, "distinct_id": d, "timestamp": ts,
-             "properties": json.loads(p)}
+             "properties": loads(p)}
             for e, t, d, ts, p in conn.execute(
                 "SELECT event, type, distinct_id, timestamp, properties FROM events "
                 "WHERE project_id = ? AND id IN (SELECT e.id FROM events e, json_each(e.groups) g "
@@ -120,7 +119,7 @@ class GroupsMixin:
             "SELECT group_key, properties FROM groups WHERE project_id = ? AND group_type = ? "
             "ORDER BY group_key", (project_id, group_type))
         for key, props in rows:
-            yield key, json.loads(props)
+            yield key, loads(props)
 
     # ------------------------------------------------------------ persons
 
@@ -128,7 +127,7 @@ class GroupsMixin:
         row = self.conn().execute(
             "SELECT p.properties FROM person_distinct_ids d JOIN persons p ON p.id = d.person_id "
             "WHERE d.project_id = ? AND d.distinct_id = ?", (project_id, distinct_id)).fetchone()
-        return json.loads(row[0]) if row else None
+        return loads(row[0]) if row else None
 
     def get_person(self, project_id: int, distinct_id: str) -> dict[str, Any]:
         conn = self.conn()
@@ -146,7 +145,7 @@ class GroupsMixin:
                       "SELECT g.group_type, g.group_key, m.first_seen, m.last_seen FROM memberships m "
                       "JOIN groups g ON g.id = m.group_id WHERE m.person_id = ? "
                       "ORDER BY g.group_type, g.group_key", (pid,))]
-        return {"id": pid, "distinct_ids": ids, "properties": json.loads(props),
+        return {"id": pid, "distinct_ids": ids, "properties": loads(props),
                 "created_at": created, "last_seen": last_seen, "groups": groups}
 
     def list_persons(self, project_id: int, limit: int = 100,
@@ -158,5 +157,5 @@ class GroupsMixin:
             "SELECT p.id, (SELECT distinct_id FROM person_distinct_ids d WHERE d.person_id = p.id "
             "ORDER BY rowid LIMIT 1), p.properties, p.created_at, p.last_seen FROM persons p "
             "WHERE p.project_id = ? ORDER BY p.id LIMIT ? OFFSET ?", (project_id, limit, offset))
-        return [{"id": i, "distinct_id": d, "properties": json.loads(p), "created_at": c,
+        return [{"id": i, "distinct_id": d, "properties": loads(p), "created_at": c,
                  "last_seen": s} for i, d, p, c, s in rows], total

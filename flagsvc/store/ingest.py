@@ -8,14 +8,13 @@ skipped, which makes retried deliveries change nothing.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..ingest.model import Call, IngestResult
-from .db import LimitExceeded, transaction
+from .db import LimitExceeded, dumps, loads, transaction
 from .merge import apply_set, apply_set_once, apply_unset, merge_into
 
 MAX_ANCESTORS = 10
@@ -92,7 +91,7 @@ class _Batch:
                     f"group_type = ? AND group_key IN ({','.join('?' * len(chunk))})",
                     (self.pid, t, *chunk))
                 for gid, key, props, stamps, created, seen, pkey, ptype, pts in rows:
-                    self.groups[(t, key)] = _Row(gid, json.loads(props), json.loads(stamps),
+                    self.groups[(t, key)] = _Row(gid, loads(props), loads(stamps),
                                                  created, seen, pkey, ptype, pts)
         for k in missing:
             if k not in self.groups:
@@ -144,7 +143,7 @@ class _Batch:
             for did, pid, props, stamps, created, seen in rows:
                 row = self.person_rows.get(pid)
                 if row is None:
-                    row = _Row(pid, json.loads(props), json.loads(stamps), created, seen)
+                    row = _Row(pid, loads(props), loads(stamps), created, seen)
                     self.person_rows[pid] = row
                 self.persons[did] = row
 
@@ -251,7 +250,7 @@ class _Batch:
         for (t, k), row in self.groups.items():
             if not row.dirty:
                 continue
-            props, stamps = json.dumps(row.properties), json.dumps(row.stamps)
+            props, stamps = dumps(row.properties), dumps(row.stamps)
             if row.id is None:
                 cur = conn.execute(
                     "INSERT INTO groups (project_id, group_type, group_key, properties, property_ts, "
@@ -270,7 +269,7 @@ class _Batch:
         for row in people.values():
             if not row.dirty:
                 continue
-            props, stamps = json.dumps(row.properties), json.dumps(row.stamps)
+            props, stamps = dumps(row.properties), dumps(row.stamps)
             if row.id is None:
                 row.id = conn.execute(
                     "INSERT INTO persons (project_id, properties, property_ts, created_at, last_seen, "
@@ -306,8 +305,8 @@ class _Batch:
             "INSERT OR IGNORE INTO events (project_id, message_id, type, event, distinct_id, groups, "
             "properties, timestamp, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(pid, c.message_id, c.kind, c.event, c.distinct_id,
-              json.dumps(_event_groups(c, self.default_type)) if (c.groups or c.group_key) else None,
-              json.dumps(c.properties), c.timestamp, now) for c in calls])
+              dumps(_event_groups(c, self.default_type)) if (c.groups or c.group_key) else None,
+              dumps(c.properties), c.timestamp, now) for c in calls])
 
 
 def _event_groups(c: Call, default_type: str) -> dict[str, str]:
