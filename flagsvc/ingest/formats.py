@@ -212,9 +212,18 @@ def check_event(msg: Any, opts: Options) -> dict[str, Any]:
     """The event as an object within the nesting and size limits."""
     if not isinstance(msg, dict):
         raise EventError(f"an event must be a JSON object, not {type(msg).__name__}")
-    if not _depth_ok(msg):
-        raise EventError(f"event is nested deeper than {MAX_DEPTH} levels")
-    size = len(orjson.dumps(msg))
+    try:
+        data = orjson.dumps(msg)
+    except TypeError:  # orjson refuses nesting past 254 levels (and values JSON cannot hold)
+        data = None
+    # Depth never exceeds the number of opening brackets, so the walk is only needed for
+    # the rare event with many of them (counting bytes is C-fast, walking is not).
+    if data is None or data.count(b"{") + data.count(b"[") > MAX_DEPTH:
+        if not _depth_ok(msg):
+            raise EventError(f"event is nested deeper than {MAX_DEPTH} levels")
+        if data is None:
+            raise EventError("event cannot be encoded as JSON")
+    size = len(data)
     if size > opts.max_event_bytes:
         raise EventError(f"event is {size} bytes, over the {opts.max_event_bytes} byte limit")
     return msg

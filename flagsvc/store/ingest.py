@@ -53,6 +53,10 @@ class _Batch:
         self.person_rows: dict[int, _Row] = {}
         self.memberships: dict[tuple[int, int], list[float]] = {}
         self.types: dict[str, bool] = {}
+        self.absent: set[tuple[str, str]] = set()  # groups known not to be stored
+        self.new_by_key: dict[str, list[str]] = {}  # key -> types of groups new in this batch
+        self.key_types: dict[str, list[tuple[str, float]]] = {}  # stored types of a key
+        self.no_person: set[str] = set()  # distinct ids known to have no stored person
         self.result = IngestResult()
         row = conn.execute("SELECT default_group_type FROM projects WHERE id = ?",
                            (project_id,)).fetchone()
@@ -78,11 +82,44 @@ class _Batch:
 
     # ------------------------------------------------------------ loading
 
-    def load_groups(self, keys: set[tuple[str, str]]) -> None:
+    def prefetch(self, calls: list[Call]) -> None:
+        """Load every group, ancestor and person the batch touches in a few bulk queries
+        (the lazy loaders below then only run for what this cannot know in advance)."""
+        gkeys: set[tuple[str, str]] = set()
+        dids: set[str] = set()
+        for c in calls:
+            if c.distinct_id:
+                dids.add(c.distinct_id)
+            if c.previous_id:
+                dids.add(c.previous_id)
+            if c.kind == "group" and c.group_key:
+                gkeys.add((c.group_type or self.default_type, c.group_key))
+            gkeys.update(c.groups.items())
+        self.load_persons(dids)
+        frontier = self.load_groups(gkeys, create=False)
+        for _ in range(MAX_ANCESTORS):
+            parents: set[tuple[str, str]] = set()
+            typeless = [(t, row.parent_key) for t, row in frontier
+                        if row.parent_key is not None and row.parent_type is None]
+            self.load_key_types({k for _, k in typeless})
+            for t, row in frontier:
+                parent = self.parent_of(t, row)
+                if parent is not None:
+                    parents.add(parent)
+            todo = {p for p in parents if p not in self.groups and p not in self.absent}
+            if not todo:
+                break
+            frontier = self.load_groups(todo, create=False)
+
+    def load_groups(self, keys: set[tuple[str, str]],
+                    create: bool = True) -> list[tuple[str, _Row]]:
+        """Load stored groups; missing ones become new rows (`create`) or are remembered as
+        absent. Returns the (type, row) pairs that were found."""
         missing = [k for k in keys if k not in self.groups]
         by_type: dict[str, list[str]] = {}
         for t, k in missing:
             by_type.setdefault(t, []).append(k)
+        found: list[tuple[str, _Row]] = []
         for t, ks in by_type.items():
             for chunk in _chunks(ks):
                 rows = self.conn.execute(
@@ -91,29 +128,62 @@ class _Batch:
                     f"group_type = ? AND group_key IN ({','.join('?' * len(chunk))})",
                     (self.pid, t, *chunk))
                 for gid, key, props, stamps, created, seen, pkey, ptype, pts in rows:
-                    self.groups[(t, key)] = _Row(gid, loads(props), loads(stamps),
-                                                 created, seen, pkey, ptype, pts)
+                    row = _Row(gid, loads(props), loads(stamps), created, seen, pkey, ptype, pts)
+                    self.groups[(t, key)] = row
+                    found.append((t, row))
         for k in missing:
             if k not in self.groups:
-                self.groups[k] = _Row(None, {}, {}, self.now, None, dirty=True)
+                if create:
+                    self.new_group(*k)
+                else:
+                    self.absent.add(k)
+        return found
+
+    def new_group(self, t: str, k: str) -> _Row:
+        row = self.groups[(t, k)] = _Row(None, {}, {}, self.now, None, dirty=True)
+        self.absent.discard((t, k))
+        self.new_by_key.setdefault(k, []).append(t)
+        return row
 
     def group(self, t: str, k: str) -> _Row:
         row = self.groups.get((t, k))
         if row is None:
+            if (t, k) in self.absent:
+                return self.new_group(t, k)
             self.load_groups({(t, k)})
             row = self.groups[(t, k)]
         return row
 
+    def load_key_types(self, keys: set[str]) -> None:
+        """The stored types of group keys (for parents named without a type)."""
+        todo = [k for k in keys if k not in self.key_types]
+        for chunk in _chunks(todo):
+            for k in chunk:
+                self.key_types[k] = []
+            for key, gtype, updated in self.conn.execute(
+                    "SELECT group_key, group_type, updated_at FROM groups WHERE project_id = ? "
+                    f"AND group_key IN ({','.join('?' * len(chunk))})", (self.pid, *chunk)):
+                self.key_types[key].append((gtype, updated))
+
     def parent_of(self, t: str, row: _Row) -> tuple[str, str] | None:
-        if row.parent_key is None:
+        """The parent (type, key) of a group of type `t`. A parent named without a type is
+        a group created earlier in this batch, else the stored group with that key (of
+        another type by preference, the most recently updated first)."""
+        pkey = row.parent_key
+        if pkey is None:
             return None
         if row.parent_type is not None:
-            return row.parent_type, row.parent_key
-        for (gt, gk), other in self.groups.items():  # a parent created earlier in this batch
-            if gk == row.parent_key and gt != t and other.id is None:
-                return gt, gk
-        found = self.store.type_of_key(self.pid, row.parent_key, prefer_not=t)
-        return (found, row.parent_key) if found else None
+            return row.parent_type, pkey
+        for gt in self.new_by_key.get(pkey, ()):
+            if gt != t:
+                return gt, pkey
+        if pkey not in self.key_types:
+            self.load_key_types({pkey})
+        candidates = self.key_types[pkey]
+        if not candidates:
+            return None
+        best = min(candidates, key=lambda c: (c[0] == t, -(c[1] or 0)))
+        return best[0], pkey
 
     def with_ancestors(self, t: str, k: str) -> list[tuple[str, str]]:
         chain = [(t, k)]
@@ -123,17 +193,15 @@ class _Batch:
             if parent is None or parent in chain:
                 break
             if parent not in self.groups:
-                exists = self.conn.execute(
-                    "SELECT 1 FROM groups WHERE project_id = ? AND group_type = ? AND group_key = ?",
-                    (self.pid, *parent)).fetchone()
-                if not exists:
-                    break  # activity does not create a parent nobody has described
+                # Activity does not create a parent nobody has described.
+                if parent in self.absent or not self.load_groups({parent}, create=False):
+                    break
             chain.append(parent)
             node, row = parent, self.group(*parent)
         return chain
 
     def load_persons(self, distinct_ids: set[str]) -> None:
-        missing = [d for d in distinct_ids if d not in self.persons]
+        missing = [d for d in distinct_ids if d not in self.persons and d not in self.no_person]
         for chunk in _chunks(missing):
             rows = self.conn.execute(
                 "SELECT d.distinct_id, p.id, p.properties, p.property_ts, p.created_at, p.last_seen "
@@ -146,6 +214,7 @@ class _Batch:
                     row = _Row(pid, loads(props), loads(stamps), created, seen)
                     self.person_rows[pid] = row
                 self.persons[did] = row
+        self.no_person.update(d for d in missing if d not in self.persons)
 
     def person(self, distinct_id: str) -> _Row:
         row = self.persons.get(distinct_id)
@@ -325,6 +394,7 @@ class IngestMixin:
         with transaction(conn):
             batch = _Batch(self, conn, project_id)
             fresh = self._fresh(conn, project_id, calls, batch.result)
+            batch.prefetch(fresh)
             for call in fresh:
                 batch.apply(call)
             batch.write(fresh)
