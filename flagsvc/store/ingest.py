@@ -314,45 +314,61 @@ class _Batch:
 
     # ------------------------------------------------------------ writing
 
+    def _next_id(self, table: str) -> int:
+        # Ids are handed out here (inside the write transaction, under the write lock) so
+        # new rows can be inserted with one executemany and referenced at once.
+        return self.conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}").fetchone()[0]
+
     def write(self, calls: list[Call]) -> None:
         conn, pid, now = self.conn, self.pid, self.now
+        inserts, updates = [], []
+        next_id = None
         for (t, k), row in self.groups.items():
             if not row.dirty:
                 continue
             props, stamps = dumps(row.properties), dumps(row.stamps)
             if row.id is None:
-                cur = conn.execute(
-                    "INSERT INTO groups (project_id, group_type, group_key, properties, property_ts, "
-                    "parent_key, parent_type, parent_ts, created_at, last_seen, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (pid, t, k, props, stamps, row.parent_key, row.parent_type, row.parent_ts,
-                     row.created_at, row.last_seen, now))
-                row.id = cur.lastrowid
+                if next_id is None:
+                    next_id = self._next_id("groups")
+                row.id, next_id = next_id, next_id + 1
+                inserts.append((row.id, pid, t, k, props, stamps, row.parent_key, row.parent_type,
+                                row.parent_ts, row.created_at, row.last_seen, now))
             else:
-                conn.execute(
-                    "UPDATE groups SET properties = ?, property_ts = ?, parent_key = ?, "
-                    "parent_type = ?, parent_ts = ?, last_seen = ?, updated_at = ? WHERE id = ?",
-                    (props, stamps, row.parent_key, row.parent_type, row.parent_ts, row.last_seen,
-                     now, row.id))
+                updates.append((props, stamps, row.parent_key, row.parent_type, row.parent_ts,
+                                row.last_seen, now, row.id))
+        conn.executemany(
+            "INSERT INTO groups (id, project_id, group_type, group_key, properties, property_ts, "
+            "parent_key, parent_type, parent_ts, created_at, last_seen, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
+        conn.executemany(
+            "UPDATE groups SET properties = ?, property_ts = ?, parent_key = ?, parent_type = ?, "
+            "parent_ts = ?, last_seen = ?, updated_at = ? WHERE id = ?", updates)
+
+        inserts, updates, ids = [], [], []
+        next_id = None
         people = {id(r): r for r in self.persons.values()}
         for row in people.values():
             if not row.dirty:
                 continue
             props, stamps = dumps(row.properties), dumps(row.stamps)
             if row.id is None:
-                row.id = conn.execute(
-                    "INSERT INTO persons (project_id, properties, property_ts, created_at, last_seen, "
-                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (pid, props, stamps, row.created_at, row.last_seen, now)).lastrowid
+                if next_id is None:
+                    next_id = self._next_id("persons")
+                row.id, next_id = next_id, next_id + 1
+                inserts.append((row.id, pid, props, stamps, row.created_at, row.last_seen, now))
             else:
-                conn.execute(
-                    "UPDATE persons SET properties = ?, property_ts = ?, created_at = ?, last_seen = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    (props, stamps, row.created_at, row.last_seen, now, row.id))
-            for did in row.extra.get("new_ids", ()):
-                conn.execute("INSERT OR IGNORE INTO person_distinct_ids (project_id, distinct_id, "
-                             "person_id) VALUES (?, ?, ?)", (pid, did, row.id))
-            for other in row.extra.get("absorbed", ()):
+                updates.append((props, stamps, row.created_at, row.last_seen, now, row.id))
+            ids.extend((pid, did, row.id) for did in row.extra.get("new_ids", ()))
+        conn.executemany(
+            "INSERT INTO persons (id, project_id, properties, property_ts, created_at, last_seen, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", inserts)
+        conn.executemany(
+            "UPDATE persons SET properties = ?, property_ts = ?, created_at = ?, last_seen = ?, "
+            "updated_at = ? WHERE id = ?", updates)
+        conn.executemany("INSERT OR IGNORE INTO person_distinct_ids (project_id, distinct_id, "
+                         "person_id) VALUES (?, ?, ?)", ids)
+        for row in people.values():
+            for other in row.extra.get("absorbed", ()) if row.dirty else ():
                 conn.execute("UPDATE person_distinct_ids SET person_id = ? WHERE person_id = ?",
                              (row.id, other.id))
                 conn.execute(
