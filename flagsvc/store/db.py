@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import orjson
 
 BUSY_TIMEOUT_MS = 15000
+WAL_AUTOCHECKPOINT_PAGES = 4000
 
 
 def dumps(value: Any) -> str:
@@ -82,6 +83,9 @@ def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA cache_size = -65536")
+    # Checkpoint every ~16 MiB of WAL instead of SQLite's 4 MiB: pages that every batch
+    # touches (index interiors, hot groups) are then copied back once instead of four times.
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
     return conn
 
 
