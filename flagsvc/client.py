@@ -61,7 +61,7 @@ class _EmbeddedSource(_Source):
         return self._resolver
 
     def close(self) -> None:
-        self.service.store.close()
+        self.service.close()
 
 
 class _HttpResolver:

@@ -32,7 +32,6 @@ from cachetools import LRUCache, TTLCache
 
 from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_all
 from .store import Store
-from .store.db import BUSY_TIMEOUT_MS
 
 log = logging.getLogger("flagsvc.service")
 
@@ -72,16 +71,16 @@ class StoreResolver:
 
     def person_properties(self, distinct_id: str) -> Mapping[str, Any] | None:
         return self._get(("p", self.project_id, distinct_id),
-                         self.service.store.person_properties, self.project_id, distinct_id)
+                         self.service.reader.person_properties, self.project_id, distinct_id)
 
     def group_properties(self, group_type: str, group_key: str) -> Mapping[str, Any] | None:
         return self._get(("g", self.project_id, group_type, group_key),
-                         self.service.store.group_properties, self.project_id,
+                         self.service.reader.group_properties, self.project_id,
                          group_type, group_key)
 
     def group_parent(self, group_type: str, group_key: str) -> tuple[str, str] | None:
         return self._get(("up", self.project_id, group_type, group_key),
-                         self.service.store.group_parent, self.project_id,
+                         self.service.reader.group_parent, self.project_id,
                          group_type, group_key)
 
 
@@ -90,6 +89,7 @@ class FlagService:
 
     def __init__(self, store: Store, cache_seconds: float = 0.5, cache_size: int = 100_000) -> None:
         self.store = store
+        self.reader = store.reader(READ_BUSY_TIMEOUT_MS)
         self.cache_seconds = cache_seconds
         self._flags: dict[int, FlagSet] = {}
         self._flags_lock = threading.Lock()
@@ -101,17 +101,17 @@ class FlagService:
         self._stale_tokens: LRUCache = LRUCache(maxsize=10_000)
         self._warned: dict[str, float] = {}
 
+    def close(self) -> None:
+        self.reader.close()
+        self.store.close()
+
     # ------------------------------------------------------------ caches
 
     def read(self, fn: Any, *args: Any) -> Any:
-        """A store read with a short busy timeout: decide must not hang for the store's
-        15 s write timeout when something holds an exclusive lock."""
-        conn = self.store.conn()
-        conn.execute(f"PRAGMA busy_timeout = {READ_BUSY_TIMEOUT_MS}")
-        try:
-            return fn(*args)
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        """A store read; `fn` is a method of `self.reader`, whose connections have a short
+        busy timeout: decide must not hang for the store's 15 s write timeout when
+        something holds an exclusive lock."""
+        return fn(*args)
 
     def _serving_stale(self, what: str, error: Exception) -> None:
         now = time.monotonic()
@@ -154,7 +154,7 @@ class FlagService:
         if hit is not None:
             return hit or None
         try:
-            project = self.read(self.store.project_for_token, token, kind)
+            project = self.read(self.reader.project_for_token, token, kind)
         except sqlite3.Error as e:
             with self._props_lock:
                 project = self._stale_tokens.get(key)
@@ -177,12 +177,12 @@ class FlagService:
         if current is not None and now - current.checked_at < self.cache_seconds:
             return current
         try:
-            rev = self.read(self.store.flags_rev, project_id)
+            rev = self.read(self.reader.flags_rev, project_id)
             if current is not None and current.rev == rev:
                 current.checked_at = now
                 return current
             with self._flags_lock:
-                definitions = self.read(self.store.list_flags, project_id)
+                definitions = self.read(self.reader.list_flags, project_id)
                 fresh = FlagSet(rev, compile_flags(definitions), definitions,
                                 _etag(definitions), now)
                 self._flags[project_id] = fresh

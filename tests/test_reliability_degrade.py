@@ -1,10 +1,10 @@
 """Degradation: decide keeps answering from the last good cached data while the database
 errors (locked, unreadable, gone), quickly, and says so; a cold worker answers 503.
 
-The fault is injected at the connection: while `broken`, every statement on the service's
-connection raises the error SQLite gives (an exclusive lock held elsewhere, an unreadable
-file), after the busy timeout the read path set — so the test also checks that decide's
-reads wait `READ_BUSY_TIMEOUT_MS`, not the store's 15 s.
+The fault is injected at the connections: while `broken`, every statement on the service's
+connections raises the error SQLite gives (an exclusive lock held elsewhere, an unreadable
+file), after the busy timeout of the connection it ran on — so the test also checks that
+decide's reads wait `READ_BUSY_TIMEOUT_MS`, not the store's 15 s.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import pytest
 
 from flagsvc.app import create_app
 from flagsvc.service import READ_BUSY_TIMEOUT_MS
-from flagsvc.store.db import BUSY_TIMEOUT_MS
 
 
 class FlakyConnection:
@@ -28,12 +27,10 @@ class FlakyConnection:
         self._fault = fault
 
     def execute(self, sql, *args):
-        if sql.startswith("PRAGMA busy_timeout"):
-            self._fault.timeout_ms = int(sql.rsplit("=", 1)[1])
-            return self._conn.execute(sql, *args)
         if self._fault.broken:
             self._fault.failures += 1
-            self._fault.waited_ms.append(self._fault.timeout_ms)
+            self._fault.waited_ms.append(
+                self._conn.execute("PRAGMA busy_timeout").fetchone()[0])
             raise sqlite3.OperationalError(self._fault.message)
         return self._conn.execute(sql, *args)
 
@@ -46,7 +43,6 @@ class Fault:
         self.broken = False
         self.message = message
         self.failures = 0
-        self.timeout_ms = BUSY_TIMEOUT_MS
         self.waited_ms: list[int] = []
 
 
@@ -66,8 +62,8 @@ def degraded(request, db_path, monkeypatch):
     store.ingest(project["id"], [Call("group", "m1", time.time(), group_type="organization",
                                       group_key="acme", group_set={"plan": "enterprise"})])
     fault = Fault(request.param)
-    real_conn = store.conn
-    monkeypatch.setattr(store, "conn", lambda: FlakyConnection(real_conn(), fault))
+    for s in (store, app.extensions["flagsvc"].reader):
+        monkeypatch.setattr(s, "conn", lambda real=s.conn: FlakyConnection(real(), fault))
     return app, project, fault
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .db import Conflict, ConnectionPool, LimitExceeded, NotFound, StoreError, migrate, transaction
+from .db import BUSY_TIMEOUT_MS, Conflict, ConnectionPool, LimitExceeded, NotFound, StoreError, migrate, transaction
 from .flags import FlagsMixin
 from .groups import GroupsMixin
 from .ingest import IngestMixin
@@ -17,11 +17,19 @@ __all__ = ["Conflict", "LimitExceeded", "NotFound", "Store", "StoreError", "tran
 class Store(ProjectsMixin, FlagsMixin, GroupsMixin, IngestMixin):
     """All reads and writes of one SQLite file (one connection per thread)."""
 
-    def __init__(self, path: str, synchronous: str = "FULL", migrate_now: bool = True) -> None:
+    def __init__(self, path: str, synchronous: str = "FULL", migrate_now: bool = True,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
-        self._pool = ConnectionPool(path, synchronous)
+        self.synchronous = synchronous
+        self._pool = ConnectionPool(path, synchronous, busy_timeout_ms)
         if migrate_now:
             self.migrate()
+
+    def reader(self, busy_timeout_ms: int) -> "Store":
+        """The same database through connections of their own with another busy timeout
+        (the decide path reads with a short one; see service.py)."""
+        return Store(self.path, self.synchronous, migrate_now=False,
+                     busy_timeout_ms=busy_timeout_ms)
 
     def conn(self) -> sqlite3.Connection:
         return self._pool.get()

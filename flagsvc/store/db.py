@@ -69,13 +69,14 @@ class Connection(sqlite3.Connection):
         super().close()
 
 
-def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
+def connect(path: str, synchronous: str = "FULL",
+            busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     """A connection in autocommit mode; transactions are opened explicitly."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None,
                            check_same_thread=False, factory=Connection)
     if path != ":memory:" and not path.startswith("file:"):
         conn.write_lock_fd = os.open(path + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
     if path != ":memory:":
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":  # another connection holds a lock; the mode is persistent
@@ -160,9 +161,11 @@ class ConnectionPool:
     ended are closed when the next connection is opened, so a server that starts a thread
     per request (werkzeug's threaded mode) does not accumulate open connections."""
 
-    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, synchronous: str = "FULL",
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
         self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: dict[threading.Thread, sqlite3.Connection] = {}
@@ -170,7 +173,7 @@ class ConnectionPool:
     def get(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path, self.synchronous)
+            conn = connect(self.path, self.synchronous, self.busy_timeout_ms)
             self._local.conn = conn
             with self._lock:
                 for thread in [t for t in self._all if not t.is_alive()]:
