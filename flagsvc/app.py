@@ -74,12 +74,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def _start() -> None:
         g.started = time.perf_counter()
 
+    children: dict[tuple[str, int], tuple[Any, Any]] = {}  # labelled metrics, looked up once
+
     @app.after_request
     def _record(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        REQUESTS.labels(endpoint, str(response.status_code)).inc()
-        LATENCY.labels(endpoint).observe(elapsed)
+        status = response.status_code
+        metric = children.get((endpoint, status))
+        if metric is None:
+            metric = children[(endpoint, status)] = (REQUESTS.labels(endpoint, str(status)),
+                                                     LATENCY.labels(endpoint))
+        metric[0].inc()
+        metric[1].observe(elapsed)
         if response.status_code >= 500:
             log.error("request failed", extra={"method": request.method, "path": request.path,
                                                "status": response.status_code,

@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from cachetools import LRUCache, TTLCache
@@ -50,6 +50,8 @@ class FlagSet:
     definitions: list[dict[str, Any]]
     etag: str
     checked_at: float
+    # Rendered results (the decide endpoint's JSON per distinct outcome), valid for this set.
+    wire: dict[tuple, Any] = field(default_factory=dict)
 
 
 class StoreResolver:
@@ -212,25 +214,34 @@ class FlagService:
         return self.evaluate_checked(project_id, ctx, keys)[0]
 
     def evaluate_checked(self, project_id: int, ctx: Context, keys: Iterable[str] | None = None
-                         ) -> tuple[dict[str, FlagResult], bool]:
-        """Results, and whether a property lookup failed with nothing stale to serve (the
-        answers may then miss stored properties)."""
+                         ) -> tuple[dict[str, FlagResult], bool, FlagSet]:
+        """Results, whether a property lookup failed with nothing stale to serve (the
+        answers may then miss stored properties), and the flag set they come from."""
         resolver = self.resolver(project_id)
-        results = evaluate_all(self.flag_set(project_id).compiled, ctx, resolver, keys)
-        return results, resolver.degraded
+        flag_set = self.flag_set(project_id)
+        results = evaluate_all(flag_set.compiled, ctx, resolver, keys)
+        return results, resolver.degraded, flag_set
 
 
 def make_context(distinct_id: Any = None, groups: Any = None, person_properties: Any = None,
                  group_properties: Any = None, now: float | None = None) -> Context:
-    """A Context from loosely typed request data (wrong shapes are dropped, never raised)."""
-    groups = {str(k): str(v) for k, v in (groups or {}).items()
-              if v is not None and not isinstance(v, (dict, list))} if isinstance(groups, Mapping) else {}
-    person_properties = dict(person_properties) if isinstance(person_properties, Mapping) else {}
-    gp = {}
-    if isinstance(group_properties, Mapping):
-        gp = {str(k): dict(v) for k, v in group_properties.items() if isinstance(v, Mapping)}
-    did = None if distinct_id in (None, "") else str(distinct_id)
-    return Context(did, groups, person_properties, gp, time.time() if now is None else now)
+    """A Context from loosely typed request data (wrong shapes are dropped, never raised).
+    Well-formed dicts are used as they are (the engine never changes them)."""
+    if type(groups) is not dict or not all(
+            type(k) is str and type(v) is str for k, v in groups.items()):
+        groups = {str(k): str(v) for k, v in groups.items()
+                  if v is not None and not isinstance(v, (dict, list))} \
+            if isinstance(groups, Mapping) else {}
+    if type(person_properties) is not dict:
+        person_properties = dict(person_properties) if isinstance(person_properties, Mapping) else {}
+    if type(group_properties) is not dict or not all(
+            type(k) is str and type(v) is dict for k, v in group_properties.items()):
+        group_properties = {str(k): dict(v) for k, v in group_properties.items()
+                            if isinstance(v, Mapping)} \
+            if isinstance(group_properties, Mapping) else {}
+    did = None if distinct_id is None or distinct_id == "" else str(distinct_id)
+    return Context(did, groups, person_properties, group_properties,
+                   time.time() if now is None else now)
 
 
 def _etag(definitions: list[dict[str, Any]]) -> str:

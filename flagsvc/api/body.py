@@ -34,14 +34,20 @@ def _gunzip(data: bytes, limit: int) -> bytes:
 def raw_body(request: Request, limit: int) -> bytes:
     """The body bytes, decompressed if the client says so (header or PostHog's
     `compression=gzip-js` / `base64` query), within `limit` bytes."""
+    environ = request.environ
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"request body is over the {limit} byte limit")
-    data = request.stream.read(limit + 1)
+    if length is not None and "HTTP_TRANSFER_ENCODING" not in environ:
+        data = environ["wsgi.input"].read(length)  # the common case, without stream wrappers
+    else:
+        data = request.stream.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"request body is over the {limit} byte limit")
-    encoding = (request.headers.get("Content-Encoding") or "").lower().strip()
-    compression = (request.args.get("compression") or "").lower()
+    encoding = environ.get("HTTP_CONTENT_ENCODING", "").lower().strip()
+    compression = ""
+    if "compression" in environ.get("QUERY_STRING", ""):
+        compression = (request.args.get("compression") or "").lower()
     if encoding in ("gzip", "x-gzip", "deflate") or compression in ("gzip", "gzip-js"):
         return _gunzip(data, limit)
     if encoding not in ("", "identity"):

@@ -45,10 +45,13 @@ def basic_auth_user() -> str | None:
 
 
 def add_cors(response: Response) -> Response:
+    """CORS headers for browsers (requests that carry an Origin); servers never need them."""
+    origin = request.environ.get("HTTP_ORIGIN")
+    if not origin:
+        return response
     origins = config("CORS_ORIGINS")
-    origin = request.headers.get("Origin")
     if origins == "*":
-        response.headers["Access-Control-Allow-Origin"] = origin or "*"
+        response.headers["Access-Control-Allow-Origin"] = origin
     elif origin and origin in [o.strip() for o in origins.split(",")]:
         response.headers["Access-Control-Allow-Origin"] = origin
     else:

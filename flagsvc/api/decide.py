@@ -67,7 +67,25 @@ def flag_json(r: FlagResult) -> dict[str, Any]:
     }
 
 
-def _evaluate(body: dict[str, Any]) -> tuple[dict[str, FlagResult], bool]:
+def render(results: dict[str, FlagResult], wire: dict[tuple, Any]) -> dict[str, Any]:
+    """The `flags` map. A flag's JSON depends only on its outcome, so each distinct outcome
+    is rendered once per flag set (`wire`, dropped with the set when flags change)."""
+    out = {}
+    for key, r in results.items():
+        sig = (key, r.version, r.enabled, r.variant, r.reason, r.condition_index, r.error)
+        rendered = wire.get(sig)
+        if rendered is None:
+            rendered = flag_json(r)
+            if len(wire) < _MAX_RENDERED:
+                wire[sig] = rendered
+        out[key] = rendered
+    return out
+
+
+_MAX_RENDERED = 50_000
+
+
+def _evaluate(body: dict[str, Any]) -> tuple[dict[str, FlagResult], bool, dict[tuple, Any]]:
     project = public_project(body.get("api_key") or body.get("token") or request.args.get("token"))
     keys = body.get("flag_keys_to_evaluate")
     if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
@@ -80,8 +98,8 @@ def _evaluate(body: dict[str, Any]) -> tuple[dict[str, FlagResult], bool]:
         raise BadRequest("distinct_id must be a string")
     ctx = make_context(did, body.get("groups"), body.get("person_properties"),
                        body.get("group_properties"))
-    results, degraded = service().evaluate_checked(project["id"], ctx, keys)
-    return results, degraded or any(r.reason == "error" for r in results.values())
+    results, degraded, flag_set = service().evaluate_checked(project["id"], ctx, keys)
+    return results, degraded or any(r.reason == "error" for r in results.values()), flag_set.wire
 
 
 def _json(body: dict[str, Any]) -> Response:
@@ -94,9 +112,9 @@ def flags() -> Response:
     if request.method == "OPTIONS":
         return Response(status=204)
     body = read_object(request, config("MAX_BODY_BYTES"))
-    results, errors = _evaluate(body)
+    results, errors, wire = _evaluate(body)
     return _json({
-        "flags": {k: flag_json(r) for k, r in results.items()},
+        "flags": render(results, wire),
         "errorsWhileComputingFlags": errors,
         "requestId": str(uuid.uuid4()),
         "evaluatedAt": int(time.time() * 1000),
@@ -110,10 +128,10 @@ def decide() -> Response:
         return Response(status=204)
     version = request.args.get("v", "3")
     body = read_object(request, config("MAX_BODY_BYTES"))
-    results, errors = _evaluate(body)
+    results, errors, wire = _evaluate(body)
     if version not in ("1", "2", "3"):
         return _json({
-            "flags": {k: flag_json(r) for k, r in results.items()},
+            "flags": render(results, wire),
             "errorsWhileComputingFlags": errors,
             "requestId": str(uuid.uuid4()),
             "evaluatedAt": int(time.time() * 1000),

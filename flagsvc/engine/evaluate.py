@@ -148,11 +148,22 @@ class Evaluation:
     def all(self, keys: Iterable[str] | None = None) -> dict[str, FlagResult]:
         """Results for the given flag keys (default: every flag); unknown keys are skipped."""
         out: dict[str, FlagResult] = {}
-        flag = self.flag
-        for key in self.flags if keys is None else keys:
-            r = flag(key)
-            if r is not None:
-                out[key] = r
+        flags, results = self.flags, self._results
+        for key in flags if keys is None else keys:
+            r = results.get(key)
+            if r is None:
+                flag = flags.get(key)
+                if flag is None:
+                    continue
+                if flag.fast is None:
+                    r = self.flag(key)
+                else:  # the common shape, without flag()'s bookkeeping
+                    try:
+                        r = self._evaluate_fast(flag)
+                    except Exception as e:
+                        r = _error(flag, f"{type(e).__name__}: {e}")
+                    results[key] = r
+            out[key] = r  # type: ignore[assignment]
         return out
 
     def _evaluate(self, flag: CompiledFlag) -> FlagResult:
@@ -226,14 +237,16 @@ class Evaluation:
         if found is None:
             return new_result((flag.key, False, "no_group_type", None, None, None, flag.id,
                                flag.version, bucket_by, None, None, None))
-        if bucket_by == PERSON:
-            props = self.properties("person", None)
-        else:
-            given = self.ctx.group_properties.get(bucket_by)
-            if given and flag.fast_keys <= given.keys():
-                props = given  # the request gives every key the flag reads: no lookup
+        props = self._props.get(bucket_by, _MISSING)
+        if props is _MISSING:
+            if bucket_by == PERSON:
+                props = self.properties("person", None)
             else:
-                props = self.properties("group", bucket_by)
+                given = self.ctx.group_properties.get(bucket_by)
+                if given and flag.fast_keys <= given.keys():
+                    props = given  # the request gives every key the flag reads: no lookup
+                else:
+                    props = self.properties("group", bucket_by)
         return flag.fast(found[0], props or EMPTY, self.now, found[1])  # type: ignore[index]
 
 
