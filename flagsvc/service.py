@@ -2,9 +2,13 @@
 
 One `FlagService` lives per process (on the Flask app, or inside an embedded FlagClient).
 Compiled flags are reused until the project's `flags_rev` changes, which is checked at
-most every `cache_seconds`; group and person properties are cached for the same time
-in a bounded TTL cache. So an edit made through any worker (or another process) is seen
-everywhere within `cache_seconds`, with no per-request reload.
+most every `cache_seconds`. Group and person properties stay in a bounded cache until
+ingestion changes them: every `cache_seconds` the service reads the change log that
+ingestion appends (migration 0002) and evicts exactly the groups and persons named there
+(`PROPERTIES_MAX_AGE` bounds what the log cannot name, such as another distinct id of a
+merged person). Parent links, which depend on other groups existing, are cached for
+`cache_seconds` only. So an edit or an ingested property is seen by every worker (and
+every embedded client) within `cache_seconds`, and hot groups are not re-read meanwhile.
 
 Degradation: the read paths (token lookup, flags, properties) use a short busy timeout
 (`READ_BUSY_TIMEOUT_MS`) instead of the store's 15 s one, and when the database errors (locked
@@ -37,6 +41,8 @@ log = logging.getLogger("flagsvc.service")
 
 # How long a read on the decide path waits for a lock before serving stale data (ms).
 READ_BUSY_TIMEOUT_MS = 200
+# Longest a cached property set is used without being re-read (s); changes evict sooner.
+PROPERTIES_MAX_AGE = 60.0
 # How often the same "serving stale" warning is logged per worker (s).
 _WARN_EVERY = 5.0
 
@@ -64,9 +70,9 @@ class StoreResolver:
         self.project_id = project_id
         self.degraded = False  # a lookup failed and had no stale value to fall back on
 
-    def _get(self, key: tuple, fn: Any, *args: Any) -> Any:
+    def _get(self, key: tuple, fn: Any, *args: Any, links: bool = False) -> Any:
         try:
-            return self.service.cached(key, fn, *args)
+            return self.service.cached(key, fn, *args, links=links)
         except sqlite3.Error:
             self.degraded = True
             return None
@@ -83,7 +89,7 @@ class StoreResolver:
     def group_parent(self, group_type: str, group_key: str) -> tuple[str, str] | None:
         return self._get(("up", self.project_id, group_type, group_key),
                          self.service.reader.group_parent, self.project_id,
-                         group_type, group_key)
+                         group_type, group_key, links=True)
 
 
 class FlagService:
@@ -95,8 +101,11 @@ class FlagService:
         self.cache_seconds = cache_seconds
         self._flags: dict[int, FlagSet] = {}
         self._flags_lock = threading.Lock()
-        self._props: TTLCache = TTLCache(maxsize=cache_size, ttl=cache_seconds)
+        self._props: TTLCache = TTLCache(maxsize=cache_size, ttl=PROPERTIES_MAX_AGE)
+        self._links: TTLCache = TTLCache(maxsize=cache_size, ttl=cache_seconds)
         self._props_lock = threading.Lock()
+        self._change_id: int | None = None  # position in the change log
+        self._changes_checked = -float("inf")
         self._tokens: TTLCache = TTLCache(maxsize=10_000, ttl=min(cache_seconds, 1.0))
         # Last good values, kept past their TTL for when the database is unavailable.
         self._stale: LRUCache = LRUCache(maxsize=cache_size)
@@ -121,14 +130,37 @@ class FlagService:
             self._warned[what] = now
             log.warning("database unavailable (%s); serving the last good %s", error, what)
 
-    def cached(self, key: tuple, fn: Any, *args: Any) -> Any:
-        """`fn(*args)` through the TTL cache; on a database error the last good value (kept
-        past its TTL) is served; sqlite3.Error propagates only if there is none."""
+    def sync_changes(self) -> None:
+        """Evict the property sets ingestion changed since the last look (at most every
+        `cache_seconds`); a worker that fell behind the kept log forgets everything."""
+        now = time.monotonic()
+        if now - self._changes_checked < self.cache_seconds:
+            return
+        self._changes_checked = now
+        try:
+            rows, last, first = self.reader.changes_since(self._change_id)
+        except sqlite3.Error:
+            return  # the next look catches up; meanwhile PROPERTIES_MAX_AGE bounds staleness
+        with self._props_lock:
+            if self._change_id is not None and first > self._change_id + 1:
+                self._props.clear()
+            for pid, kind, group_type, key in rows:
+                self._props.pop(("g", pid, group_type, key) if kind == "group"
+                                else ("p", pid, key), None)
+            self._change_id = last
+
+    def cached(self, key: tuple, fn: Any, *args: Any, links: bool = False) -> Any:
+        """`fn(*args)` through the cache (`links`: the short-lived one for parent links); on
+        a database error the last good value (kept past its TTL) is served; sqlite3.Error
+        propagates only if there is none."""
+        self.sync_changes()
+        cache = self._links if links else self._props
         with self._props_lock:
             try:
-                return self._props[key]
+                return cache[key]
             except KeyError:
                 pass
+        position = self._change_id
         try:
             value = self.read(fn, *args)
         except sqlite3.Error as e:
@@ -137,11 +169,14 @@ class FlagService:
                     value = self._stale[key]
                 except KeyError:
                     raise e from None
-                self._props[key] = value  # retried after the TTL, not on every request
+                cache[key] = value  # retried after the TTL, not on every request
             self._serving_stale("properties", e)
             return value
         with self._props_lock:
-            self._props[key] = value
+            # If another thread moved through the change log while this read ran, the
+            # eviction it did may have been for this very key: do not keep the value.
+            if self._change_id == position:
+                cache[key] = value
             self._stale[key] = value
         return value
 

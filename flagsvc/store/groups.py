@@ -121,6 +121,19 @@ class GroupsMixin:
         for key, props in rows:
             yield key, loads(props)
 
+    def changes_since(self, after_id: int | None) -> tuple[list[tuple], int, int]:
+        """(project_id, kind, group_type, key) of property changes logged after `after_id`
+        (None: none, just the position), the last id, and the oldest id still kept (a
+        reader behind it has missed changes)."""
+        conn = self.conn()
+        last, first = conn.execute("SELECT COALESCE(MAX(id), 0), COALESCE(MIN(id), 0) "
+                                   "FROM changes").fetchone()
+        if after_id is None or last <= after_id:
+            return [], last, first
+        rows = conn.execute("SELECT project_id, kind, group_type, key FROM changes "
+                            "WHERE id > ? AND id <= ? ORDER BY id", (after_id, last)).fetchall()
+        return rows, last, first
+
     # ------------------------------------------------------------ persons
 
     def person_properties(self, project_id: int, distinct_id: str) -> dict | None:

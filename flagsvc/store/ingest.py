@@ -18,6 +18,7 @@ from .db import LimitExceeded, dumps, loads, transaction
 from .merge import apply_set, apply_set_once, apply_unset, merge_into
 
 MAX_ANCESTORS = 10
+CHANGES_KEPT = 200_000
 _CHUNK = 400
 
 
@@ -34,6 +35,7 @@ class _Row:
     parent_type: str | None = None
     parent_ts: float | None = None
     dirty: bool = False
+    changed: bool = False  # properties or parent changed (what flag evaluation reads)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -140,7 +142,7 @@ class _Batch:
         return found
 
     def new_group(self, t: str, k: str) -> _Row:
-        row = self.groups[(t, k)] = _Row(None, {}, {}, self.now, None, dirty=True)
+        row = self.groups[(t, k)] = _Row(None, {}, {}, self.now, None, dirty=True, changed=True)
         self.absent.discard((t, k))
         self.new_by_key.setdefault(k, []).append(t)
         return row
@@ -222,7 +224,7 @@ class _Batch:
             self.load_persons({distinct_id})
             row = self.persons.get(distinct_id)
         if row is None:
-            row = _Row(None, {}, {}, self.now, None, dirty=True)
+            row = _Row(None, {}, {}, self.now, None, dirty=True, changed=True)
             row.extra["new_ids"] = [distinct_id]
             self.persons[distinct_id] = row
         return row
@@ -236,6 +238,7 @@ class _Batch:
             changed = apply_set(person.properties, person.stamps, call.person_set, ts)
             changed |= apply_set_once(person.properties, person.stamps, call.person_set_once, ts)
             changed |= apply_unset(person.properties, person.stamps, call.person_unset, ts)
+            person.changed |= changed
             if call.kind != "identify" or changed:
                 person.last_seen = max(person.last_seen or ts, ts)
             person.dirty = True
@@ -246,8 +249,8 @@ class _Batch:
         if call.kind == "group" and call.group_key:
             if self.type_ok(gtype):
                 row = self.group(gtype, call.group_key)
-                apply_set(row.properties, row.stamps, call.group_set, ts)
-                apply_unset(row.properties, row.stamps, call.group_unset, ts)
+                row.changed |= apply_set(row.properties, row.stamps, call.group_set, ts)
+                row.changed |= apply_unset(row.properties, row.stamps, call.group_unset, ts)
                 if call.parent_key is not None and (row.parent_ts is None or row.parent_ts <= ts):
                     if call.parent_type and not self.type_ok(call.parent_type):
                         pass
@@ -256,6 +259,8 @@ class _Batch:
                             f"ignored parent of {gtype}/{call.group_key}: a group "
                             "cannot be its own parent")
                     else:
+                        row.changed |= (row.parent_key, row.parent_type) != (
+                            call.parent_key or None, call.parent_type or None)
                         row.parent_key = call.parent_key or None
                         row.parent_type = call.parent_type or None
                         row.parent_ts = ts
@@ -291,6 +296,7 @@ class _Batch:
         # Merge the other person into the target: properties key by key (last write wins,
         # tombstones included), distinct ids, memberships (stored and from this batch).
         merge_into(target.properties, target.stamps, other.properties, other.stamps)
+        target.changed = True
         target.created_at = min(target.created_at, other.created_at)
         if other.last_seen is not None:
             target.last_seen = max(target.last_seen or other.last_seen, other.last_seen)
@@ -386,12 +392,26 @@ class _Batch:
             "last_seen = MAX(last_seen, excluded.last_seen)",
             [(person.id, self.groups[node].id, first, last)
              for first, last, person, node in self.memberships.values()])
+        self.log_changes()
         conn.executemany(
             "INSERT OR IGNORE INTO events (project_id, message_id, type, event, distinct_id, groups, "
             "properties, timestamp, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(pid, c.message_id, c.kind, c.event, c.distinct_id,
               dumps(_event_groups(c, self.default_type)) if (c.groups or c.group_key) else None,
               dumps(c.properties), c.timestamp, now) for c in calls])
+
+
+    def log_changes(self) -> None:
+        """Append what flag evaluation could see differently to the change log (0002)."""
+        rows = [(self.pid, "group", t, k, self.now)
+                for (t, k), row in self.groups.items() if row.changed]
+        rows += [(self.pid, "person", None, did, self.now)
+                 for did, row in self.persons.items() if row.changed]
+        self.conn.executemany("INSERT INTO changes (project_id, kind, group_type, key, created_at) "
+                              "VALUES (?, ?, ?, ?, ?)", rows)
+        if rows:  # keep the newest CHANGES_KEPT rows (a reader further behind starts afresh)
+            self.conn.execute("DELETE FROM changes WHERE id <= (SELECT MAX(id) FROM changes) - ?",
+                              (CHANGES_KEPT,))
 
 
 def _event_groups(c: Call, default_type: str) -> dict[str, str]:

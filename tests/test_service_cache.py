@@ -1,0 +1,82 @@
+"""The property cache: hot groups are not re-read, ingested changes are seen within
+`cache_seconds` by every service (worker), and a worker behind the change log forgets."""
+
+from __future__ import annotations
+
+import time
+
+from flagsvc.ingest.model import Call
+from flagsvc.service import FlagService, make_context
+from flagsvc.store import Store
+
+FLAG = {"key": "ent", "bucket_by": "organization", "conditions": [{"properties": [
+    {"type": "group", "group_type": "organization", "key": "plan", "operator": "exact",
+     "value": ["enterprise"]}]}]}
+
+
+def _plan(store, pid, org, plan, ts):
+    store.ingest(pid, [Call("group", f"{org}-{plan}-{ts}", ts, group_type="organization",
+                            group_key=org, group_set={"plan": plan})])
+
+
+def _on(svc, pid, org):
+    return svc.evaluate(pid, make_context("u", {"organization": org}))["ent"].enabled
+
+
+def _count_reads(svc):
+    calls = []
+    real = svc.reader.group_properties
+    svc.reader.group_properties = lambda *a: calls.append(a) or real(*a)
+    return calls
+
+
+def test_hot_groups_are_not_re_read_but_changes_are_seen(db_path):
+    writer = Store(db_path)
+    p = writer.create_project("p")
+    writer.create_flag(p["id"], FLAG)
+    _plan(writer, p["id"], "acme", "free", 1_700_000_000)
+    workers = [FlagService(Store(db_path), cache_seconds=0.2) for _ in range(2)]
+    reads = [_count_reads(w) for w in workers]
+    assert [_on(w, p["id"], "acme") for w in workers] == [False, False]
+    time.sleep(0.3)  # past cache_seconds: a TTL cache would re-read now
+    assert [_on(w, p["id"], "acme") for w in workers] == [False, False]
+    assert [len(r) for r in reads] == [1, 1]
+    _plan(writer, p["id"], "acme", "enterprise", 1_700_000_100)
+    deadline = time.monotonic() + 1.0
+    while not all(_on(w, p["id"], "acme") for w in workers):
+        assert time.monotonic() < deadline, "an ingested change was not seen within 1 s"
+        time.sleep(0.02)
+    # A group nobody changed stays cached.
+    _plan(writer, p["id"], "other", "free", 1_700_000_200)
+    before = [len(r) for r in reads]
+    time.sleep(0.3)
+    assert [_on(w, p["id"], "acme") for w in workers] == [True, True]
+    assert [len(r) for r in reads] == before
+
+
+def test_a_group_created_after_a_miss_is_seen(db_path):
+    writer = Store(db_path)
+    p = writer.create_project("p")
+    writer.create_flag(p["id"], FLAG)
+    svc = FlagService(Store(db_path), cache_seconds=0.1)
+    assert _on(svc, p["id"], "new-org") is False  # cached as unknown
+    _plan(writer, p["id"], "new-org", "enterprise", 1_700_000_000)
+    time.sleep(0.15)
+    assert _on(svc, p["id"], "new-org") is True
+
+
+def test_a_worker_behind_the_kept_log_forgets_everything(db_path, monkeypatch):
+    import flagsvc.store.ingest as ingest
+
+    monkeypatch.setattr(ingest, "CHANGES_KEPT", 2)
+    writer = Store(db_path)
+    p = writer.create_project("p")
+    writer.create_flag(p["id"], FLAG)
+    _plan(writer, p["id"], "acme", "free", 1_700_000_000)
+    svc = FlagService(Store(db_path), cache_seconds=0.1)
+    assert _on(svc, p["id"], "acme") is False
+    _plan(writer, p["id"], "acme", "enterprise", 1_700_000_100)
+    for i in range(5):  # pushes the acme change out of the kept log
+        _plan(writer, p["id"], f"o{i}", "free", 1_700_000_200 + i)
+    time.sleep(0.15)
+    assert _on(svc, p["id"], "acme") is True
