@@ -126,8 +126,9 @@ class GroupsMixin:
         (None: none, just the position), the last id, and the oldest id still kept (a
         reader behind it has missed changes)."""
         conn = self.conn()
-        last, first = conn.execute("SELECT COALESCE(MAX(id), 0), COALESCE(MIN(id), 0) "
-                                   "FROM changes").fetchone()
+        # Two subqueries: SQLite answers a lone MIN or MAX from the index end, not both at once.
+        last, first = conn.execute("SELECT COALESCE((SELECT MAX(id) FROM changes), 0), "
+                                   "COALESCE((SELECT MIN(id) FROM changes), 0)").fetchone()
         if after_id is None or last <= after_id:
             return [], last, first
         rows = conn.execute("SELECT project_id, kind, group_type, key FROM changes "
