@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Mapping
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response
 from werkzeug.exceptions import HTTPException
 
 from .config import load_config
@@ -53,9 +53,67 @@ def ensure_default_project(store: Store, config: Mapping[str, Any]) -> dict[str,
                                 secret_key=config.get("SECRET_KEY"))
 
 
+class _Request(Request):
+    """Flask's request, also leaving the matched URL rule in the WSGI environ, where the
+    metrics middleware finds it after Flask has torn the request down."""
+
+    @property  # type: ignore[override]
+    def url_rule(self) -> Any:
+        return self.environ.get("flagsvc.url_rule")
+
+    @url_rule.setter
+    def url_rule(self, rule: Any) -> None:
+        self.environ["flagsvc.url_rule"] = rule
+
+
+class _Instrumented:
+    """WSGI middleware: request count and latency per route, and a log line for 5xx.
+    (Middleware rather than Flask hooks: it runs once per request, outside Flask's hook
+    dispatch, which matters on the decide path.)"""
+
+    def __init__(self, app: Flask, wsgi_app: Any) -> None:
+        from .metrics import LATENCY, REQUESTS
+
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.requests, self.latency = REQUESTS, LATENCY
+        self.children: dict[tuple[str, int], tuple[Any, Any]] = {}  # labelled, looked up once
+
+    @staticmethod
+    def _rule(environ: dict[str, Any]) -> str:
+        rule = environ.get("flagsvc.url_rule")
+        return rule.rule if rule is not None else "unmatched"
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        started = time.perf_counter()
+        status_code = [500]
+
+        def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            status_code[0] = int(status[:3])
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.wsgi_app(environ, recording_start_response)
+        finally:
+            elapsed = time.perf_counter() - started
+            endpoint = self._rule(environ)
+            status = status_code[0]
+            metric = self.children.get((endpoint, status))
+            if metric is None:
+                metric = self.children[(endpoint, status)] = (
+                    self.requests.labels(endpoint, str(status)), self.latency.labels(endpoint))
+            metric[0].inc()
+            metric[1].observe(elapsed)
+            if status >= 500:
+                log.error("request failed", extra={
+                    "method": environ.get("REQUEST_METHOD"), "path": environ.get("PATH_INFO"),
+                    "status": status, "ms": round(elapsed * 1000, 2)})
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_config(config)
     app = Flask(__name__)
+    app.request_class = _Request
     app.config["FLAGSVC"] = settings
     app.config["MAX_CONTENT_LENGTH"] = None  # bodies are limited (after gunzip) in api/body.py
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -68,30 +126,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for bp in (health.bp, decide.bp, capture.bp, definitions.bp, admin.bp):
         app.register_blueprint(bp)
 
-    from .metrics import LATENCY, REQUESTS
-
-    @app.before_request
-    def _start() -> None:
-        g.started = time.perf_counter()
-
-    children: dict[tuple[str, int], tuple[Any, Any]] = {}  # labelled metrics, looked up once
-
-    @app.after_request
-    def _record(response: Response) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        status = response.status_code
-        metric = children.get((endpoint, status))
-        if metric is None:
-            metric = children[(endpoint, status)] = (REQUESTS.labels(endpoint, str(status)),
-                                                     LATENCY.labels(endpoint))
-        metric[0].inc()
-        metric[1].observe(elapsed)
-        if response.status_code >= 500:
-            log.error("request failed", extra={"method": request.method, "path": request.path,
-                                               "status": response.status_code,
-                                               "ms": round(elapsed * 1000, 2)})
-        return response
+    app.wsgi_app = _Instrumented(app, app.wsgi_app)  # type: ignore[method-assign]
 
     @app.errorhandler(APIError)
     def _api_error(e: APIError) -> tuple[Response, int]:

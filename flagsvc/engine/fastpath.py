@@ -58,6 +58,9 @@ def _filter_test(src: _Source, f: Any) -> str:
     texts = getattr(f.matcher, "fast_texts", None)
     if texts is not None:
         t = src.bind("t", texts)
+        if getattr(f.matcher, "fast_texts_complete", False):
+            return (f"((v := props.get({key})) is not None and "
+                    f"((v in {t}) if v.__class__ is str else {matcher}(v, now)))")
         return (f"((v := props.get({key})) is not None and "
                 f"((v.__class__ is str and v in {t}) or {matcher}(v, now)))")
     compare = getattr(f.matcher, "fast_compare", None)

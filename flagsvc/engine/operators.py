@@ -161,6 +161,8 @@ def _exact(value: Any, ci: bool) -> Matcher:
 
     if not ci:
         match.fast_texts = texts  # type: ignore[attr-defined]  # see compile._make_check
+        # With no numeric values, membership in `texts` is the whole answer for a string.
+        match.fast_texts_complete = not numbers  # type: ignore[attr-defined]
     return match
 
 
