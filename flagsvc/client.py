@@ -26,6 +26,7 @@ import requests
 from cachetools import TTLCache
 
 from .engine import CompiledFlag, Context, Evaluation, FlagResult, Resolver, compile_flags
+from .ingest.privacy import hash_flag, hash_given
 from .service import FlagService, make_context
 
 log = logging.getLogger("flagsvc.client")
@@ -40,6 +41,10 @@ class _Source:
 
     def flags(self) -> Mapping[str, CompiledFlag]:
         raise NotImplementedError
+
+    def prepare(self, ctx: Context) -> tuple[Mapping[str, CompiledFlag], Context]:
+        """The flags to evaluate and the context as they must see it (private keys)."""
+        return self.flags(), ctx
 
     def resolver(self) -> Resolver:
         raise NotImplementedError
@@ -56,6 +61,10 @@ class _EmbeddedSource(_Source):
 
     def flags(self) -> Mapping[str, CompiledFlag]:
         return self.service.flag_set(self.project_id).compiled
+
+    def prepare(self, ctx: Context) -> tuple[Mapping[str, CompiledFlag], Context]:
+        flag_set = self.service.flag_set(self.project_id)
+        return flag_set.compiled, flag_set.prepare(ctx)
 
     def resolver(self) -> Resolver:
         return self._resolver
@@ -113,6 +122,7 @@ class _RemoteSource(_Source):
         self._session.headers["Authorization"] = f"Bearer {secret_key}"
         self._etag: str | None = None
         self._flags: dict[str, CompiledFlag] = {}
+        self._private: tuple[frozenset[str], str] = (frozenset(), "")
         self.last_success: float | None = None
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -156,11 +166,15 @@ class _RemoteSource(_Source):
             return False
         try:
             body = r.json()
-            flags = compile_flags(body["flags"])
-        except (ValueError, KeyError, TypeError) as e:
+            privacy = body.get("privacy") or {}
+            keys = frozenset(privacy.get("hashed_keys") or ())
+            salt = privacy.get("salt") or ""
+            flags = compile_flags(hash_flag(d, keys, salt) for d in body["flags"])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             self.last_error = f"bad definitions document: {e}"
             return False
         self._flags = flags
+        self._private = (keys, salt)
         self._etag = r.headers.get("ETag")
         self.last_success = time.time()
         self.last_error = None
@@ -175,6 +189,14 @@ class _RemoteSource(_Source):
 
     def flags(self) -> Mapping[str, CompiledFlag]:
         return self._flags
+
+    def prepare(self, ctx: Context) -> tuple[Mapping[str, CompiledFlag], Context]:
+        flags, (keys, salt) = self._flags, self._private
+        if keys:
+            ctx = Context(ctx.distinct_id, ctx.groups, hash_given(ctx.person_properties, keys, salt),
+                          {t: hash_given(p, keys, salt) for t, p in ctx.group_properties.items()},
+                          ctx.now)
+        return flags, ctx
 
     def resolver(self) -> Resolver:
         return self._resolver
@@ -224,7 +246,8 @@ class FlagClient:
     def _evaluation(self, distinct_id: Any, groups: Any, person_properties: Any,
                     group_properties: Any, now: float | None) -> Evaluation:
         ctx: Context = make_context(distinct_id, groups, person_properties, group_properties, now)
-        return Evaluation(self._source.flags(), ctx, self._source.resolver())
+        flags, ctx = self._source.prepare(ctx)
+        return Evaluation(flags, ctx, self._source.resolver())
 
     def evaluate(self, key: str, distinct_id: Any = None, groups: Any = None,
                  person_properties: Any = None, group_properties: Any = None,

@@ -483,10 +483,18 @@ class DefinitionsProjectSchema(Schema):
     default_group_type = fields.String()
 
 
+class DefinitionsPrivacySchema(Schema):
+    hashed_keys = fields.List(fields.String(), metadata={
+        "description": "Property keys stored as keyed hashes: evaluators hash the values "
+                       "flags compare and requests give for them."})
+    salt = fields.String(metadata={"description": "The project's key for those hashes."})
+
+
 class DefinitionsSchema(Schema):
     flags = fields.List(fields.Nested(FlagSchema))
     group_types = fields.List(fields.Nested(GroupTypeSchema))
     project = fields.Nested(DefinitionsProjectSchema)
+    privacy = fields.Nested(DefinitionsPrivacySchema)
 
 
 class StoredPropertiesSchema(Schema):

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping
 from cachetools import LRUCache, TTLCache
 
 from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_all
+from .ingest.privacy import hash_flag, hash_given, hashed_keys, policy_of
 from .store import Store
 
 log = logging.getLogger("flagsvc.service")
@@ -58,6 +59,19 @@ class FlagSet:
     checked_at: float
     # Rendered results (the decide endpoint's JSON per distinct outcome), valid for this set.
     wire: dict[tuple, Any] = field(default_factory=dict)
+    # Private properties stored as keyed hashes (ingest/privacy.py) and the project's key.
+    private_keys: frozenset[str] = frozenset()
+    salt: str = ""
+
+    def prepare(self, ctx: Context) -> Context:
+        """The context with request-given values of hashed private keys hashed as stored."""
+        keys = self.private_keys
+        if not keys:
+            return ctx
+        salt = self.salt
+        return Context(ctx.distinct_id, ctx.groups, hash_given(ctx.person_properties, keys, salt),
+                       {t: hash_given(p, keys, salt) for t, p in ctx.group_properties.items()},
+                       ctx.now)
 
 
 class StoreResolver:
@@ -220,8 +234,12 @@ class FlagService:
                 return current
             with self._flags_lock:
                 definitions = self.read(self.reader.list_flags, project_id)
-                fresh = FlagSet(rev, compile_flags(definitions), definitions,
-                                _etag(definitions), now)
+                project = self.read(self.reader.get_project, project_id) or {}
+                keys = hashed_keys(policy_of(project.get("private_properties")))
+                salt = self.read(self.reader.hash_salt, project_id) if keys else ""
+                compiled = compile_flags(hash_flag(d, keys, salt) for d in definitions)
+                fresh = FlagSet(rev, compiled, definitions, _etag(definitions, keys), now,
+                                private_keys=keys, salt=salt)
                 self._flags[project_id] = fresh
         except sqlite3.Error as e:
             if current is None:
@@ -254,7 +272,7 @@ class FlagService:
         answers may then miss stored properties), and the flag set they come from."""
         resolver = self.resolver(project_id)
         flag_set = self.flag_set(project_id)
-        results = evaluate_all(flag_set.compiled, ctx, resolver, keys)
+        results = evaluate_all(flag_set.compiled, flag_set.prepare(ctx), resolver, keys)
         return results, resolver.degraded, flag_set
 
 
@@ -279,6 +297,7 @@ def make_context(distinct_id: Any = None, groups: Any = None, person_properties:
                    time.time() if now is None else now)
 
 
-def _etag(definitions: list[dict[str, Any]]) -> str:
-    body = json.dumps([(d["id"], d["version"]) for d in definitions], separators=(",", ":"))
+def _etag(definitions: list[dict[str, Any]], private_keys: frozenset[str] = frozenset()) -> str:
+    body = json.dumps([[(d["id"], d["version"]) for d in definitions], sorted(private_keys)],
+                      separators=(",", ":"))
     return '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..service import make_context
 from ..store import Conflict, LimitExceeded, NotFound
+from ..ingest import privacy
 from ..store.projects import MAX_GROUP_TYPES
 from . import openapi
 from .body import read_object
@@ -164,11 +165,20 @@ def check_flag(project_id: int, defn: dict[str, Any]) -> None:
                 f"payload key {k!r} is neither a variant of the flag nor \"true\"")
     others = [f for f in service().store.list_flags(project_id) if f["key"] != defn["key"]]
     known = {f["key"] for f in others}
+    project = service().store.get_project(project_id) or {}
+    hashed = privacy.hashed_keys(privacy.policy_of(project.get("private_properties")))
     for i, cond in enumerate(defn.get("conditions") or []):
         for j, f in enumerate(cond.get("properties") or []):
+            where = f"conditions[{i}].properties[{j}]"
             if f.get("type") == "flag" and f.get("key") not in known and f.get("key") != defn["key"]:
-                errors.setdefault(f"conditions[{i}].properties[{j}].key", []).append(
+                errors.setdefault(f"{where}.key", []).append(
                     f"depends on flag {f.get('key')!r}, which does not exist")
+            operator = str(f.get("operator") or "exact").lower()
+            if (f.get("type", "person") != "flag" and f.get("key") in hashed
+                    and operator not in privacy.EQUALITY_OPERATORS | {"is_set", "is_not_set"}):
+                errors.setdefault(f"{where}.operator", []).append(
+                    f"{f.get('key')!r} is a private property stored as a keyed hash: only "
+                    "exact, is_not, is_set and is_not_set can target it")
     if not errors:
         compiled = compile_flags([*others, defn]).get(defn["key"])
         if compiled is not None and compiled.error:

@@ -52,7 +52,8 @@ def flag_definitions() -> Response:
         return resp
     resp = jsonify(DEFINITIONS.dump({
         "flags": flag_set.definitions, "group_types": types,
-        "project": {"id": pid, "default_group_type": project.get("default_group_type")}}))
+        "project": {"id": pid, "default_group_type": project.get("default_group_type")},
+        "privacy": {"hashed_keys": sorted(flag_set.private_keys), "salt": flag_set.salt}}))
     resp.headers["ETag"] = etag
     resp.headers["Cache-Control"] = "no-cache"
     return resp

@@ -80,3 +80,58 @@ def scrub_call(call: Call, policy: Policy, salt: str) -> Call:
     call.person_set_once = scrub(call.person_set_once, policy, salt)
     call.group_set = scrub(call.group_set, policy, salt)
     return call
+
+
+# ---------------------------------------------------------------- evaluation side
+#
+# A "hash" key is stored as its keyed hash, so flags compare hashes: the values a flag's
+# `exact` / `is_not` filters on such a key list are hashed when the project's flags are
+# compiled, and the values a request gives for such a key are hashed before evaluation.
+# Other operators cannot see through a hash (the admin API refuses them on these keys).
+
+EQUALITY_OPERATORS = frozenset({"exact", "is_not", "in", "not_in", "num_eq",
+                                "flag_evaluates_to"})
+
+
+def hashed_keys(policy: Policy) -> frozenset[str]:
+    return frozenset(k for k, action in policy.items() if action == "hash")
+
+
+def hash_flag(defn: Mapping[str, Any], keys: frozenset[str], salt: str) -> Any:
+    """The flag definition with the compared values of hashed keys hashed (a copy; a
+    definition without such filters is returned as it is)."""
+    if not keys or not isinstance(defn, Mapping):
+        return defn
+    conditions = defn.get("conditions")
+    if not isinstance(conditions, list):
+        return defn
+    out_conditions, touched = [], False
+    for cond in conditions:
+        props = cond.get("properties") if isinstance(cond, Mapping) else None
+        if not isinstance(props, list):
+            out_conditions.append(cond)
+            continue
+        new_props = []
+        for p in props:
+            if (isinstance(p, Mapping) and p.get("type", "person") in ("person", "group")
+                    and p.get("key") in keys
+                    and str(p.get("operator") or "exact").lower() in EQUALITY_OPERATORS):
+                value = p.get("value")
+                if isinstance(value, list):
+                    value = [None if v is None else hash_value(salt, v) for v in value]
+                elif value is not None:
+                    value = hash_value(salt, value)
+                p = {**p, "value": value}
+                touched = True
+            new_props.append(p)
+        out_conditions.append({**cond, "properties": new_props})
+    return {**defn, "conditions": out_conditions} if touched else defn
+
+
+def hash_given(props: Any, keys: frozenset[str], salt: str) -> Any:
+    """Request-given properties with the values of hashed keys hashed (as stored)."""
+    if not keys or not isinstance(props, Mapping) or not keys & props.keys():
+        return props
+    return {k: (hash_value(salt, v) if k in keys and v is not None
+                and not (isinstance(v, str) and v.startswith(HASH_PREFIX)) else v)
+            for k, v in props.items()}

@@ -118,6 +118,9 @@ class ProjectsMixin:
                 raise ValueError(f"unknown project setting {k}")
             sets.append(f"{k} = ?")
             args.append(json.dumps(v) if k == "private_properties" else v)
+        if {"private_properties", "default_group_type"} & settings.keys():
+            # These change how flags evaluate: evaluators reload as after a flag edit.
+            sets.append("flags_rev = flags_rev + 1")
         if sets:
             conn = self.conn()
             with transaction(conn):
