@@ -25,7 +25,8 @@ from urllib.parse import quote
 import requests
 from cachetools import TTLCache
 
-from .engine import CompiledFlag, Context, Evaluation, FlagResult, Resolver, compile_flags
+from .engine import (CompiledFlag, Context, Evaluation, FlagResult, Resolver, compile_flags,
+                     evaluate)
 from .ingest.privacy import hash_flag, hash_given
 from .service import FlagService, make_context
 
@@ -253,8 +254,9 @@ class FlagClient:
                  person_properties: Any = None, group_properties: Any = None,
                  now: float | None = None) -> FlagResult | None:
         """The full result (value, variant, reason, payload...); None for an unknown flag."""
-        return self._evaluation(distinct_id, groups, person_properties, group_properties,
-                                now).flag(key)
+        ctx: Context = make_context(distinct_id, groups, person_properties, group_properties, now)
+        flags, ctx = self._source.prepare(ctx)
+        return evaluate(flags, key, ctx, self._source.resolver())
 
     def get_flag(self, key: str, distinct_id: Any = None, groups: Any = None,
                  person_properties: Any = None, group_properties: Any = None,

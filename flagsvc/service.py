@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping
 from cachetools import LRUCache, TTLCache
 
 from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_all
+from .engine.context import EMPTY
 from .ingest.privacy import hash_flag, hash_given, hashed_keys, policy_of
 from .store import Store
 
@@ -280,21 +281,39 @@ def make_context(distinct_id: Any = None, groups: Any = None, person_properties:
                  group_properties: Any = None, now: float | None = None) -> Context:
     """A Context from loosely typed request data (wrong shapes are dropped, never raised).
     Well-formed dicts are used as they are (the engine never changes them)."""
-    if type(groups) is not dict or not all(
-            type(k) is str and type(v) is str for k, v in groups.items()):
-        groups = {str(k): str(v) for k, v in groups.items()
-                  if v is not None and not isinstance(v, (dict, list))} \
-            if isinstance(groups, Mapping) else {}
+    if type(groups) is dict:
+        for k, v in groups.items():
+            if type(k) is not str or type(v) is not str:
+                groups = _clean_groups(groups)
+                break
+    else:
+        groups = _clean_groups(groups)
     if type(person_properties) is not dict:
-        person_properties = dict(person_properties) if isinstance(person_properties, Mapping) else {}
-    if type(group_properties) is not dict or not all(
-            type(k) is str and type(v) is dict for k, v in group_properties.items()):
-        group_properties = {str(k): dict(v) for k, v in group_properties.items()
-                            if isinstance(v, Mapping)} \
-            if isinstance(group_properties, Mapping) else {}
+        person_properties = dict(person_properties) if isinstance(person_properties, Mapping) \
+            else EMPTY
+    if type(group_properties) is dict:
+        for k, v in group_properties.items():
+            if type(k) is not str or type(v) is not dict:
+                group_properties = _clean_group_properties(group_properties)
+                break
+    else:
+        group_properties = _clean_group_properties(group_properties)
     did = None if distinct_id is None or distinct_id == "" else str(distinct_id)
     return Context(did, groups, person_properties, group_properties,
                    time.time() if now is None else now)
+
+
+def _clean_groups(groups: Any) -> Mapping[str, str]:
+    if not isinstance(groups, Mapping):
+        return EMPTY
+    return {str(k): str(v) for k, v in groups.items()
+            if v is not None and not isinstance(v, (dict, list))}
+
+
+def _clean_group_properties(group_properties: Any) -> Mapping[str, Mapping[str, Any]]:
+    if not isinstance(group_properties, Mapping):
+        return EMPTY
+    return {str(k): dict(v) for k, v in group_properties.items() if isinstance(v, Mapping)}
 
 
 def _etag(definitions: list[dict[str, Any]], private_keys: frozenset[str] = frozenset()) -> str:

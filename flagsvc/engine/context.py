@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from functools import partial
 from typing import Any, Mapping, NamedTuple, Protocol
 
-EMPTY: Mapping[str, Any] = {}
+EMPTY: Mapping[str, Any] = MappingProxyType({})  # shared, so it must never change
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """Who is asking. `now` is Unix seconds (for relative dates), given by the caller."""
+class Context(NamedTuple):
+    """Who is asking. `now` is Unix seconds (for relative dates), given by the caller.
+    (A named tuple: immutable and cheap to build, which matters per evaluation.)"""
 
     distinct_id: str | None = None
-    groups: Mapping[str, str] = field(default_factory=dict)
-    person_properties: Mapping[str, Any] = field(default_factory=dict)
-    group_properties: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    groups: Mapping[str, str] = EMPTY
+    person_properties: Mapping[str, Any] = EMPTY
+    group_properties: Mapping[str, Mapping[str, Any]] = EMPTY
     now: float = 0.0
 
 

@@ -1,0 +1,183 @@
+"""Admin API, what a flag would do: the blast radius of a draft or saved flag over every
+stored group of its bucket_by type, the groups a saved flag is on (or off) for, and why a
+flag has its value for one context (explain). Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from flask import Response
+
+from .. import schemas as s
+from ..engine import Context, Evaluation, FlagResult, compile_flags, explain
+from ..errors import ValidationFailed
+from ..service import make_context
+from .adminlib import body, bp, check_flag, json_response, load, query, stored_flag
+from .common import admin_project, service
+
+SAMPLE_SIZE = 10
+
+
+class ScanResolver:
+    """Stored data for scanning every group of a type: the scanned group's properties come
+    with the scan; other lookups (parents, ancestors' properties) go to the store through a
+    small per-request cache, so a preview never floods the service's shared cache."""
+
+    def __init__(self, project_id: int, max_entries: int = 50_000) -> None:
+        self.store = service().store
+        self.project_id = project_id
+        self.current: tuple[str, str, dict] | None = None
+        self._cache: dict[tuple, Any] = {}
+        self._max = max_entries
+
+    def _cached(self, key: tuple, fn: Any, *args: Any) -> Any:
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        if len(self._cache) >= self._max:
+            self._cache.clear()
+        value = self._cache[key] = fn(self.project_id, *args)
+        return value
+
+    def person_properties(self, distinct_id: str) -> Mapping[str, Any] | None:
+        return self._cached(("p", distinct_id), self.store.person_properties, distinct_id)
+
+    def group_properties(self, group_type: str, group_key: str) -> Mapping[str, Any] | None:
+        cur = self.current
+        if cur is not None and cur[0] == group_type and cur[1] == group_key:
+            return cur[2]
+        return self._cached(("g", group_type, group_key), self.store.group_properties,
+                            group_type, group_key)
+
+    def group_parent(self, group_type: str, group_key: str) -> tuple[str, str] | None:
+        cur = self.current
+        if cur is not None and cur[0] == group_type and cur[1] == group_key:
+            return self.store.group_parent(self.project_id, group_type, group_key)
+        return self._cached(("up", group_type, group_key), self.store.group_parent,
+                            group_type, group_key)
+
+
+def compiled_with(project_id: int, defn: Mapping[str, Any]) -> dict[str, Any]:
+    """The project's flags compiled with `defn` in place of the stored flag of its key."""
+    others = [f for f in service().flag_set(project_id).definitions if f["key"] != defn["key"]]
+    return compile_flags([*others, defn])
+
+
+def scan(project_id: int, defn: Mapping[str, Any]) -> Iterator[tuple[str, FlagResult]]:
+    """(group key, result) for every stored group of the flag's bucket_by type, streamed."""
+    bucket_by = defn.get("bucket_by") or s.PERSON
+    if bucket_by == s.PERSON:
+        raise ValidationFailed(
+            "preview evaluates a flag against every stored group of its bucket_by type; this "
+            "flag is bucketed by $person, which preview does not support",
+            errors={"bucket_by": ["preview needs a group type, not $person"]})
+    flags = compiled_with(project_id, defn)
+    resolver = ScanResolver(project_id)
+    now = time.time()
+    key = defn["key"]
+    for group_key, props in service().store.iter_groups(project_id, bucket_by):
+        resolver.current = (bucket_by, group_key, props)
+        result = Evaluation(flags, Context(groups={bucket_by: group_key}, now=now), resolver).flag(key)
+        if result is not None:
+            yield group_key, result
+
+
+def preview(project_id: int, defn: Mapping[str, Any]) -> dict[str, Any]:
+    variants = [v["key"] for v in defn.get("variants") or []]
+    counts = {"false": 0, **({v: 0 for v in variants} if variants else {"true": 0})}
+    sample: dict[str, list[str]] = {k: [] for k in counts if k != "false"}
+    reasons: dict[str, int] = {}
+    total = 0
+    for group_key, r in scan(project_id, defn):
+        total += 1
+        reasons[r.reason] = reasons.get(r.reason, 0) + 1
+        label = "false" if not r.enabled else (r.variant if r.variant is not None else "true")
+        counts[label] = counts.get(label, 0) + 1
+        if label != "false":
+            keys = sample.setdefault(label, [])
+            if len(keys) < SAMPLE_SIZE:
+                keys.append(group_key)
+    return {"key": defn["key"], "bucket_by": defn.get("bucket_by"), "total": total,
+            "enabled": total - counts["false"], "counts": counts, "reasons": reasons,
+            "sample": sample}
+
+
+def draft(project_id: int, data: Any) -> dict[str, Any]:
+    """A draft flag validated as if it were saved (nothing is written)."""
+    defn = load(s.FlagInputSchema(), data)
+    defn.pop("version", None)
+    check_flag(project_id, defn)
+    return defn
+
+
+@bp.post("/flags/preview")
+def preview_draft() -> Response:
+    project = admin_project()
+    defn = draft(project["id"], body())
+    return json_response(s.PreviewSchema().dump(preview(project["id"], defn)))
+
+
+@bp.get("/flags/<ref>/preview")
+def preview_saved(ref: str) -> Response:
+    project = admin_project()
+    flag = stored_flag(project["id"], ref)
+    return json_response(s.PreviewSchema().dump(preview(project["id"], flag)))
+
+
+@bp.get("/flags/<ref>/groups")
+def flag_groups(ref: str) -> Response:
+    """The groups a saved flag is on (or off) for, a page at a time, with their variant."""
+    project = admin_project()
+    args = query(s.FlagGroupsQuerySchema())
+    flag = stored_flag(project["id"], ref)
+    want, limit, offset = args["enabled"], args["limit"], args["offset"]
+    page, total = [], 0
+    for group_key, r in scan(project["id"], flag):
+        if want is not None and r.enabled != want:
+            continue
+        if offset <= total < offset + limit:
+            page.append({"group_key": group_key, "enabled": r.enabled, "variant": r.variant,
+                         "value": r.value, "reason": r.reason})
+        total += 1
+    return json_response(s.FlagGroupsPageSchema().dump({
+        "bucket_by": flag.get("bucket_by"), "total": total, "limit": limit, "offset": offset,
+        "groups": page}))
+
+
+# ---------------------------------------------------------------- explain
+
+
+def _explain(project_id: int, defn: Mapping[str, Any], data: Mapping[str, Any]) -> Response:
+    ctx = make_context(data.get("distinct_id"), data.get("groups"), data.get("person_properties"),
+                       data.get("group_properties"))
+    out = explain(compiled_with(project_id, defn), defn["key"], ctx, service().resolver(project_id))
+    return json_response(s.ExplainSchema().dump(out))
+
+
+@bp.post("/flags/explain")
+def explain_draft() -> Response:
+    project = admin_project()
+    data = load(s.ExplainRequestSchema(), body())
+    if "flag" not in data:
+        raise ValidationFailed("a draft flag is required",
+                               errors={"flag": ["a draft flag is required here"]})
+    return _explain(project["id"], draft(project["id"], data["flag"]), data)
+
+
+@bp.post("/flags/<ref>/explain")
+def explain_saved(ref: str) -> Response:
+    """Why the flag has its value for a context. A `flag` in the body explains that draft
+    (with this flag's key) instead of the saved rules."""
+    project = admin_project()
+    data = load(s.ExplainRequestSchema(), body())
+    saved = stored_flag(project["id"], ref)
+    if "flag" in data:
+        defn = draft(project["id"], {**data["flag"], "key": saved["key"]})
+    else:
+        defn = saved
+    return _explain(project["id"], defn, data)
+
