@@ -65,7 +65,7 @@ class _EmbeddedSource(_Source):
 
     def prepare(self, ctx: Context) -> tuple[Mapping[str, CompiledFlag], Context]:
         flag_set = self.service.flag_set(self.project_id)
-        return flag_set.compiled, flag_set.prepare(ctx)
+        return flag_set.compiled, flag_set.prepare(ctx) if flag_set.private_keys else ctx
 
     def resolver(self) -> Resolver:
         return self._resolver
@@ -262,8 +262,13 @@ class FlagClient:
                  person_properties: Any = None, group_properties: Any = None,
                  now: float | None = None) -> bool | str:
         """False, True, or the variant key (False for an unknown flag)."""
-        result = self.evaluate(key, distinct_id, groups, person_properties, group_properties, now)
-        return result.value if result is not None else False
+        # evaluate() inlined: this is the call applications make on every request.
+        ctx = make_context(distinct_id, groups, person_properties, group_properties, now)
+        flags, ctx = self._source.prepare(ctx)
+        result = evaluate(flags, key, ctx, self._source.resolver())
+        if result is None:
+            return False
+        return result.variant if result.enabled and result.variant is not None else result.enabled
 
     def get_flag_payload(self, key: str, distinct_id: Any = None, groups: Any = None,
                          person_properties: Any = None, group_properties: Any = None) -> Any:

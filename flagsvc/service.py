@@ -289,8 +289,8 @@ def make_context(distinct_id: Any = None, groups: Any = None, person_properties:
     else:
         groups = _clean_groups(groups)
     if type(person_properties) is not dict:
-        person_properties = dict(person_properties) if isinstance(person_properties, Mapping) \
-            else EMPTY
+        person_properties = EMPTY if person_properties is None else (
+            dict(person_properties) if isinstance(person_properties, Mapping) else EMPTY)
     if type(group_properties) is dict:
         for k, v in group_properties.items():
             if type(k) is not str or type(v) is not dict:
@@ -304,14 +304,14 @@ def make_context(distinct_id: Any = None, groups: Any = None, person_properties:
 
 
 def _clean_groups(groups: Any) -> Mapping[str, str]:
-    if not isinstance(groups, Mapping):
+    if groups is None or not isinstance(groups, Mapping):
         return EMPTY
     return {str(k): str(v) for k, v in groups.items()
             if v is not None and not isinstance(v, (dict, list))}
 
 
 def _clean_group_properties(group_properties: Any) -> Mapping[str, Mapping[str, Any]]:
-    if not isinstance(group_properties, Mapping):
+    if group_properties is None or not isinstance(group_properties, Mapping):
         return EMPTY
     return {str(k): dict(v) for k, v in group_properties.items() if isinstance(v, Mapping)}
 
