@@ -358,6 +358,7 @@ def test_events_are_stored_with_message_ids(store, pid):
 
 
 def test_purge_events_by_retention(store, pid, monkeypatch):
+    store.update_project(pid, event_retention_days=0)  # 0: no automatic expiry
     store.ingest(pid, [track("u1", message_id="old")])
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 40 * 86400)
@@ -509,3 +510,19 @@ def test_concurrent_ingestion_loses_nothing(store, pid):
     assert gprops(store, pid) == {f"w{w}": 9 for w in range(4)}
     assert store.count_events(pid) == 80
     assert len(store.get_group(pid, "organization", "acme")["members"]) == 4
+
+
+def test_retention_expires_old_events_as_batches_arrive(store, pid, monkeypatch):
+    import flagsvc.store.ingest as ingest_mod
+
+    monkeypatch.setattr(ingest_mod, "EXPIRE_CHUNK", 3)
+    store.update_project(pid, event_retention_days=1)
+    store.ingest(pid, [track("u1", {}, ts=1000 + i, message_id=f"old-{i}") for i in range(5)])
+    # Pretend those were received two days ago.
+    store.conn().execute("UPDATE events SET received_at = received_at - 2 * 86400")
+    store.ingest(pid, [track("u1", {}, ts=2000, message_id="new-1")])
+    assert store.count_events(pid) == 3  # 5 old - 3 expired (one chunk) + 1 new
+    store.ingest(pid, [track("u1", {}, ts=2001, message_id="new-2")])
+    assert store.count_events(pid) == 2  # the remaining old ones are gone too
+    ids = {r[0] for r in store.conn().execute("SELECT message_id FROM events")}
+    assert ids == {"new-1", "new-2"}
