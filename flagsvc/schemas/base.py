@@ -1,0 +1,73 @@
+"""What every schema module shares: the error body, times written as ISO 8601, and the
+group type / bucket_by fields."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+PERSON = "$person"
+
+_GROUP_TYPE = re.compile(r"^[^\s$\x00-\x1f][^\x00-\x1f]*$")
+
+
+def iso(ts: Any) -> str | None:
+    """Unix seconds -> ISO 8601 UTC with milliseconds and a Z."""
+    if ts is None or isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        return None
+    dt = datetime.fromtimestamp(ts, UTC)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Timestamp(fields.DateTime):
+    """A time stored as Unix seconds, written as an ISO 8601 UTC string (date-time in OpenAPI)."""
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return iso(value)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
+def _group_type_name(value: str) -> None:
+    if not _GROUP_TYPE.match(value):
+        raise ValidationError("a group type name is non-empty, has no control characters and "
+                              "does not start with '$' or a space")
+
+
+def _bucket_by(value: str) -> None:
+    if value != PERSON:
+        _group_type_name(value)
+
+
+class GroupTypeName(fields.String):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(validate=[validate.Length(1, 100), _group_type_name], **kwargs)
+
+
+class BucketBy(fields.String):
+    """A group type name, or `$person` (bucket on the distinct id)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(validate=[validate.Length(1, 100), _bucket_by], **kwargs)
+
+
+class ErrorSchema(Schema):
+    """The one error body of every endpoint."""
+
+    code = fields.String(required=True, metadata={"description": "stable machine-readable code"})
+    message = fields.String(required=True)
+    detail = fields.String(required=True, metadata={"description": "same as message (PostHog SDKs)"})
+    errors = fields.Raw(metadata={
+        "description": "admin: field -> messages (validation errors); ingestion: the rejected "
+                       "events, [{index, reason, message_id}]",
+        "oneOf": [
+            {"type": "object", "additionalProperties": {"type": "array",
+                                                        "items": {"type": "string"}}},
+            {"type": "array", "items": {"type": "object", "properties": {
+                "index": {"type": "integer"}, "reason": {"type": "string"},
+                "message_id": {"type": "string", "nullable": True}}}},
+        ]})
+    current_version = fields.Integer(metadata={"description": "the flag's version (stale write)"})

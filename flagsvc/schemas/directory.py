@@ -1,0 +1,155 @@
+"""Group types, groups, persons, project settings, and the definitions in-process
+evaluators download."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from .base import GroupTypeName, Timestamp
+from .flags import FlagSchema
+
+
+class GroupTypeSchema(Schema):
+    name = fields.String()
+    index = fields.Integer()
+    created_at = Timestamp(allow_none=True)
+
+
+class GroupTypeListSchema(Schema):
+    group_types = fields.List(fields.Nested(GroupTypeSchema))
+
+
+class GroupTypeInputSchema(Schema):
+    name = GroupTypeName(required=True)
+
+
+class GroupRefSchema(Schema):
+    group_type = fields.String(allow_none=True)
+    group_key = fields.String()
+
+
+class GroupSchema(Schema):
+    group_type = fields.String()
+    group_key = fields.String()
+    properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+    parent = fields.Nested(GroupRefSchema, allow_none=True)
+    created_at = Timestamp(allow_none=True)
+    last_seen = Timestamp(allow_none=True)
+    updated_at = Timestamp(allow_none=True)
+
+
+class MemberSchema(Schema):
+    distinct_id = fields.String(allow_none=True)
+    first_seen = Timestamp(allow_none=True)
+    last_seen = Timestamp(allow_none=True)
+
+
+class EventSchema(Schema):
+    event = fields.String(allow_none=True)
+    type = fields.String()
+    distinct_id = fields.String(allow_none=True)
+    timestamp = Timestamp(allow_none=True)
+    properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+
+
+class GroupProfileSchema(GroupSchema):
+    children = fields.List(fields.Nested(GroupRefSchema))
+    members = fields.List(fields.Nested(MemberSchema))
+    recent_events = fields.List(fields.Nested(EventSchema))
+
+
+class PageQuerySchema(Schema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class GroupQuerySchema(PageQuerySchema):
+    group_type = fields.String(metadata={"description": "only groups of this type"})
+    search = fields.String(metadata={"description": "group key contains this"})
+
+
+class GroupPageSchema(Schema):
+    groups = fields.List(fields.Nested(GroupSchema))
+    total = fields.Integer()
+    limit = fields.Integer()
+    offset = fields.Integer()
+
+
+class PersonGroupSchema(GroupRefSchema):
+    first_seen = Timestamp(allow_none=True)
+    last_seen = Timestamp(allow_none=True)
+
+
+class PersonSchema(Schema):
+    distinct_id = fields.String(allow_none=True)
+    distinct_ids = fields.List(fields.String())
+    properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+    groups = fields.List(fields.Nested(PersonGroupSchema))
+    created_at = Timestamp(allow_none=True)
+    last_seen = Timestamp(allow_none=True)
+
+
+class PersonSummarySchema(Schema):
+    distinct_id = fields.String(allow_none=True)
+    properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+    created_at = Timestamp(allow_none=True)
+    last_seen = Timestamp(allow_none=True)
+
+
+class PersonPageSchema(Schema):
+    persons = fields.List(fields.Nested(PersonSummarySchema))
+    total = fields.Integer()
+    limit = fields.Integer()
+    offset = fields.Integer()
+
+
+# ---------------------------------------------------------------- project
+
+
+class ProjectSchema(Schema):
+    """Project settings; the secret key is never part of it."""
+
+    id = fields.Integer()
+    name = fields.String()
+    api_token = fields.String(metadata={"description": "the public token (apps, browsers)"})
+    default_group_type = fields.String()
+    private_properties = fields.Dict(keys=fields.String(), values=fields.String())
+    event_retention_days = fields.Integer()
+    created_at = Timestamp(allow_none=True)
+
+
+class ProjectPatchSchema(Schema):
+    name = fields.String(validate=validate.Length(1, 200))
+    default_group_type = GroupTypeName()
+    private_properties = fields.Dict(
+        keys=fields.String(validate=validate.Length(1, 400)),
+        values=fields.String(validate=validate.OneOf(["drop", "hash"])),
+        metadata={"description": "property key -> \"drop\" or \"hash\""})
+    event_retention_days = fields.Integer(strict=True, validate=validate.Range(1, 3650))
+
+
+# ---------------------------------------------------------------- definitions (in-process evaluators)
+
+
+class DefinitionsProjectSchema(Schema):
+    id = fields.Integer()
+    default_group_type = fields.String()
+
+
+class DefinitionsPrivacySchema(Schema):
+    hashed_keys = fields.List(fields.String(), metadata={
+        "description": "Property keys stored as keyed hashes: evaluators hash the values "
+                       "flags compare and requests give for them."})
+    salt = fields.String(metadata={"description": "The project's key for those hashes."})
+
+
+class DefinitionsSchema(Schema):
+    flags = fields.List(fields.Nested(FlagSchema))
+    group_types = fields.List(fields.Nested(GroupTypeSchema))
+    project = fields.Nested(DefinitionsProjectSchema)
+    privacy = fields.Nested(DefinitionsPrivacySchema)
+
+
+class StoredPropertiesSchema(Schema):
+    properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+    parent = fields.Nested(GroupRefSchema, allow_none=True)
