@@ -89,7 +89,7 @@ def main() -> int:
     # ---------------------------------------------------------------- correctness
     mism_enabled = mism_variant = mism_client = 0
     enabled_count = 0
-    for ctx, yc, (g, gp) in zip(contexts, ygg_ctx, client_args):
+    for ctx, yc, (g, gp) in zip(contexts, ygg_ctx, client_args, strict=True):
         r = evaluate(compiled, key, ctx)
         yv = ygg.get_variant(key, yc).variant
         ye = ygg.is_enabled(key, yc).is_enabled

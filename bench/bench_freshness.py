@@ -193,7 +193,9 @@ def main() -> int:
                 want = i % 2 == 0
                 box: dict[str, Any] = {}
 
-                def edit() -> None:
+                # Bound now: trial() calls it within this iteration.
+                def edit(want: bool = want, version: Any = version,
+                         box: dict[str, Any] = box) -> None:
                     st, body = common.post_json(
                         f"{srv.url}/api/flags/{FRESH}",
                         {"conditions": [{**fresh["conditions"][0],
@@ -216,7 +218,7 @@ def main() -> int:
             for i in range(args.trials):
                 want = i % 2 == 0
 
-                def ingest() -> None:
+                def ingest(want: bool = want) -> None:
                     ev = {"event": "$groupidentify", "distinct_id": "bench-admin",
                           "uuid": f"00000000-0000-4000-8000-{int(time.time() * 1e6) % 10**12:012d}",
                           "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())

@@ -55,7 +55,8 @@ def make_events(rng: random.Random, n: int = 100, n_orgs: int = common.N_ORGS,
             ev = {"event": rng.choice(("page_viewed", "report_exported", "invoice_paid")),
                   "distinct_id": did,
                   "properties": {**LIB, "$groups": {common.GROUP_TYPE: org},
-                                 "path": f"/app/{rng.randrange(100)}", "duration_ms": rng.randrange(5000)}}
+                                 "path": f"/app/{rng.randrange(100)}",
+                                 "duration_ms": rng.randrange(5000)}}
         elif kind < 9:
             ev = {"event": "$groupidentify", "distinct_id": did,
                   "properties": {**LIB, "$group_type": common.GROUP_TYPE, "$group_key": org,

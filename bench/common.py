@@ -11,6 +11,7 @@ small and shared); absolute times are printed for context only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -208,7 +209,7 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
                 return
         except Exception:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not come up within {timeout:g} s")
+                raise RuntimeError(f"{url} did not come up within {timeout:g} s") from None
             time.sleep(0.1)
 
 
@@ -221,7 +222,7 @@ class Server:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path or tempfile.mktemp(prefix="flagsvc-bench-", suffix=".log")
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (open until stop())
         self.proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, cwd=str(REPO),
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -254,7 +255,7 @@ class Server:
         total = 0.0
         for pid in [self.proc.pid, *self.worker_pids()]:
             try:
-                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
             total += (int(fields[11]) + int(fields[12])) / tick
@@ -270,10 +271,8 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGTERM)
                 self.proc.wait(timeout=15)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.proc.wait()
         self._log.close()
 
@@ -398,8 +397,11 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) ->
     if header is None:
         header, rows = rows[0], rows[1:]
     header = [str(h) for h in header]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda r: "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |"
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+
+    def line(r: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=False)) + " |"
+
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
                       *(line(r) for r in rows)])
 
@@ -411,7 +413,7 @@ def verdict(ok: bool) -> str:
 def machine() -> str:
     model = "?"
     try:
-        for line in open("/proc/cpuinfo"):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break

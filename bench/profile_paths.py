@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,8 +64,7 @@ def summarise(path: str, top: int = 18) -> str:
     line_c: Counter = Counter()
     incl: Counter = Counter()
     total = 0
-    for line in open(path):
-        line = line.rstrip("\n")
+    for line in Path(path).read_text().splitlines():
         if not line:
             continue
         stack, _, count = line.rpartition(" ")
@@ -98,8 +98,8 @@ def record_command(name: str, argv: list[str]) -> str:
 def record_pid(name: str, pid: int, seconds: float) -> subprocess.Popen:
     OUT.mkdir(exist_ok=True)
     out = str(OUT / f"{name}.txt")
-    return subprocess.Popen([PY_SPY, "record", "-r", "250", "-f", "raw", "-o", out, "--subprocesses",
-                             "-d", str(int(seconds)), "--pid", str(pid)],
+    return subprocess.Popen([PY_SPY, "record", "-r", "250", "-f", "raw", "-o", out,
+                             "--subprocesses", "-d", str(int(seconds)), "--pid", str(pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

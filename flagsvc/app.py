@@ -7,7 +7,8 @@ import logging
 import sqlite3
 import sys
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, Request, Response
 from werkzeug.exceptions import HTTPException
@@ -119,7 +120,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     setup_logging(settings["LOG_LEVEL"])
     store = Store(settings["DATABASE"], synchronous=settings["SYNCHRONOUS"])
-    app.extensions["flagsvc"] = FlagService(store, settings["CACHE_SECONDS"], settings["CACHE_SIZE"])
+    app.extensions["flagsvc"] = FlagService(store, settings["CACHE_SECONDS"],
+                                            settings["CACHE_SIZE"])
 
     from .api import admin, capture, decide, definitions, health
 

@@ -81,7 +81,11 @@ def cmd_flags_export(args: argparse.Namespace) -> int:
 def cmd_flags_import(args: argparse.Namespace) -> int:
     from .engine import validate_flag
 
-    raw = sys.stdin.read() if args.file in (None, "-") else open(args.file, encoding="utf-8").read()
+    if args.file in (None, "-"):
+        raw = sys.stdin.read()
+    else:
+        with open(args.file, encoding="utf-8") as fh:
+            raw = fh.read()
     data = json.loads(raw)
     flags = data["flags"] if isinstance(data, dict) else data
     store = _store()
@@ -148,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
 
-    proj = sub.add_parser("project", help="manage projects").add_subparsers(dest="what", required=True)
+    proj = sub.add_parser("project", help="manage projects").add_subparsers(dest="what",
+                                                                            required=True)
     p = proj.add_parser("create", help="create a project and print its tokens")
     p.add_argument("name")
     p.add_argument("--json", action="store_true")

@@ -19,14 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 import requests
 from cachetools import TTLCache
 
-from .engine import (CompiledFlag, Context, Evaluation, FlagResult, Resolver, compile_flags,
-                     evaluate)
+from .engine import CompiledFlag, Context, Evaluation, FlagResult, Resolver, compile_flags, evaluate
 from .ingest.privacy import hash_flag, hash_given
 from .service import FlagService, make_context
 
@@ -77,7 +77,7 @@ class _EmbeddedSource(_Source):
 class _HttpResolver:
     """Stored properties fetched from the server on demand, cached (bounded, with a TTL)."""
 
-    def __init__(self, source: "_RemoteSource", cache_seconds: float, cache_size: int) -> None:
+    def __init__(self, source: _RemoteSource, cache_seconds: float, cache_size: int) -> None:
         self.source = source
         self._cache: TTLCache = TTLCache(maxsize=cache_size, ttl=cache_seconds)
         self._lock = threading.Lock()
@@ -194,7 +194,8 @@ class _RemoteSource(_Source):
     def prepare(self, ctx: Context) -> tuple[Mapping[str, CompiledFlag], Context]:
         flags, (keys, salt) = self._flags, self._private
         if keys:
-            ctx = Context(ctx.distinct_id, ctx.groups, hash_given(ctx.person_properties, keys, salt),
+            ctx = Context(ctx.distinct_id, ctx.groups,
+                          hash_given(ctx.person_properties, keys, salt),
                           {t: hash_given(p, keys, salt) for t, p in ctx.group_properties.items()},
                           ctx.now)
         return flags, ctx
@@ -215,7 +216,7 @@ class FlagClient:
 
     @classmethod
     def from_database(cls, path: str, api_token: str | None = None, project_id: int | None = None,
-                      cache_seconds: float = 0.5) -> "FlagClient":
+                      cache_seconds: float = 0.5) -> FlagClient:
         """Evaluate against the SQLite file a flagsvc server writes. The project is the one
         of `api_token` (or `project_id`; or the only project in the file)."""
         from .store import Store
@@ -237,7 +238,7 @@ class FlagClient:
     @classmethod
     def from_server(cls, host: str, secret_key: str, poll_seconds: float = 5.0,
                     timeout: float = 3.0, cache_seconds: float = 30.0,
-                    cache_size: int = 10_000) -> "FlagClient":
+                    cache_size: int = 10_000) -> FlagClient:
         """Evaluate with definitions polled from a flagsvc server (admin secret key)."""
         return cls(_RemoteSource(host, secret_key, poll_seconds, timeout, cache_seconds,
                                  cache_size))
@@ -291,7 +292,7 @@ class FlagClient:
     def close(self) -> None:
         self._source.close()
 
-    def __enter__(self) -> "FlagClient":
+    def __enter__(self) -> FlagClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,12 @@ SETTINGS = [
     Setting("DATABASE", "./flagsvc.db", "Path of the SQLite database file."),
     Setting("API_TOKEN", None, "Public api token of the default project created on first start."),
     Setting("SECRET_KEY", None, "Secret key of the default project created on first start."),
-    Setting("SYNCHRONOUS", "FULL", "SQLite synchronous mode: FULL (durable on power loss) or NORMAL."),
+    Setting("SYNCHRONOUS", "FULL",
+            "SQLite synchronous mode: FULL (durable on power loss) or NORMAL."),
     Setting("MAX_BODY_BYTES", 5 * 1024 * 1024,
             "Largest request body accepted, after gzip decompression (bytes).", int),
-    Setting("MAX_EVENT_BYTES", 1024 * 1024, "Largest single event in an ingestion batch (bytes).", int),
+    Setting("MAX_EVENT_BYTES", 1024 * 1024,
+            "Largest single event in an ingestion batch (bytes).", int),
     Setting("MAX_BATCH_EVENTS", 5000, "Most events in one ingestion request.", int),
     Setting("CACHE_SECONDS", 0.5,
             "How long a worker reuses flag definitions and group properties before re-checking; "

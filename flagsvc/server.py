@@ -7,7 +7,6 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-
 # Gunicorn's default access log line with two fields left out: %(u)s (the HTTP Basic user,
 # which is where Segment clients put the api token, and a secret key sent by mistake) and the
 # query string (PostHog clients may send `?token=`). Tokens never reach the logs.

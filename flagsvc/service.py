@@ -29,8 +29,9 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from cachetools import LRUCache, TTLCache
 
@@ -80,7 +81,7 @@ class StoreResolver:
 
     __slots__ = ("service", "project_id", "degraded")
 
-    def __init__(self, service: "FlagService", project_id: int) -> None:
+    def __init__(self, service: FlagService, project_id: int) -> None:
         self.service = service
         self.project_id = project_id
         self.degraded = False  # a lookup failed and had no stale value to fall back on

@@ -101,7 +101,8 @@ def test_create_returns_the_flag_with_version_etag_and_iso_times(client, h):
     by_id = client.get(f"/api/flags/{flag['id']}", headers=h)
     assert by_key.get_json() == by_id.get_json() == flag
     assert by_id.headers["ETag"] == '"1"'
-    assert [f["key"] for f in client.get("/api/flags", headers=h).get_json()["flags"]] == ["new-billing"]
+    listed = client.get("/api/flags", headers=h).get_json()["flags"]
+    assert [f["key"] for f in listed] == ["new-billing"]
 
 
 def test_defaults_of_a_minimal_flag(client, h):
@@ -145,7 +146,8 @@ def test_unknown_flag_is_a_json_404(client, h):
     ({"key": "k", "conditions": "all"}, "conditions"),
     ({"key": "k", "conditions": [{"rollout_percentage": 101}]}, "conditions[0].rollout_percentage"),
     ({"key": "k", "conditions": [{"rollout_percentage": -1}]}, "conditions[0].rollout_percentage"),
-    ({"key": "k", "conditions": [{"rollout_percentage": "30"}]}, "conditions[0].rollout_percentage"),
+    ({"key": "k", "conditions": [{"rollout_percentage": "30"}]},
+     "conditions[0].rollout_percentage"),
     ({"key": "k", "conditions": [{"properties": [{"key": "x", "operator": "resembles"}]}]},
      "conditions[0].properties[0].operator"),
     ({"key": "k", "conditions": [{"properties": [{"operator": "exact"}]}]},
@@ -183,7 +185,8 @@ def _filter(operator, value, **kw):
       "conditions": [{"variant": "b"}]}, "conditions[0].variant", "variant"),
     ({"key": "k", "variants": [{"key": "a", "weight": 1}, {"key": "a", "weight": 1}]},
      "variants[1]", "duplicate"),
-    ({"key": "k", "variants": [{"key": "a", "weight": 1}], "payloads": {"b": 1}}, "payloads.b", "b"),
+    ({"key": "k", "variants": [{"key": "a", "weight": 1}], "payloads": {"b": 1}},
+     "payloads.b", "b"),
     ({"key": "k", "conditions": [{"properties": [{"type": "flag", "key": "ghost"}]}]},
      "conditions[0].properties[0].key", "ghost"),
 ])
@@ -269,7 +272,8 @@ def test_put_replaces_rules_and_accepts_a_flag_read_by_get(client, h):
     assert r.get_json()["conditions"][0]["rollout_percentage"] == 5
     r = client.put(f"/api/flags/{flag['id']}", json={"version": 2}, headers=h)
     replaced = r.get_json()
-    assert r.status_code == 200 and replaced["variants"] == [] and replaced["bucket_by"] == "$person"
+    assert r.status_code == 200
+    assert replaced["variants"] == [] and replaced["bucket_by"] == "$person"
     assert replaced["name"] == ""
 
 
@@ -333,7 +337,8 @@ def test_concurrent_updates_from_one_version_exactly_one_wins(live_server):
     for t in threads:
         t.join()
     assert sorted(statuses) == [200] + [409] * 7
-    entries = requests.get(f"{base}/api/audit?flag_id={fid}", headers=h, timeout=10).json()["entries"]
+    entries = requests.get(f"{base}/api/audit?flag_id={fid}", headers=h,
+                           timeout=10).json()["entries"]
     assert [e["action"] for e in entries] == ["updated", "created"]
     final = requests.get(f"{base}/api/flags/{fid}", headers=h, timeout=10).json()
     assert final["version"] == 2 and final["name"] == entries[0]["after"]["name"]
@@ -356,8 +361,10 @@ def test_soft_delete_and_restore(client, h):
     defs = client.get("/api/flags/definitions", headers=h).get_json()
     assert defs["flags"] == []
     r = client.post(f"/api/flags/{flag['id']}/restore", headers=h)
-    assert r.status_code == 200 and r.get_json()["deleted"] is False and r.get_json()["version"] == 3
-    assert [f["key"] for f in client.get("/api/flags", headers=h).get_json()["flags"]] == ["new-billing"]
+    assert r.status_code == 200
+    assert r.get_json()["deleted"] is False and r.get_json()["version"] == 3
+    listed = client.get("/api/flags", headers=h).get_json()["flags"]
+    assert [f["key"] for f in listed] == ["new-billing"]
 
 
 def test_delete_with_a_stale_if_match_is_409(client, h):
@@ -367,9 +374,13 @@ def test_delete_with_a_stale_if_match_is_409(client, h):
 
 
 def test_writes_are_seen_by_decide_at_once(client, app_project, h):
-    create(client, h, key="everyone", bucket_by="$person", conditions=[{}], variants=[], payloads={})
-    decide = lambda: client.post("/flags/?v=2", json={"api_key": app_project["api_token"],
-                                                      "distinct_id": "u1"}).get_json()["flags"]
+    create(client, h, key="everyone", bucket_by="$person", conditions=[{}], variants=[],
+           payloads={})
+
+    def decide():
+        return client.post("/flags/?v=2", json={"api_key": app_project["api_token"],
+                                                "distinct_id": "u1"}).get_json()["flags"]
+
     assert decide()["everyone"]["enabled"] is True
     client.patch("/api/flags/everyone", json={"active": False}, headers={**h, "If-Match": "1"})
     assert decide()["everyone"]["enabled"] is False
@@ -401,7 +412,8 @@ def test_audit_pagination(client, h):
         client.patch(f"/api/flags/{flag['id']}", json={"version": v, "name": str(v)}, headers=h)
     first = client.get("/api/audit?limit=4", headers=h).get_json()
     assert len(first["entries"]) == 4 and first["next_before_id"] == first["entries"][-1]["id"]
-    second = client.get(f"/api/audit?limit=4&before_id={first['next_before_id']}", headers=h).get_json()
+    second = client.get(f"/api/audit?limit=4&before_id={first['next_before_id']}",
+                        headers=h).get_json()
     assert len(second["entries"]) == 2 and second["next_before_id"] is None
     ids = [e["id"] for e in first["entries"] + second["entries"]]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == 6
@@ -432,7 +444,8 @@ _condition = st.fixed_dictionaries({}, optional={
     "rollout_percentage": _json, "variant": _json, "bucket_by": _json})
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(extra=st.dictionaries(_field_names, _json, max_size=4),
        conditions=st.none() | st.lists(_condition, max_size=3))
 def test_any_flag_body_is_answered_without_a_server_error(client, h, extra, conditions):

@@ -80,7 +80,8 @@ def test_request_bodies_and_path_parameters_resolve(doc):
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/FlagInput"}
     flag_input = doc["components"]["schemas"]["FlagInput"]
-    assert flag_input["properties"]["conditions"]["items"] == {"$ref": "#/components/schemas/Condition"}
+    assert flag_input["properties"]["conditions"]["items"] == {
+        "$ref": "#/components/schemas/Condition"}
     assert "key" in flag_input["required"]
     assert doc["components"]["schemas"]["Flag"]["properties"]["created_at"]["format"] == "date-time"
     params = doc["paths"]["/api/groups/{group_type}/{group_key}"]["parameters"]

@@ -39,7 +39,8 @@ def thousand_orgs(store, app_project):
     return calls
 
 
-ROLLOUT = {"key": "rollout-30", "bucket_by": "organization", "conditions": [{"rollout_percentage": 30}]}
+ROLLOUT = {"key": "rollout-30", "bucket_by": "organization",
+           "conditions": [{"rollout_percentage": 30}]}
 
 
 def engine_enabled(definition, keys, group_type="organization"):
@@ -100,7 +101,8 @@ def test_preview_refuses_person_bucketing_and_invalid_drafts(client, h):
     r = client.post("/api/flags/preview", json={"key": "p", "bucket_by": "$person"}, headers=h)
     assert r.status_code == 422 and "bucket_by" in r.get_json()["errors"]
     r = client.post("/api/flags/preview", json={"key": "p", "bucket_by": "organization",
-                                                "conditions": [{"rollout_percentage": 300}]}, headers=h)
+                                                "conditions": [{"rollout_percentage": 300}]},
+                    headers=h)
     assert r.status_code == 422
     assert client.get("/api/flags/ghost/preview", headers=h).status_code == 404
 
@@ -169,7 +171,8 @@ def test_explain_reports_what_failed(client, h, hierarchy):
         "groups": {"project": "p1"}, "group_properties": {"account": {"plan": "free"}}}).get_json()
     assert out["enabled"] is False and out["reason"] == "no_condition_match"
     assert out["conditions"][0]["properties"][0]["actual"] == "free"
-    out = client.post("/api/flags/new-billing/explain", json={"distinct_id": "u1"}, headers=h).get_json()
+    out = client.post("/api/flags/new-billing/explain", json={"distinct_id": "u1"},
+                      headers=h).get_json()
     assert out["reason"] == "no_group_type" and out["group_key"] is None
 
 

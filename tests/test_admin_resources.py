@@ -72,7 +72,8 @@ def test_group_list_search_and_property_filters(client, h, seeded):
     assert page["total"] == 4 and len(page["groups"]) == 4
     accounts = client.get("/api/groups?group_type=account", headers=h).get_json()
     assert [g["group_key"] for g in accounts["groups"]] == ["a1", "a2"]
-    pro = client.get("/api/groups?group_type=account&properties.plan=enterprise", headers=h).get_json()
+    pro = client.get("/api/groups?group_type=account&properties.plan=enterprise",
+                     headers=h).get_json()
     assert [g["group_key"] for g in pro["groups"]] == ["a1"]
     assert pro["groups"][0]["properties"]["plan"] == "enterprise"
     by_number = client.get("/api/groups?properties.seats=5", headers=h).get_json()
@@ -126,8 +127,8 @@ def test_project_settings_never_show_the_secret(client, h, app_project):
     assert body["private_properties"] == {"management_email": "hash", "customer_id": "drop"}
     assert body["event_retention_days"] == 7
     assert app_project["secret_key"] not in r.get_data(as_text=True)
-    assert [t["name"] for t in client.get("/api/group_types", headers=h).get_json()["group_types"]] \
-        == ["account"]
+    types = client.get("/api/group_types", headers=h).get_json()["group_types"]
+    assert [t["name"] for t in types] == ["account"]
     assert client.get("/api/project", headers=h).get_json()["name"] == "renamed"
 
 
@@ -146,7 +147,7 @@ def test_project_patch_validation(client, h, body, field):
     assert field in errors, errors
 
 
-# ---------------------------------------------------------------- definitions for in-process evaluators
+# -------------------------------------------------------- definitions for in-process evaluators
 
 
 def test_definitions_etag_and_304(client, h):
@@ -239,9 +240,11 @@ def test_group_keys_and_distinct_ids_with_slashes(app, client, h, app_project):
              group_key="acme/web", group_set={"stars": 3}),
         Call(kind="identify", message_id="s2", timestamp=time.time(), distinct_id="team/ann",
              person_set={"role": "admin"})])
-    assert client.get("/api/groups/repo/acme%2Fweb", headers=h).get_json()["group_key"] == "acme/web"
+    group = client.get("/api/groups/repo/acme%2Fweb", headers=h).get_json()
+    assert group["group_key"] == "acme/web"
     r = client.get("/api/groups/repo/acme%2Fweb/properties", headers=h)
     assert r.get_json()["properties"] == {"stars": 3}
-    assert client.get("/api/persons/team%2Fann", headers=h).get_json()["properties"] == {"role": "admin"}
+    person = client.get("/api/persons/team%2Fann", headers=h).get_json()
+    assert person["properties"] == {"role": "admin"}
     assert client.get("/api/persons/team%2Fann/properties", headers=h).get_json() == {
         "properties": {"role": "admin"}}

@@ -246,10 +246,9 @@ def test_malformed_bodies_are_400_with_a_clear_message(client, store, pid, data,
 
 def test_deep_but_valid_json_rejects_the_event_not_the_server(client, store, pid, token):
     deep = "[" * 200 + "]" * 200
-    r = client.post("/v1/batch", data=(
-        '{"writeKey": "%s", "batch": [{"type": "identify", "userId": "u1", "traits": {"x": %s}},'
-        ' {"type": "identify", "userId": "u2"}]}' % (token, deep)),
-        headers={"Content-Type": "application/json"})
+    body = ('{"writeKey": "' + token + '", "batch": [{"type": "identify", "userId": "u1", '
+            '"traits": {"x": ' + deep + '}}, {"type": "identify", "userId": "u2"}]}')
+    r = client.post("/v1/batch", data=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 200
     assert r.get_json()["rejected"] == [{"index": 0, "reason": "event is nested deeper than 64 "
                                                                "levels"}]

@@ -4,7 +4,7 @@ stored (groups, parents, properties, memberships) and drive flags in decide."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -78,7 +78,7 @@ def test_segment_client_gzip_alias_and_page(live_server, pid):
 
 def test_segment_client_sees_the_error_code_and_message(live_server, segment):
     with pytest.raises(APIError) as e:
-        segment.identify("u1", timestamp=datetime.now(timezone.utc) + timedelta(days=30))
+        segment.identify("u1", timestamp=datetime.now(UTC) + timedelta(days=30))
     assert (e.value.status, e.value.code) == (400, "invalid_events")
     assert "in the future" in e.value.message
     bad = Client("phc_not_a_token", host=live_server.url, sync_mode=True)

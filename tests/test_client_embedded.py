@@ -50,7 +50,7 @@ def _accounts_in_rollout(n):
 
 def test_project_only_request_uses_the_accounts_bucket(store, project, db_path):
     inside, outside = _accounts_in_rollout(1)
-    for account, expected in ((inside[0], True), (outside[0], False)):
+    for account in (inside[0], outside[0]):
         store.ingest(project["id"], [
             Call("group", f"g-{account}", T0, group_type="account", group_key=account,
                  group_set={"plan": "enterprise"}),

@@ -49,7 +49,8 @@ def _seed(store, pid, n_accounts=30):
             {"properties": [{"type": "person", "key": "email", "operator": "ends_with",
                              "value": "@acme.com"}], "rollout_percentage": 60},
             {"properties": [{"type": "person", "key": "age", "operator": "gte", "value": 40}]}]},
-        {"key": "by-workspace", "bucket_by": "workspace", "conditions": [{"rollout_percentage": 50}]},
+        {"key": "by-workspace", "bucket_by": "workspace",
+         "conditions": [{"rollout_percentage": 50}]},
         {"key": "depends", "bucket_by": "account", "conditions": [{"properties": [
             {"type": "flag", "key": "by-workspace", "value": True}]}]},
         {"key": "disabled", "active": False},
@@ -78,7 +79,8 @@ def _http(live_server, ctx):
     r = requests.post(f"{live_server.url}/flags/?v=2",
                       json={"api_key": live_server.project["api_token"], **ctx})
     r.raise_for_status()
-    return {k: (f["variant"] or True) if f["enabled"] else False for k, f in r.json()["flags"].items()}
+    return {k: (f["variant"] or True) if f["enabled"] else False
+            for k, f in r.json()["flags"].items()}
 
 
 def test_in_process_and_http_answers_are_identical(live_server, db_path):

@@ -74,7 +74,8 @@ def test_account_properties_target_a_project_level_request():
     flags = compile_flags([{"key": "f", "bucket_by": "project", "conditions": [{"properties": [
         {"type": "group", "group_type": "account", "key": "plan", "value": "enterprise"}]}]}])
     on = evaluate(flags, "f", Context(distinct_id="u", groups={"project": "p2"}), resolver())
-    assert (on.enabled, on.identifier) == (True, "p2")  # bucketed on the project, targeted by account
+    # bucketed on the project, targeted by account
+    assert (on.enabled, on.identifier) == (True, "p2")
     off = evaluate(flags, "f", Context(distinct_id="u", groups={"project": "p9"}), resolver())
     assert (off.enabled, off.reason) == (False, "no_condition_match")
     # request group properties for the inferred account override the stored ones
@@ -84,7 +85,8 @@ def test_account_properties_target_a_project_level_request():
 
 
 def test_cycles_in_parent_links_terminate():
-    cyclic = ParentResolver({("project", "p"): ("workspace", "w"), ("workspace", "w"): ("project", "p"),
+    cyclic = ParentResolver({("project", "p"): ("workspace", "w"),
+                             ("workspace", "w"): ("project", "p"),
                              ("team", "t"): ("team", "t")})
     flags = compile_flags([{"key": "f", "bucket_by": "account"}])
     r = evaluate(flags, "f", Context(distinct_id="u", groups={"project": "p", "team": "t"}), cyclic)

@@ -8,7 +8,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flagsvc.engine import (
-    ALIASES, OPERATORS, Context, FlagResult, compile_flags, evaluate_all, explain, validate_flag,
+    ALIASES,
+    OPERATORS,
+    Context,
+    FlagResult,
+    compile_flags,
+    evaluate_all,
+    explain,
+    validate_flag,
 )
 
 ALLOWED_REASONS = {"condition_match", "no_condition_match", "out_of_rollout_bound",
@@ -78,7 +85,8 @@ contexts = st.builds(
     # "\ud800": a lone surrogate, valid in JSON, which once segfaulted the hash (mmh3)
     distinct_id=st.one_of(st.none(), st.text(max_size=8), st.integers(), st.just("u\ud800")),
     groups=st.dictionaries(st.sampled_from(GROUP_TYPES),
-                           st.one_of(st.text(max_size=6), st.none(), st.just("\udfff")), max_size=3),
+                           st.one_of(st.text(max_size=6), st.none(), st.just("\udfff")),
+                           max_size=3),
     person_properties=property_values,
     group_properties=st.dictionaries(st.sampled_from(GROUP_TYPES), property_values, max_size=2),
     now=st.floats(min_value=0, max_value=4e9),

@@ -4,11 +4,19 @@ and null handling of the filter are exercised along with each matcher."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from flagsvc.engine import ALIASES, OPERATORS, Context, FilterError, compile_flags, evaluate, validate_flag
+from flagsvc.engine import (
+    ALIASES,
+    OPERATORS,
+    Context,
+    FilterError,
+    compile_flags,
+    evaluate,
+    validate_flag,
+)
 from flagsvc.engine.operators import build_matcher
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -17,7 +25,7 @@ MISSING = object()
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def flag_def(operator, value, **mods):
@@ -247,7 +255,8 @@ SAMPLE_VALUES = {
 @pytest.mark.parametrize("actual", [MISSING, None])
 def test_missing_or_null_property_never_matches(operator, negate, actual):
     """Only is_not_set, and is_set negated, match a property the evaluator does not have."""
-    expected = (operator == "is_not_set") != negate if operator in ("is_set", "is_not_set") else False
+    expected = ((operator == "is_not_set") != negate
+                if operator in ("is_set", "is_not_set") else False)
     assert matches(operator, SAMPLE_VALUES[operator], actual, negate=negate) is expected
 
 

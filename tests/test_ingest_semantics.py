@@ -4,9 +4,8 @@ limits and warnings, events and retention."""
 
 from __future__ import annotations
 
-import json
-
 import itertools
+import json
 import time
 
 import pytest
@@ -421,7 +420,7 @@ def _deliver(store, pid, ops, timestamps, order, cuts, did, key):
     """Send ops[i] with timestamps[i], in `order`, cut into batches at `cuts`."""
     sequence = [c for i in order for c in _calls(ops[i], timestamps[i], did, key)]
     bounds = sorted({0, len(sequence), *[c % (len(sequence) + 1) for c in cuts]})
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         store.ingest(pid, sequence[lo:hi])
 
 

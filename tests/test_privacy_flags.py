@@ -9,7 +9,6 @@ import pytest
 import requests
 
 from flagsvc import FlagClient
-from flagsvc.ingest.model import Call
 
 FLAG = {"key": "acme-only", "bucket_by": "organization", "conditions": [{"properties": [
     {"type": "group", "group_type": "organization", "key": "customer_id", "operator": "exact",

@@ -14,10 +14,22 @@ import time
 
 import pytest
 import requests
-
-from stress.harness import (API_TOKEN, FLAG_KEY, Server, Tally, admin, check_acknowledged,
-                            create_flag, flagsvc_bin, ingest_loop, integrity, mixed_load,
-                            open_readonly, run_threads, stored_message_ids)
+from stress.harness import (
+    API_TOKEN,
+    FLAG_KEY,
+    Server,
+    Tally,
+    admin,
+    check_acknowledged,
+    create_flag,
+    flagsvc_bin,
+    ingest_loop,
+    integrity,
+    mixed_load,
+    open_readonly,
+    run_threads,
+    stored_message_ids,
+)
 
 
 @pytest.fixture
@@ -99,7 +111,8 @@ def test_concurrent_updates_over_http_exactly_one_wins(server):
         results: list[tuple[int, int]] = []
         lock = threading.Lock()
 
-        def update(pct):
+        # Bound now: the threads are joined within this iteration.
+        def update(pct, current=current, barrier=barrier, lock=lock, results=results):
             s = requests.Session()
             conditions = json.loads(json.dumps(current["conditions"]))
             conditions[0]["rollout_percentage"] = pct

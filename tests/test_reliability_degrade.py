@@ -22,7 +22,7 @@ from flagsvc.service import READ_BUSY_TIMEOUT_MS
 class FlakyConnection:
     """A connection proxy: while `broken` is set, statements fail as on a locked database."""
 
-    def __init__(self, conn: sqlite3.Connection, fault: "Fault") -> None:
+    def __init__(self, conn: sqlite3.Connection, fault: Fault) -> None:
         self._conn = conn
         self._fault = fault
 

@@ -15,11 +15,20 @@ import time
 
 import pytest
 import requests
+from stress.harness import (
+    API_TOKEN,
+    SECRET_KEY,
+    Server,
+    Tally,
+    admin,
+    create_flag,
+    decide_loop,
+    flagsvc_bin,
+    run_threads,
+)
 
 from flagsvc.app import create_app
 from flagsvc.ingest.model import Call
-from stress.harness import (API_TOKEN, SECRET_KEY, Server, Tally, admin, create_flag,
-                            decide_loop, flagsvc_bin, run_threads)
 
 # Routes that need no token and show nothing of any project.
 OPEN = {"/static/<path:filename>", "/healthz", "/readyz", "/metrics", "/api/openapi.json"}

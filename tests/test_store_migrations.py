@@ -76,11 +76,13 @@ def test_failed_migration_is_rolled_back_and_not_recorded(db_path, monkeypatch):
             store.migrate()
         conn = store.conn()
         assert not conn.in_transaction
-        assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
+        assert conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
         assert conn.execute(
             "SELECT 1 FROM schema_migrations WHERE name = '9999_broken'").fetchone() is None
         # the good ones before it were committed
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(everything)
+        assert conn.execute(
+            "SELECT count(*) FROM schema_migrations").fetchone()[0] == len(everything)
     finally:
         store.close()
 
@@ -124,10 +126,9 @@ def test_every_thread_gets_its_own_connection_with_the_same_settings(store):
 
 def test_transaction_reraises_the_original_error_when_sqlite_already_rolled_back(store):
     conn = store.conn()
-    with pytest.raises(ValueError, match="original"):
-        with db.transaction(conn):
-            conn.execute("ROLLBACK")  # as SQLite does itself on SQLITE_FULL / IOERR
-            raise ValueError("original")
+    with pytest.raises(ValueError, match="original"), db.transaction(conn):
+        conn.execute("ROLLBACK")  # as SQLite does itself on SQLITE_FULL / IOERR
+        raise ValueError("original")
     assert not conn.in_transaction
     with db.transaction(conn):  # the connection is still usable
         conn.execute("UPDATE projects SET name = name")

@@ -52,7 +52,8 @@ def test_a_secret_is_not_an_api_token_and_vice_versa(store, project):
 
 
 def test_explicit_tokens_and_collisions(store):
-    p = store.create_project("fixed", api_token="phc_fixed_token_1", secret_key="fsk_fixed_secret_1")
+    p = store.create_project("fixed", api_token="phc_fixed_token_1",
+                             secret_key="fsk_fixed_secret_1")
     assert store.project_for_token("phc_fixed_token_1", "api")["id"] == p["id"]
     with pytest.raises(Conflict):
         store.create_project("dup", api_token="phc_fixed_token_1")
@@ -116,7 +117,7 @@ def test_group_types_get_stable_indices_and_a_sixth_is_refused(store, project):
     with pytest.raises(LimitExceeded, match=r"at most 5 group types.*'team'"):
         store.create_group_type(pid, "team")
     assert [(g["name"], g["index"]) for g in store.group_types(pid)] == list(
-        zip(names, range(5)))
+        zip(names, range(5), strict=True))
     # idempotent: an existing type keeps its index, even when the project is full
     for i, name in enumerate(names):
         assert store.create_group_type(pid, name)["index"] == i

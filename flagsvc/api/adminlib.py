@@ -59,7 +59,8 @@ def load(schema: Schema, data: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         return schema.load(data, **kwargs)
     except ValidationError as e:
-        raise ValidationFailed("the request has invalid fields", errors=flatten_errors(e.messages)) from None
+        raise ValidationFailed("the request has invalid fields",
+                               errors=flatten_errors(e.messages)) from None
 
 
 def query(schema: Schema) -> dict[str, Any]:
@@ -123,7 +124,8 @@ def referenced_group_types(defn: Mapping[str, Any]) -> dict[str, str]:
 
 def check_flag(project_id: int, defn: dict[str, Any]) -> None:
     """Everything beyond the schema's shape that would make the flag unusable: engine problems,
-    payload keys, unknown dependencies, dependency cycles, a 6th group type. 422 with all of them."""
+    payload keys, unknown dependencies, dependency cycles, a 6th group type. 422 with all of
+    them."""
     errors = _problem_errors(validate_flag(defn))
     variant_keys = {v["key"] for v in defn.get("variants") or []}
     for k in defn.get("payloads") or {}:
@@ -137,7 +139,8 @@ def check_flag(project_id: int, defn: dict[str, Any]) -> None:
     for i, cond in enumerate(defn.get("conditions") or []):
         for j, f in enumerate(cond.get("properties") or []):
             where = f"conditions[{i}].properties[{j}]"
-            if f.get("type") == "flag" and f.get("key") not in known and f.get("key") != defn["key"]:
+            if (f.get("type") == "flag" and f.get("key") not in known
+                    and f.get("key") != defn["key"]):
                 errors.setdefault(f"{where}.key", []).append(
                     f"depends on flag {f.get('key')!r}, which does not exist")
             operator = str(f.get("operator") or "exact").lower()
@@ -156,7 +159,8 @@ def check_flag(project_id: int, defn: dict[str, Any]) -> None:
         for t, where in new.items():
             errors.setdefault(where, []).append(
                 f"group type {t!r} would be a new group type, but a project has at most "
-                f"{MAX_GROUP_TYPES} and this one has {len(existing)} ({', '.join(sorted(existing))})")
+                f"{MAX_GROUP_TYPES} and this one has {len(existing)} "
+                f"({', '.join(sorted(existing))})")
     if errors:
         raise ValidationFailed("the flag is not valid", errors=errors)
 

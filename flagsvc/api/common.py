@@ -50,9 +50,7 @@ def add_cors(response: Response) -> Response:
     if not origin:
         return response
     origins = config("CORS_ORIGINS")
-    if origins == "*":
-        response.headers["Access-Control-Allow-Origin"] = origin
-    elif origin and origin in [o.strip() for o in origins.split(",")]:
+    if origins == "*" or (origin and origin in [o.strip() for o in origins.split(",")]):
         response.headers["Access-Control-Allow-Origin"] = origin
     else:
         return response

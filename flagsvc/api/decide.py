@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import os
+import time
 from typing import Any
 
 import orjson
@@ -94,7 +94,8 @@ _MAX_RENDERED = 50_000
 def _evaluate(body: dict[str, Any]) -> tuple[dict[str, FlagResult], bool, dict[tuple, Any]]:
     project = public_project(body.get("api_key") or body.get("token") or request.args.get("token"))
     keys = body.get("flag_keys_to_evaluate")
-    if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
+    if keys is not None and (
+            not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
         raise BadRequest("flag_keys_to_evaluate must be a list of flag keys")
     for name in ("groups", "person_properties", "group_properties"):
         if body.get(name) is not None and not isinstance(body[name], dict):

@@ -66,8 +66,8 @@ def list_groups() -> Response:
     rows, total = service().store.list_groups(
         project["id"], group_type=args.get("group_type"), properties=_property_filters(),
         search=args.get("search"), limit=args["limit"], offset=args["offset"])
-    return json_response(s.GroupPageSchema().dump({"groups": rows, "total": total,
-                                                   "limit": args["limit"], "offset": args["offset"]}))
+    return json_response(s.GroupPageSchema().dump({
+        "groups": rows, "total": total, "limit": args["limit"], "offset": args["offset"]}))
 
 
 @bp.get("/groups/<group_type>/<path:group_key>")
@@ -87,8 +87,8 @@ def list_persons() -> Response:
     args = query(s.PageQuerySchema())
     rows, total = service().store.list_persons(project["id"], limit=args["limit"],
                                                offset=args["offset"])
-    return json_response(s.PersonPageSchema().dump({"persons": rows, "total": total,
-                                                    "limit": args["limit"], "offset": args["offset"]}))
+    return json_response(s.PersonPageSchema().dump({
+        "persons": rows, "total": total, "limit": args["limit"], "offset": args["offset"]}))
 
 
 @bp.get("/persons/<path:distinct_id>")

@@ -98,8 +98,8 @@ def admin_ops() -> dict[tuple[str, str], Op]:
         (f + "/{ref}/groups", "get"): admin("Groups a saved flag is on (or off) for",
                                             (200, s.FlagGroupsPageSchema),
                                             query=s.FlagGroupsQuerySchema, errors=("404",)),
-        (f + "/explain", "post"): admin("Explain a draft flag for a context", (200, s.ExplainSchema),
-                                        body=s.ExplainRequestSchema),
+        (f + "/explain", "post"): admin("Explain a draft flag for a context",
+                                        (200, s.ExplainSchema), body=s.ExplainRequestSchema),
         (f + "/{ref}/explain", "post"): admin(
             "Explain a flag for a context", (200, s.ExplainSchema), body=s.ExplainRequestSchema,
             errors=("404",), description="A `flag` in the body explains that draft instead."),
@@ -259,8 +259,9 @@ def _operation(path: str, method: str, op: Op) -> dict[str, Any]:
         out["description"] = op.description
     if op.auth:
         out["security"] = [{op.auth: []}]
-    params: list[Any] = [{"in": "header", "name": h, "required": False, "schema": {"type": "string"}}
-                         for h in op.request_headers]
+    params: list[Any] = [
+        {"in": "header", "name": h, "required": False, "schema": {"type": "string"}}
+        for h in op.request_headers]
     if op.query is not None:
         params.append({"in": "query", "schema": op.query})
     if params:

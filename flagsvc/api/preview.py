@@ -81,7 +81,8 @@ def scan(project_id: int, defn: Mapping[str, Any]) -> Iterator[tuple[str, FlagRe
     key = defn["key"]
     for group_key, props in service().store.iter_groups(project_id, bucket_by):
         resolver.current = (bucket_by, group_key, props)
-        result = Evaluation(flags, Context(groups={bucket_by: group_key}, now=now), resolver).flag(key)
+        ctx = Context(groups={bucket_by: group_key}, now=now)
+        result = Evaluation(flags, ctx, resolver).flag(key)
         if result is not None:
             yield group_key, result
 
@@ -175,9 +176,6 @@ def explain_saved(ref: str) -> Response:
     project = admin_project()
     data = load(s.ExplainRequestSchema(), body())
     saved = stored_flag(project["id"], ref)
-    if "flag" in data:
-        defn = draft(project["id"], {**data["flag"], "key": saved["key"]})
-    else:
-        defn = saved
+    defn = draft(project["id"], {**data["flag"], "key": saved["key"]}) if "flag" in data else saved
     return _explain(project["id"], defn, data)
 

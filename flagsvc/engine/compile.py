@@ -9,8 +9,9 @@ returns the same problems as a list, for refusing a bad flag when it is saved.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .operators import FilterError, Matcher, build_matcher, resolve_operator
 
@@ -189,7 +190,8 @@ def _filter(raw: Any, where: str, errors: list[str]) -> Filter | None:
         errors.append(f"{where}: unusable value ({type(e).__name__}: {e})")
         return None
     negate = bool(raw.get("negate")) != negate
-    return Filter(source, key, op, group_type if source == "group" else None, matcher, negate, value)
+    return Filter(source, key, op, group_type if source == "group" else None, matcher, negate,
+                  value)
 
 
 def _compile(defn: Mapping[str, Any], errors: list[str]) -> CompiledFlag:
@@ -269,7 +271,8 @@ def _compile(defn: Mapping[str, Any], errors: list[str]) -> CompiledFlag:
         if not isinstance(cb, str):
             errors.append(f"{where}.bucket_by must be a group type name or $person")
             cb = bucket_by
-        compiled.append(Condition(tuple(filters), _rollout(c.get("rollout_percentage"), where, errors), variant, cb))
+        rollout = _rollout(c.get("rollout_percentage"), where, errors)
+        compiled.append(Condition(tuple(filters), rollout, variant, cb))
     if key in depends:
         errors.append("a flag cannot depend on itself")
     flag.conditions = tuple(compiled)

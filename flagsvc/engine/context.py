@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from types import MappingProxyType
+from collections.abc import Mapping
 from functools import partial
-from typing import Any, Mapping, NamedTuple, Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})  # shared, so it must never change
 

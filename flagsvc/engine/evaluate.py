@@ -8,7 +8,8 @@ one flag becomes `reason: error` for that flag only.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .compile import PERSON, CompiledFlag
 from .context import EMPTY, NULL_RESOLVER, Context, FlagResult, Resolver, new_result

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .compile import CompiledFlag, source_code
-from .context import Context, NULL_RESOLVER, Resolver
+from .context import NULL_RESOLVER, Context, Resolver
 from .evaluate import Evaluation
 from .hashing import bucket
 

@@ -18,7 +18,8 @@ other shape return None and take the general path.
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .compile import PERSON, CompiledFlag
 from .context import FlagResult
@@ -92,9 +93,10 @@ def build_fast(flag: CompiledFlag) -> tuple[FastPath, frozenset[str]] | None:
 
     src = _Source()
     names = src.names
-    names.update(_hash=_hash, _seed=VARIANT_SEED, _new=tuple.__new__, _FR=FlagResult, _hash_input=hash_input,
-                 _prefix=flag.namespace + ":", _ns=flag.namespace, _payloads=flag.payloads,
-                 _key=flag.key, _fid=flag.id, _version=flag.version, _bucket_by=bucket_by)
+    names.update(_hash=_hash, _seed=VARIANT_SEED, _new=tuple.__new__, _FR=FlagResult,
+                 _hash_input=hash_input, _prefix=flag.namespace + ":", _ns=flag.namespace,
+                 _payloads=flag.payloads, _key=flag.key, _fid=flag.id, _version=flag.version,
+                 _bucket_by=bucket_by)
     src.emit(0, "def fast(ident, props, now, inferred):")
     src.emit(1, "reason = 'no_condition_match'")
     src.emit(1, "data = None")

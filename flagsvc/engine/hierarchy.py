@@ -8,7 +8,7 @@ that cannot be found is None (the caller reports `no_group_type`).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from .context import Resolver
 

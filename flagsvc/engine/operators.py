@@ -14,8 +14,9 @@ import ipaddress
 import math
 import operator
 import re
-from datetime import date, datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
 
 import re2
 
@@ -99,7 +100,7 @@ def to_timestamp(x: Any) -> float | None:
     else:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     try:
         return dt.timestamp()
     except (OverflowError, OSError, ValueError):
@@ -153,9 +154,8 @@ def _exact(value: Any, ci: bool) -> Matcher:
                 n = to_number(v)
                 return n is not None and n in numbers
             return False
-        if numbers and not isinstance(v, bool) and isinstance(v, (int, float)):
-            if v in numbers:
-                return True
+        if numbers and not isinstance(v, bool) and isinstance(v, (int, float)) and v in numbers:
+            return True
         t = to_text(v)
         return (t.lower() if ci else t) in texts
 
@@ -249,7 +249,8 @@ def _date(before: bool) -> Callable[[Any, bool], Matcher]:
         else:
             ts = to_timestamp(value)
             if ts is None:
-                raise FilterError(f"not a date or relative date (-30d, -2w, -6m, -1y, -12h): {value!r}")
+                raise FilterError(
+                    f"not a date or relative date (-30d, -2w, -6m, -1y, -12h): {value!r}")
 
             def threshold(now: float) -> float:
                 return ts

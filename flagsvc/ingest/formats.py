@@ -33,9 +33,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -118,7 +119,7 @@ def parse_time(value: Any, what: str = "timestamp") -> float | None:
         except ValueError:
             raise EventError(f"{what} {value[:40]!r} is not an ISO-8601 time") from None
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
     raise EventError(f"{what} must be an ISO-8601 string, not {type(value).__name__}")
 

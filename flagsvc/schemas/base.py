@@ -59,7 +59,8 @@ class ErrorSchema(Schema):
 
     code = fields.String(required=True, metadata={"description": "stable machine-readable code"})
     message = fields.String(required=True)
-    detail = fields.String(required=True, metadata={"description": "same as message (PostHog SDKs)"})
+    detail = fields.String(required=True,
+                           metadata={"description": "same as message (PostHog SDKs)"})
     errors = fields.Raw(metadata={
         "description": "admin: field -> messages (validation errors); ingestion: the rejected "
                        "events, [{index, reason, message_id}]",

@@ -128,7 +128,7 @@ class ProjectPatchSchema(Schema):
     event_retention_days = fields.Integer(strict=True, validate=validate.Range(1, 3650))
 
 
-# ---------------------------------------------------------------- definitions (in-process evaluators)
+# -------------------------------------------------------- definitions (in-process evaluators)
 
 
 class DefinitionsProjectSchema(Schema):

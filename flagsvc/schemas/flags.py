@@ -44,8 +44,9 @@ def _flag_key(value: str) -> None:
 
 
 class PropertyFilterSchema(Schema):
-    type = fields.String(load_default="person", validate=validate.OneOf(["person", "group", "flag"]),
-                         metadata={"description": "person / group property, or another flag's value"})
+    type = fields.String(
+        load_default="person", validate=validate.OneOf(["person", "group", "flag"]),
+        metadata={"description": "person / group property, or another flag's value"})
     group_type = GroupTypeName(allow_none=True, metadata={"description": "required for type group"})
     key = fields.String(required=True, validate=validate.Length(1, 400))
     operator = fields.String(load_default="exact", validate=validate.OneOf(OPERATOR_NAMES))
@@ -118,7 +119,8 @@ class FlagSchema(Schema):
     # while [] means "no condition ever matches".
     conditions = fields.List(fields.Nested(ConditionSchema))
     variants = fields.List(fields.Nested(VariantSchema), dump_default=list)
-    payloads = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), dump_default=dict)
+    payloads = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True),
+                           dump_default=dict)
     version = fields.Integer(required=True)
     deleted = fields.Boolean(dump_default=False)
     created_at = Timestamp()
@@ -190,8 +192,9 @@ class PreviewSchema(Schema):
     bucket_by = fields.String()
     total = fields.Integer(metadata={"description": "groups of the bucket_by type evaluated"})
     enabled = fields.Integer(metadata={"description": "groups the flag is on for"})
-    counts = fields.Dict(keys=fields.String(), values=fields.Integer(),
-                         metadata={"description": "\"false\" and \"true\" or each variant -> groups"})
+    counts = fields.Dict(
+        keys=fields.String(), values=fields.Integer(),
+        metadata={"description": "\"false\" and \"true\" or each variant -> groups"})
     reasons = fields.Dict(keys=fields.String(), values=fields.Integer())
     sample = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
                          metadata={"description": "\"true\" or variant -> first 10 group keys"})
@@ -226,13 +229,16 @@ class ContextSchema(Schema):
     class Meta:
         unknown = EXCLUDE  # decide bodies carry api_key etc.; explain ignores them
 
-    distinct_id = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=400))
-    groups = fields.Dict(keys=GroupTypeName(), values=fields.String(validate=validate.Length(1, 400)),
+    distinct_id = fields.String(allow_none=True, load_default=None,
+                                validate=validate.Length(max=400))
+    groups = fields.Dict(keys=GroupTypeName(),
+                         values=fields.String(validate=validate.Length(1, 400)),
                          load_default=dict)
     person_properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True),
                                     load_default=dict)
     group_properties = fields.Dict(
-        keys=fields.String(), values=fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True)),
+        keys=fields.String(),
+        values=fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True)),
         load_default=dict)
 
 
@@ -274,8 +280,9 @@ class ExplainSchema(Schema):
     error = fields.String(allow_none=True)
     bucket_by = fields.String()
     group_key = fields.String(allow_none=True, metadata={"description": "the identifier hashed"})
-    inferred_from = fields.List(fields.List(fields.String()), allow_none=True,
-                                metadata={"description": "[type, key] path walked up the hierarchy"})
+    inferred_from = fields.List(
+        fields.List(fields.String()), allow_none=True,
+        metadata={"description": "[type, key] path walked up the hierarchy"})
     bucket = fields.Integer(allow_none=True)
     payload = fields.Raw(allow_none=True)
     conditions = fields.List(fields.Nested(ExplainConditionSchema))

@@ -5,7 +5,16 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .db import BUSY_TIMEOUT_MS, Conflict, ConnectionPool, LimitExceeded, NotFound, StoreError, migrate, transaction
+from .db import (
+    BUSY_TIMEOUT_MS,
+    Conflict,
+    ConnectionPool,
+    LimitExceeded,
+    NotFound,
+    StoreError,
+    migrate,
+    transaction,
+)
 from .flags import FlagsMixin
 from .groups import GroupsMixin
 from .ingest import IngestMixin
@@ -25,7 +34,7 @@ class Store(ProjectsMixin, FlagsMixin, GroupsMixin, IngestMixin):
         if migrate_now:
             self.migrate()
 
-    def reader(self, busy_timeout_ms: int) -> "Store":
+    def reader(self, busy_timeout_ms: int) -> Store:
         """The same database through connections of their own with another busy timeout
         (the decide path reads with a short one; see service.py)."""
         return Store(self.path, self.synchronous, migrate_now=False,

@@ -65,13 +65,16 @@ class FlagsMixin:
         with transaction(conn):
             try:
                 cur = conn.execute(
-                    "INSERT INTO flags (project_id, key, definition, version, created_at, updated_at) "
-                    "VALUES (?, ?, ?, 1, ?, ?)", (project_id, flag["key"], _definition(flag), now, now))
+                    "INSERT INTO flags "
+                    "(project_id, key, definition, version, created_at, updated_at) "
+                    "VALUES (?, ?, ?, 1, ?, ?)",
+                    (project_id, flag["key"], _definition(flag), now, now))
             except sqlite3.IntegrityError:
                 deleted = conn.execute(
                     "SELECT deleted_at IS NOT NULL FROM flags WHERE project_id = ? AND key = ?",
                     (project_id, flag["key"])).fetchone()
-                hint = " (a deleted flag has it: restore it instead)" if deleted and deleted[0] else ""
+                hint = (" (a deleted flag has it: restore it instead)"
+                        if deleted and deleted[0] else "")
                 raise Conflict(f"a flag with key {flag['key']!r} already exists{hint}") from None
             created = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
                                              (cur.lastrowid,)).fetchone())
@@ -95,7 +98,8 @@ class FlagsMixin:
                 raise Conflict("a flag's key cannot be changed")
             merged = {**before, **changes}
             conn.execute(
-                "UPDATE flags SET definition = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                "UPDATE flags SET definition = ?, version = version + 1, updated_at = ? "
+                "WHERE id = ?",
                 (_definition(merged), time.time(), before["id"]))
             after = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
                                            (before["id"],)).fetchone())
@@ -122,7 +126,8 @@ class FlagsMixin:
                 raise Conflict(f"flag {before['key']!r} is at version {before['version']}, "
                                f"not {expected_version}")
             conn.execute(
-                "UPDATE flags SET deleted_at = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                "UPDATE flags SET deleted_at = ?, version = version + 1, updated_at = ? "
+                "WHERE id = ?",
                 (time.time() if deleted else None, time.time(), before["id"]))
             after = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
                                            (before["id"],)).fetchone())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from .db import NotFound, dumps, loads
+from .db import NotFound, loads
 
 
 def _group(row: tuple) -> dict[str, Any]:
@@ -23,7 +24,8 @@ class GroupsMixin:
 
     def group_properties(self, project_id: int, group_type: str, key: str) -> dict | None:
         row = self.conn().execute(
-            "SELECT properties FROM groups WHERE project_id = ? AND group_type = ? AND group_key = ?",
+            "SELECT properties FROM groups "
+            "WHERE project_id = ? AND group_type = ? AND group_key = ?",
             (project_id, group_type, key)).fetchone()
         return loads(row[0]) if row else None
 
@@ -77,8 +79,9 @@ class GroupsMixin:
         group["members"] = [
             {"distinct_id": d, "first_seen": f, "last_seen": last}
             for d, f, last in conn.execute(
-                "SELECT (SELECT distinct_id FROM person_distinct_ids p WHERE p.person_id = m.person_id "
-                "ORDER BY rowid LIMIT 1), m.first_seen, m.last_seen FROM memberships m "
+                "SELECT (SELECT distinct_id FROM person_distinct_ids p "
+                "WHERE p.person_id = m.person_id ORDER BY rowid LIMIT 1), "
+                "m.first_seen, m.last_seen FROM memberships m "
                 "WHERE m.group_id = ? ORDER BY m.last_seen DESC LIMIT ?", (group["id"], members))]
         group["recent_events"] = [
             {"event": e, "type": t, "distinct_id": d, "timestamp": ts,
@@ -110,7 +113,8 @@ class GroupsMixin:
         conn = self.conn()
         total = conn.execute(f"SELECT count(*) FROM groups WHERE {clause}", args).fetchone()[0]
         rows = conn.execute(f"SELECT {_GCOLS} FROM groups WHERE {clause} "
-                            "ORDER BY group_type, group_key LIMIT ? OFFSET ?", (*args, limit, offset))
+                            "ORDER BY group_type, group_key LIMIT ? OFFSET ?",
+                            (*args, limit, offset))
         return [_group(r) for r in rows], total
 
     def iter_groups(self, project_id: int, group_type: str) -> Iterator[tuple[str, dict]]:
@@ -153,10 +157,12 @@ class GroupsMixin:
             raise NotFound(f"person {distinct_id!r} does not exist")
         pid, props, created, last_seen = row
         ids = [r[0] for r in conn.execute(
-            "SELECT distinct_id FROM person_distinct_ids WHERE person_id = ? ORDER BY rowid", (pid,))]
+            "SELECT distinct_id FROM person_distinct_ids WHERE person_id = ? ORDER BY rowid",
+            (pid,))]
         groups = [{"group_type": t, "group_key": k, "first_seen": f, "last_seen": last}
                   for t, k, f, last in conn.execute(
-                      "SELECT g.group_type, g.group_key, m.first_seen, m.last_seen FROM memberships m "
+                      "SELECT g.group_type, g.group_key, m.first_seen, m.last_seen "
+                      "FROM memberships m "
                       "JOIN groups g ON g.id = m.group_id WHERE m.person_id = ? "
                       "ORDER BY g.group_type, g.group_key", (pid,))]
         return {"id": pid, "distinct_ids": ids, "properties": loads(props),

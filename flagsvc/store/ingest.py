@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from ..ingest.model import Call, IngestResult
 from .db import LimitExceeded, dumps, loads, transaction
@@ -195,10 +196,10 @@ class _Batch:
             parent = self.parent_of(node[0], row)
             if parent is None or parent in chain:
                 break
-            if parent not in self.groups:
-                # Activity does not create a parent nobody has described.
-                if parent in self.absent or not self.load_groups({parent}, create=False):
-                    break
+            # Activity does not create a parent nobody has described.
+            if parent not in self.groups and (
+                    parent in self.absent or not self.load_groups({parent}, create=False)):
+                break
             chain.append(parent)
             node, row = parent, self.group(*parent)
         return chain
@@ -207,8 +208,8 @@ class _Batch:
         missing = [d for d in distinct_ids if d not in self.persons and d not in self.no_person]
         for chunk in _chunks(missing):
             rows = self.conn.execute(
-                "SELECT d.distinct_id, p.id, p.properties, p.property_ts, p.created_at, p.last_seen "
-                "FROM person_distinct_ids d JOIN persons p ON p.id = d.person_id WHERE "
+                "SELECT d.distinct_id, p.id, p.properties, p.property_ts, p.created_at, "
+                "p.last_seen FROM person_distinct_ids d JOIN persons p ON p.id = d.person_id WHERE "
                 f"d.project_id = ? AND d.distinct_id IN ({','.join('?' * len(chunk))})",
                 (self.pid, *chunk))
             for did, pid, props, stamps, created, seen in rows:
@@ -247,27 +248,26 @@ class _Batch:
             self.alias(call.distinct_id, call.previous_id, ts)
         touched: list[tuple[str, str]] = []
         gtype = call.group_type or self.default_type
-        if call.kind == "group" and call.group_key:
-            if self.type_ok(gtype):
-                row = self.group(gtype, call.group_key)
-                row.changed |= apply_set(row.properties, row.stamps, call.group_set, ts)
-                row.changed |= apply_unset(row.properties, row.stamps, call.group_unset, ts)
-                if call.parent_key is not None and (row.parent_ts is None or row.parent_ts <= ts):
-                    if call.parent_type and not self.type_ok(call.parent_type):
-                        pass
-                    elif (call.parent_type or gtype, call.parent_key) == (gtype, call.group_key):
-                        self.result.warnings.append(
-                            f"ignored parent of {gtype}/{call.group_key}: a group "
-                            "cannot be its own parent")
-                    else:
-                        row.changed |= (row.parent_key, row.parent_type) != (
-                            call.parent_key or None, call.parent_type or None)
-                        row.parent_key = call.parent_key or None
-                        row.parent_type = call.parent_type or None
-                        row.parent_ts = ts
-                row.dirty = True
-                if call.distinct_id:
-                    touched.append((gtype, call.group_key))
+        if call.kind == "group" and call.group_key and self.type_ok(gtype):
+            row = self.group(gtype, call.group_key)
+            row.changed |= apply_set(row.properties, row.stamps, call.group_set, ts)
+            row.changed |= apply_unset(row.properties, row.stamps, call.group_unset, ts)
+            if call.parent_key is not None and (row.parent_ts is None or row.parent_ts <= ts):
+                if call.parent_type and not self.type_ok(call.parent_type):
+                    pass
+                elif (call.parent_type or gtype, call.parent_key) == (gtype, call.group_key):
+                    self.result.warnings.append(
+                        f"ignored parent of {gtype}/{call.group_key}: a group "
+                        "cannot be its own parent")
+                else:
+                    row.changed |= (row.parent_key, row.parent_type) != (
+                        call.parent_key or None, call.parent_type or None)
+                    row.parent_key = call.parent_key or None
+                    row.parent_type = call.parent_type or None
+                    row.parent_ts = ts
+            row.dirty = True
+            if call.distinct_id:
+                touched.append((gtype, call.group_key))
         for t, k in call.groups.items():
             if self.type_ok(t):
                 touched.append((t, k))
@@ -380,14 +380,16 @@ class _Batch:
                              (row.id, other.id))
                 conn.execute(
                     "INSERT INTO memberships (person_id, group_id, first_seen, last_seen) "
-                    "SELECT ?, group_id, first_seen, last_seen FROM memberships WHERE person_id = ? "
+                    "SELECT ?, group_id, first_seen, last_seen FROM memberships "
+                    "WHERE person_id = ? "
                     "ON CONFLICT (person_id, group_id) DO UPDATE SET "
                     "first_seen = MIN(first_seen, excluded.first_seen), "
                     "last_seen = MAX(last_seen, excluded.last_seen)", (row.id, other.id))
                 conn.execute("DELETE FROM memberships WHERE person_id = ?", (other.id,))
                 conn.execute("DELETE FROM persons WHERE id = ?", (other.id,))
         conn.executemany(
-            "INSERT INTO memberships (person_id, group_id, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+            "INSERT INTO memberships (person_id, group_id, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?) "
             "ON CONFLICT (person_id, group_id) DO UPDATE SET "
             "first_seen = MIN(first_seen, excluded.first_seen), "
             "last_seen = MAX(last_seen, excluded.last_seen)",
@@ -395,7 +397,8 @@ class _Batch:
              for first, last, person, node in self.memberships.values()])
         self.log_changes()
         conn.executemany(
-            "INSERT OR IGNORE INTO events (project_id, message_id, type, event, distinct_id, groups, "
+            "INSERT OR IGNORE INTO events "
+            "(project_id, message_id, type, event, distinct_id, groups, "
             "properties, timestamp, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(pid, c.message_id, c.kind, c.event, c.distinct_id,
               dumps(_event_groups(c, self.default_type)) if (c.groups or c.group_key) else None,

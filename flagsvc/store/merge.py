@@ -20,7 +20,8 @@ held the key is not remembered (that would need unbounded history).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 Stamp = float | list
 
@@ -59,7 +60,8 @@ def apply_set_once(props: dict[str, Any], stamps: dict[str, Stamp], values: Mapp
         if prev is not None and prev > ts:
             continue  # a later $set or $unset decides the key
         if k in props and (once is None or once <= ts):
-            continue  # present from a $set, or from an earlier (or tied, earlier-received) $set_once
+            # present from a $set, or from an earlier (or tied, earlier-received) $set_once
+            continue
         if k not in props or props[k] != v:
             changed = True
         props[k] = v

@@ -52,7 +52,8 @@ class ProjectsMixin:
         try:
             with transaction(conn):
                 cur = conn.execute(
-                    "INSERT INTO projects (name, api_token, hash_salt, created_at) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO projects (name, api_token, hash_salt, created_at) "
+                    "VALUES (?, ?, ?, ?)",
                     (name, api_token, secrets.token_hex(16), now))
                 pid = cur.lastrowid
                 for kind, tok in (("api", api_token), ("secret", secret_key)):
@@ -80,7 +81,8 @@ class ProjectsMixin:
             return None
         digest = token_hash(token)
         row = self.conn().execute(
-            "SELECT project_id, token_hash, expires_at FROM tokens WHERE token_hash = ? AND kind = ?",
+            "SELECT project_id, token_hash, expires_at FROM tokens "
+            "WHERE token_hash = ? AND kind = ?",
             (digest, kind)).fetchone()
         if row is None or not hmac.compare_digest(row[1], digest):
             return None
@@ -124,18 +126,21 @@ class ProjectsMixin:
         if sets:
             conn = self.conn()
             with transaction(conn):
-                conn.execute(f"UPDATE projects SET {', '.join(sets)} WHERE id = ?", (*args, project_id))
+                conn.execute(f"UPDATE projects SET {', '.join(sets)} WHERE id = ?",
+                             (*args, project_id))
         project = self.get_project(project_id)
         if project is None:
             raise NotFound(f"project {project_id} does not exist")
         return project
 
     def hash_salt(self, project_id: int) -> str:
-        row = self.conn().execute("SELECT hash_salt FROM projects WHERE id = ?", (project_id,)).fetchone()
+        row = self.conn().execute("SELECT hash_salt FROM projects WHERE id = ?",
+                                  (project_id,)).fetchone()
         return row[0] if row else ""
 
     def flags_rev(self, project_id: int) -> int:
-        row = self.conn().execute("SELECT flags_rev FROM projects WHERE id = ?", (project_id,)).fetchone()
+        row = self.conn().execute("SELECT flags_rev FROM projects WHERE id = ?",
+                                  (project_id,)).fetchone()
         return row[0] if row else -1
 
     # ------------------------------------------------------------ group types
@@ -162,8 +167,8 @@ class ProjectsMixin:
             raise LimitExceeded(
                 f"a project has at most {MAX_GROUP_TYPES} group types; {name!r} would be the "
                 f"{len(used) + 1}th")
-        conn.execute("INSERT INTO group_types (project_id, name, idx, created_at) VALUES (?, ?, ?, ?)",
-                     (project_id, name, free[0], time.time()))
+        conn.execute("INSERT INTO group_types (project_id, name, idx, created_at) "
+                     "VALUES (?, ?, ?, ?)", (project_id, name, free[0], time.time()))
         return free[0]
 
     def create_group_type(self, project_id: int, name: str) -> dict[str, Any]:

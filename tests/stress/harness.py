@@ -8,6 +8,7 @@ database afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -59,14 +60,13 @@ class Server:
     def log_paths(self) -> list[Path]:
         return sorted(self.log_dir.glob("server-*.log"))
 
-    def start(self, timeout: float = 30.0) -> "Server":
+    def start(self, timeout: float = 30.0) -> Server:
         self.starts += 1
-        log = open(self.log_dir / f"server-{self.port}-{self.starts}.log", "wb")
-        self.proc = subprocess.Popen(
-            [flagsvc_bin(), "serve", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(self.workers)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        with open(self.log_dir / f"server-{self.port}-{self.starts}.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [flagsvc_bin(), "serve", "--bind", f"127.0.0.1:{self.port}",
+                 "--workers", str(self.workers)],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -93,10 +93,8 @@ class Server:
         """SIGKILL the whole process group (arbiter and every worker), as a crash would."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=10)
         self._reap_group()
 
@@ -129,7 +127,7 @@ class Server:
     def logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.log_paths)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
