@@ -70,7 +70,9 @@ class Evaluation:
         found = self.group_key(group_type)  # type: ignore[arg-type]
         if found is None:
             return None
-        stored = self._lookup(self.resolver.group_properties, group_type, found[0])
+        # group_key() found a group, so group_type is a name here
+        stored = self._lookup(self.resolver.group_properties, group_type,  # type: ignore[arg-type]
+                              found[0])
         given = self.ctx.group_properties.get(group_type)  # type: ignore[arg-type]
         if not given:
             return stored
@@ -272,6 +274,7 @@ def evaluate(
         # The common case without any per-call set-up: the request names the bucket's
         # group (or person) and gives every property the flag reads (or there is no store).
         bucket_by = flag.bucket_by
+        given: Mapping[str, Any] | None  # (a local annotation: no run-time cost)
         if bucket_by == PERSON:
             ident, given = ctx.distinct_id, ctx.person_properties
         else:
