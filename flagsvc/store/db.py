@@ -19,9 +19,10 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from importlib import resources
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 
@@ -123,12 +124,14 @@ def migration_names() -> list[tuple[str, str]]:
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply the migrations not yet recorded, each in its own transaction; returns their names."""
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
     )
     applied = []
     for name, sql in migration_names():
         with transaction(conn):
-            done = conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)).fetchone()
+            done = conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?",
+                                (name,)).fetchone()
             if done:
                 continue
             for statement in _statements(sql):
@@ -194,7 +197,5 @@ class ConnectionPool:
 
 
 def _close(conn: sqlite3.Connection) -> None:
-    try:
+    with suppress(sqlite3.Error):
         conn.close()
-    except sqlite3.Error:
-        pass
