@@ -143,12 +143,8 @@ def check_flag(project_id: int, defn: dict[str, Any]) -> None:
                     and f.get("key") != defn["key"]):
                 errors.setdefault(f"{where}.key", []).append(
                     f"depends on flag {f.get('key')!r}, which does not exist")
-            operator = str(f.get("operator") or "exact").lower()
-            if (f.get("type", "person") != "flag" and f.get("key") in hashed
-                    and operator not in privacy.EQUALITY_OPERATORS | {"is_set", "is_not_set"}):
-                errors.setdefault(f"{where}.operator", []).append(
-                    f"{f.get('key')!r} is a private property stored as a keyed hash: only "
-                    "exact, is_not, is_set and is_not_set can target it")
+    for where, message in privacy.hashed_key_problems(defn, hashed).items():
+        errors.setdefault(where, []).append(message)
     if not errors:
         compiled = compile_flags([*others, defn]).get(defn["key"])
         if compiled is not None and compiled.error:

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, request
 
 from .. import schemas as s
+from ..ingest import privacy
 from ..errors import NotFoundError, ValidationFailed
 from ..store import LimitExceeded, NotFound
 from .adminlib import body, bp, json_response, load, query
@@ -125,5 +126,15 @@ def update_project() -> Response:
                 store.create_group_type(project["id"], changes["default_group_type"])
             except (LimitExceeded, ValueError) as e:
                 raise ValidationFailed(str(e), errors={"default_group_type": [str(e)]}) from None
+    if "private_properties" in changes:
+        keys = privacy.hashed_keys(privacy.policy_of(changes["private_properties"]))
+        broken = {f"flags.{f['key']}.{where}": [message]
+                  for f in store.list_flags(project["id"])
+                  for where, message in privacy.hashed_key_problems(f, keys).items()}
+        if broken:
+            raise ValidationFailed(
+                "these flags could no longer match once those properties are stored as keyed "
+                "hashes; change them first", errors=broken)
+    # A new policy also rewrites what is already stored (Store.update_project).
     updated = store.update_project(project["id"], **changes)
     return json_response(s.ProjectSchema().dump(updated))

@@ -106,10 +106,15 @@ def parse_time(value: Any, what: str = "timestamp") -> float | None:
     when it is too large to be seconds); None for a missing value; EventError otherwise."""
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        if len(value.strip()) > 20:
+            raise EventError(f"{what} {value[:40]!r} is not a time")
         value = int(value.strip())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise EventError(f"{what} is out of range") from None
         if not math.isfinite(seconds):
             raise EventError(f"{what} is not a finite number")
         return seconds / 1000.0 if abs(seconds) >= 1e11 else seconds
@@ -265,9 +270,13 @@ def _each(items: list[Any], one: Callable[[Any], Call], id_key: str, opts: Optio
     parsed = Parsed()
     for i, item in enumerate(items):
         try:
-            parsed.calls.append(privacy.scrub_call(one(item), opts.private, opts.salt))
-        except EventError as e:
-            rejection: dict[str, Any] = {"index": i, "reason": str(e)}
+            # Private properties are scrubbed by Store.ingest, inside its transaction, with
+            # the policy current at commit time.
+            parsed.calls.append(one(item))
+        except Exception as e:  # one malformed event never costs the batch its good events
+            reason = str(e) if isinstance(e, EventError) else (
+                f"malformed event ({type(e).__name__})")
+            rejection: dict[str, Any] = {"index": i, "reason": reason}
             if isinstance(item, dict) and isinstance(item.get(id_key), str):
                 rejection["message_id"] = item[id_key][:MAX_ID_LENGTH]
             parsed.rejected.append(rejection)

@@ -54,21 +54,23 @@ def hash_value(salt: str, value: Any) -> str:
     return HASH_PREFIX + hmac.new(salt.encode("utf-8"), data, hashlib.sha256).hexdigest()
 
 
-def scrub(value: Any, policy: Policy, salt: str) -> Any:
+def scrub(value: Any, policy: Policy, salt: str, skip_hashed: bool = False) -> Any:
     """`value` with every private key dropped or hashed, at any depth (a new object; the
-    input is not changed). Callers bound the nesting depth beforehand."""
+    input is not changed). Callers bound the nesting depth beforehand. `skip_hashed`: leave
+    values that already are keyed hashes alone (rewriting stored data twice is harmless)."""
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
             action = policy.get(k)
             if action is None:
-                out[k] = scrub(v, policy, salt)
+                out[k] = scrub(v, policy, salt, skip_hashed)
             elif action == "hash":
-                out[k] = None if v is None else hash_value(salt, v)
+                already = skip_hashed and isinstance(v, str) and v.startswith(HASH_PREFIX)
+                out[k] = v if v is None or already else hash_value(salt, v)
             # "drop": leave it out
         return out
     if isinstance(value, list):
-        return [scrub(v, policy, salt) for v in value]
+        return [scrub(v, policy, salt, skip_hashed) for v in value]
     return value
 
 
@@ -136,3 +138,30 @@ def hash_given(props: Any, keys: frozenset[str], salt: str) -> Any:
     return {k: (hash_value(salt, v) if k in keys and v is not None
                 and not (isinstance(v, str) and v.startswith(HASH_PREFIX)) else v)
             for k, v in props.items()}
+
+
+def hashed_key_problems(defn: Mapping[str, Any], keys: frozenset[str]) -> dict[str, str]:
+    """Filters of a flag that a keyed hash defeats: {where: message}. Only equality
+    (exact / is_not and aliases, without case_insensitive) and presence can target a
+    hashed key."""
+    problems: dict[str, str] = {}
+    if not keys:
+        return problems
+    for i, cond in enumerate(defn.get("conditions") or []):
+        if not isinstance(cond, Mapping):
+            continue
+        for j, f in enumerate(cond.get("properties") or []):
+            if not isinstance(f, Mapping) or f.get("type", "person") == "flag" \
+                    or f.get("key") not in keys:
+                continue
+            operator = str(f.get("operator") or "exact").lower()
+            where = f"conditions[{i}].properties[{j}]"
+            if operator not in EQUALITY_OPERATORS | {"is_set", "is_not_set"}:
+                problems[f"{where}.operator"] = (
+                    f"{f.get('key')!r} is a private property stored as a keyed hash: only "
+                    "exact, is_not, is_set and is_not_set can target it")
+            elif f.get("case_insensitive") and operator not in ("is_set", "is_not_set"):
+                problems[f"{where}.case_insensitive"] = (
+                    f"{f.get('key')!r} is stored as a keyed hash: it can only be compared "
+                    "exactly (case_insensitive cannot apply)")
+    return problems

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..ingest import privacy
 from ..ingest.model import Call, IngestResult
 from .db import LimitExceeded, dumps, loads, transaction
 from .merge import apply_set, apply_set_once, apply_unset, merge_into
@@ -62,9 +63,14 @@ class _Batch:
         self.key_types: dict[str, list[tuple[str, float]]] = {}  # stored types of a key
         self.no_person: set[str] = set()  # distinct ids known to have no stored person
         self.result = IngestResult()
-        row = conn.execute("SELECT default_group_type FROM projects WHERE id = ?",
-                           (project_id,)).fetchone()
+        row = conn.execute("SELECT default_group_type, private_properties, hash_salt "
+                           "FROM projects WHERE id = ?", (project_id,)).fetchone()
         self.default_type: str = row[0] if row else "organization"
+        # The privacy policy as of this transaction: a policy changed after the request was
+        # parsed still applies to what this batch stores (Store.update_project rewrites the
+        # stored data under the same write lock).
+        self.policy = privacy.policy_of(loads(row[1])) if row else {}
+        self.salt: str = row[2] if row else ""
 
     # ------------------------------------------------------------ group types
 
@@ -434,6 +440,9 @@ class IngestMixin:
         with transaction(conn):
             batch = _Batch(self, conn, project_id)
             fresh = self._fresh(conn, project_id, calls, batch.result)
+            if batch.policy:
+                for call in fresh:
+                    privacy.scrub_call(call, batch.policy, batch.salt)
             batch.prefetch(fresh)
             for call in fresh:
                 batch.apply(call)

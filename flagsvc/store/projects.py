@@ -128,10 +128,50 @@ class ProjectsMixin:
             with transaction(conn):
                 conn.execute(f"UPDATE projects SET {', '.join(sets)} WHERE id = ?",
                              (*args, project_id))
+                if "private_properties" in settings:
+                    self._apply_privacy(conn, project_id, settings["private_properties"])
         project = self.get_project(project_id)
         if project is None:
             raise NotFound(f"project {project_id} does not exist")
         return project
+
+    def _apply_privacy(self, conn: sqlite3.Connection, project_id: int, raw_policy: Any) -> None:
+        """Make what is already stored obey a new privacy policy: private keys dropped or
+        replaced by their keyed hash in group, person and event properties, in the same
+        transaction as the policy itself. (Hashing cannot be undone: removing a key from the
+        policy leaves its stored values hashed.)"""
+        from ..ingest import privacy
+
+        policy = privacy.policy_of(raw_policy)
+        if not policy:
+            return
+        salt = conn.execute("SELECT hash_salt FROM projects WHERE id = ?",
+                            (project_id,)).fetchone()[0]
+        now = time.time()
+        # A cheap text prefilter: only rows whose JSON mentions one of the keys are parsed.
+        like = " OR ".join("instr(properties, ?) > 0" for _ in policy)
+        needles = [json.dumps(k) for k in policy]
+        for table in ("groups", "persons", "events"):
+            rows = conn.execute(f"SELECT id, properties FROM {table} WHERE project_id = ? "
+                                f"AND ({like})", (project_id, *needles)).fetchall()
+            updates = []
+            for rid, props in rows:
+                before = json.loads(props)
+                after = privacy.scrub(before, policy, salt, skip_hashed=True)
+                if after != before:
+                    updates.append((json.dumps(after), rid))
+            conn.executemany(f"UPDATE {table} SET properties = ? WHERE id = ?", updates)
+            ids = [(rid,) for _, rid in updates]
+            if table == "groups":
+                conn.executemany(
+                    "INSERT INTO changes (project_id, kind, group_type, key, created_at) "
+                    "SELECT project_id, 'group', group_type, group_key, ? FROM groups "
+                    "WHERE id = ?", [(now, *i) for i in ids])
+            elif table == "persons":
+                conn.executemany(
+                    "INSERT INTO changes (project_id, kind, group_type, key, created_at) "
+                    "SELECT project_id, 'person', NULL, distinct_id, ? FROM person_distinct_ids "
+                    "WHERE person_id = ?", [(now, *i) for i in ids])
 
     def hash_salt(self, project_id: int) -> str:
         row = self.conn().execute("SELECT hash_salt FROM projects WHERE id = ?",
