@@ -14,6 +14,7 @@ from flask import Response
 from .. import schemas as s
 from ..engine import Context, Evaluation, FlagResult, compile_flags, explain
 from ..errors import ValidationFailed
+from ..ingest.privacy import hash_flag
 from ..service import make_context
 from .adminlib import body, bp, check_flag, json_response, load, query, stored_flag
 from .common import admin_project, service
@@ -62,9 +63,12 @@ class ScanResolver:
 
 
 def compiled_with(project_id: int, defn: Mapping[str, Any]) -> dict[str, Any]:
-    """The project's flags compiled with `defn` in place of the stored flag of its key."""
-    others = [f for f in service().flag_set(project_id).definitions if f["key"] != defn["key"]]
-    return compile_flags([*others, defn])
+    """The project's flags compiled with `defn` in place of the stored flag of its key, as
+    decide compiles them (values compared with hashed private keys hashed)."""
+    flag_set = service().flag_set(project_id)
+    others = [f for f in flag_set.definitions if f["key"] != defn["key"]]
+    return compile_flags(hash_flag(d, flag_set.private_keys, flag_set.salt)
+                         for d in [*others, defn])
 
 
 def scan(project_id: int, defn: Mapping[str, Any]) -> Iterator[tuple[str, FlagResult]]:
@@ -155,6 +159,7 @@ def flag_groups(ref: str) -> Response:
 def _explain(project_id: int, defn: Mapping[str, Any], data: Mapping[str, Any]) -> Response:
     ctx = make_context(data.get("distinct_id"), data.get("groups"), data.get("person_properties"),
                        data.get("group_properties"))
+    ctx = service().flag_set(project_id).prepare(ctx)  # request values hashed as decide does
     out = explain(compiled_with(project_id, defn), defn["key"], ctx, service().resolver(project_id))
     return json_response(s.ExplainSchema().dump(out))
 

@@ -297,6 +297,7 @@ class _Batch:
         if other is None:
             target.extra.setdefault("new_ids", []).append(previous_id)
             self.persons[previous_id] = target
+            target.changed = True  # a distinct id that had no person now has one
             return
         if other is target:
             return
@@ -415,8 +416,13 @@ class _Batch:
         """Append what flag evaluation could see differently to the change log (0002)."""
         rows = [(self.pid, "group", t, k, self.now)
                 for (t, k), row in self.groups.items() if row.changed]
-        rows += [(self.pid, "person", None, did, self.now)
-                 for did, row in self.persons.items() if row.changed]
+        # Every distinct id of a changed person, not only those in this batch: a cache keyed
+        # by another of its ids (an alias) must be evicted too.
+        changed_ids = {row.id for row in self.persons.values() if row.changed}
+        for chunk in _chunks(sorted(i for i in changed_ids if i is not None)):
+            rows += [(self.pid, "person", None, did, self.now) for (did,) in self.conn.execute(
+                "SELECT distinct_id FROM person_distinct_ids WHERE project_id = ? AND person_id "
+                f"IN ({','.join('?' * len(chunk))})", (self.pid, *chunk))]
         self.conn.executemany("INSERT INTO changes (project_id, kind, group_type, key, created_at) "
                               "VALUES (?, ?, ?, ?, ?)", rows)
         if rows:  # keep the newest CHANGES_KEPT rows (a reader further behind starts afresh)

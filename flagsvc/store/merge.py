@@ -44,7 +44,7 @@ def apply_set(props: dict[str, Any], stamps: dict[str, Stamp], values: Mapping[s
         prev = clock(stamps.get(k))
         if prev is not None and prev > ts:
             continue
-        if k not in props or props[k] != v:
+        if k not in props or _differs(props[k], v):
             changed = True
         props[k] = v
         stamps[k] = ts
@@ -62,7 +62,7 @@ def apply_set_once(props: dict[str, Any], stamps: dict[str, Stamp], values: Mapp
         if k in props and (once is None or once <= ts):
             # present from a $set, or from an earlier (or tied, earlier-received) $set_once
             continue
-        if k not in props or props[k] != v:
+        if k not in props or _differs(props[k], v):
             changed = True
         props[k] = v
         stamps[k] = [prev, ts]
@@ -121,3 +121,8 @@ def merge_into(props: dict[str, Any], stamps: dict[str, Stamp], other_props: Map
         else:
             stamps.pop(k, None)
     return changed
+
+
+def _differs(old: Any, new: Any) -> bool:
+    """A change, type included: 1 -> True or 1 -> 1.0 is a change (operators see it)."""
+    return type(old) is not type(new) or old != new
