@@ -80,8 +80,9 @@ def json_response(data: Any, status: int = 200, etag: int | str | None = None) -
 
 
 def flag_ref(ref: str) -> int | str:
-    """A numeric path segment is a flag id, anything else a key (keys are never all digits)."""
-    return int(ref) if ref.isdigit() else ref
+    """A numeric path segment is a flag id, anything else a key (keys are never all digits;
+    an id past SQLite's integers cannot exist, so it is looked up as a key and not found)."""
+    return int(ref) if ref.isdigit() and int(ref) <= 2**63 - 1 else ref
 
 
 def stored_flag(project_id: int, ref: str) -> dict[str, Any]:

@@ -103,6 +103,8 @@ def _store(project: dict[str, Any], parsed: formats.Parsed) -> IngestResult:
     EVENTS.labels("stored").inc(result.stored)
     if result.duplicates:
         EVENTS.labels("duplicate").inc(result.duplicates)
+    if result.dropped:
+        EVENTS.labels("dropped_group_reference").inc(result.dropped)
     if result.warnings:
         log.warning("ingestion warnings: %s", "; ".join(result.warnings),
                     extra={"project": project["id"]})
@@ -115,6 +117,8 @@ def _reply(base: dict[str, Any], parsed: formats.Parsed, result: IngestResult) -
         out["rejected"] = parsed.rejected
     if result.warnings:
         out["warnings"] = result.warnings
+    if result.dropped:
+        out["dropped"] = result.dropped  # references to a refused group type
     return out
 
 

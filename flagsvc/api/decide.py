@@ -43,7 +43,9 @@ def reason_json(r: FlagResult) -> dict[str, Any]:
     if r.reason == "condition_match":
         desc = f"Matched condition set {(r.condition_index or 0) + 1}"
     elif r.reason == "error":
-        desc = f"Error: {r.error}" if r.error else "Error"
+        # The detail (a compile error, a dependency cycle) is for the admin API's explain,
+        # not for every browser that asks for flags.
+        desc = "This flag could not be evaluated; see the admin API's explain for why"
     else:
         desc = _DESCRIPTIONS.get(r.reason, r.reason)
     return {"code": r.reason, "condition_index": r.condition_index, "description": desc}

@@ -11,8 +11,8 @@ from typing import Any
 from flask import Response, request
 
 from .. import schemas as s
-from ..ingest import privacy
 from ..errors import NotFoundError, ValidationFailed
+from ..ingest import privacy
 from ..store import LimitExceeded, NotFound
 from .adminlib import body, bp, json_response, load, query
 from .common import admin_project, service
@@ -55,7 +55,8 @@ def _property_filters() -> dict[str, Any]:
         except ValueError:
             parsed = raw
         ok = isinstance(parsed, (bool, int, float, str)) and not (
-            isinstance(parsed, float) and math.isnan(parsed))
+            isinstance(parsed, float) and math.isnan(parsed)) and not (
+            isinstance(parsed, int) and not -2**63 <= parsed < 2**63)  # past SQLite: text
         out[name[len("properties."):]] = parsed if ok else raw
     return out
 

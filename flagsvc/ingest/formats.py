@@ -40,7 +40,6 @@ from typing import Any
 
 import orjson
 
-from . import privacy
 from .model import Call
 
 MIN_TIMESTAMP = 946684800.0  # 2000-01-01T00:00:00Z

@@ -13,6 +13,8 @@ PERSON = "$person"
 
 _GROUP_TYPE = re.compile(r"^[^\s$\x00-\x1f][^\x00-\x1f]*$")
 
+MAX_SQL_INT = 2**63 - 1  # the largest integer SQLite stores: larger ids cannot exist
+
 
 def iso(ts: Any) -> str | None:
     """Unix seconds -> ISO 8601 UTC with milliseconds and a Z."""

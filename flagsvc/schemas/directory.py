@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from .base import GroupTypeName, Timestamp
+from .base import MAX_SQL_INT, GroupTypeName, Timestamp
 from .flags import FlagSchema
 
 
@@ -60,7 +60,7 @@ class GroupProfileSchema(GroupSchema):
 
 class PageQuerySchema(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, MAX_SQL_INT))
 
 
 class GroupQuerySchema(PageQuerySchema):

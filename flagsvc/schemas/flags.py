@@ -20,7 +20,7 @@ from marshmallow import (
 )
 
 from ..engine import ALIASES, OPERATORS
-from .base import PERSON, BucketBy, GroupTypeName, Timestamp
+from .base import MAX_SQL_INT, PERSON, BucketBy, GroupTypeName, Timestamp
 
 MAX_KEY_LENGTH = 200
 # Keys a flag cannot take: they are routes under /api/flags/.
@@ -95,7 +95,7 @@ class FlagInputSchema(Schema):
     payloads = fields.Dict(keys=fields.String(validate=validate.Length(1, MAX_KEY_LENGTH)),
                            values=fields.Raw(allow_none=True), load_default=dict,
                            metadata={"description": "variant key (or \"true\") -> any JSON"})
-    version = fields.Integer(strict=True, load_only=True, validate=validate.Range(min=1),
+    version = fields.Integer(strict=True, load_only=True, validate=validate.Range(1, MAX_SQL_INT),
                              metadata={"description": "the version being changed (updates)"})
 
     @pre_load
@@ -163,7 +163,7 @@ class FlagListQuerySchema(Schema):
 class AuditQuerySchema(Schema):
     flag_id = fields.String(metadata={"description": "a flag id or key"})
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
-    before_id = fields.Integer(validate=validate.Range(min=1),
+    before_id = fields.Integer(validate=validate.Range(1, MAX_SQL_INT),
                                metadata={"description": "page: entries older than this id"})
 
 
@@ -204,7 +204,7 @@ class FlagGroupsQuerySchema(Schema):
     enabled = fields.Boolean(allow_none=True, load_default=None,
                              metadata={"description": "true: groups it is on for; false: off"})
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, MAX_SQL_INT))
 
 
 class FlagGroupSchema(Schema):

@@ -107,6 +107,8 @@ class IngestResponseSchema(Schema):
         "description": "the events of a partly good batch that were refused: "
                        "[{index, reason, message_id}] (the good ones are stored)"})
     warnings = fields.List(fields.String())
+    dropped = fields.Integer(metadata={
+        "description": "references to a refused group type (a project has at most 5), dropped"})
 
 
 class HealthSchema(Schema):

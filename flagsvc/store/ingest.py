@@ -21,7 +21,7 @@ from .merge import apply_set, apply_set_once, apply_unset, merge_into
 
 MAX_ANCESTORS = 10
 CHANGES_KEPT = 200_000
-EXPIRE_CHUNK = 1000  # events deleted by retention per ingested batch, at most
+EXPIRE_CHUNK = 1000  # expired events a batch may delete, at least (twice its size if more)
 _CHUNK = 400
 
 
@@ -455,14 +455,15 @@ class IngestMixin:
             batch.write(fresh)
             batch.result.stored = len(fresh)
             if fresh:
-                self._expire_events(conn, project_id, batch.now)
+                self._expire_events(conn, project_id, batch.now, len(fresh))
         return batch.result
 
     @staticmethod
-    def _expire_events(conn: sqlite3.Connection, project_id: int, now: float) -> None:
-        """Retention, a little at a time: each batch deletes at most `EXPIRE_CHUNK` events
-        older than the project's `event_retention_days` (one index probe when there are
-        none), so the events table stays bounded without a separate job."""
+    def _expire_events(conn: sqlite3.Connection, project_id: int, now: float,
+                       added: int) -> None:
+        """Retention, a little at a time: each batch deletes up to twice as many expired
+        events as it adds (at least `EXPIRE_CHUNK`; one index probe when there are none), so
+        the events table stays bounded without a separate job and a backlog shrinks."""
         days = conn.execute("SELECT event_retention_days FROM projects WHERE id = ?",
                             (project_id,)).fetchone()
         if not days or days[0] is None or days[0] <= 0:
@@ -470,7 +471,7 @@ class IngestMixin:
         conn.execute(
             "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE project_id = ? AND "
             "received_at < ? ORDER BY received_at LIMIT ?)",
-            (project_id, now - days[0] * 86400, EXPIRE_CHUNK))
+            (project_id, now - days[0] * 86400, max(EXPIRE_CHUNK, 2 * added)))
 
     @staticmethod
     def _fresh(conn: sqlite3.Connection, project_id: int, calls: list[Call],
