@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from .engine import CompiledFlag, Context, Evaluation, FlagResult, Resolver, compile_flags, evaluate
 from .ingest.privacy import hash_flag, hash_given
@@ -35,6 +35,10 @@ log = logging.getLogger("flagsvc.client")
 
 class FlagClientError(Exception):
     """The client could not be set up (unknown token, server unreachable at start...)."""
+
+
+class _Unavailable(Exception):
+    """The server gave no answer to a lookup (as opposed to answering "not found")."""
 
 
 class _Source:
@@ -80,15 +84,23 @@ class _HttpResolver:
     def __init__(self, source: _RemoteSource, cache_seconds: float, cache_size: int) -> None:
         self.source = source
         self._cache: TTLCache = TTLCache(maxsize=cache_size, ttl=cache_seconds)
+        self._last: LRUCache = LRUCache(maxsize=cache_size)  # last answers, for outages
         self._lock = threading.Lock()
 
     def _get(self, key: tuple, path: str) -> Any:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        found = self.source.get_json(path)
+        try:
+            found = self.source.get_json(path)
+        except _Unavailable:
+            # Not an answer: keep serving the last one we had (an unknown group is treated
+            # as absent for this call only, not cached as absent).
+            with self._lock:
+                return self._last.get(key)
         with self._lock:
             self._cache[key] = found
+            self._last[key] = found
         return found
 
     def _group(self, group_type: str, group_key: str) -> dict | None:
@@ -133,18 +145,22 @@ class _RemoteSource(_Source):
         self._thread.start()
 
     def get_json(self, path: str) -> Any:
-        """GET a JSON document; None on 404 or when the server cannot be reached."""
+        """GET a JSON document; None on 404 (the server says there is none); _Unavailable
+        when there is no answer (unreachable, timeout, 5xx, refused, not JSON)."""
         try:
             r = self._session.get(self.host + path, timeout=self.timeout)
         except requests.RequestException as e:
             self.last_error = str(e)
+            raise _Unavailable(self.last_error) from None
+        if r.status_code == 404:
             return None
         if r.status_code != 200:
-            return None
+            self.last_error = f"HTTP {r.status_code} for {path}"
+            raise _Unavailable(self.last_error)
         try:
             return r.json()
         except ValueError:
-            return None
+            raise _Unavailable(f"not JSON: {path}") from None
 
     def refresh(self) -> bool:
         """Fetch definitions if they changed; False (keeping the last good ones) on failure."""

@@ -176,3 +176,36 @@ def test_remote_client_refuses_a_wrong_secret(live_server):
         FlagClient.from_server(live_server.url, "fsk_wrong")
     with pytest.raises(FlagClientError):
         FlagClient.from_server(live_server.url, live_server.project["api_token"])
+
+
+def test_remote_lookups_that_fail_are_not_cached_as_absent(db_path):
+    """A blip while fetching a group's properties must not make it 'absent' for the
+    cache's lifetime: the next call asks again, and the last answer covers outages."""
+    from conftest import start_live_server
+
+    srv = start_live_server(db_path)
+    project = srv.store.create_project("p")
+    srv.store.create_flag(project["id"], {"key": "ent", "bucket_by": "organization",
+                                          "conditions": [{"properties": [{
+                                              "type": "group", "group_type": "organization",
+                                              "key": "plan", "value": "enterprise"}]}]})
+    srv.store.ingest(project["id"], [Call("group", "m1", T0, group_type="organization",
+                                          group_key="acme", group_set={"plan": "enterprise"})])
+    client = FlagClient.from_server(srv.url, project["secret_key"], timeout=0.5,
+                                    cache_seconds=60)
+    port = srv.server.server_port
+    try:
+        srv.stop()
+        # Never looked up, server down: unknown for now, but not remembered as absent.
+        assert client.get_flag("ent", groups={"organization": "acme"}) is False
+        srv2 = start_live_server(db_path, port=port)
+        try:
+            assert client.get_flag("ent", groups={"organization": "acme"}) is True
+            srv2.stop()
+            # Looked up before: the last answer is served through the outage.
+            client._source._resolver._cache.clear()
+            assert client.get_flag("ent", groups={"organization": "acme"}) is True
+        finally:
+            srv2.stop()
+    finally:
+        client.close()
