@@ -43,14 +43,19 @@ class ProjectsMixin:
     conn: Any  # provided by Store
 
     def create_project(self, name: str, api_token: str | None = None,
-                       secret_key: str | None = None) -> dict[str, Any]:
-        """A new project; the returned dict is the only place the secret key appears in clear."""
+                       secret_key: str | None = None,
+                       only_if_none: bool = False) -> dict[str, Any] | None:
+        """A new project; the returned dict is the only place the secret key appears in clear.
+        `only_if_none`: create it only if the database has no project yet (checked in the
+        same transaction, so several starting workers create exactly one); else None."""
         api_token = api_token or new_token(API_PREFIX)
         secret_key = secret_key or new_token(SECRET_PREFIX)
         now = time.time()
         conn = self.conn()
         try:
             with transaction(conn):
+                if only_if_none and conn.execute("SELECT 1 FROM projects LIMIT 1").fetchone():
+                    return None
                 cur = conn.execute(
                     "INSERT INTO projects (name, api_token, hash_salt, created_at) "
                     "VALUES (?, ?, ?, ?)",
