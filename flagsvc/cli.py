@@ -18,7 +18,8 @@ def _store() -> Store:
     return Store(config["DATABASE"], synchronous=config["SYNCHRONOUS"])
 
 
-def _print_project(project: dict[str, Any], as_json: bool, out: Any = sys.stdout) -> None:
+def _print_project(project: dict[str, Any], as_json: bool, out: Any = None) -> None:
+    out = out or sys.stdout  # looked up now: tests and callers may have replaced it
     if as_json:
         keys = ("id", "name", "api_token", "secret_key")
         print(json.dumps({k: project[k] for k in keys if k in project}), file=out)
@@ -79,30 +80,70 @@ def cmd_flags_export(args: argparse.Namespace) -> int:
 
 
 def cmd_flags_import(args: argparse.Namespace) -> int:
-    from .engine import validate_flag
+    """Create or update flags from an export. Everything is checked first (the admin API's
+    schema, the engine, dependencies and cycles across the project's flags) and nothing is
+    written unless every flag is valid; a deleted flag of the same key is restored."""
+    from marshmallow import ValidationError
 
-    if args.file in (None, "-"):
-        raw = sys.stdin.read()
-    else:
-        with open(args.file, encoding="utf-8") as fh:
-            raw = fh.read()
-    data = json.loads(raw)
-    flags = data["flags"] if isinstance(data, dict) else data
+    from .engine import compile_flags, validate_flag
+    from .schemas import FlagInputSchema
+
+    try:
+        if args.file in (None, "-"):
+            data = json.loads(sys.stdin.read())
+        else:
+            with open(args.file, encoding="utf-8") as fh:
+                data = json.load(fh)
+    except (OSError, ValueError) as e:
+        print(f"error: cannot read flags: {e}", file=sys.stderr)
+        return 1
+    raw = data.get("flags") if isinstance(data, dict) else data
+    if not isinstance(raw, list):
+        print('error: expected {"flags": [...]} or a list of flags', file=sys.stderr)
+        return 1
     store = _store()
-    problems = {f.get("key", f"#{i}"): validate_flag(f) for i, f in enumerate(flags)}
+    if store.get_project(args.project) is None:
+        print(f"error: project {args.project} does not exist (flagsvc project list)",
+              file=sys.stderr)
+        return 1
+    schema, flags, problems = FlagInputSchema(), [], {}
+    for i, f in enumerate(raw):
+        name = f.get("key", f"#{i}") if isinstance(f, dict) else f"#{i}"
+        try:
+            flag = schema.load(f)
+        except ValidationError as e:
+            problems[name] = [json.dumps(e.messages)]
+            continue
+        flag.pop("version", None)
+        problems[name] = validate_flag(flag)
+        flags.append(flag)
+    keys = [f["key"] for f in flags]
+    if len(set(keys)) != len(keys):
+        problems["(file)"] = ["the same key appears more than once"]
+    if not any(problems.values()):
+        existing = {f["key"]: f for f in store.list_flags(args.project, include_deleted=True)}
+        merged = {**{k: f for k, f in existing.items() if not f["deleted"]},
+                  **{f["key"]: f for f in flags}}
+        for key, compiled in compile_flags(merged.values()).items():
+            if key in keys and compiled.error:
+                problems[key] = [compiled.error]
     problems = {k: v for k, v in problems.items() if v}
     if problems:
         for key, errs in problems.items():
             print(f"error: flag {key}: {'; '.join(errs)}", file=sys.stderr)
+        print("nothing was imported", file=sys.stderr)
         return 1
     created = updated = 0
     for f in flags:
-        try:
+        current = existing.get(f["key"])
+        if current is None:
             store.create_flag(args.project, f)
             created += 1
-        except Conflict:
-            store.update_flag(args.project, f["key"], f, expected_version=None)
-            updated += 1
+            continue
+        if current["deleted"]:
+            store.set_flag_deleted(args.project, current["id"], False)
+        store.update_flag(args.project, current["id"], f, expected_version=None)
+        updated += 1
     print(f"imported {len(flags)} flags ({created} created, {updated} updated)")
     return 0
 

@@ -1,0 +1,98 @@
+"""The `flagsvc` command: migrate, project create/list/rotate, flags export/import, backup."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flagsvc.cli import main
+from flagsvc.store import Store
+
+
+@pytest.fixture
+def cli(db_path, monkeypatch, capsys):
+    monkeypatch.setenv("FLAGSVC_DATABASE", db_path)
+
+    def run(*argv):
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def test_migrate_and_project_create_json(cli, db_path):
+    assert cli("migrate")[0] == 0
+    code, out, _ = cli("project", "create", "acme", "--json")
+    created = json.loads(out)
+    assert code == 0 and set(created) == {"id", "name", "api_token", "secret_key"}
+    store = Store(db_path)
+    assert store.project_for_token(created["secret_key"], "secret")["name"] == "acme"
+    code, out, _ = cli("project", "list")
+    assert "acme" in out and created["secret_key"] not in out
+
+
+def test_rotate_keeps_the_old_key_for_the_grace_period(cli, db_path):
+    created = json.loads(cli("project", "create", "acme", "--json")[1])
+    code, out, _ = cli("project", "rotate-secret-key", str(created["id"]), "--grace", "60",
+                       "--json")
+    new = json.loads(out)["secret_key"]
+    store = Store(db_path)
+    assert store.project_for_token(new, "secret") and store.project_for_token(
+        created["secret_key"], "secret")
+    cli("project", "rotate-secret-key", str(created["id"]), "--grace", "0")
+    assert store.project_for_token(new, "secret") is None
+
+
+def test_export_then_import_round_trips(cli, db_path, tmp_path):
+    pid = json.loads(cli("project", "create", "a", "--json")[1])["id"]
+    store = Store(db_path)
+    store.create_flag(pid, {"key": "f1", "bucket_by": "organization",
+                            "conditions": [{"rollout_percentage": 30}]})
+    path = tmp_path / "flags.json"
+    assert cli("flags", "export", "--project", str(pid), str(path))[0] == 0
+    other = json.loads(cli("project", "create", "b", "--json")[1])["id"]
+    code, out, _ = cli("flags", "import", "--project", str(other), str(path))
+    assert code == 0 and "1 created" in out
+    imported = store.get_flag(other, "f1")
+    assert [c["rollout_percentage"] for c in imported["conditions"]] == [30]
+    assert imported["bucket_by"] == "organization"
+    # Importing again updates; a deleted flag of that key is restored.
+    store.set_flag_deleted(other, "f1", True)
+    code, out, _ = cli("flags", "import", "--project", str(other), str(path))
+    assert code == 0 and "1 updated" in out and not store.get_flag(other, "f1")["deleted"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    ([{"key": "a", "conditions": [{"properties": [{"type": "flag", "key": "b"}]}]},
+      {"key": "b", "conditions": [{"properties": [{"type": "flag", "key": "a"}]}]}], "cycle"),
+    ([{"key": "123"}], "key"),
+    ([{"key": "x", "conditions": [{"properties": [{"key": "p", "operator": "nope"}]}]}],
+     "operator"),
+    ([{"key": "x"}, {"key": "x"}], "more than once"),
+])
+def test_import_refuses_invalid_flags_and_writes_nothing(cli, db_path, tmp_path, flags, message):
+    pid = json.loads(cli("project", "create", "a", "--json")[1])["id"]
+    path = tmp_path / "flags.json"
+    path.write_text(json.dumps({"flags": flags}))
+    code, _, err = cli("flags", "import", "--project", str(pid), str(path))
+    assert code == 1 and message in err and "nothing was imported" in err
+    assert Store(db_path).list_flags(pid, include_deleted=True) == []
+
+
+def test_import_into_an_unknown_project_is_a_clear_error(cli, tmp_path):
+    cli("migrate")
+    path = tmp_path / "flags.json"
+    path.write_text(json.dumps({"flags": [{"key": "x"}]}))
+    code, _, err = cli("flags", "import", "--project", "999", str(path))
+    assert code == 1 and "does not exist" in err
+
+
+def test_backup_writes_a_checked_copy(cli, db_path, tmp_path):
+    pid = json.loads(cli("project", "create", "a", "--json")[1])["id"]
+    Store(db_path).create_flag(pid, {"key": "f"})
+    dest = str(tmp_path / "copy.db")
+    code, out, _ = cli("backup", dest)
+    assert code == 0 and "integrity: ok" in out
+    assert Store(dest).get_flag(pid, "f")["key"] == "f"
