@@ -205,7 +205,10 @@ def growth_events(args: argparse.Namespace) -> tuple[list, list]:
     slices = {"empty": iter(bodies[: n_bodies // 2]), "full": iter(bodies[n_bodies // 2:])}
 
     def ingest(name: str, srv: common.Server) -> dict:
-        chunk = [b for _, b in zip(range(n_bodies // 2), slices[name], strict=False)]
+        # Each round takes its own share: post_batches sends what it can in the duration,
+        # and bodies handed to one round are never reused by the next (fresh message ids).
+        share = (n_bodies // 2 - 10) // args.rounds
+        chunk = [b for _, b in zip(range(share), slices[name], strict=False)]
         r = bench_ingest.post_batches(srv.port, chunk, args.clients, args.duration)
         if r["failed"]:
             raise SystemExit(f"ingestion failed: {r['failed']}")
