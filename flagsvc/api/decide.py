@@ -80,7 +80,9 @@ def render(results: dict[str, FlagResult], wire: dict[tuple, Any]) -> dict[str, 
     is rendered once per flag set (`wire`, dropped with the set when flags change)."""
     out = {}
     for key, r in results.items():
-        sig = (key, r.version, r.enabled, r.variant, r.reason, r.condition_index, r.error)
+        # (key, enabled, reason, variant, condition_index): within one flag set that is all
+        # the JSON depends on (version and payload follow from it; errors render generically).
+        sig = r[:5]
         rendered = wire.get(sig)
         if rendered is None:
             rendered = flag_json(r)
