@@ -79,3 +79,14 @@ def client(app):
 def app_project(app):
     """A project in the `app` fixture's database (has api_token and secret_key)."""
     return app.extensions["flagsvc"].store.create_project("app")
+
+
+def auth(project):
+    """The admin API's header for a project."""
+    return {"Authorization": f"Bearer {project['secret_key']}"}
+
+
+@pytest.fixture
+def h(app_project):
+    """Admin headers for `app_project`."""
+    return auth(app_project)

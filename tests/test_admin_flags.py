@@ -7,15 +7,11 @@ import uuid
 
 import pytest
 import requests
+from conftest import auth
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flagsvc.store.projects import MAX_GROUP_TYPES
-
-
-def auth(project):
-    return {"Authorization": f"Bearer {project['secret_key']}"}
-
 
 FLAG = {
     "key": "new-billing",
@@ -27,11 +23,6 @@ FLAG = {
     "variants": [{"key": "control", "weight": 50}, {"key": "test", "weight": 50}],
     "payloads": {"control": {"color": "blue"}, "test": {"color": "green"}},
 }
-
-
-@pytest.fixture
-def h(app_project):
-    return auth(app_project)
 
 
 def create(client, h, **overrides):

@@ -10,15 +10,6 @@ from flagsvc.engine import Context, compile_flags, evaluate
 from flagsvc.ingest.model import Call
 
 
-def auth(project):
-    return {"Authorization": f"Bearer {project['secret_key']}"}
-
-
-@pytest.fixture
-def h(app_project):
-    return auth(app_project)
-
-
 @pytest.fixture
 def store(app):
     return app.extensions["flagsvc"].store

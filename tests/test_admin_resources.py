@@ -6,17 +6,9 @@ import time
 
 import pytest
 import requests
+from conftest import auth
 
 from flagsvc.ingest.model import Call
-
-
-def auth(project):
-    return {"Authorization": f"Bearer {project['secret_key']}"}
-
-
-@pytest.fixture
-def h(app_project):
-    return auth(app_project)
 
 
 @pytest.fixture

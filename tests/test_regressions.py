@@ -25,6 +25,13 @@ def _flag(client, admin, **flag):
     return r.get_json()
 
 
+def _eventually(check, message, seconds=2.0):
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
 def _decide(client, project, **body):
     r = client.post("/flags/?v=2", json={"api_key": project["api_token"], **body})
     assert r.status_code == 200, r.get_json()
@@ -133,10 +140,7 @@ def test_person_changes_reach_every_distinct_id_of_the_person(env):
     assert _decide(client, project, distinct_id="anon1")["pro"] is False  # cached
     client.post("/v1/identify", json={"writeKey": tok, "userId": "user1",
                                       "traits": {"plan": "pro"}})
-    deadline = time.monotonic() + 2
-    while not _decide(client, project, distinct_id="anon1")["pro"]:
-        assert time.monotonic() < deadline, "the other distinct id kept a stale person"
-        time.sleep(0.05)
+    _eventually(lambda: _decide(client, project, distinct_id="anon1")["pro"], "the other distinct id kept a stale person")
 
 
 def test_a_new_alias_is_seen_without_a_property_change(env):
@@ -147,10 +151,7 @@ def test_a_new_alias_is_seen_without_a_property_change(env):
     _flag(client, admin, key="pro", conditions=[{"properties": [{"key": "plan", "value": "pro"}]}])
     assert _decide(client, project, distinct_id="anon1")["pro"] is False  # "no person" cached
     client.post("/v1/identify", json={"writeKey": tok, "userId": "user1", "anonymousId": "anon1"})
-    deadline = time.monotonic() + 2
-    while not _decide(client, project, distinct_id="anon1")["pro"]:
-        assert time.monotonic() < deadline, "the alias was not seen"
-        time.sleep(0.05)
+    _eventually(lambda: _decide(client, project, distinct_id="anon1")["pro"], "the alias was not seen")
 
 
 def test_a_value_changing_type_only_is_a_change(env):
@@ -160,10 +161,7 @@ def test_a_value_changing_type_only_is_a_change(env):
     client.post("/v1/identify", json={"writeKey": tok, "userId": "u", "traits": {"beta": 1}})
     assert _decide(client, project, distinct_id="u")["t"] is False
     client.post("/v1/identify", json={"writeKey": tok, "userId": "u", "traits": {"beta": True}})
-    deadline = time.monotonic() + 2
-    while not _decide(client, project, distinct_id="u")["t"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _eventually(lambda: _decide(client, project, distinct_id="u")["t"], "not seen within 2 s")
 
 
 @pytest.mark.parametrize("path", ["/api/flags/99999999999999999999999",
