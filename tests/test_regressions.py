@@ -140,7 +140,8 @@ def test_person_changes_reach_every_distinct_id_of_the_person(env):
     assert _decide(client, project, distinct_id="anon1")["pro"] is False  # cached
     client.post("/v1/identify", json={"writeKey": tok, "userId": "user1",
                                       "traits": {"plan": "pro"}})
-    _eventually(lambda: _decide(client, project, distinct_id="anon1")["pro"], "the other distinct id kept a stale person")
+    _eventually(lambda: _decide(client, project, distinct_id="anon1")["pro"],
+                "the other distinct id kept a stale person")
 
 
 def test_a_new_alias_is_seen_without_a_property_change(env):
@@ -151,7 +152,8 @@ def test_a_new_alias_is_seen_without_a_property_change(env):
     _flag(client, admin, key="pro", conditions=[{"properties": [{"key": "plan", "value": "pro"}]}])
     assert _decide(client, project, distinct_id="anon1")["pro"] is False  # "no person" cached
     client.post("/v1/identify", json={"writeKey": tok, "userId": "user1", "anonymousId": "anon1"})
-    _eventually(lambda: _decide(client, project, distinct_id="anon1")["pro"], "the alias was not seen")
+    _eventually(lambda: _decide(client, project, distinct_id="anon1")["pro"],
+                "the alias was not seen")
 
 
 def test_a_value_changing_type_only_is_a_change(env):
