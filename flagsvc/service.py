@@ -45,7 +45,7 @@ log = logging.getLogger("flagsvc.service")
 # How long a read on the decide path waits for a lock before serving stale data (ms).
 READ_BUSY_TIMEOUT_MS = 200
 # Longest a cached property set is used without being re-read (s); changes evict sooner.
-PROPERTIES_MAX_AGE = 60.0
+PROPERTIES_MAX_AGE = 300.0
 # How often the same "serving stale" warning is logged per worker (s).
 _WARN_EVERY = 5.0
 
