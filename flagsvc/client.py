@@ -27,8 +27,8 @@ import requests
 from cachetools import LRUCache, TTLCache
 
 from .engine import CompiledFlag, Context, Evaluation, FlagResult, Resolver, compile_flags, evaluate
-from .ingest.privacy import hash_flag, hash_given
-from .service import FlagService, make_context
+from .ingest.privacy import hash_flag
+from .service import FlagService, hash_context, make_context
 
 log = logging.getLogger("flagsvc.client")
 
@@ -209,12 +209,7 @@ class _RemoteSource(_Source):
 
     def prepare(self, ctx: Context) -> tuple[Mapping[str, CompiledFlag], Context]:
         flags, (keys, salt) = self._flags, self._private
-        if keys:
-            ctx = Context(ctx.distinct_id, ctx.groups,
-                          hash_given(ctx.person_properties, keys, salt),
-                          {t: hash_given(p, keys, salt) for t, p in ctx.group_properties.items()},
-                          ctx.now)
-        return flags, ctx
+        return flags, hash_context(ctx, keys, salt)
 
     def resolver(self) -> Resolver:
         return self._resolver

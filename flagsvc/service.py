@@ -67,13 +67,17 @@ class FlagSet:
 
     def prepare(self, ctx: Context) -> Context:
         """The context with request-given values of hashed private keys hashed as stored."""
-        keys = self.private_keys
-        if not keys:
-            return ctx
-        salt = self.salt
-        return Context(ctx.distinct_id, ctx.groups, hash_given(ctx.person_properties, keys, salt),
-                       {t: hash_given(p, keys, salt) for t, p in ctx.group_properties.items()},
-                       ctx.now)
+        return hash_context(ctx, self.private_keys, self.salt)
+
+
+def hash_context(ctx: Context, keys: frozenset[str], salt: str) -> Context:
+    """`ctx` with the request-given values of hashed private keys hashed as they are stored
+    (ingest/privacy.py), so equality filters compare like with like."""
+    if not keys:
+        return ctx
+    return Context(ctx.distinct_id, ctx.groups, hash_given(ctx.person_properties, keys, salt),
+                   {t: hash_given(p, keys, salt) for t, p in ctx.group_properties.items()},
+                   ctx.now)
 
 
 class StoreResolver:
