@@ -212,3 +212,22 @@ def test_retention_keeps_up_with_large_batches(db_path):
     store.ingest(pid, [Call("track", f"new{i}", 2000.0, distinct_id="u", event="e")
                        for i in range(2000)])
     assert store.count_events(pid) <= 2000 + 3000 - 2000  # at least as many expired as added
+
+
+def test_a_cycle_closed_by_a_concurrent_edit_is_refused_at_commit(env, monkeypatch):
+    """Two admins: one makes a depend on b while the other makes b depend on a. Each passed
+    validation against what it read; the write transaction catches the cycle."""
+    import flagsvc.api.admin as admin_api
+
+    app, client, project, admin = env
+    store = app.extensions["flagsvc"].store
+    _flag(client, admin, key="a")
+    b = _flag(client, admin, key="b")
+    # The other admin's write lands after this request validated (simulated: no pre-check).
+    monkeypatch.setattr(admin_api, "check_flag", lambda *args: None)
+    store.update_flag(project["id"], "a", {"conditions": [{"properties": [
+        {"type": "flag", "key": "b", "value": True}]}]}, None)
+    r = client.patch("/api/flags/b", headers={**admin, "If-Match": str(b["version"])}, json={
+        "conditions": [{"properties": [{"type": "flag", "key": "a", "value": True}]}]})
+    assert r.status_code == 422 and "cycle" in str(r.get_json())
+    assert store.get_flag(project["id"], "b")["version"] == b["version"]

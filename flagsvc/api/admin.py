@@ -19,6 +19,7 @@ from typing import Any
 from flask import Response, request
 
 from .. import schemas as s
+from ..engine import compile_flags
 from ..errors import (
     BadRequest,
     ConflictError,
@@ -129,7 +130,7 @@ def create_flag() -> Response:
     check_flag(project["id"], defn)
     ensure_group_types(project["id"], defn)
     try:
-        flag = service().store.create_flag(project["id"], defn)
+        flag = service().store.create_flag(project["id"], defn, check=no_cycle(defn["key"]))
     except Conflict as e:
         raise ConflictError(str(e), errors={"key": [str(e)]}) from None
     return _written(project["id"], flag, 201)
@@ -162,12 +163,24 @@ def update_flag(ref: str) -> Response:
     check_flag(project["id"], merged)
     ensure_group_types(project["id"], merged)
     try:
-        flag = service().store.update_flag(project["id"], current["id"], changes, version)
+        flag = service().store.update_flag(project["id"], current["id"], changes, version,
+                                           check=no_cycle(current["key"]))
     except Conflict as e:
         raise _conflict(project["id"], current["id"], e) from None
     except NotFound as e:
         raise NotFoundError(str(e)) from None
     return _written(project["id"], flag)
+
+
+def no_cycle(key: str) -> Any:
+    """A check for Store.create_flag/update_flag: run inside the write transaction, it
+    refuses a write that, together with a concurrent edit, closes a dependency cycle."""
+    def check(live: list[dict[str, Any]]) -> None:
+        compiled = compile_flags(live).get(key)
+        if compiled is not None and compiled.error and "dependency" in compiled.error:
+            raise ValidationFailed("the flag is not valid",
+                                   errors={"conditions": [compiled.error]})
+    return check
 
 
 def _set_deleted(ref: str, deleted: bool) -> Response:

@@ -58,8 +58,19 @@ class FlagsMixin:
              json.dumps(after) if after is not None else None, time.time()))
         conn.execute("UPDATE projects SET flags_rev = flags_rev + 1 WHERE id = ?", (project_id,))
 
-    def create_flag(self, project_id: int, flag: dict[str, Any]) -> dict[str, Any]:
-        """Insert a new flag at version 1; Conflict if the key is taken (deleted flags too)."""
+    def _check_live(self, conn: sqlite3.Connection, project_id: int, check: Any) -> None:
+        """Run `check` on the project's live flags as this transaction leaves them (its
+        exception rolls the write back): checks that span flags, such as dependency cycles,
+        then hold even against a concurrent edit of another flag."""
+        if check is not None:
+            check([_flag_row(r) for r in conn.execute(
+                f"SELECT {_COLS} FROM flags WHERE project_id = ? AND deleted_at IS NULL",
+                (project_id,))])
+
+    def create_flag(self, project_id: int, flag: dict[str, Any],
+                    check: Any = None) -> dict[str, Any]:
+        """Insert a new flag at version 1; Conflict if the key is taken (deleted flags too).
+        `check(live_flags)` runs before the commit and may veto it by raising."""
         now = time.time()
         conn = self.conn()
         with transaction(conn):
@@ -78,11 +89,12 @@ class FlagsMixin:
                 raise Conflict(f"a flag with key {flag['key']!r} already exists{hint}") from None
             created = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
                                              (cur.lastrowid,)).fetchone())
+            self._check_live(conn, project_id, check)
             self._audit(conn, project_id, "created", None, created)
         return created
 
     def update_flag(self, project_id: int, flag_id: int | str, changes: dict[str, Any],
-                    expected_version: int | None) -> dict[str, Any]:
+                    expected_version: int | None, check: Any = None) -> dict[str, Any]:
         """Apply `changes` if the stored version is `expected_version` (None: any); the
         check and the write are one transaction, so concurrent writers cannot both win."""
         conn = self.conn()
@@ -103,6 +115,7 @@ class FlagsMixin:
                 (_definition(merged), time.time(), before["id"]))
             after = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
                                            (before["id"],)).fetchone())
+            self._check_live(conn, project_id, check)
             self._audit(conn, project_id, "updated", before, after)
         return after
 
