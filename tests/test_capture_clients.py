@@ -12,6 +12,8 @@ from posthog import Posthog
 from segment.analytics import Client
 from segment.analytics.request import APIError
 
+from flagsvc.store.ingest import LAST_SEEN_RESOLUTION
+
 
 @pytest.fixture
 def pid(live_server):
@@ -56,7 +58,10 @@ def test_segment_client_identify_group_track(live_server, segment, pid):
     # the project-level track rolls activity up to workspace and account
     assert p1["recent_events"][0]["event"] == "Task Completed"
     assert p1["recent_events"][0]["properties"] == {"task_id": "t1"}
-    assert a1["last_seen"] == w1["last_seen"] == p1["last_seen"]
+    # (to LAST_SEEN_RESOLUTION: the group calls just before already set the ancestors';
+    # tests/test_ingest_semantics.py checks the roll-up with timestamps far apart)
+    seen = [a1["last_seen"], w1["last_seen"], p1["last_seen"]]
+    assert None not in seen and max(seen) - min(seen) <= LAST_SEEN_RESOLUTION
     u1 = store.get_person(pid, "u1")
     assert u1["properties"] == {"email": "jane@acme.io", "role": "Admin"}
     assert {g["group_key"] for g in u1["groups"]} == {"a1", "w1"}

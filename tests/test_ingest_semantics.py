@@ -525,3 +525,18 @@ def test_retention_expires_old_events_as_batches_arrive(store, pid, monkeypatch)
     assert store.count_events(pid) == 2  # the remaining old ones are gone too
     ids = {r[0] for r in store.conn().execute("SELECT message_id FROM events")}
     assert ids == {"new-1", "new-2"}
+
+
+def test_last_seen_moves_at_its_resolution_without_rewriting_rows(store, pid):
+    from flagsvc.store.ingest import LAST_SEEN_RESOLUTION
+
+    store.ingest(pid, [call("group", 1000, group_type="organization", group_key="acme",
+                            distinct_id="u1", group_set={"plan": "pro"})])
+    stamp = store.conn().execute("SELECT updated_at FROM groups").fetchone()[0]
+    store.ingest(pid, [track("u1", {"organization": "acme"}, ts=1000 + LAST_SEEN_RESOLUTION / 2)])
+    row = store.conn().execute("SELECT last_seen, updated_at FROM groups").fetchone()
+    assert row == (1000, stamp)  # activity within the resolution: the row is not rewritten
+    later = 1000 + 2 * LAST_SEEN_RESOLUTION
+    store.ingest(pid, [track("u1", {"organization": "acme"}, ts=later)])
+    assert store.get_group(pid, "organization", "acme")["last_seen"] == later
+    assert store.get_person(pid, "u1")["groups"][0]["last_seen"] == later

@@ -21,6 +21,9 @@ from .merge import apply_set, apply_set_once, apply_unset, merge_into
 
 MAX_ANCESTORS = 10
 CHANGES_KEPT = 200_000
+# $last_seen (groups, persons, memberships) is kept to this many seconds: finer activity
+# is not worth a row rewrite per event.
+LAST_SEEN_RESOLUTION = 60.0
 EXPIRE_CHUNK = 1000  # expired events a batch may delete, at least (twice its size if more)
 _CHUNK = 400
 
@@ -248,8 +251,11 @@ class _Batch:
             changed |= apply_unset(person.properties, person.stamps, call.person_unset, ts)
             person.changed |= changed
             if call.kind != "identify" or changed:
-                person.last_seen = max(person.last_seen or ts, ts)
-            person.dirty = True
+                person.dirty |= _advance_last_seen(person, ts)
+            # Any property operation may move a key's stamp (a tombstone, a tie) even when no
+            # value changed: the row is written then; plain activity only via last_seen.
+            person.dirty |= bool(changed or person.id is None or call.person_set
+                                 or call.person_set_once or call.person_unset)
         if call.kind == "alias" and call.previous_id and call.distinct_id:
             self.alias(call.distinct_id, call.previous_id, ts)
         touched: list[tuple[str, str]] = []
@@ -280,8 +286,7 @@ class _Batch:
         for t, k in touched:
             for node in self.with_ancestors(t, k):
                 row = self.group(*node)
-                row.last_seen = max(row.last_seen or ts, ts)
-                row.dirty = True
+                row.dirty |= _advance_last_seen(row, ts)
                 if person is not None:
                     key = (id(person), node)
                     span = self.memberships.get(key)  # type: ignore[arg-type]
@@ -297,7 +302,7 @@ class _Batch:
         if other is None:
             target.extra.setdefault("new_ids", []).append(previous_id)
             self.persons[previous_id] = target
-            target.changed = True  # a distinct id that had no person now has one
+            target.changed = target.dirty = True  # a distinct id that had no person has one
             return
         if other is target:
             return
@@ -399,7 +404,10 @@ class _Batch:
             "VALUES (?, ?, ?, ?) "
             "ON CONFLICT (person_id, group_id) DO UPDATE SET "
             "first_seen = MIN(first_seen, excluded.first_seen), "
-            "last_seen = MAX(last_seen, excluded.last_seen)",
+            "last_seen = MAX(last_seen, excluded.last_seen) "
+            # Rewrite the row only for news (see LAST_SEEN_RESOLUTION): no page write else.
+            "WHERE excluded.first_seen < first_seen "
+            f"OR excluded.last_seen > last_seen + {LAST_SEEN_RESOLUTION}",
             [(person.id, self.groups[node].id, first, last)
              for first, last, person, node in self.memberships.values()])
         self.log_changes()
@@ -428,6 +436,17 @@ class _Batch:
         if rows:  # keep the newest CHANGES_KEPT rows (a reader further behind starts afresh)
             self.conn.execute("DELETE FROM changes WHERE id <= (SELECT MAX(id) FROM changes) - ?",
                               (CHANGES_KEPT,))
+
+
+def _advance_last_seen(row: _Row, ts: float) -> bool:
+    """Move `last_seen` to `ts` if that is news: a new row, or later by more than
+    LAST_SEEN_RESOLUTION. Activity otherwise leaves the stored row alone, so steady traffic
+    does not rewrite every group and person it touches (the page writes of an ingestion
+    batch are its main cost)."""
+    if row.last_seen is None or row.id is None or ts > row.last_seen + LAST_SEEN_RESOLUTION:
+        row.last_seen = ts if row.last_seen is None else max(row.last_seen, ts)
+        return True
+    return False
 
 
 def _event_groups(c: Call, default_type: str) -> dict[str, str]:
