@@ -428,9 +428,11 @@ class _Batch:
         # by another of its ids (an alias) must be evicted too.
         changed_ids = {row.id for row in self.persons.values() if row.changed}
         for chunk in _chunks(sorted(i for i in changed_ids if i is not None)):
+            # By person_id alone (person ids are global), so SQLite uses the person_id index
+            # rather than scanning the project's part of the primary key.
             rows += [(self.pid, "person", None, did, self.now) for (did,) in self.conn.execute(
-                "SELECT distinct_id FROM person_distinct_ids WHERE project_id = ? AND person_id "
-                f"IN ({','.join('?' * len(chunk))})", (self.pid, *chunk))]
+                "SELECT distinct_id FROM person_distinct_ids WHERE person_id "
+                f"IN ({','.join('?' * len(chunk))})", tuple(chunk))]
         self.conn.executemany("INSERT INTO changes (project_id, kind, group_type, key, created_at) "
                               "VALUES (?, ?, ?, ?, ?)", rows)
         if rows:  # keep the newest CHANGES_KEPT rows (a reader further behind starts afresh)
