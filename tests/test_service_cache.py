@@ -66,9 +66,9 @@ def test_a_group_created_after_a_miss_is_seen(db_path):
 
 
 def test_a_worker_behind_the_kept_log_forgets_everything(db_path, monkeypatch):
-    import flagsvc.store.ingest as ingest
+    import flagsvc.store.batch as batch
 
-    monkeypatch.setattr(ingest, "CHANGES_KEPT", 2)
+    monkeypatch.setattr(batch, "CHANGES_KEPT", 2)
     writer = Store(db_path)
     p = writer.create_project("p")
     writer.create_flag(p["id"], FLAG)

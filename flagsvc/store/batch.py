@@ -1,0 +1,458 @@
+"""One ingestion batch in memory: load what it touches, merge, write back.
+
+Rows touched by the batch are loaded once (prefetch, in a few bulk queries), merged in
+memory (last write wins per key, see merge.py) and written back once with executemany, so a
+100-event batch costs about a dozen statements. Used by `IngestMixin.ingest` (ingest.py),
+inside its write transaction.
+"""
+
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ingest import privacy
+from ..ingest.model import Call, IngestResult
+from .db import LimitExceeded, dumps, loads
+from .merge import apply_set, apply_set_once, apply_unset, merge_into
+
+MAX_ANCESTORS = 10
+CHANGES_KEPT = 200_000
+# $last_seen (groups, persons, memberships) is kept to this many seconds: finer activity
+# is not worth a row rewrite per event.
+LAST_SEEN_RESOLUTION = 60.0
+_CHUNK = 400
+
+
+@dataclass(slots=True)
+class _Row:
+    """A group or person being merged in memory."""
+
+    id: int | None
+    properties: dict[str, Any]
+    stamps: dict[str, Any]  # see merge.py
+    created_at: float
+    last_seen: float | None
+    parent_key: str | None = None
+    parent_type: str | None = None
+    parent_ts: float | None = None
+    dirty: bool = False
+    changed: bool = False  # properties or parent changed (what flag evaluation reads)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class _Batch:
+    def __init__(self, store: Any, conn: sqlite3.Connection, project_id: int) -> None:
+        self.store = store
+        self.conn = conn
+        self.pid = project_id
+        self.now = time.time()
+        self.groups: dict[tuple[str, str], _Row] = {}
+        self.persons: dict[str, _Row] = {}  # distinct id -> person row (shared objects)
+        self.person_rows: dict[int, _Row] = {}
+        self.memberships: dict[tuple[int, int], list[float]] = {}
+        self.types: dict[str, bool] = {}
+        self.absent: set[tuple[str, str]] = set()  # groups known not to be stored
+        self.new_by_key: dict[str, list[str]] = {}  # key -> types of groups new in this batch
+        self.key_types: dict[str, list[tuple[str, float]]] = {}  # stored types of a key
+        self.no_person: set[str] = set()  # distinct ids known to have no stored person
+        self.result = IngestResult()
+        row = conn.execute("SELECT default_group_type, private_properties, hash_salt "
+                           "FROM projects WHERE id = ?", (project_id,)).fetchone()
+        self.default_type: str = row[0] if row else "organization"
+        # The privacy policy as of this transaction: a policy changed after the request was
+        # parsed still applies to what this batch stores (Store.update_project rewrites the
+        # stored data under the same write lock).
+        self.policy = privacy.policy_of(loads(row[1])) if row else {}
+        self.salt: str = row[2] if row else ""
+
+    # ------------------------------------------------------------ group types
+
+    def type_ok(self, group_type: str) -> bool:
+        """Whether the group type exists or could be created; a refused type is warned
+        about once per batch and every reference to it is counted as dropped."""
+        ok = self.types.get(group_type)
+        if ok is None:
+            try:
+                self.store.ensure_group_type(self.conn, self.pid, group_type)
+                ok = True
+            except (LimitExceeded, ValueError) as e:
+                self.result.warnings.append(f"dropped group type {group_type!r}: {e}")
+                ok = False
+            self.types[group_type] = ok
+        if not ok:
+            self.result.dropped += 1
+        return ok
+
+    # ------------------------------------------------------------ loading
+
+    def prefetch(self, calls: list[Call]) -> None:
+        """Load every group, ancestor and person the batch touches in a few bulk queries
+        (the lazy loaders below then only run for what this cannot know in advance)."""
+        gkeys: set[tuple[str, str]] = set()
+        dids: set[str] = set()
+        for c in calls:
+            if c.distinct_id:
+                dids.add(c.distinct_id)
+            if c.previous_id:
+                dids.add(c.previous_id)
+            if c.kind == "group" and c.group_key:
+                gkeys.add((c.group_type or self.default_type, c.group_key))
+            gkeys.update(c.groups.items())
+        self.load_persons(dids)
+        frontier = self.load_groups(gkeys, create=False)
+        for _ in range(MAX_ANCESTORS):
+            parents: set[tuple[str, str]] = set()
+            typeless = [(t, row.parent_key) for t, row in frontier
+                        if row.parent_key is not None and row.parent_type is None]
+            self.load_key_types({k for _, k in typeless})
+            for t, row in frontier:
+                parent = self.parent_of(t, row)
+                if parent is not None:
+                    parents.add(parent)
+            todo = {p for p in parents if p not in self.groups and p not in self.absent}
+            if not todo:
+                break
+            frontier = self.load_groups(todo, create=False)
+
+    def load_groups(self, keys: set[tuple[str, str]],
+                    create: bool = True) -> list[tuple[str, _Row]]:
+        """Load stored groups; missing ones become new rows (`create`) or are remembered as
+        absent. Returns the (type, row) pairs that were found."""
+        missing = [k for k in keys if k not in self.groups]
+        by_type: dict[str, list[str]] = {}
+        for t, k in missing:
+            by_type.setdefault(t, []).append(k)
+        found: list[tuple[str, _Row]] = []
+        for t, ks in by_type.items():
+            for chunk in _chunks(ks):
+                rows = self.conn.execute(
+                    "SELECT id, group_key, properties, property_ts, created_at, last_seen, "
+                    "parent_key, parent_type, parent_ts FROM groups WHERE project_id = ? AND "
+                    f"group_type = ? AND group_key IN ({','.join('?' * len(chunk))})",
+                    (self.pid, t, *chunk))
+                for gid, key, props, stamps, created, seen, pkey, ptype, pts in rows:
+                    row = _Row(gid, loads(props), loads(stamps), created, seen, pkey, ptype, pts)
+                    self.groups[(t, key)] = row
+                    found.append((t, row))
+        for k in missing:
+            if k not in self.groups:
+                if create:
+                    self.new_group(*k)
+                else:
+                    self.absent.add(k)
+        return found
+
+    def new_group(self, t: str, k: str) -> _Row:
+        row = self.groups[(t, k)] = _Row(None, {}, {}, self.now, None, dirty=True, changed=True)
+        self.absent.discard((t, k))
+        self.new_by_key.setdefault(k, []).append(t)
+        return row
+
+    def group(self, t: str, k: str) -> _Row:
+        row = self.groups.get((t, k))
+        if row is None:
+            if (t, k) in self.absent:
+                return self.new_group(t, k)
+            self.load_groups({(t, k)})
+            row = self.groups[(t, k)]
+        return row
+
+    def load_key_types(self, keys: set[str]) -> None:
+        """The stored types of group keys (for parents named without a type)."""
+        todo = [k for k in keys if k not in self.key_types]
+        for chunk in _chunks(todo):
+            for k in chunk:
+                self.key_types[k] = []
+            for key, gtype, updated in self.conn.execute(
+                    "SELECT group_key, group_type, updated_at FROM groups WHERE project_id = ? "
+                    f"AND group_key IN ({','.join('?' * len(chunk))})", (self.pid, *chunk)):
+                self.key_types[key].append((gtype, updated))
+
+    def parent_of(self, t: str, row: _Row) -> tuple[str, str] | None:
+        """The parent (type, key) of a group of type `t`. A parent named without a type is
+        a group created earlier in this batch, else the stored group with that key (of
+        another type by preference, the most recently updated first)."""
+        pkey = row.parent_key
+        if pkey is None:
+            return None
+        if row.parent_type is not None:
+            return row.parent_type, pkey
+        for gt in self.new_by_key.get(pkey, ()):
+            if gt != t:
+                return gt, pkey
+        if pkey not in self.key_types:
+            self.load_key_types({pkey})
+        candidates = self.key_types[pkey]
+        if not candidates:
+            return None
+        best = min(candidates, key=lambda c: (c[0] == t, -(c[1] or 0)))
+        return best[0], pkey
+
+    def with_ancestors(self, t: str, k: str) -> list[tuple[str, str]]:
+        chain = [(t, k)]
+        node, row = (t, k), self.group(t, k)
+        for _ in range(MAX_ANCESTORS):
+            parent = self.parent_of(node[0], row)
+            if parent is None or parent in chain:
+                break
+            # Activity does not create a parent nobody has described.
+            if parent not in self.groups and (
+                    parent in self.absent or not self.load_groups({parent}, create=False)):
+                break
+            chain.append(parent)
+            node, row = parent, self.group(*parent)
+        return chain
+
+    def load_persons(self, distinct_ids: set[str]) -> None:
+        missing = [d for d in distinct_ids if d not in self.persons and d not in self.no_person]
+        for chunk in _chunks(missing):
+            rows = self.conn.execute(
+                "SELECT d.distinct_id, p.id, p.properties, p.property_ts, p.created_at, "
+                "p.last_seen FROM person_distinct_ids d JOIN persons p ON p.id = d.person_id WHERE "
+                f"d.project_id = ? AND d.distinct_id IN ({','.join('?' * len(chunk))})",
+                (self.pid, *chunk))
+            for did, pid, props, stamps, created, seen in rows:
+                row = self.person_rows.get(pid)
+                if row is None:
+                    row = _Row(pid, loads(props), loads(stamps), created, seen)
+                    self.person_rows[pid] = row
+                self.persons[did] = row
+        self.no_person.update(d for d in missing if d not in self.persons)
+
+    def person(self, distinct_id: str) -> _Row:
+        row = self.persons.get(distinct_id)
+        if row is None:
+            self.load_persons({distinct_id})
+            row = self.persons.get(distinct_id)
+        if row is None:
+            row = _Row(None, {}, {}, self.now, None, dirty=True, changed=True)
+            row.extra["new_ids"] = [distinct_id]
+            self.persons[distinct_id] = row
+        return row
+
+    # ------------------------------------------------------------ applying
+
+    def apply(self, call: Call) -> None:
+        ts = call.timestamp
+        person = self.person(call.distinct_id) if call.distinct_id else None
+        if person is not None:
+            changed = apply_set(person.properties, person.stamps, call.person_set, ts)
+            changed |= apply_set_once(person.properties, person.stamps, call.person_set_once, ts)
+            changed |= apply_unset(person.properties, person.stamps, call.person_unset, ts)
+            person.changed |= changed
+            if call.kind != "identify" or changed:
+                person.dirty |= _advance_last_seen(person, ts)
+            # Any property operation may move a key's stamp (a tombstone, a tie) even when no
+            # value changed: the row is written then; plain activity only via last_seen.
+            person.dirty |= bool(changed or person.id is None or call.person_set
+                                 or call.person_set_once or call.person_unset)
+        if call.kind == "alias" and call.previous_id and call.distinct_id:
+            self.alias(call.distinct_id, call.previous_id, ts)
+        touched: list[tuple[str, str]] = []
+        gtype = call.group_type or self.default_type
+        if call.kind == "group" and call.group_key and self.type_ok(gtype):
+            row = self.group(gtype, call.group_key)
+            row.changed |= apply_set(row.properties, row.stamps, call.group_set, ts)
+            row.changed |= apply_unset(row.properties, row.stamps, call.group_unset, ts)
+            if call.parent_key is not None and (row.parent_ts is None or row.parent_ts <= ts):
+                if call.parent_type and not self.type_ok(call.parent_type):
+                    pass
+                elif (call.parent_type or gtype, call.parent_key) == (gtype, call.group_key):
+                    self.result.warnings.append(
+                        f"ignored parent of {gtype}/{call.group_key}: a group "
+                        "cannot be its own parent")
+                else:
+                    row.changed |= (row.parent_key, row.parent_type) != (
+                        call.parent_key or None, call.parent_type or None)
+                    row.parent_key = call.parent_key or None
+                    row.parent_type = call.parent_type or None
+                    row.parent_ts = ts
+            row.dirty = True
+            if call.distinct_id:
+                touched.append((gtype, call.group_key))
+        for t, k in call.groups.items():
+            if self.type_ok(t):
+                touched.append((t, k))
+        for t, k in touched:
+            for node in self.with_ancestors(t, k):
+                row = self.group(*node)
+                row.dirty |= _advance_last_seen(row, ts)
+                if person is not None:
+                    key = (id(person), node)
+                    span = self.memberships.get(key)  # type: ignore[arg-type]
+                    if span is None:
+                        self.memberships[key] = [ts, ts, person, node]  # type: ignore[index]
+                    else:
+                        span[0], span[1] = min(span[0], ts), max(span[1], ts)
+
+    def alias(self, distinct_id: str, previous_id: str, ts: float) -> None:
+        target = self.person(distinct_id)
+        self.load_persons({previous_id})
+        other = self.persons.get(previous_id)
+        if other is None:
+            target.extra.setdefault("new_ids", []).append(previous_id)
+            self.persons[previous_id] = target
+            target.changed = target.dirty = True  # a distinct id that had no person has one
+            return
+        if other is target:
+            return
+        # Merge the other person into the target: properties key by key (last write wins,
+        # tombstones included), distinct ids, memberships (stored and from this batch).
+        merge_into(target.properties, target.stamps, other.properties, other.stamps)
+        target.changed = True
+        target.created_at = min(target.created_at, other.created_at)
+        if other.last_seen is not None:
+            target.last_seen = max(target.last_seen or other.last_seen, other.last_seen)
+        target.dirty = True
+        target.extra.setdefault("new_ids", []).extend(other.extra.pop("new_ids", []))
+        if other.id is not None:
+            target.extra.setdefault("absorbed", []).append(other)
+        target.extra.setdefault("absorbed", []).extend(other.extra.pop("absorbed", []))
+        for did, row in list(self.persons.items()):
+            if row is other:
+                self.persons[did] = target
+        for key, span in list(self.memberships.items()):
+            first, last, who, node = span
+            if who is other:
+                del self.memberships[key]
+                mine = self.memberships.get((id(target), node))  # type: ignore[arg-type]
+                if mine is None:
+                    self.memberships[(id(target), node)] = [first, last, target, node]  # type: ignore[index]
+                else:
+                    mine[0], mine[1] = min(mine[0], first), max(mine[1], last)
+
+    # ------------------------------------------------------------ writing
+
+    def _next_id(self, table: str) -> int:
+        # Ids are handed out here (inside the write transaction, under the write lock) so
+        # new rows can be inserted with one executemany and referenced at once.
+        return self.conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}").fetchone()[0]
+
+    def write(self, calls: list[Call]) -> None:
+        conn, pid, now = self.conn, self.pid, self.now
+        inserts, updates = [], []
+        next_id = None
+        for (t, k), row in self.groups.items():
+            if not row.dirty:
+                continue
+            props, stamps = dumps(row.properties), dumps(row.stamps)
+            if row.id is None:
+                if next_id is None:
+                    next_id = self._next_id("groups")
+                row.id, next_id = next_id, next_id + 1
+                inserts.append((row.id, pid, t, k, props, stamps, row.parent_key, row.parent_type,
+                                row.parent_ts, row.created_at, row.last_seen, now))
+            else:
+                updates.append((props, stamps, row.parent_key, row.parent_type, row.parent_ts,
+                                row.last_seen, now, row.id))
+        conn.executemany(
+            "INSERT INTO groups (id, project_id, group_type, group_key, properties, property_ts, "
+            "parent_key, parent_type, parent_ts, created_at, last_seen, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
+        conn.executemany(
+            "UPDATE groups SET properties = ?, property_ts = ?, parent_key = ?, parent_type = ?, "
+            "parent_ts = ?, last_seen = ?, updated_at = ? WHERE id = ?", updates)
+
+        inserts, updates, ids = [], [], []
+        next_id = None
+        people = {id(r): r for r in self.persons.values()}
+        for row in people.values():
+            if not row.dirty:
+                continue
+            props, stamps = dumps(row.properties), dumps(row.stamps)
+            if row.id is None:
+                if next_id is None:
+                    next_id = self._next_id("persons")
+                row.id, next_id = next_id, next_id + 1
+                inserts.append((row.id, pid, props, stamps, row.created_at, row.last_seen, now))
+            else:
+                updates.append((props, stamps, row.created_at, row.last_seen, now, row.id))
+            ids.extend((pid, did, row.id) for did in row.extra.get("new_ids", ()))
+        conn.executemany(
+            "INSERT INTO persons (id, project_id, properties, property_ts, created_at, last_seen, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", inserts)
+        conn.executemany(
+            "UPDATE persons SET properties = ?, property_ts = ?, created_at = ?, last_seen = ?, "
+            "updated_at = ? WHERE id = ?", updates)
+        conn.executemany("INSERT OR IGNORE INTO person_distinct_ids (project_id, distinct_id, "
+                         "person_id) VALUES (?, ?, ?)", ids)
+        for row in people.values():
+            for other in row.extra.get("absorbed", ()) if row.dirty else ():
+                conn.execute("UPDATE person_distinct_ids SET person_id = ? WHERE person_id = ?",
+                             (row.id, other.id))
+                conn.execute(
+                    "INSERT INTO memberships (person_id, group_id, first_seen, last_seen) "
+                    "SELECT ?, group_id, first_seen, last_seen FROM memberships "
+                    "WHERE person_id = ? "
+                    "ON CONFLICT (person_id, group_id) DO UPDATE SET "
+                    "first_seen = MIN(first_seen, excluded.first_seen), "
+                    "last_seen = MAX(last_seen, excluded.last_seen)", (row.id, other.id))
+                conn.execute("DELETE FROM memberships WHERE person_id = ?", (other.id,))
+                conn.execute("DELETE FROM persons WHERE id = ?", (other.id,))
+        conn.executemany(
+            "INSERT INTO memberships (person_id, group_id, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (person_id, group_id) DO UPDATE SET "
+            "first_seen = MIN(first_seen, excluded.first_seen), "
+            "last_seen = MAX(last_seen, excluded.last_seen) "
+            # Rewrite the row only for news (see LAST_SEEN_RESOLUTION): no page write else.
+            "WHERE excluded.first_seen < first_seen "
+            f"OR excluded.last_seen > last_seen + {LAST_SEEN_RESOLUTION}",
+            [(person.id, self.groups[node].id, first, last)
+             for first, last, person, node in self.memberships.values()])
+        self.log_changes()
+        conn.executemany(
+            "INSERT OR IGNORE INTO events "
+            "(project_id, message_id, type, event, distinct_id, groups, "
+            "properties, timestamp, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(pid, c.message_id, c.kind, c.event, c.distinct_id,
+              dumps(_event_groups(c, self.default_type)) if (c.groups or c.group_key) else None,
+              dumps(c.properties), c.timestamp, now) for c in calls])
+
+
+    def log_changes(self) -> None:
+        """Append what flag evaluation could see differently to the change log (0002)."""
+        rows = [(self.pid, "group", t, k, self.now)
+                for (t, k), row in self.groups.items() if row.changed]
+        # Every distinct id of a changed person, not only those in this batch: a cache keyed
+        # by another of its ids (an alias) must be evicted too.
+        changed_ids = {row.id for row in self.persons.values() if row.changed}
+        for chunk in _chunks(sorted(i for i in changed_ids if i is not None)):
+            # By person_id alone (person ids are global), so SQLite uses the person_id index
+            # rather than scanning the project's part of the primary key.
+            rows += [(self.pid, "person", None, did, self.now) for (did,) in self.conn.execute(
+                "SELECT distinct_id FROM person_distinct_ids WHERE person_id "
+                f"IN ({','.join('?' * len(chunk))})", tuple(chunk))]
+        self.conn.executemany("INSERT INTO changes (project_id, kind, group_type, key, created_at) "
+                              "VALUES (?, ?, ?, ?, ?)", rows)
+        if rows:  # keep the newest CHANGES_KEPT rows (a reader further behind starts afresh)
+            self.conn.execute("DELETE FROM changes WHERE id <= (SELECT MAX(id) FROM changes) - ?",
+                              (CHANGES_KEPT,))
+
+
+def _advance_last_seen(row: _Row, ts: float) -> bool:
+    """Move `last_seen` to `ts` if that is news: a new row, or later by more than
+    LAST_SEEN_RESOLUTION. Activity otherwise leaves the stored row alone, so steady traffic
+    does not rewrite every group and person it touches (the page writes of an ingestion
+    batch are its main cost)."""
+    if row.last_seen is None or row.id is None or ts > row.last_seen + LAST_SEEN_RESOLUTION:
+        row.last_seen = ts if row.last_seen is None else max(row.last_seen, ts)
+        return True
+    return False
+
+
+def _event_groups(c: Call, default_type: str) -> dict[str, str]:
+    groups = dict(c.groups)
+    if c.kind == "group" and c.group_key:
+        groups.setdefault(c.group_type or default_type, c.group_key)
+    return groups
