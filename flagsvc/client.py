@@ -26,9 +26,8 @@ from urllib.parse import quote
 import requests
 from cachetools import LRUCache, TTLCache
 
-from .engine import CompiledFlag, Context, Evaluation, FlagResult, Resolver, compile_flags, evaluate
-from .ingest.privacy import hash_flag
-from .service import FlagService, hash_context, make_context
+from .engine import CompiledFlag, Context, Evaluation, FlagResult, Resolver, evaluate
+from .service import FlagService, compile_project_flags, hash_context, make_context
 
 log = logging.getLogger("flagsvc.client")
 
@@ -186,7 +185,7 @@ class _RemoteSource(_Source):
             privacy = body.get("privacy") or {}
             keys = frozenset(privacy.get("hashed_keys") or ())
             salt = privacy.get("salt") or ""
-            flags = compile_flags(hash_flag(d, keys, salt) for d in body["flags"])
+            flags = compile_project_flags(body["flags"], keys, salt)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             self.last_error = f"bad definitions document: {e}"
             return False

@@ -70,6 +70,13 @@ class FlagSet:
         return hash_context(ctx, self.private_keys, self.salt)
 
 
+def compile_project_flags(definitions: Iterable[Any], keys: frozenset[str],
+                          salt: str) -> dict[str, CompiledFlag]:
+    """A project's flags compiled as every evaluator must see them: values compared with
+    hashed private keys hashed (decide, both FlagClients, preview and explain)."""
+    return compile_flags(hash_flag(d, keys, salt) for d in definitions)
+
+
 def hash_context(ctx: Context, keys: frozenset[str], salt: str) -> Context:
     """`ctx` with the request-given values of hashed private keys hashed as they are stored
     (ingest/privacy.py), so equality filters compare like with like."""
@@ -243,7 +250,7 @@ class FlagService:
                 project = self.read(self.reader.get_project, project_id) or {}
                 keys = hashed_keys(policy_of(project.get("private_properties")))
                 salt = self.read(self.reader.hash_salt, project_id) if keys else ""
-                compiled = compile_flags(hash_flag(d, keys, salt) for d in definitions)
+                compiled = compile_project_flags(definitions, keys, salt)
                 fresh = FlagSet(rev, compiled, definitions, _etag(definitions, keys), now,
                                 private_keys=keys, salt=salt)
                 self._flags[project_id] = fresh

@@ -12,10 +12,9 @@ from typing import Any
 from flask import Response
 
 from .. import schemas as s
-from ..engine import Context, Evaluation, FlagResult, compile_flags, explain
+from ..engine import Context, Evaluation, FlagResult, explain
 from ..errors import ValidationFailed
-from ..ingest.privacy import hash_flag
-from ..service import make_context
+from ..service import compile_project_flags, make_context
 from .adminlib import body, bp, check_flag, json_response, load, query, stored_flag
 from .common import admin_project, service
 
@@ -67,8 +66,7 @@ def compiled_with(project_id: int, defn: Mapping[str, Any]) -> dict[str, Any]:
     decide compiles them (values compared with hashed private keys hashed)."""
     flag_set = service().flag_set(project_id)
     others = [f for f in flag_set.definitions if f["key"] != defn["key"]]
-    return compile_flags(hash_flag(d, flag_set.private_keys, flag_set.salt)
-                         for d in [*others, defn])
+    return compile_project_flags([*others, defn], flag_set.private_keys, flag_set.salt)
 
 
 def scan(project_id: int, defn: Mapping[str, Any]) -> Iterator[tuple[str, FlagResult]]:
