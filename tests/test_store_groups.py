@@ -71,6 +71,27 @@ def test_children_without_parent_type_belong_to_the_resolved_parent_only(store, 
     assert listed == [parent]
 
 
+def test_children_follow_a_parent_move_and_survive_updates_that_keep_the_parent(
+        store, hierarchy):
+    # Two write shapes (batch.py): a moved parent rewrites the parent index entry; a property
+    # or type-only update leaves it alone. Both must keep children lookups right.
+    def children(key):
+        return [c["group_key"] for c in store.get_group(hierarchy, "account", key)["children"]]
+
+    store.ingest(hierarchy, [_call("group", ts=2000, group_type="workspace", group_key="w2",
+                                   group_set={"seats": 4}, parent_key="a1",
+                                   parent_type="account")])
+    assert children("a1") == ["w1", "w2"]
+    store.ingest(hierarchy, [_call("group", ts=3000, group_type="workspace", group_key="w2",
+                                   parent_key="a2", parent_type="account")])
+    assert children("a1") == ["w1"] and children("a2") == ["w2"]
+    store.ingest(hierarchy, [_call("group", ts=4000, group_type="workspace", group_key="w2",
+                                   group_set={"seats": 5})])
+    assert children("a2") == ["w2"]
+    assert store.get_group(hierarchy, "workspace", "w2")["properties"] == {"seats": 5}
+    assert store.conn().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
 def test_list_and_search_groups(store, hierarchy):
     groups, total = store.list_groups(hierarchy, group_type="account")
     assert total == 2 and [g["group_key"] for g in groups] == ["a1", "a2"]

@@ -42,6 +42,7 @@ class _Row:
     parent_ts: float | None = None
     dirty: bool = False
     changed: bool = False  # properties or parent changed (what flag evaluation reads)
+    moved: bool = False  # parent_key changed: only then is the groups_parent entry rewritten
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -274,6 +275,7 @@ class _Batch:
                 else:
                     row.changed |= (row.parent_key, row.parent_type) != (
                         call.parent_key or None, call.parent_type or None)
+                    row.moved |= row.parent_key != (call.parent_key or None)
                     row.parent_key = call.parent_key or None
                     row.parent_type = call.parent_type or None
                     row.parent_ts = ts
@@ -338,9 +340,11 @@ class _Batch:
         # new rows can be inserted with one executemany and referenced at once.
         return self.conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}").fetchone()[0]
 
-    def write(self, calls: list[Call]) -> None:
+    def write(self, calls: list[Call], payloads: dict[int, str] | None = None) -> None:
+        """Write what the batch changed, then the events (`payloads`: their properties
+        already serialized, by `id(call)`)."""
         conn, pid, now = self.conn, self.pid, self.now
-        inserts, updates = [], []
+        inserts, updates, moves = [], [], []
         next_id = None
         for (t, k), row in self.groups.items():
             if not row.dirty:
@@ -352,16 +356,24 @@ class _Batch:
                 row.id, next_id = next_id, next_id + 1
                 inserts.append((row.id, pid, t, k, props, stamps, row.parent_key, row.parent_type,
                                 row.parent_ts, row.created_at, row.last_seen, now))
+            elif row.moved:
+                moves.append((props, stamps, row.parent_key, row.parent_type, row.parent_ts,
+                              row.last_seen, now, row.id))
             else:
-                updates.append((props, stamps, row.parent_key, row.parent_type, row.parent_ts,
-                                row.last_seen, now, row.id))
+                updates.append((props, stamps, row.parent_type, row.parent_ts, row.last_seen,
+                                now, row.id))
         conn.executemany(
             "INSERT INTO groups (id, project_id, group_type, group_key, properties, property_ts, "
             "parent_key, parent_type, parent_ts, created_at, last_seen, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
         conn.executemany(
             "UPDATE groups SET properties = ?, property_ts = ?, parent_key = ?, parent_type = ?, "
-            "parent_ts = ?, last_seen = ?, updated_at = ? WHERE id = ?", updates)
+            "parent_ts = ?, last_seen = ?, updated_at = ? WHERE id = ?", moves)
+        # Without parent_key when it is unchanged: SQLite rewrites the entry of every index
+        # whose column is SET, even to the same value (one random page per row).
+        conn.executemany(
+            "UPDATE groups SET properties = ?, property_ts = ?, parent_type = ?, parent_ts = ?, "
+            "last_seen = ?, updated_at = ? WHERE id = ?", updates)
 
         inserts, updates, ids = [], [], []
         next_id = None
@@ -417,7 +429,8 @@ class _Batch:
             "properties, timestamp, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(pid, c.message_id, c.kind, c.event, c.distinct_id,
               dumps(_event_groups(c, self.default_type)) if (c.groups or c.group_key) else None,
-              dumps(c.properties), c.timestamp, now) for c in calls])
+              payloads[id(c)] if payloads else dumps(c.properties), c.timestamp, now)
+             for c in calls])
 
 
     def log_changes(self) -> None:
