@@ -96,3 +96,18 @@ def test_backup_writes_a_checked_copy(cli, db_path, tmp_path):
     code, out, _ = cli("backup", dest)
     assert code == 0 and "integrity: ok" in out
     assert Store(dest).get_flag(pid, "f")["key"] == "f"
+
+
+def test_gunicorn_workers_freeze_the_loaded_app_for_the_gc():
+    import gc
+
+    from flagsvc import server
+
+    before = gc.get_threshold()
+    try:
+        server._post_worker_init(None)
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == server.GC_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
