@@ -8,13 +8,14 @@ import sqlite3
 import sys
 import time
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Request, Response
 from werkzeug.exceptions import HTTPException
 
 from .config import load_config
-from .errors import APIError, Unavailable
+from .errors import APIError, error_response
 from .service import FlagService
 from .store import Store
 
@@ -120,6 +121,31 @@ class _Instrumented:
                     "status": status, "ms": round(elapsed * 1000, 2)})
 
 
+class _Routing:
+    """WSGI: POST /flags and /decide go straight to the decide handler (api/decide.py:
+    `Decide`); everything else to Flask. The matched Flask rule is still left in the
+    environ, so metrics label these requests as before."""
+
+    def __init__(self, app: Flask, flask_wsgi: Any) -> None:
+        from .api.decide import Decide
+
+        self.flask_wsgi = flask_wsgi
+        self.decide = Decide(app.extensions["flagsvc"], app.config["FLAGSVC"])
+        self.rules = {r.rule: r for r in app.url_map.iter_rules() if r.rule in Decide.PATHS}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        rule = self.rules.get(environ.get("PATH_INFO", ""))
+        if rule is None or environ.get("REQUEST_METHOD") != "POST":
+            return self.flask_wsgi(environ, start_response)
+        environ["flagsvc.url_rule"] = rule
+        status, headers, body = self.decide(environ)
+        start_response(_STATUS_LINES[status], headers)
+        return [body]
+
+
+_STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_config(config)
     app = _Flask(__name__)
@@ -137,29 +163,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for bp in (health.bp, decide.bp, capture.bp, definitions.bp, admin.bp):
         app.register_blueprint(bp)
 
-    app.wsgi_app = _Instrumented(app, app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = _Instrumented(app, _Routing(app, app.wsgi_app))  # type: ignore[method-assign]
 
     @app.errorhandler(APIError)
-    def _api_error(e: APIError) -> tuple[Response, int]:
-        return Response(json.dumps(e.body()), mimetype="application/json"), e.status
-
     @app.errorhandler(sqlite3.OperationalError)
-    def _db_error(e: sqlite3.OperationalError) -> tuple[Response, int]:
-        log.warning("database unavailable: %s", e)
-        err = Unavailable(f"the database is unavailable, retry: {e}")
-        resp = Response(json.dumps(err.body()), mimetype="application/json")
-        return resp, err.status
+    @app.errorhandler(Exception)
+    def _error(e: Exception) -> Response:
+        status, body = error_response(e)
+        return Response(body, status=status, mimetype="application/json")
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> tuple[Response, int]:
         code = (e.name or "error").lower().replace(" ", "_")
         body = {"code": code, "message": e.description, "detail": e.description}
         return Response(json.dumps(body), mimetype="application/json"), e.code or 500
-
-    @app.errorhandler(Exception)
-    def _unexpected(e: Exception) -> tuple[Response, int]:
-        log.exception("unexpected error")
-        body = {"code": "internal_error", "message": "internal error", "detail": "internal error"}
-        return Response(json.dumps(body), mimetype="application/json"), 500
 
     return app

@@ -6,7 +6,12 @@ clients read `code` and `message`.
 
 from __future__ import annotations
 
+import json
+import logging
+import sqlite3
 from typing import Any
+
+log = logging.getLogger("flagsvc")
 
 
 class APIError(Exception):
@@ -92,3 +97,18 @@ class Unavailable(APIError):
 
     status = 503
     code = "unavailable"
+
+
+def error_response(e: Exception) -> tuple[int, bytes]:
+    """Status and JSON body for an exception raised while handling a request: an APIError
+    as itself, a database that cannot be reached as 503 (retry), anything else as a 500
+    with a generic body (the details go to the log, not to the client)."""
+    if isinstance(e, APIError):
+        return e.status, json.dumps(e.body()).encode()
+    if isinstance(e, sqlite3.OperationalError):
+        log.warning("database unavailable: %s", e)
+        err = Unavailable(f"the database is unavailable, retry: {e}")
+        return err.status, json.dumps(err.body()).encode()
+    log.exception("unexpected error", exc_info=e)
+    return 500, json.dumps({"code": "internal_error", "message": "internal error",
+                            "detail": "internal error"}).encode()

@@ -211,3 +211,85 @@ def test_stock_posthog_client_evaluate_flags_snapshot(ph):
     assert snap.get_flag("ab-test", send_feature_flag_events=False) == _expected_variant("a1")
     assert snap.get_flag_payload("enterprise-only") == {"limit": 10}
     assert snap.is_enabled("off") is False
+
+
+# ---------------------------------------------------------------- the WSGI decide path
+# app.py sends POST /flags and /decide to api/decide.py's `Decide` before Flask.
+
+def _environ(path, body, query="", **extra):
+    import io
+
+    from werkzeug.test import EnvironBuilder
+
+    env = EnvironBuilder(path=path, query_string=query, method="POST", data=body,
+                         content_type="application/json").get_environ()
+    env.update(extra)
+    env["wsgi.input"] = io.BytesIO(body)
+    return env
+
+
+def _call(wsgi, env):
+    got = {}
+
+    def start_response(status, headers, exc_info=None):
+        got["status"], got["headers"] = status, dict(headers)
+
+    body = b"".join(wsgi(env, start_response))
+    return got["status"], got["headers"], json.loads(body)
+
+
+def _volatile(answer):
+    return {k: v for k, v in answer.items() if k not in ("requestId", "evaluatedAt")}
+
+
+@pytest.mark.parametrize("path,query", [("/flags/", "v=2"), ("/flags", ""), ("/decide/", "v=3"),
+                                        ("/decide", "v=4"), ("/decide/", "")])
+def test_decide_handler_answers_like_the_flask_route(app, app_project, path, query):
+    _seed(app.extensions["flagsvc"].store, app_project["id"])
+    body = json.dumps({"api_key": app_project["api_token"], "distinct_id": "alice",
+                       "groups": {"project": "p1"}}).encode()
+    fast = _call(app, _environ(path, body, query))
+    flask_only = _call(app.wsgi_app.wsgi_app.flask_wsgi, _environ(path, body, query))
+    assert fast[0] == flask_only[0] == "200 OK"
+    assert _volatile(fast[2]) == _volatile(flask_only[2])
+    assert ("flags" in fast[2]) == (path.startswith("/flags") or query == "v=4")
+    assert fast[1]["Content-Type"] == "application/json"
+
+
+def test_decide_handler_reads_a_chunked_body_and_refuses_a_bad_length(app, app_project):
+    body = json.dumps({"api_key": app_project["api_token"], "distinct_id": "u1"}).encode()
+    env = _environ("/flags/", body, HTTP_TRANSFER_ENCODING="chunked")
+    env.pop("CONTENT_LENGTH")
+    env["wsgi.input_terminated"] = True  # gunicorn decodes chunked bodies and ends the stream
+    status, _, answer = _call(app, env)
+    assert status == "200 OK" and answer["errorsWhileComputingFlags"] is False
+    env = _environ("/flags/", body, CONTENT_LENGTH="ten")
+    status, _, answer = _call(app, env)
+    assert status.startswith("400") and answer["code"] == "invalid_body"
+
+
+def test_decide_handler_maps_failures_to_json_errors(app, app_project, monkeypatch, caplog):
+    import sqlite3
+
+    svc = app.extensions["flagsvc"]
+    body = json.dumps({"api_key": app_project["api_token"], "distinct_id": "u1"}).encode()
+
+    def fail(exc):
+        def evaluate_checked(*a, **k):
+            raise exc
+        monkeypatch.setattr(svc, "evaluate_checked", evaluate_checked)
+
+    fail(sqlite3.OperationalError("database is locked"))
+    status, _, answer = _call(app, _environ("/flags/", body))
+    assert status.startswith("503") and answer["code"] == "unavailable"
+    fail(RuntimeError("secret internals"))
+    status, _, answer = _call(app, _environ("/flags/", body))
+    assert status.startswith("500") and answer["code"] == "internal_error"
+    assert "secret internals" not in json.dumps(answer)
+    assert "secret internals" in caplog.text  # logged for the operator
+
+
+def test_other_methods_and_paths_still_go_through_flask(client, app_project):
+    assert client.get("/flags/").status_code == 405
+    assert client.options("/flags/").status_code == 204
+    assert client.post("/flags//").status_code == 308  # werkzeug merges slashes, as before

@@ -31,23 +31,37 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return out
 
 
-def raw_body(request: Request, limit: int) -> bytes:
+def query_arg(environ: dict[str, Any], name: str) -> str | None:
+    """One query-string argument (the first), read straight from the WSGI environ."""
+    query = environ.get("QUERY_STRING")
+    if not query or name not in query:
+        return None
+    values = parse_qs(query, keep_blank_values=True).get(name)
+    return values[0] if values else None
+
+
+def raw_body(environ: dict[str, Any], limit: int) -> bytes:
     """The body bytes, decompressed if the client says so (header or PostHog's
-    `compression=gzip-js` / `base64` query), within `limit` bytes."""
-    environ = request.environ
-    length = request.content_length
+    `compression=gzip-js` / `base64` query), within `limit` bytes. Works on the WSGI environ
+    (no framework request object), so the decide path can skip Flask."""
+    raw_length = environ.get("CONTENT_LENGTH")
+    try:
+        length = int(raw_length) if raw_length else None
+    except ValueError:
+        raise BadRequest("Content-Length is not a number", code="invalid_body") from None
     if length is not None and length > limit:
         raise PayloadTooLarge(f"request body is over the {limit} byte limit")
+    stream = environ["wsgi.input"]
     if length is not None and "HTTP_TRANSFER_ENCODING" not in environ:
-        data = environ["wsgi.input"].read(length)  # the common case, without stream wrappers
-    else:
-        data = request.stream.read(limit + 1)
+        data = stream.read(length) if length > 0 else b""
+    elif environ.get("wsgi.input_terminated"):  # chunked, decoded by the server
+        data = stream.read(limit + 1)
+    else:  # no length and a server that does not end the stream: nothing safe to read
+        data = b""
     if len(data) > limit:
         raise PayloadTooLarge(f"request body is over the {limit} byte limit")
     encoding = environ.get("HTTP_CONTENT_ENCODING", "").lower().strip()
-    compression = ""
-    if "compression" in environ.get("QUERY_STRING", ""):
-        compression = (request.args.get("compression") or "").lower()
+    compression = (query_arg(environ, "compression") or "").lower()
     if encoding in ("gzip", "x-gzip", "deflate") or compression in ("gzip", "gzip-js"):
         return _gunzip(data, limit)
     if encoding not in ("", "identity"):
@@ -74,11 +88,13 @@ def parse_json(data: bytes) -> Any:
         raise BadRequest(f"request body is not valid JSON: {e}", code="invalid_json") from None
 
 
-def read_json(request: Request, limit: int) -> Any:
-    return parse_json(raw_body(request, limit))
+def read_json(request: Request | dict[str, Any], limit: int) -> Any:
+    """The body as JSON (`request`: a Flask request or a WSGI environ)."""
+    environ = request if isinstance(request, dict) else request.environ
+    return parse_json(raw_body(environ, limit))
 
 
-def read_object(request: Request, limit: int) -> dict[str, Any]:
+def read_object(request: Request | dict[str, Any], limit: int) -> dict[str, Any]:
     body = read_json(request, limit)
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, not {type(body).__name__}",

@@ -19,9 +19,10 @@ def config(name: str) -> Any:
     return current_app.config["FLAGSVC"][name]
 
 
-def public_project(token: Any) -> dict[str, Any]:
+def public_project(token: Any, svc: FlagService | None = None) -> dict[str, Any]:
     """The project of a public api token; 401 for anything else (a secret key included)."""
-    project = service().project_for_token(token, "api") if isinstance(token, str) else None
+    svc = svc or service()
+    project = svc.project_for_token(token, "api") if isinstance(token, str) else None
     if project is None:
         if not token:
             raise Unauthorized("an api token is required (api_key / token / writeKey)")
@@ -44,21 +45,24 @@ def basic_auth_user() -> str | None:
     return user if sep else value
 
 
+def cors_headers(environ: dict[str, Any], origins: str) -> list[tuple[str, str]]:
+    """CORS headers for browsers (requests that carry an allowed Origin); servers never
+    send one, so they get none."""
+    origin = environ.get("HTTP_ORIGIN")
+    if not origin or (origins != "*" and origin not in [o.strip() for o in origins.split(",")]):
+        return []
+    return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin"),
+            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            ("Access-Control-Allow-Headers", environ.get(
+                "HTTP_ACCESS_CONTROL_REQUEST_HEADERS",
+                "Content-Type, Authorization, Content-Encoding")),
+            ("Access-Control-Max-Age", "86400")]
+
+
 def add_cors(response: Response) -> Response:
-    """CORS headers for browsers (requests that carry an Origin); servers never need them."""
-    origin = request.environ.get("HTTP_ORIGIN")
-    if not origin:
-        return response
-    origins = config("CORS_ORIGINS")
-    if origins == "*" or (origin and origin in [o.strip() for o in origins.split(",")]):
-        response.headers["Access-Control-Allow-Origin"] = origin
-    else:
-        return response
-    response.headers["Vary"] = "Origin"
-    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = request.headers.get(
-        "Access-Control-Request-Headers", "Content-Type, Authorization, Content-Encoding")
-    response.headers["Access-Control-Max-Age"] = "86400"
+    """Flask after-request hook: `cors_headers` on the response."""
+    for name, value in cors_headers(request.environ, config("CORS_ORIGINS")):
+        response.headers[name] = value
     return response
 
 

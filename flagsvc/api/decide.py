@@ -7,13 +7,13 @@ import time
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from ..engine import FlagResult
-from ..errors import BadRequest
-from ..service import make_context
-from .body import read_object
-from .common import add_cors, config, public_project, service
+from ..errors import BadRequest, error_response
+from ..service import FlagService, make_context
+from .body import query_arg, read_object
+from .common import add_cors, cors_headers, public_project, service
 
 bp = Blueprint("decide", __name__)
 bp.after_request(add_cors)
@@ -95,64 +95,85 @@ def render(results: dict[str, FlagResult], wire: dict[tuple, Any]) -> dict[str, 
 _MAX_RENDERED = 50_000
 
 
-def _evaluate(body: dict[str, Any]) -> tuple[dict[str, FlagResult], bool, dict[tuple, Any]]:
-    project = public_project(body.get("api_key") or body.get("token") or request.args.get("token"))
-    keys = body.get("flag_keys_to_evaluate")
-    if keys is not None and (
-            not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
-        raise BadRequest("flag_keys_to_evaluate must be a list of flag keys")
-    for name in ("groups", "person_properties", "group_properties"):
-        if body.get(name) is not None and not isinstance(body[name], dict):
-            raise BadRequest(f"{name} must be an object")
-    did = body.get("distinct_id")
-    if did is not None and not isinstance(did, (str, int)):
-        raise BadRequest("distinct_id must be a string")
-    ctx = make_context(did, body.get("groups"), body.get("person_properties"),
-                       body.get("group_properties"))
-    results, degraded, flag_set = service().evaluate_checked(project["id"], ctx, keys)
-    return results, degraded or any(r.reason == "error" for r in results.values()), flag_set.wire
+class Decide:
+    """POST /flags and /decide as a plain WSGI handler. It is the hottest path of the
+    service (every page view of every app asks it), so app.py routes these requests here
+    before Flask: no request context, URL matching or Response object per call. The Flask
+    routes below stay for everything else (OPTIONS preflights, 405s, the URL map)."""
+
+    PATHS = ("/flags", "/flags/", "/decide", "/decide/")
+
+    def __init__(self, svc: FlagService, settings: dict[str, Any]) -> None:
+        self.svc = svc
+        self.limit = settings["MAX_BODY_BYTES"]
+        self.origins = settings["CORS_ORIGINS"]
+
+    def __call__(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """(status, headers, body) of one POST."""
+        try:
+            status, body = 200, orjson.dumps(self.answer(environ))
+        except Exception as e:  # noqa: BLE001 (every error becomes its JSON response)
+            status, body = error_response(e)
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        if "HTTP_ORIGIN" in environ:
+            headers += cors_headers(environ, self.origins)
+        return status, headers, body
+
+    def answer(self, environ: dict[str, Any]) -> dict[str, Any]:
+        body = read_object(environ, self.limit)
+        results, errors, wire = self.evaluate(body, environ)
+        flags_path = environ.get("PATH_INFO", "").startswith("/flags")
+        if flags_path or (query_arg(environ, "v") or "3") not in ("1", "2", "3"):
+            out = {
+                "flags": render(results, wire),
+                "errorsWhileComputingFlags": errors,
+                "requestId": request_id(),
+                "evaluatedAt": int(time.time() * 1000),
+            }
+            return out if flags_path else {**out, **_LEGACY_CONFIG}
+        return {
+            "featureFlags": {k: r.value for k, r in results.items()},
+            "featureFlagPayloads": {k: payload_json(r.payload) for k, r in results.items()
+                                    if r.enabled and r.payload is not None},
+            "errorsWhileComputingFlags": errors,
+            "requestId": request_id(),
+            **_LEGACY_CONFIG,
+        }
+
+    def evaluate(self, body: dict[str, Any], environ: dict[str, Any]
+                 ) -> tuple[dict[str, FlagResult], bool, dict[tuple, Any]]:
+        token = body.get("api_key") or body.get("token") or query_arg(environ, "token")
+        project = public_project(token, self.svc)
+        keys = body.get("flag_keys_to_evaluate")
+        if keys is not None and (
+                not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
+            raise BadRequest("flag_keys_to_evaluate must be a list of flag keys")
+        for name in ("groups", "person_properties", "group_properties"):
+            if body.get(name) is not None and not isinstance(body[name], dict):
+                raise BadRequest(f"{name} must be an object")
+        did = body.get("distinct_id")
+        if did is not None and not isinstance(did, (str, int)):
+            raise BadRequest("distinct_id must be a string")
+        ctx = make_context(did, body.get("groups"), body.get("person_properties"),
+                           body.get("group_properties"))
+        results, degraded, flag_set = self.svc.evaluate_checked(project["id"], ctx, keys)
+        return (results, degraded or any(r.reason == "error" for r in results.values()),
+                flag_set.wire)
 
 
-def _json(body: dict[str, Any]) -> Response:
-    return Response(orjson.dumps(body), mimetype="application/json")
+def _post() -> Response:
+    """The same answer when a POST reaches Flask (an app without app.py's routing)."""
+    status, headers, body = Decide(service(), current_app.config["FLAGSVC"])(request.environ)
+    return Response(body, status=status, headers=headers)
 
 
 @bp.route("/flags", methods=["POST", "OPTIONS"], strict_slashes=False)
 @bp.route("/flags/", methods=["POST", "OPTIONS"])
 def flags() -> Response:
-    if request.method == "OPTIONS":
-        return Response(status=204)
-    body = read_object(request, config("MAX_BODY_BYTES"))
-    results, errors, wire = _evaluate(body)
-    return _json({
-        "flags": render(results, wire),
-        "errorsWhileComputingFlags": errors,
-        "requestId": request_id(),
-        "evaluatedAt": int(time.time() * 1000),
-    })
+    return Response(status=204) if request.method == "OPTIONS" else _post()
 
 
 @bp.route("/decide", methods=["POST", "OPTIONS"], strict_slashes=False)
 @bp.route("/decide/", methods=["POST", "OPTIONS"])
 def decide() -> Response:
-    if request.method == "OPTIONS":
-        return Response(status=204)
-    version = request.args.get("v", "3")
-    body = read_object(request, config("MAX_BODY_BYTES"))
-    results, errors, wire = _evaluate(body)
-    if version not in ("1", "2", "3"):
-        return _json({
-            "flags": render(results, wire),
-            "errorsWhileComputingFlags": errors,
-            "requestId": request_id(),
-            "evaluatedAt": int(time.time() * 1000),
-            **_LEGACY_CONFIG,
-        })
-    return _json({
-        "featureFlags": {k: r.value for k, r in results.items()},
-        "featureFlagPayloads": {k: payload_json(r.payload) for k, r in results.items()
-                                if r.enabled and r.payload is not None},
-        "errorsWhileComputingFlags": errors,
-        "requestId": request_id(),
-        **_LEGACY_CONFIG,
-    })
+    return Response(status=204) if request.method == "OPTIONS" else _post()
