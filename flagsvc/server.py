@@ -29,6 +29,13 @@ def _post_worker_init(worker: Any) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("flagsvc")
+    if service is not None and service.store.path != ":memory:":
+        # One of the workers copies the WAL back in the background (store/checkpoint.py);
+        # the others stand by to take over if its process dies.
+        from .store.checkpoint import Checkpointer
+
+        Checkpointer(service.store.path, service.store.synchronous).start()
 
 
 def _child_exit(server: Any, worker: Any) -> None:

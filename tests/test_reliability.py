@@ -8,6 +8,7 @@ bench/RELIABILITY.md). Every loop is bounded by a deadline and a request count, 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -40,10 +41,23 @@ def server(tmp_path):
     srv.stop()
 
 
+def _assert_checkpointer_running(db_path):
+    """One worker holds the background checkpointer's lock (store/checkpoint.py)."""
+    import fcntl
+
+    fd = os.open(db_path + ".checkpointer", os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+
+
 def test_concurrent_ingestion_edits_and_decide_on_one_file(server):
     """8 s of /batch/ + /v1/batch + If-Match PATCHes + decide on 4 workers: no 5xx, no
     'database is locked' anywhere, every acknowledged event stored (exact set)."""
     create_flag(server.url)
+    _assert_checkpointer_running(server.db_path)
     tally = Tally()
     for t in mixed_load(server.url, 8.0, tally):
         t.join(timeout=60)
