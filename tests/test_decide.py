@@ -248,12 +248,38 @@ def test_decide_handler_answers_like_the_flask_route(app, app_project, path, que
     _seed(app.extensions["flagsvc"].store, app_project["id"])
     body = json.dumps({"api_key": app_project["api_token"], "distinct_id": "alice",
                        "groups": {"project": "p1"}}).encode()
+    routing = app.wsgi_app.wsgi_app
+    flask_wsgi = routing.flask_wsgi
+
+    def flask_must_not_see_posts(environ, start_response):
+        raise AssertionError(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} reached Flask")
+
+    routing.flask_wsgi = flask_must_not_see_posts
     fast = _call(app, _environ(path, body, query))
-    flask_only = _call(app.wsgi_app.wsgi_app.flask_wsgi, _environ(path, body, query))
+    routing.flask_wsgi = flask_wsgi
+    flask_only = _call(flask_wsgi, _environ(path, body, query))
     assert fast[0] == flask_only[0] == "200 OK"
     assert _volatile(fast[2]) == _volatile(flask_only[2])
     assert ("flags" in fast[2]) == (path.startswith("/flags") or query == "v=4")
     assert fast[1]["Content-Type"] == "application/json"
+
+
+def test_decide_post_carries_cors_headers_for_browsers_only(client, app_project):
+    body = {"api_key": app_project["api_token"], "distinct_id": "u1"}
+    origin = {"Origin": "https://app.example.com"}
+    for payload, status in ((body, 200), ({**body, "api_key": "nope"}, 401)):
+        r = client.post("/flags/?v=2", json=payload, headers=origin)
+        assert r.status_code == status
+        assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+        assert r.headers["Vary"] == "Origin"
+        assert "Access-Control-Allow-Origin" not in client.post("/flags/?v=2",
+                                                                 json=payload).headers
+
+
+def test_decide_with_an_empty_version_answers_the_flags_shape(client, app_project):
+    body = {"api_key": app_project["api_token"], "distinct_id": "u1"}
+    assert "flags" in client.post("/decide/?v=", json=body).get_json()
+    assert "featureFlags" in client.post("/decide/", json=body).get_json()
 
 
 def test_decide_handler_reads_a_chunked_body_and_refuses_a_bad_length(app, app_project):
@@ -263,9 +289,13 @@ def test_decide_handler_reads_a_chunked_body_and_refuses_a_bad_length(app, app_p
     env["wsgi.input_terminated"] = True  # gunicorn decodes chunked bodies and ends the stream
     status, _, answer = _call(app, env)
     assert status == "200 OK" and answer["errorsWhileComputingFlags"] is False
-    env = _environ("/flags/", body, CONTENT_LENGTH="ten")
-    status, _, answer = _call(app, env)
-    assert status.startswith("400") and answer["code"] == "invalid_body"
+    for bad in ("ten", "+5", "1_0", "²"):
+        status, _, answer = _call(app, _environ("/flags/", body, CONTENT_LENGTH=bad))
+        assert status.startswith("400") and answer["code"] == "invalid_body", bad
+    # chunked wins over a Content-Length sent along with it (the server decodes the body)
+    env = _environ("/flags/", body, HTTP_TRANSFER_ENCODING="chunked", CONTENT_LENGTH="1")
+    env["wsgi.input_terminated"] = True
+    assert _call(app, env)[0] == "200 OK"
 
 
 def test_decide_handler_maps_failures_to_json_errors(app, app_project, monkeypatch, caplog):

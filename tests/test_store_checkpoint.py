@@ -36,7 +36,6 @@ def _log_frames(path):
 def small_thresholds(monkeypatch):
     """The logic at a small scale (the defaults are thousands of pages)."""
     monkeypatch.setattr(ck, "RESTART_FRAMES", 300)
-    monkeypatch.setattr(ck, "START_FRAMES", 50)
     monkeypatch.setattr(ck, "TAIL_FRAMES", 50)
 
 
@@ -50,6 +49,23 @@ def quiet_store(db_path):
     store.close()
 
 
+def _step_in_thread(cp, db_path):
+    """Run one step on its own connection; returns (thread, done event, result list)."""
+    done, out = threading.Event(), []
+
+    def run():
+        conn = connect(db_path)
+        try:
+            out.append(cp.step(conn))
+        finally:
+            conn.close()
+            done.set()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, done, out
+
+
 def test_step_copies_the_log_and_lets_the_next_writer_start_it_over(quiet_store, db_path):
     store, pid = quiet_store
     _fill(store, pid, 40)
@@ -57,7 +73,8 @@ def test_step_copies_the_log_and_lets_the_next_writer_start_it_over(quiet_store,
     conn = connect(db_path)
     try:
         frames, copied = cp.step(conn)
-        assert frames >= ck.RESTART_FRAMES and copied == frames and cp.restarts == 1
+        assert frames >= ck.RESTART_FRAMES and copied == frames
+        assert cp.restarts == 0  # all copied without the lock: the writer restarts the log
     finally:
         conn.close()
     _fill(store, pid, 1, start=40)
@@ -66,46 +83,48 @@ def test_step_copies_the_log_and_lets_the_next_writer_start_it_over(quiet_store,
     assert store.conn().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_small_logs_are_copied_without_taking_the_write_lock(quiet_store, db_path):
+def test_copying_never_waits_for_writers_unless_only_a_tail_is_left(quiet_store, db_path):
     store, pid = quiet_store
-    _fill(store, pid, 2)
-    cp = ck.Checkpointer(db_path)
-    conn = connect(db_path)
-    lock = os.open(db_path + ".writelock", os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a writer holds the lock throughout
-        frames, copied = cp.step(conn)
-        assert 0 < frames < ck.RESTART_FRAMES and copied == frames and cp.restarts == 0
-    finally:
-        os.close(lock)
-        conn.close()
+    for batches in (2, 40):  # a short log, then a long one copied in full
+        _fill(store, pid, batches, start=batches * 100)
+        lock = os.open(db_path + ".writelock", os.O_RDWR | os.O_CREAT)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a writer holds the lock meanwhile
+        try:
+            cp = ck.Checkpointer(db_path)
+            t, done, out = _step_in_thread(cp, db_path)
+            assert done.wait(10), "step waited for the writers' lock"
+            frames, copied = out[0]
+            assert copied == frames and cp.restarts == 0
+        finally:
+            os.close(lock)
 
 
-def test_restart_waits_for_the_writer_holding_the_lock(quiet_store, db_path):
+def test_the_last_pages_are_copied_under_the_writers_lock(quiet_store, db_path):
+    """A reader's snapshot holds the newest pages back, so only a tail is left uncopied:
+    the checkpointer queues behind the writer holding the lock, then copies the tail with
+    no writer running, and the next writer starts the log over."""
     store, pid = quiet_store
     _fill(store, pid, 40)
+    reader = connect(db_path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM events").fetchone()  # snapshot here
+    _fill(store, pid, 1, start=40)  # a tail the snapshot keeps from being copied
     cp = ck.Checkpointer(db_path)
     lock = os.open(db_path + ".writelock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(lock, fcntl.LOCK_EX)
-    done = threading.Event()
-
-    def run():
-        conn = connect(db_path)
-        try:
-            cp.step(conn)
-        finally:
-            conn.close()
-            done.set()
-
-    t = threading.Thread(target=run)
-    t.start()
     try:
+        t, done, out = _step_in_thread(cp, db_path)
         assert not done.wait(0.5)  # copied what it could, now queued behind the writer
-        assert cp.restarts == 0
+        reader.execute("COMMIT")  # the snapshot is gone
     finally:
         os.close(lock)
-    assert done.wait(10) and cp.restarts == 1
-    t.join()
+        reader.close()
+    assert done.wait(10)
+    frames, copied = out[0]
+    assert copied == frames >= ck.RESTART_FRAMES and cp.restarts == 1
+    _fill(store, pid, 1, start=41)
+    assert _log_frames(db_path) < 100
+    assert store.count_events(pid) == 42 * 50
 
 
 def test_one_checkpointer_per_database_and_a_successor_takes_over(db_path, monkeypatch):

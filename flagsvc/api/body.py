@@ -44,15 +44,15 @@ def raw_body(environ: dict[str, Any], limit: int) -> bytes:
     """The body bytes, decompressed if the client says so (header or PostHog's
     `compression=gzip-js` / `base64` query), within `limit` bytes. Works on the WSGI environ
     (no framework request object), so the decide path can skip Flask."""
-    raw_length = environ.get("CONTENT_LENGTH")
-    try:
-        length = int(raw_length) if raw_length else None
-    except ValueError:
-        raise BadRequest("Content-Length is not a number", code="invalid_body") from None
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    raw_length = "" if chunked else environ.get("CONTENT_LENGTH", "").strip()
+    if raw_length and not (raw_length.isascii() and raw_length.isdigit()):  # digits only
+        raise BadRequest("Content-Length is not a number", code="invalid_body")
+    length = int(raw_length) if raw_length else None
     if length is not None and length > limit:
         raise PayloadTooLarge(f"request body is over the {limit} byte limit")
     stream = environ["wsgi.input"]
-    if length is not None and "HTTP_TRANSFER_ENCODING" not in environ:
+    if length is not None:
         data = stream.read(length) if length > 0 else b""
     elif environ.get("wsgi.input_terminated"):  # chunked, decoded by the server
         data = stream.read(limit + 1)

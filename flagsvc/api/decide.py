@@ -123,7 +123,8 @@ class Decide:
         body = read_object(environ, self.limit)
         results, errors, wire = self.evaluate(body, environ)
         flags_path = environ.get("PATH_INFO", "").startswith("/flags")
-        if flags_path or (query_arg(environ, "v") or "3") not in ("1", "2", "3"):
+        version = query_arg(environ, "v")
+        if flags_path or (version if version is not None else "3") not in ("1", "2", "3"):
             out = {
                 "flags": render(results, wire),
                 "errorsWhileComputingFlags": errors,

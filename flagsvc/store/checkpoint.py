@@ -6,9 +6,10 @@ lock while it copies thousands of pages and fsyncs the database file, and every 
 writer waits. Under steady ingestion that was ~1.3 ms of every 100-event batch's 6-7 ms.
 
 `Checkpointer` moves the copying out of the lock: a thread that runs PASSIVE checkpoints
-(which never block writers) as the log grows, and, when the log is all but copied, takes
-the writer queue's lock for a moment to copy the last frames, so the next writer can start
-the log over from its beginning (SQLite restarts the log only when it is fully copied).
+(which never block writers) as the log grows, and, when the log is long and all but a few
+pages are copied, takes the writer queue's lock for a moment to copy those, so the next
+writer can start the log over from its beginning (SQLite restarts the log only when it is
+fully copied and no reader still uses it).
 
 One checkpointer runs per database: every `flagsvc serve` worker starts one, and all but
 the first wait on an `flock` of `<database>.checkpointer`; if its process dies the kernel
@@ -30,10 +31,9 @@ from .db import WAL_AUTOCHECKPOINT_PAGES, connect
 log = logging.getLogger("flagsvc")
 
 INTERVAL = 0.05  # seconds between looks at the log
-START_FRAMES = 500  # copy once the log holds this many pages beyond what was copied
 RESTART_FRAMES = WAL_AUTOCHECKPOINT_PAGES // 2  # finish the log (under the lock) past this
 TAIL_FRAMES = 400  # ... once at most this many pages are left to copy
-MAX_PASSES = 8  # PASSIVE passes chasing the writers before finishing under the lock anyway
+MAX_PASSES = 8  # PASSIVE passes chasing the writers per look
 
 
 class Checkpointer:
@@ -68,40 +68,48 @@ class Checkpointer:
             else:
                 return
             self.active.set()
-            conn = connect(self.path, self.synchronous)
-            try:
-                while not self._stop.wait(INTERVAL):
-                    try:
-                        self.step(conn)
-                    except sqlite3.Error as e:  # the next look retries; writers still can
-                        log.warning("background checkpoint failed: %s", e)
-            finally:
+            conn = None
+            while not self._stop.wait(INTERVAL):
+                try:
+                    conn = conn or connect(self.path, self.synchronous)
+                    self.step(conn)
+                except (sqlite3.Error, OSError) as e:  # retried at the next look; meanwhile
+                    log.warning("background checkpoint failed: %s", e)  # writers checkpoint
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    self._stop.wait(1.0)
+            if conn is not None:
                 conn.close()
         finally:
             self.active.clear()
             os.close(fd)  # releases the flock: another worker's checkpointer takes over
 
     def step(self, conn: sqlite3.Connection) -> tuple[int, int]:
-        """One look at the log: copy what writers appended, and finish (restart) the log
-        when it has grown. Returns (pages in the log, pages copied) after the look."""
+        """One look at the log: copy what writers appended, and when the log has grown,
+        copy its last pages under the writers' lock so the next writer starts it over.
+        Returns (pages in the log, pages copied) after the look."""
         frames, copied = self._passive(conn)
-        if frames - copied < START_FRAMES and frames < RESTART_FRAMES:
-            return frames, copied
         for _ in range(MAX_PASSES):  # chase the writers without blocking them
             if frames < RESTART_FRAMES or frames - copied <= TAIL_FRAMES:
                 break
             frames, copied = self._passive(conn)
-        if frames >= RESTART_FRAMES:
-            # Writers queue on this lock (db.transaction): the last pages are copied with
-            # no writer running, so the next one starts the log over.
-            fd = getattr(conn, "write_lock_fd", None)
+        # Fully copied: the next writer starts the log over by itself. More than a tail left
+        # (writers outran the copy, or a reader's snapshot holds pages back): try again at
+        # the next look rather than make every writer wait.
+        if frames < RESTART_FRAMES or copied == frames or frames - copied > TAIL_FRAMES:
+            return frames, copied
+        # Writers queue on this lock (db.transaction): the last pages are copied with no
+        # writer running, so the next one starts the log over.
+        fd = getattr(conn, "write_lock_fd", None)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            frames, copied = self._passive(conn)
+        finally:
             if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                frames, copied = self._passive(conn)
-            finally:
-                if fd is not None:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        if copied == frames:
             self.restarts += 1
         return frames, copied
 
