@@ -175,7 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import run
 
     run(bind=args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout,
-        access_log=not args.no_access_log)
+        access_log=not args.no_access_log, database=config["DATABASE"])
     return 0
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
+import subprocess
+import sys
+import threading
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -17,11 +21,14 @@ ACCESS_LOG_FORMAT = '%(h)s %(l)s - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s"
 GC_THRESHOLD = 10_000  # allocations between young-generation collections (Python: 700)
 
 
+log = logging.getLogger("flagsvc")
+
+
 def default_workers() -> int:
     return min(2 * (os.cpu_count() or 1) + 1, 8)
 
 
-def _post_worker_init(worker: Any) -> None:
+def _post_worker_init(worker: Any, writer: bool = False) -> None:
     """The app is loaded: move its objects out of the cyclic GC's sight (they live as long as
     the worker) and collect the young generation less often. A request that allocates
     thousands of objects (a 100-event batch) otherwise pays for full collections over the
@@ -36,6 +43,47 @@ def _post_worker_init(worker: Any) -> None:
         from .store.checkpoint import Checkpointer
 
         Checkpointer(service.store.path, service.store.synchronous).start()
+        # Ingestion batches go to the writer process the master runs (store/writer.py),
+        # when there is one; otherwise (or while it restarts) workers write themselves.
+        from .store.writer import WriterClient, socket_path
+
+        if writer:
+            service.store.writer = WriterClient(socket_path(service.store.path))
+
+
+def _with_writer(worker: Any) -> None:
+    _post_worker_init(worker, writer=True)
+
+
+class _WriterProcess:
+    """The ingestion writer (`python -m flagsvc.store.writer`), run by gunicorn's master
+    and restarted if it exits; workers write directly while it is away."""
+
+    def __init__(self, database: str, synchronous: str) -> None:
+        self.argv = [sys.executable, "-m", "flagsvc.store.writer", database, synchronous]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = threading.Event()
+
+    def start(self, server: Any = None) -> None:
+        threading.Thread(target=self._supervise, name="flagsvc-writer", daemon=True).start()
+
+    def _supervise(self) -> None:
+        while not self.stopping.is_set():
+            self.proc = subprocess.Popen(self.argv)
+            self.proc.wait()
+            if not self.stopping.is_set():
+                log.warning("ingestion writer exited (%s); restarting", self.proc.returncode)
+                self.stopping.wait(1.0)
+
+    def stop(self, server: Any = None) -> None:
+        self.stopping.set()
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -61,8 +109,9 @@ class _Gunicorn(BaseApplication):
 
 
 def run(bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int = 1,
-        timeout: int = 30, access_log: bool = True) -> None:
-    options = {
+        timeout: int = 30, access_log: bool = True, database: str | None = None) -> None:
+    """Serve under gunicorn; `database`: also run its ingestion writer (store/writer.py)."""
+    options: dict[str, Any] = {
         "bind": bind,
         "workers": workers or default_workers(),
         "threads": threads,
@@ -75,4 +124,10 @@ def run(bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int =
         "child_exit": _child_exit,
         "post_worker_init": _post_worker_init,
     }
+    if database and database != ":memory:":
+        from .config import load_config
+
+        writer = _WriterProcess(database, load_config()["SYNCHRONOUS"])
+        options.update(when_ready=writer.start, on_exit=writer.stop,
+                       post_worker_init=_with_writer)
     _Gunicorn(options).run()

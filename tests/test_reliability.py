@@ -42,8 +42,13 @@ def server(tmp_path):
 
 
 def _assert_checkpointer_running(db_path):
-    """One worker holds the background checkpointer's lock (store/checkpoint.py)."""
+    """One worker holds the background checkpointer's lock (store/checkpoint.py), and the
+    ingestion writer process listens (store/writer.py)."""
     import fcntl
+
+    from flagsvc.store.writer import socket_path
+
+    assert os.path.exists(socket_path(db_path))
 
     fd = os.open(db_path + ".checkpointer", os.O_RDWR | os.O_CREAT)
     try:

@@ -61,7 +61,7 @@ class _Batch:
         self.persons: dict[str, _Row] = {}  # distinct id -> person row (shared objects)
         self.person_rows: dict[int, _Row] = {}
         self.memberships: dict[tuple[int, int], list[float]] = {}
-        self.types: dict[str, bool] = {}
+        self.types: dict[str, str] = {}  # group type -> "" if usable, else why not
         self.absent: set[tuple[str, str]] = set()  # groups known not to be stored
         self.new_by_key: dict[str, list[str]] = {}  # key -> types of groups new in this batch
         self.key_types: dict[str, list[tuple[str, float]]] = {}  # stored types of a key
@@ -81,18 +81,19 @@ class _Batch:
     def type_ok(self, group_type: str) -> bool:
         """Whether the group type exists or could be created; a refused type is warned
         about once per batch and every reference to it is counted as dropped."""
-        ok = self.types.get(group_type)
-        if ok is None:
+        refused = self.types.get(group_type)
+        if refused is None:
             try:
                 self.store.ensure_group_type(self.conn, self.pid, group_type)
-                ok = True
+                refused = ""
             except (LimitExceeded, ValueError) as e:
-                self.result.warnings.append(f"dropped group type {group_type!r}: {e}")
-                ok = False
-            self.types[group_type] = ok
-        if not ok:
+                refused = f"dropped group type {group_type!r}: {e}"
+            self.types[group_type] = refused
+        if refused:
             self.result.dropped += 1
-        return ok
+            if refused not in self.result.warnings:  # once per request of the batch
+                self.result.warnings.append(refused)
+        return not refused
 
     # ------------------------------------------------------------ loading
 

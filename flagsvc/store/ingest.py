@@ -17,6 +17,9 @@ from ..ingest.model import Call, IngestResult
 from .batch import CHANGES_KEPT, LAST_SEEN_RESOLUTION, _Batch, _chunks
 from .db import dumps, transaction
 
+# project id, calls, their event properties serialized (see IngestMixin.ingest)
+Request = tuple[int, list[Call], list[str]]
+
 __all__ = ["CHANGES_KEPT", "EXPIRE_CHUNK", "LAST_SEEN_RESOLUTION", "IngestMixin"]
 
 EXPIRE_CHUNK = 1000  # expired events a batch may delete, at least (twice its size if more)
@@ -25,27 +28,77 @@ EXPIRE_CHUNK = 1000  # expired events a batch may delete, at least (twice its si
 class IngestMixin:
     conn: Any
 
+    writer: Any = None  # a writer.WriterClient when a writer process serves this database
+
     def ingest(self, project_id: int, calls: list[Call]) -> IngestResult:
-        """Store a batch of normalized calls atomically; a committed return means durable."""
-        conn = self.conn()
-        # Event properties serialized before taking the write lock (the lock is the limit of
+        """Store a batch of normalized calls atomically; a committed return means durable.
+        Under `flagsvc serve` the batch goes to the writer process (writer.py), which
+        writes it together with whatever else is waiting; if that process cannot be
+        reached, the batch is written here (a batch it did commit is then a duplicate)."""
+        # Event properties serialized before the write lock (the lock is the limit of
         # ingestion throughput); redone inside it for a project with a privacy policy.
-        payloads = {id(c): dumps(c.properties) for c in calls}
-        with transaction(conn):
-            batch = _Batch(self, conn, project_id)
-            fresh = self._fresh(conn, project_id, calls, batch.result)
-            if batch.policy:
-                for call in fresh:
-                    privacy.scrub_call(call, batch.policy, batch.salt)
-                payloads = {id(c): dumps(c.properties) for c in fresh}
-            batch.prefetch(fresh)
-            for call in fresh:
-                batch.apply(call)
-            batch.write(fresh, payloads)
-            batch.result.stored = len(fresh)
-            if fresh:
-                self._expire_events(conn, project_id, batch.now, len(fresh))
-        return batch.result
+        request: Request = (project_id, calls, [dumps(c.properties) for c in calls])
+        if self.writer is not None:
+            result = self.writer.ingest(request)
+            if result is not None:
+                return result
+        return self.ingest_requests([request], alone=True)[0]
+
+    def ingest_requests(self, requests: list[Request],
+                        alone: bool = False) -> list[IngestResult | Exception]:
+        """Write requests in one transaction, each with its own result; if that fails they
+        are written one by one, so one bad request does not fail the others (its result is
+        then the exception). `alone`: a single request whose exception is raised."""
+        conn = self.conn()
+        try:
+            with transaction(conn):
+                return list(self._write_requests(conn, requests))
+        except Exception as e:
+            if alone:
+                raise
+            if len(requests) == 1:
+                return [e]
+        out: list[IngestResult | Exception] = []
+        for request in requests:
+            try:
+                with transaction(conn):
+                    out.extend(self._write_requests(conn, [request]))
+            except Exception as e:  # noqa: BLE001 (reported to that request only)
+                out.append(e)
+        return out
+
+    def _write_requests(self, conn: sqlite3.Connection,
+                        requests: list[Request]) -> list[IngestResult]:
+        """Write requests in the current transaction, one `_Batch` per project; each gets
+        its own result (duplicates, dropped group references, warnings)."""
+        results = [IngestResult() for _ in requests]
+        by_project: dict[int, list[int]] = {}
+        for i, (pid, _, _) in enumerate(requests):
+            by_project.setdefault(pid, []).append(i)
+        for pid, indexes in by_project.items():
+            batch = _Batch(self, conn, pid)
+            seen: set[str] = set()
+            payloads: dict[int, str] = {}
+            fresh: list[list[Call]] = []
+            for i in indexes:
+                _, calls, serialized = requests[i]
+                if batch.policy:
+                    for call in calls:
+                        privacy.scrub_call(call, batch.policy, batch.salt)
+                    serialized = [dumps(c.properties) for c in calls]
+                payloads.update(zip(map(id, calls), serialized, strict=True))
+                fresh.append(self._fresh(conn, pid, calls, results[i], seen))
+            every = [c for calls in fresh for c in calls]
+            batch.prefetch(every)
+            for i, calls in zip(indexes, fresh, strict=True):
+                batch.result = results[i]
+                for call in calls:
+                    batch.apply(call)
+                results[i].stored = len(calls)
+            batch.write(every, payloads)
+            if every:
+                self._expire_events(conn, pid, batch.now, len(every))
+        return results
 
     @staticmethod
     def _expire_events(conn: sqlite3.Connection, project_id: int, now: float,
@@ -64,14 +117,16 @@ class IngestMixin:
 
     @staticmethod
     def _fresh(conn: sqlite3.Connection, project_id: int, calls: list[Call],
-               result: IngestResult) -> list[Call]:
-        ids = list({c.message_id for c in calls})
+               result: IngestResult, seen: set[str]) -> list[Call]:
+        """The calls whose message ids are neither stored nor in `seen` (earlier in the
+        batch or group; extended here)."""
+        ids = list({c.message_id for c in calls} - seen)
         stored: set[str] = set()
         for chunk in _chunks(ids):
             stored.update(r[0] for r in conn.execute(
                 f"SELECT message_id FROM events WHERE project_id = ? AND message_id IN "
                 f"({','.join('?' * len(chunk))})", (project_id, *chunk)))
-        fresh, seen = [], set()
+        fresh = []
         for c in calls:
             if c.message_id in stored or c.message_id in seen:
                 result.duplicates += 1

@@ -1,0 +1,147 @@
+"""The ingestion writer process (store/writer.py): requests waiting together are written in
+one transaction with their own results; workers write directly when it is not there."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from flagsvc.ingest.model import Call
+from flagsvc.store import Store, batch
+from flagsvc.store.writer import Writer, WriterClient, socket_path
+
+
+def _calls(prefix, n=20, **kw):
+    return [Call("track", f"{prefix}-{i}", 1000.0 + i, distinct_id=f"u{i}", event="seen",
+                 groups={"organization": f"org-{i % 5}"}, **kw) for i in range(n)]
+
+
+@pytest.fixture
+def writer(db_path, tmp_path):
+    store = Store(db_path)
+    w = Writer(store, str(tmp_path / "w.sock"))
+    stop = threading.Event()
+    t = threading.Thread(target=w.serve, args=(stop,), daemon=True)
+    t.start()
+    yield w
+    stop.set()
+    t.join(5)
+    w.close()
+    store.close()
+
+
+@pytest.fixture
+def client_store(db_path, writer):
+    """A worker's store that sends its batches to `writer`."""
+    store = Store(db_path)
+    store.writer = WriterClient(writer.path)
+    yield store
+    store.writer.close()
+    store.close()
+
+
+def test_batches_go_through_the_writer_with_their_own_results(client_store, writer, project):
+    pid = project["id"]
+    r = client_store.ingest(pid, _calls("a"))
+    assert (r.stored, r.duplicates) == (20, 0)
+    r = client_store.ingest(pid, _calls("a") + _calls("b", 5))  # a retried batch + 5 new
+    assert (r.stored, r.duplicates) == (5, 20)
+    assert writer.requests == 2
+    assert client_store.count_events(pid) == 25
+    assert client_store.get_group(pid, "organization", "org-1")["last_seen"] is not None
+
+
+def test_concurrent_requests_share_transactions_and_keep_separate_results(
+        db_path, writer, project, monkeypatch):
+    pid = project["id"]
+    # Hold the writer inside its first transaction until every client has sent: the rest
+    # then wait together and are written as one group.
+    gate, first = threading.Event(), threading.Event()
+    write = batch._Batch.write
+
+    def slow_write(self, *a, **k):
+        first.set()
+        gate.wait(5)
+        return write(self, *a, **k)
+
+    monkeypatch.setattr(batch._Batch, "write", slow_write)
+    results = {}
+
+    def send(name, calls):
+        store = Store(db_path, migrate_now=False)
+        store.writer = WriterClient(writer.path)
+        try:
+            results[name] = store.ingest(pid, calls)
+        finally:
+            store.writer.close()
+            store.close()
+
+    threads = [threading.Thread(target=send, args=("first", _calls("f")))]
+    threads[0].start()
+    assert first.wait(5)
+    # shared message ids across two waiting requests: one stores them, the other counts them
+    # as duplicates; a sixth group type (organization + 5) is refused, with a warning in the
+    # request using it only
+    for name, calls in (("x", _calls("s")), ("y", _calls("s")),
+                        ("z", [Call("track", f"t{i}", 1.0, distinct_id="u", event="e",
+                                    groups={f"type{i}": "k"}) for i in range(5)])):
+        threads.append(threading.Thread(target=send, args=(name, calls)))
+        threads[-1].start()
+    threading.Event().wait(0.5)  # all three connected and sent; the writer is still busy
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert results["first"].stored == 20
+    assert sorted([results["x"].stored, results["y"].stored]) == [0, 20]
+    assert results["x"].duplicates + results["y"].duplicates == 20
+    assert results["z"].dropped == 1 and results["z"].warnings
+    assert not results["x"].warnings and not results["y"].warnings
+    assert writer.groups == 2 and writer.requests == 4  # the three waiting ones together
+
+
+def test_a_failing_request_fails_alone(db_path, writer, project, monkeypatch):
+    pid = project["id"]
+    apply = batch._Batch.apply
+
+    def picky_apply(self, call):
+        if call.message_id == "bad-0":
+            raise ValueError("boom")
+        return apply(self, call)
+
+    monkeypatch.setattr(batch._Batch, "apply", picky_apply)
+    store = Store(db_path, migrate_now=False)
+    store.writer = WriterClient(writer.path)
+    with pytest.raises(RuntimeError, match="boom"):
+        store.ingest(pid, _calls("bad"))
+    assert store.ingest(pid, _calls("good")).stored == 20
+    assert store.count_events(pid) == 20  # nothing of the failed batch
+    store.writer.close()
+
+
+def test_without_a_writer_workers_write_themselves(store, project, tmp_path):
+    store.writer = WriterClient(str(tmp_path / "nobody.sock"))
+    assert store.ingest(project["id"], _calls("d")).stored == 20
+    assert store.count_events(project["id"]) == 20
+
+
+def test_a_writer_that_goes_away_is_replaced_by_direct_writes(db_path, tmp_path, project):
+    store = Store(db_path)
+    w = Writer(Store(db_path), str(tmp_path / "w.sock"))
+    stop = threading.Event()
+    t = threading.Thread(target=w.serve, args=(stop,), daemon=True)
+    t.start()
+    store.writer = WriterClient(w.path)
+    assert store.ingest(project["id"], _calls("one")).stored == 20
+    stop.set()
+    t.join(5)
+    w.close()  # its connections drop mid-conversation
+    assert store.ingest(project["id"], _calls("two")).stored == 20
+    assert store.ingest(project["id"], _calls("two")).duplicates == 20
+    assert store.count_events(project["id"]) == 40
+
+
+def test_socket_paths_stay_short(tmp_path):
+    assert socket_path(str(tmp_path / "f.db")).endswith("f.db.writer.sock")
+    long = socket_path("/" + "d" * 150 + "/f.db")
+    assert len(long) < 100 and long != socket_path("/" + "e" * 150 + "/f.db")
