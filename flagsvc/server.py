@@ -28,7 +28,15 @@ def default_workers() -> int:
     return min(2 * (os.cpu_count() or 1) + 1, 8)
 
 
-def _post_worker_init(worker: Any, writer: bool = False) -> None:
+def _post_worker_init(worker: Any) -> None:
+    _init_worker(worker, writer=False)
+
+
+def _with_writer(worker: Any) -> None:
+    _init_worker(worker, writer=True)
+
+
+def _init_worker(worker: Any, writer: bool) -> None:
     """The app is loaded: move its objects out of the cyclic GC's sight (they live as long as
     the worker) and collect the young generation less often. A request that allocates
     thousands of objects (a 100-event batch) otherwise pays for full collections over the
@@ -49,10 +57,6 @@ def _post_worker_init(worker: Any, writer: bool = False) -> None:
 
         if writer:
             service.store.writer = WriterClient(socket_path(service.store.path))
-
-
-def _with_writer(worker: Any) -> None:
-    _post_worker_init(worker, writer=True)
 
 
 class _WriterProcess:
@@ -108,9 +112,11 @@ class _Gunicorn(BaseApplication):
         return create_app()
 
 
-def run(bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int = 1,
-        timeout: int = 30, access_log: bool = True, database: str | None = None) -> None:
-    """Serve under gunicorn; `database`: also run its ingestion writer (store/writer.py)."""
+def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
+                     threads: int = 1, timeout: int = 30, access_log: bool = True,
+                     database: str | None = None) -> dict[str, Any]:
+    """gunicorn's settings for `flagsvc serve`; `database`: also run its ingestion writer
+    (store/writer.py) from the master."""
     options: dict[str, Any] = {
         "bind": bind,
         "workers": workers or default_workers(),
@@ -130,4 +136,9 @@ def run(bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int =
         writer = _WriterProcess(database, load_config()["SYNCHRONOUS"])
         options.update(when_ready=writer.start, on_exit=writer.stop,
                        post_worker_init=_with_writer)
-    _Gunicorn(options).run()
+    return options
+
+
+def run(bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int = 1,
+        timeout: int = 30, access_log: bool = True, database: str | None = None) -> None:
+    _Gunicorn(gunicorn_options(bind, workers, threads, timeout, access_log, database)).run()

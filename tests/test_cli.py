@@ -111,3 +111,15 @@ def test_gunicorn_workers_freeze_the_loaded_app_for_the_gc():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize("database", [None, "flagsvc.db"])
+def test_gunicorn_accepts_the_serve_configuration(database, tmp_path):
+    """Every option and hook passes gunicorn's own validation (hooks have fixed arities),
+    with and without the ingestion writer."""
+    from flagsvc import server
+
+    path = str(tmp_path / database) if database else None
+    app = server._Gunicorn(server.gunicorn_options(database=path))
+    assert callable(app.cfg.post_worker_init)
+    assert (app.cfg.when_ready.__qualname__ != "WhenReady.when_ready") == bool(database)
