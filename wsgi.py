@@ -1,9 +1,9 @@
 """WSGI entry point: `gunicorn wsgi:app` (configuration from FLAGSVC_* variables).
 
 `flagsvc serve` is the usual way to run flagsvc; this module is for running it under any
-WSGI server (which then misses two things `flagsvc serve` sets up in each gunicorn worker:
-the background WAL checkpointer, so SQLite checkpoints inside commits instead, and the
-frozen GC generation). On a new database the first worker to start creates the default project and
+WSGI server (which then misses what `flagsvc serve` adds around the app: the ingestion
+writer process, so each worker writes its own batches; the background WAL checkpointer, so
+SQLite checkpoints inside commits; the frozen GC generation). On a new database the first worker to start creates the default project and
 prints its tokens to stderr (the secret key only when it was generated, never one taken
 from FLAGSVC_SECRET_KEY).
 """

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -72,12 +73,23 @@ class _WriterProcess:
         threading.Thread(target=self._supervise, name="flagsvc-writer", daemon=True).start()
 
     def _supervise(self) -> None:
+        delay = 1.0
         while not self.stopping.is_set():
+            started = time.monotonic()
             self.proc = subprocess.Popen(self.argv)
-            self.proc.wait()
-            if not self.stopping.is_set():
-                log.warning("ingestion writer exited (%s); restarting", self.proc.returncode)
-                self.stopping.wait(1.0)
+            self.proc.wait()  # (gunicorn's master may reap it first: the status is lost)
+            if self.stopping.is_set():
+                break
+            delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
+            log.warning("ingestion writer exited; restarting in %.0f s (workers write "
+                        "directly meanwhile)", delay)
+            self.stopping.wait(delay)
+
+    def restart(self, server: Any = None) -> None:
+        """After a reload (HUP) the workers run new code: so must the writer."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
 
     def stop(self, server: Any = None) -> None:
         self.stopping.set()
@@ -134,7 +146,7 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
         from .config import load_config
 
         writer = _WriterProcess(database, load_config()["SYNCHRONOUS"])
-        options.update(when_ready=writer.start, on_exit=writer.stop,
+        options.update(when_ready=writer.start, on_exit=writer.stop, on_reload=writer.restart,
                        post_worker_init=_with_writer)
     return options
 

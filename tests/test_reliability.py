@@ -45,10 +45,12 @@ def _assert_checkpointer_running(db_path):
     """One worker holds the background checkpointer's lock (store/checkpoint.py), and the
     ingestion writer process listens (store/writer.py)."""
     import fcntl
+    import socket
 
     from flagsvc.store.writer import socket_path
 
-    assert os.path.exists(socket_path(db_path))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(socket_path(db_path))  # a live writer, not a stale socket file
 
     fd = os.open(db_path + ".checkpointer", os.O_RDWR | os.O_CREAT)
     try:

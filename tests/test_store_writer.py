@@ -145,3 +145,95 @@ def test_socket_paths_stay_short(tmp_path):
     assert socket_path(str(tmp_path / "f.db")).endswith("f.db.writer.sock")
     long = socket_path("/" + "d" * 150 + "/f.db")
     assert len(long) < 100 and long != socket_path("/" + "e" * 150 + "/f.db")
+
+
+def test_a_group_retried_one_by_one_hashes_private_values_once(store, project, monkeypatch):
+    from flagsvc.ingest.privacy import hash_value
+
+    pid = project["id"]
+    store.update_project(pid, private_properties={"email": "hash"})
+    apply = batch._Batch.apply
+
+    def picky_apply(self, call):
+        if call.message_id == "bad":
+            raise ValueError("boom")
+        return apply(self, call)
+
+    monkeypatch.setattr(batch._Batch, "apply", picky_apply)
+    good = (pid, [Call("identify", "good", 1.0, distinct_id="ann",
+                       person_set={"email": "ann@x.io"})], ["{}"])
+    bad = (pid, [Call("identify", "bad", 1.0, distinct_id="bob",
+                      person_set={"email": "bob@x.io"})], ["{}"])
+    results = store.ingest_requests([good, bad])  # fails as a group, then one by one
+    assert results[0].stored == 1 and isinstance(results[1], ValueError)
+    assert store.person_properties(pid, "ann") == {
+        "email": hash_value(store.hash_salt(pid), "ann@x.io")}  # not a hash of the hash
+    assert store.person_properties(pid, "bob") is None
+
+
+def test_a_commit_failing_in_the_retry_keeps_results_in_step(store, project, monkeypatch):
+    import contextlib
+    import sqlite3
+
+    from flagsvc.store import ingest
+
+    pid = project["id"]
+    real = ingest.transaction
+    entered = []
+
+    @contextlib.contextmanager
+    def flaky(conn, *a, **k):
+        entered.append(1)
+        with real(conn, *a, **k) as c:
+            yield c
+            if len(entered) in (1, 3):  # the group, then the second request alone
+                raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ingest, "transaction", flaky)
+    requests = [(pid, _calls(name, 3), ["{}"] * 3) for name in ("a", "b", "c")]
+    results = store.ingest_requests(requests)
+    assert len(results) == 3
+    assert results[0].stored == 3 and results[2].stored == 3
+    assert isinstance(results[1], sqlite3.OperationalError)
+    assert store.count_events(pid) == 6  # b rolled back with its COMMIT
+
+
+def test_a_writer_from_another_version_is_bypassed(client_store, writer, project,
+                                                   monkeypatch):
+    from flagsvc.store import writer as w
+
+    pack = w._pack
+    monkeypatch.setattr(w, "_pack", lambda r: ("another",) + pack(r)[1:])  # a newer worker
+    assert client_store.ingest(project["id"], _calls("v")).stored == 20  # written directly
+    assert writer.requests == 0
+
+
+def test_a_writer_that_does_not_answer_is_bypassed_in_time(store, project, tmp_path,
+                                                           monkeypatch):
+    import socket
+    import time
+
+    from flagsvc.store import writer as w
+
+    path = str(tmp_path / "mute.sock")
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mute.bind(path)
+    mute.listen(1)
+    monkeypatch.setattr(w, "TIMEOUT", 0.3)
+    store.writer = WriterClient(path)
+    started = time.monotonic()
+    assert store.ingest(project["id"], _calls("m")).stored == 20
+    assert time.monotonic() - started < 5
+    mute.close()
+
+
+def test_a_closing_writer_leaves_its_successors_socket(db_path, tmp_path):
+    import os
+
+    path = str(tmp_path / "w.sock")
+    old = Writer(Store(db_path), path)
+    new = Writer(Store(db_path), path)  # took the path over
+    old.close()
+    assert os.path.exists(path)
+    new.close()
+    assert not os.path.exists(path)

@@ -8,6 +8,7 @@ Retention expires old events a chunk at a time as batches arrive.
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 import time
 from typing import Any
@@ -62,9 +63,11 @@ class IngestMixin:
         for request in requests:
             try:
                 with transaction(conn):
-                    out.extend(self._write_requests(conn, [request]))
+                    result = self._write_requests(conn, [request])[0]
             except Exception as e:  # noqa: BLE001 (reported to that request only)
-                out.append(e)
+                out.append(e)  # also when COMMIT itself failed: nothing of it is stored
+            else:
+                out.append(result)
         return out
 
     def _write_requests(self, conn: sqlite3.Connection,
@@ -82,9 +85,9 @@ class IngestMixin:
             fresh: list[list[Call]] = []
             for i in indexes:
                 _, calls, serialized = requests[i]
-                if batch.policy:
-                    for call in calls:
-                        privacy.scrub_call(call, batch.policy, batch.salt)
+                if batch.policy:  # scrubbed copies: a retry must not hash a hash
+                    calls = [privacy.scrub_call(copy.copy(c), batch.policy, batch.salt)
+                             for c in calls]
                     serialized = [dumps(c.properties) for c in calls]
                 payloads.update(zip(map(id, calls), serialized, strict=True))
                 fresh.append(self._fresh(conn, pid, calls, results[i], seen))

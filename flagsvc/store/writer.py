@@ -22,14 +22,17 @@ processes through a socket only the service's user can open.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import hashlib
 import logging
 import os
 import pickle
 import selectors
+import signal
 import socket
 import sqlite3
+import stat
 import struct
 import sys
 import tempfile
@@ -44,16 +47,23 @@ log = logging.getLogger("flagsvc")
 MAX_GROUP_CALLS = 5000  # one transaction stops growing past this many calls
 RETRY_AFTER = 1.0  # seconds a worker writes directly after failing to reach the writer
 _HEADER = struct.Struct(">I")
-_FIELDS = Call.__dataclass_fields__  # calls travel as tuples: a third of the unpickling time
+_FIELDS = tuple(Call.__dataclass_fields__)  # calls travel as tuples (faster to unpickle)
+# Both sides must agree on those fields: a writer started by older code (gunicorn reloads
+# workers, not the writer) refuses the connection and workers write directly.
+PROTOCOL = hashlib.sha256(repr(_FIELDS).encode()).hexdigest()[:16]
+TIMEOUT = 20.0  # seconds a worker waits for an answer before writing the batch itself
+SEND_TIMEOUT = 5.0  # seconds the writer waits on a worker that does not read its answer
 
 
 def _pack(request: Any) -> Any:
     project_id, calls, payloads = request
-    return project_id, [tuple(getattr(c, f) for f in _FIELDS) for c in calls], payloads
+    return PROTOCOL, project_id, [tuple(getattr(c, f) for f in _FIELDS) for c in calls], payloads
 
 
 def _unpack(frame: Any) -> Any:
-    project_id, calls, payloads = frame
+    protocol, project_id, calls, payloads = frame
+    if protocol != PROTOCOL:
+        raise ValueError("a worker speaking another protocol version")
     return project_id, [Call(*c) for c in calls], payloads
 
 
@@ -64,12 +74,35 @@ def _result_frame(result: IngestResult | Exception) -> Any:
 
 
 def socket_path(database: str) -> str:
-    """Where the writer of `database` listens (a short path: Unix sockets allow ~100 bytes)."""
+    """Where the writer of `database` listens: beside the database, or (Unix socket paths
+    are limited to ~100 bytes) in a directory of the service's own user under the temporary
+    directory (see `_private_dir`)."""
     path = os.path.abspath(database) + ".writer.sock"
     if len(path.encode()) < 100:
         return path
     digest = hashlib.sha256(path.encode()).hexdigest()[:24]
-    return os.path.join(tempfile.gettempdir(), f"flagsvc-{digest}.sock")
+    return os.path.join(tempfile.gettempdir(), f"flagsvc-{os.getuid()}", f"{digest}.sock")
+
+
+def _private_dir(path: str) -> bool:
+    """Make sure the socket's directory is ours alone when it is not the database's own:
+    created 0700, owned by this user (else nobody may listen or connect there)."""
+    directory = os.path.dirname(path)
+    if not os.path.basename(directory).startswith("flagsvc-"):
+        return True
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(directory, 0o700)
+    st = os.lstat(directory)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def _same_user(sock: socket.socket) -> bool:
+    """The process at the other end runs as this user (Linux; elsewhere the socket's
+    directory permissions are the guard)."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return True
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1] == os.getuid()
 
 
 def _send(sock: socket.socket, value: Any) -> None:
@@ -104,15 +137,22 @@ class WriterClient:
         try:
             if sock is None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(TIMEOUT)
                 sock.connect(self.path)
+                if not _same_user(sock):
+                    raise ConnectionRefusedError("the writer socket belongs to another user")
                 self._local.sock = sock
             _send(sock, _pack(request))
             (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
             answer = pickle.loads(_recv_exact(sock, size))
-        except OSError:
-            if sock is not None:
+        except BaseException as e:
+            if sock is not None:  # never reuse a connection left mid-conversation
                 sock.close()
             self._local.sock = None
+            if not isinstance(e, OSError):
+                raise
+            # Not reached, gone, or too slow: write it here. If the writer committed it
+            # anyway, this write finds the message ids stored (duplicates, nothing twice).
             self._down_until = time.monotonic() + RETRY_AFTER
             return None
         if isinstance(answer, Exception):
@@ -133,16 +173,19 @@ class Writer:
     def __init__(self, store: Any, path: str) -> None:
         self.store = store
         self.path = path
+        if not _private_dir(path):
+            raise PermissionError(f"{os.path.dirname(path)} is not this user's alone")
         self.selector = selectors.DefaultSelector()
         self.buffers: dict[socket.socket, bytearray] = {}
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # a previous writer's socket (that writer is gone)
+            os.unlink(path)  # a previous writer's socket (main() holds the writer lock)
         old_umask = os.umask(0o077)  # only the service's user may connect
         try:
             self.listener.bind(path)
         finally:
             os.umask(old_umask)
+        self.inode = os.stat(path).st_ino
         self.listener.listen(128)
         self.listener.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ)
@@ -155,12 +198,16 @@ class Writer:
         self.selector.close()
         self.listener.close()
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            if os.stat(self.path).st_ino == self.inode:  # not a successor's socket
+                os.unlink(self.path)
 
     def serve(self, stop: threading.Event | None = None, parent: int | None = None) -> None:
         """Loop until `stop` is set or (`parent`) the process that started this one is gone."""
         while stop is None or not stop.is_set():
-            self.step(timeout=0.5)
+            try:
+                self.step(timeout=0.5)
+            except Exception:  # noqa: BLE001 (keep serving; workers fall back meanwhile)
+                log.exception("ingestion writer: unexpected error")
             if parent is not None and os.getppid() != parent:
                 return
 
@@ -187,25 +234,31 @@ class Writer:
         return len(pending)
 
     def _write(self, group: list[tuple[socket.socket, Any]]) -> None:
-        results = [r if not isinstance(r, Exception) or isinstance(r, sqlite3.OperationalError)
-                   else RuntimeError(f"{type(r).__name__}: {r}")  # always unpicklable-safe
-                   for r in self.store.ingest_requests([request for _, request in group])]
+        results = self.store.ingest_requests([request for _, request in group])
+        if len(results) != len(group):  # never answer a request with another's result
+            raise RuntimeError(f"{len(results)} results for {len(group)} requests")
         self.groups += 1
         self.requests += len(group)
         for (sock, _), result in zip(group, results, strict=True):
+            if isinstance(result, Exception) and not isinstance(result, sqlite3.OperationalError):
+                log.error("ingestion writer: a batch failed", exc_info=result)
+                result = RuntimeError(f"{type(result).__name__}: {result}")  # picklable
             try:
-                sock.setblocking(True)
+                sock.settimeout(SEND_TIMEOUT)
                 _send(sock, _result_frame(result))
                 sock.setblocking(False)
-            except OSError:  # that worker is gone; its batch is committed all the same
+            except OSError:  # gone or not reading: it writes the batch itself (duplicates)
                 self._drop(sock)
 
     def _accept(self) -> None:
         while True:  # every connection waiting (their requests are read at the next look)
             try:
                 sock, _ = self.listener.accept()
-            except BlockingIOError:
+            except (BlockingIOError, ConnectionAbortedError):
                 return
+            if not _same_user(sock):
+                sock.close()
+                continue
             sock.setblocking(False)
             self.buffers[sock] = bytearray()
             self.selector.register(sock, selectors.EVENT_READ)
@@ -232,8 +285,8 @@ class Writer:
             del buf[:_HEADER.size + size]
             try:
                 pending.append((sock, _unpack(pickle.loads(frame))))
-            except Exception:  # noqa: BLE001 (not one of ours: hang up)
-                log.warning("ingestion writer: dropped a connection sending an unreadable frame")
+            except Exception as e:  # noqa: BLE001 (another version, or not one of ours)
+                log.warning("ingestion writer: hung up on a worker: %s", e)
                 self._drop(sock)
                 return
 
@@ -249,18 +302,32 @@ def main(argv: list[str] | None = None) -> int:
 
     database, synchronous = (argv or sys.argv[1:])[:2]
     logging.basicConfig(level=logging.WARNING)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean up the socket on stop
+    parent = os.getppid()
+    # One writer per database: a second one (another server on the same file, a master
+    # re-exec'd for an upgrade) waits here instead of taking the socket over.
+    lock = os.open(database + ".writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if os.getppid() != parent:
+                return 0
+            time.sleep(1.0)
     store = Store(database, synchronous=synchronous)
     writer = Writer(store, socket_path(database))
     gc.collect()
     gc.freeze()  # as in the workers (server.py): each batch allocates thousands of objects
     gc.set_threshold(10_000, *gc.get_threshold()[1:])
     try:
-        writer.serve(parent=os.getppid())
+        writer.serve(parent=parent)
     except KeyboardInterrupt:
         pass
     finally:
         writer.close()
         store.close()
+        os.close(lock)
     return 0
 
 
