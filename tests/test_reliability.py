@@ -49,8 +49,16 @@ def _assert_checkpointer_running(db_path):
 
     from flagsvc.store.writer import socket_path
 
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(socket_path(db_path))  # a live writer, not a stale socket file
+    deadline = time.monotonic() + 10  # the writer starts beside the workers
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(socket_path(db_path))  # a live writer, not a stale socket file
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.1)
 
     fd = os.open(db_path + ".checkpointer", os.O_RDWR | os.O_CREAT)
     try:
