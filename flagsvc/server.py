@@ -37,14 +37,18 @@ def _with_writer(worker: Any) -> None:
     _init_worker(worker, writer=True)
 
 
-def _init_worker(worker: Any, writer: bool) -> None:
-    """The app is loaded: move its objects out of the cyclic GC's sight (they live as long as
-    the worker) and collect the young generation less often. A request that allocates
-    thousands of objects (a 100-event batch) otherwise pays for full collections over the
-    whole app, possibly while holding the database write lock."""
+def freeze_gc() -> None:
+    """Once the process has loaded what it keeps (the app, the writer's store): move those
+    objects out of the cyclic GC's sight and collect the young generation less often. A
+    request that allocates thousands of objects (a 100-event batch) otherwise pays for full
+    collections over the whole app, possibly while holding the database write lock."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def _init_worker(worker: Any, writer: bool) -> None:
+    freeze_gc()
     service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("flagsvc")
     if service is not None and service.store.path != ":memory:":
         # One of the workers copies the WAL back in the background (store/checkpoint.py);

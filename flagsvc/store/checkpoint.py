@@ -26,7 +26,7 @@ import os
 import sqlite3
 import threading
 
-from .db import WAL_AUTOCHECKPOINT_PAGES, connect
+from .db import WAL_AUTOCHECKPOINT_PAGES, connect, wait_for_lock
 
 log = logging.getLogger("flagsvc")
 
@@ -59,13 +59,8 @@ class Checkpointer:
     def _run(self) -> None:
         fd = os.open(self.path + ".checkpointer", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            while not self._stop.is_set():  # wait to be the one checkpointer of this file
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    self._stop.wait(1.0)
-            else:
+            # wait to be the one checkpointer of this file
+            if not wait_for_lock(fd, self._stop.is_set, self._stop.wait):
                 return
             self.active.set()
             conn = None

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from importlib import resources
 from typing import Any
@@ -109,6 +109,20 @@ def transaction(conn: sqlite3.Connection, write: bool = True) -> Iterator[sqlite
     finally:
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def wait_for_lock(fd: int, give_up: Callable[[], bool],
+                  pause: Callable[[float], Any], every: float = 1.0) -> bool:
+    """Take an exclusive `flock` on `fd` that another process may hold for as long as it
+    lives (one checkpointer, one writer per database): try every `every` seconds until it
+    is ours (True) or `give_up()` says to stop waiting (False)."""
+    while not give_up():
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pause(every)
+    return False
 
 
 def migration_names() -> list[tuple[str, str]]:

@@ -22,8 +22,6 @@ processes through a socket only the service's user can open.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import gc
 import hashlib
 import logging
 import os
@@ -41,6 +39,7 @@ import time
 from typing import Any
 
 from ..ingest.model import Call, IngestResult
+from .db import wait_for_lock
 
 log = logging.getLogger("flagsvc")
 
@@ -307,19 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     # One writer per database: a second one (another server on the same file, a master
     # re-exec'd for an upgrade) waits here instead of taking the socket over.
     lock = os.open(database + ".writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if os.getppid() != parent:
-                return 0
-            time.sleep(1.0)
+    if not wait_for_lock(lock, lambda: os.getppid() != parent, time.sleep):
+        return 0
     store = Store(database, synchronous=synchronous)
     writer = Writer(store, socket_path(database))
-    gc.collect()
-    gc.freeze()  # as in the workers (server.py): each batch allocates thousands of objects
-    gc.set_threshold(10_000, *gc.get_threshold()[1:])
+    from ..server import freeze_gc
+
+    freeze_gc()  # as in the workers: each batch allocates thousands of objects
     try:
         writer.serve(parent=parent)
     except KeyboardInterrupt:
