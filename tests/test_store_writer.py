@@ -17,6 +17,18 @@ def _calls(prefix, n=20, **kw):
                  groups={"organization": f"org-{i % 5}"}, **kw) for i in range(n)]
 
 
+def _fail_apply(monkeypatch, message_id):
+    """Make applying the call with this message id raise (a request that cannot be written)."""
+    apply = batch._Batch.apply
+
+    def picky_apply(self, call):
+        if call.message_id == message_id:
+            raise ValueError("boom")
+        return apply(self, call)
+
+    monkeypatch.setattr(batch._Batch, "apply", picky_apply)
+
+
 @pytest.fixture
 def writer(db_path, tmp_path):
     store = Store(db_path)
@@ -102,14 +114,7 @@ def test_concurrent_requests_share_transactions_and_keep_separate_results(
 
 def test_a_failing_request_fails_alone(db_path, writer, project, monkeypatch):
     pid = project["id"]
-    apply = batch._Batch.apply
-
-    def picky_apply(self, call):
-        if call.message_id == "bad-0":
-            raise ValueError("boom")
-        return apply(self, call)
-
-    monkeypatch.setattr(batch._Batch, "apply", picky_apply)
+    _fail_apply(monkeypatch, "bad-0")
     store = Store(db_path, migrate_now=False)
     store.writer = WriterClient(writer.path)
     with pytest.raises(RuntimeError, match="boom"):
@@ -152,14 +157,7 @@ def test_a_group_retried_one_by_one_hashes_private_values_once(store, project, m
 
     pid = project["id"]
     store.update_project(pid, private_properties={"email": "hash"})
-    apply = batch._Batch.apply
-
-    def picky_apply(self, call):
-        if call.message_id == "bad":
-            raise ValueError("boom")
-        return apply(self, call)
-
-    monkeypatch.setattr(batch._Batch, "apply", picky_apply)
+    _fail_apply(monkeypatch, "bad")
     good = (pid, [Call("identify", "good", 1.0, distinct_id="ann",
                        person_set={"email": "ann@x.io"})], ["{}"])
     bad = (pid, [Call("identify", "bad", 1.0, distinct_id="bob",
