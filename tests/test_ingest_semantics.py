@@ -11,8 +11,21 @@ import time
 import pytest
 
 from flagsvc.ingest.model import Call, IngestResult
+from flagsvc.store import Store
+from flagsvc.store.rowcache import RowCache
 
 _ids = itertools.count()
+
+
+@pytest.fixture(params=["direct", "row cache"])
+def store(db_path, request):
+    """Every semantic test runs twice: as a worker writes (rows read from the database in
+    each transaction) and as the writer process does (rows kept between transactions)."""
+    s = Store(db_path)
+    if request.param == "row cache":
+        s.row_cache = RowCache()
+    yield s
+    s.close()
 
 
 def call(kind="identify", ts=1000.0, **kw) -> Call:

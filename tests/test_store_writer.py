@@ -9,6 +9,7 @@ import pytest
 
 from flagsvc.ingest.model import Call
 from flagsvc.store import Store, batch
+from flagsvc.store.rowcache import RowCache
 from flagsvc.store.writer import Writer, WriterClient, socket_path
 
 
@@ -32,6 +33,7 @@ def _fail_apply(monkeypatch, message_id):
 @pytest.fixture
 def writer(db_path, tmp_path):
     store = Store(db_path)
+    store.row_cache = RowCache()  # as writer.main() sets it
     w = Writer(store, str(tmp_path / "w.sock"))
     stop = threading.Event()
     t = threading.Thread(target=w.serve, args=(stop,), daemon=True)

@@ -19,6 +19,7 @@ from ..ingest import privacy
 from ..ingest.model import Call, IngestResult
 from .db import LimitExceeded, dumps, loads
 from .merge import apply_set, apply_set_once, apply_unset, merge_into
+from .rowcache import RowCache
 
 MAX_ANCESTORS = 10
 CHANGES_KEPT = 200_000
@@ -52,9 +53,12 @@ def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
 
 
 class _Batch:
-    def __init__(self, store: Any, conn: sqlite3.Connection, project_id: int) -> None:
+    def __init__(self, store: Any, conn: sqlite3.Connection, project_id: int,
+                 cache: RowCache | None = None) -> None:
         self.store = store
         self.conn = conn
+        self.cache = cache  # rows committed by earlier transactions (the writer process)
+        self.cached_groups, self.cached_persons = cache.project(project_id) if cache else ({}, {})
         self.pid = project_id
         self.now = time.time()
         self.groups: dict[tuple[str, str], _Row] = {}
@@ -66,6 +70,7 @@ class _Batch:
         self.new_by_key: dict[str, list[str]] = {}  # key -> types of groups new in this batch
         self.key_types: dict[str, list[tuple[str, float]]] = {}  # stored types of a key
         self.no_person: set[str] = set()  # distinct ids known to have no stored person
+        self.inserted_persons: set[int] = set()  # ids of the persons write() inserted
         self.result = IngestResult()
         row = conn.execute("SELECT default_group_type, private_properties, hash_salt "
                            "FROM projects WHERE id = ?", (project_id,)).fetchone()
@@ -131,10 +136,17 @@ class _Batch:
         """Load stored groups; missing ones become new rows (`create`) or are remembered as
         absent. Returns the (type, row) pairs that were found."""
         missing = [k for k in keys if k not in self.groups]
-        by_type: dict[str, list[str]] = {}
-        for t, k in missing:
-            by_type.setdefault(t, []).append(k)
         found: list[tuple[str, _Row]] = []
+        by_type: dict[str, list[str]] = {}
+        cached = self.cached_groups
+        for key in missing:
+            row = cached.get(key)
+            if row is None:
+                t, k = key
+                by_type.setdefault(t, []).append(k)
+            else:
+                self.groups[key] = row
+                found.append((key[0], row))
         for t, ks in by_type.items():
             for chunk in _chunks(ks):
                 rows = self.conn.execute(
@@ -217,6 +229,16 @@ class _Batch:
 
     def load_persons(self, distinct_ids: set[str]) -> None:
         missing = [d for d in distinct_ids if d not in self.persons and d not in self.no_person]
+        if self.cached_persons:
+            rest = []
+            for did in missing:
+                row = self.cached_persons.get(did)
+                if row is None:
+                    rest.append(did)
+                else:  # the batch's own object if it already has this person
+                    self.persons[did] = self.person_rows.setdefault(row.id, row)
+            missing = rest
+        known = self.cache.person_rows if self.cache is not None else {}
         for chunk in _chunks(missing):
             rows = self.conn.execute(
                 "SELECT d.distinct_id, p.id, p.properties, p.property_ts, p.created_at, "
@@ -225,8 +247,8 @@ class _Batch:
                 (self.pid, *chunk))
             for did, pid, props, stamps, created, seen in rows:
                 row = self.person_rows.get(pid)
-                if row is None:
-                    row = _Row(pid, loads(props), loads(stamps), created, seen)
+                if row is None:  # the cached object of this person if there is one
+                    row = known.get(pid) or _Row(pid, loads(props), loads(stamps), created, seen)
                     self.person_rows[pid] = row
                 self.persons[did] = row
         self.no_person.update(d for d in missing if d not in self.persons)
@@ -379,6 +401,7 @@ class _Batch:
         inserts, updates, ids = [], [], []
         next_id = None
         people = {id(r): r for r in self.persons.values()}
+        self.inserted_persons = set()
         for row in people.values():
             if not row.dirty:
                 continue
@@ -387,6 +410,7 @@ class _Batch:
                 if next_id is None:
                     next_id = self._next_id("persons")
                 row.id, next_id = next_id, next_id + 1
+                self.inserted_persons.add(row.id)
                 inserts.append((row.id, pid, props, stamps, row.created_at, row.last_seen, now))
             else:
                 updates.append((props, stamps, row.created_at, row.last_seen, now, row.id))
@@ -439,9 +463,15 @@ class _Batch:
         rows = [(self.pid, "group", t, k, self.now)
                 for (t, k), row in self.groups.items() if row.changed]
         # Every distinct id of a changed person, not only those in this batch: a cache keyed
-        # by another of its ids (an alias) must be evicted too.
-        changed_ids = {row.id for row in self.persons.values() if row.changed}
-        for chunk in _chunks(sorted(i for i in changed_ids if i is not None)):
+        # by another of its ids (an alias) must be evicted too. A person inserted by this
+        # batch has exactly the distinct ids it was inserted with (unless it absorbed one).
+        changed_ids = set()
+        for row in {id(r): r for r in self.persons.values() if r.changed}.values():
+            if row.id in self.inserted_persons and not row.extra.get("absorbed"):
+                rows += [(self.pid, "person", None, did, self.now) for did in row.extra["new_ids"]]
+            elif row.id is not None:
+                changed_ids.add(row.id)
+        for chunk in _chunks(sorted(changed_ids)):
             # By person_id alone (person ids are global), so SQLite uses the person_id index
             # rather than scanning the project's part of the primary key.
             rows += [(self.pid, "person", None, did, self.now) for (did,) in self.conn.execute(

@@ -17,6 +17,7 @@ from ..ingest import privacy
 from ..ingest.model import Call, IngestResult
 from .batch import CHANGES_KEPT, LAST_SEEN_RESOLUTION, _Batch, _chunks
 from .db import dumps, transaction
+from .rowcache import RowCache
 
 # project id, calls, their event properties serialized (see IngestMixin.ingest)
 Request = tuple[int, list[Call], list[str]]
@@ -30,6 +31,9 @@ class IngestMixin:
     conn: Any
 
     writer: Any = None  # a writer.WriterClient when a writer process serves this database
+    # Rows kept between transactions (rowcache.py): only for a store used by one thread that
+    # is its database's main writer — the writer process sets it.
+    row_cache: RowCache | None = None
 
     def ingest(self, project_id: int, calls: list[Call]) -> IngestResult:
         """Store a batch of normalized calls atomically; a committed return means durable.
@@ -52,8 +56,7 @@ class IngestMixin:
         then the exception). `alone`: a single request whose exception is raised."""
         conn = self.conn()
         try:
-            with transaction(conn):
-                return list(self._write_requests(conn, requests))
+            return self._commit_requests(conn, requests)
         except Exception as e:
             if alone:
                 raise
@@ -62,24 +65,47 @@ class IngestMixin:
         out: list[IngestResult | Exception] = []
         for request in requests:
             try:
-                with transaction(conn):
-                    result = self._write_requests(conn, [request])[0]
+                result = self._commit_requests(conn, [request])[0]
             except Exception as e:  # noqa: BLE001 (reported to that request only)
                 out.append(e)  # also when COMMIT itself failed: nothing of it is stored
             else:
                 out.append(result)
         return out
 
-    def _write_requests(self, conn: sqlite3.Connection,
-                        requests: list[Request]) -> list[IngestResult]:
+    def _commit_requests(self, conn: sqlite3.Connection,
+                         requests: list[Request]) -> list[IngestResult | Exception]:
+        """One transaction; the row cache (if any) is checked first and, after COMMIT, keeps
+        the rows written — or is dropped if anything failed."""
+        cache = self.row_cache
+        batches: list[_Batch] = []
+        try:
+            with transaction(conn):
+                if cache is not None:
+                    cache.begin(conn)
+                results: list[IngestResult | Exception] = list(
+                    self._write_requests(conn, requests, batches))
+        except BaseException:
+            if cache is not None:
+                cache.clear()
+            raise
+        if cache is not None:
+            for batch in batches:
+                cache.keep(batch)
+        return results
+
+    def _write_requests(self, conn: sqlite3.Connection, requests: list[Request],
+                        batches: list[_Batch] | None = None) -> list[IngestResult]:
         """Write requests in the current transaction, one `_Batch` per project; each gets
-        its own result (duplicates, dropped group references, warnings)."""
+        its own result (duplicates, dropped group references, warnings). The batches are
+        appended to `batches`."""
         results = [IngestResult() for _ in requests]
         by_project: dict[int, list[int]] = {}
         for i, (pid, _, _) in enumerate(requests):
             by_project.setdefault(pid, []).append(i)
         for pid, indexes in by_project.items():
-            batch = _Batch(self, conn, pid)
+            batch = _Batch(self, conn, pid, self.row_cache)
+            if batches is not None:
+                batches.append(batch)
             seen: set[str] = set()
             payloads: dict[int, str] = {}
             fresh: list[list[Call]] = []

@@ -7,7 +7,9 @@ commits alone. Here the workers parse requests in parallel and hand the normaliz
 this process over a Unix socket; it is the only regular writer, so its cache stays warm,
 and it writes every request waiting at that moment in one transaction (each with its own
 result), which costs ~25 % less per event than one transaction each. It answers each
-request after the commit: a 2xx still means durable.
+request after the commit: a 2xx still means durable. Being the one writer, it also keeps the
+group and person rows it wrote for the next transactions (rowcache.py), checked against
+`PRAGMA data_version` so a write by any other connection is never overwritten.
 
 If the writer cannot be reached (not started, restarting, killed mid-batch), a worker
 writes the batch itself (`IngestMixin.ingest`); a batch the writer did commit before dying
@@ -40,6 +42,7 @@ from typing import Any
 
 from ..ingest.model import Call, IngestResult
 from .db import wait_for_lock
+from .rowcache import RowCache
 
 log = logging.getLogger("flagsvc")
 
@@ -309,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if not wait_for_lock(lock, lambda: os.getppid() != parent, time.sleep):
         return 0
     store = Store(database, synchronous=synchronous)
+    store.row_cache = RowCache()  # this process is the database's one regular writer
     writer = Writer(store, socket_path(database))
     from ..server import freeze_gc
 
