@@ -6,6 +6,12 @@ Each request carries 100 events as the stock posthog-python client sends them
 uuid and an ISO timestamp. Bodies are built before the clock starts; `--clients` threads
 POST them to `flagsvc serve` (default workers) for `--duration` seconds.
 
+Users: 50,000 distinct ids, none stored beforehand, each a member of one organization (user
+u of org u mod 20,000), as in the B2B products flagsvc is for. `--membership random` draws
+the user and the organization of each event independently instead (what this bench did until
+2026-11-22 06:40): nearly every capture then makes a new membership row, a pattern no B2B
+product has, which costs ≈ 10 % of the throughput.
+
 Baseline in the same run: a raw sqlite3 `executemany` of the same rows — an insert into a
 table shaped like `events` plus an upsert into a `groups`-like table for every group the
 event touches — one transaction per 100-event batch, same journal (WAL) and synchronous
@@ -15,7 +21,7 @@ Targets: ≥ 15,000 events/s sustained, ≥ 0.35 × raw; nothing lost (events co
 database afterwards = 100 × accepted requests).
 
     python bench/bench_ingest.py [--duration 10] [--clients 4] [--synchronous FULL|NORMAL]
-                                 [--no-record]
+                                 [--membership fixed|random] [--no-record]
 """
 
 from __future__ import annotations
@@ -42,13 +48,15 @@ LIB = {"$lib": "posthog-python", "$lib_version": "7.91.1", "$is_server": True,
 
 
 def make_events(rng: random.Random, n: int = 100, n_orgs: int = common.N_ORGS,
-                n_users: int = 50_000) -> list[dict[str, Any]]:
-    """One posthog batch: 70 % captures with $groups, 20 % $groupidentify, 10 % $set."""
+                n_users: int = 50_000, membership: str = "fixed") -> list[dict[str, Any]]:
+    """One posthog batch: 70 % captures with $groups, 20 % $groupidentify, 10 % $set, by
+    users who belong to one organization each (`membership="random"`: any user, any org)."""
     now = dt.datetime.now(dt.UTC)
     out = []
     for i in range(n):
-        org = common.org_key(rng.randrange(n_orgs))
-        did = f"user-{rng.randrange(n_users)}"
+        user = rng.randrange(n_users)
+        did = f"user-{user}"
+        org = common.org_key(user % n_orgs if membership == "fixed" else rng.randrange(n_orgs))
         ts = (now - dt.timedelta(milliseconds=rng.randrange(5000))).isoformat()
         kind = i % 10
         if kind < 7:
@@ -219,13 +227,15 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"),
                     help="SQLite synchronous mode of both the server and the raw baseline")
+    ap.add_argument("--membership", default="fixed", choices=("fixed", "random"),
+                    help="users belong to one organization each, or are drawn per event")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     sync = args.synchronous
 
     rng = random.Random(7)
     t0 = time.time()
-    event_batches = [make_events(rng) for _ in range(args.batches)]
+    event_batches = [make_events(rng, membership=args.membership) for _ in range(args.batches)]
     bodies = [batch_body(b) for b in event_batches]
     raw_batches = [raw_rows(b) for b in event_batches[:args.raw_batches]]
     print(f"built {len(bodies)} bodies of 100 events in {time.time() - t0:.1f} s")
@@ -257,7 +267,8 @@ def main() -> int:
     body = [
         f"`flagsvc serve` ({workers} workers, synchronous={sync}), {args.clients} client threads "
         f"(http.client, pre-built bodies), POST /batch/ with 100 PostHog events per request "
-        f"(70 capture+$groups, 20 $groupidentify, 10 $set), {res['elapsed']:.1f} s"
+        f"(70 capture+$groups, 20 $groupidentify, 10 $set; 50,000 new users, membership "
+        f"{args.membership}), {res['elapsed']:.1f} s"
         f"{' (ran out of pre-built bodies)' if ran_out else ''}. Raw baseline: sqlite3 "
         "executemany of the same rows (events insert + groups upsert), one transaction per "
         f"100 events, WAL + synchronous={sync}, measured before and after.", "",

@@ -255,7 +255,7 @@ class _Batch:
 
     def person(self, distinct_id: str) -> _Row:
         row = self.persons.get(distinct_id)
-        if row is None:
+        if row is None and distinct_id not in self.no_person:  # (prefetch knows most)
             self.load_persons({distinct_id})
             row = self.persons.get(distinct_id)
         if row is None:
