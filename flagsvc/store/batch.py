@@ -1,80 +1,44 @@
 """One ingestion batch in memory: load what it touches, merge, write back.
 
-Rows touched by the batch are loaded once (prefetch, in a few bulk queries), merged in
-memory (last write wins per key, see merge.py) and written back once with executemany, so a
-100-event batch costs about a dozen statements. Used by `IngestMixin.ingest` (ingest.py),
-inside its write transaction.
+Rows touched by the batch are loaded once (prefetch, in a few bulk queries: batch_load.py),
+merged in memory (last write wins per key, see merge.py) and written back once with
+executemany, so a 100-event batch costs about a dozen statements. Used by
+`IngestMixin.ingest` (ingest.py), inside its write transaction.
 """
 
 
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..ingest import privacy
 from ..ingest.model import Call, IngestResult
+from .batch_load import MAX_ANCESTORS, _chunks, _Loading, _Row
 from .db import LimitExceeded, dumps, loads
 from .merge import apply_set, apply_set_once, apply_unset, merge_into
 from .rowcache import RowCache
 
-MAX_ANCESTORS = 10
+__all__ = ["CHANGES_KEPT", "LAST_SEEN_RESOLUTION", "MAX_ANCESTORS", "_Batch", "_Row", "_chunks"]
+
 CHANGES_KEPT = 200_000
 # $last_seen (groups, persons, memberships) is kept to this many seconds: finer activity
 # is not worth a row rewrite per event.
 LAST_SEEN_RESOLUTION = 60.0
-_CHUNK = 400
 
 
-@dataclass(slots=True)
-class _Row:
-    """A group or person being merged in memory."""
-
-    id: int | None
-    properties: dict[str, Any]
-    stamps: dict[str, Any]  # see merge.py
-    created_at: float
-    last_seen: float | None
-    parent_key: str | None = None
-    parent_type: str | None = None
-    parent_ts: float | None = None
-    dirty: bool = False
-    changed: bool = False  # properties or parent changed (what flag evaluation reads)
-    moved: bool = False  # parent_key changed: only then is the groups_parent entry rewritten
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
-class _Batch:
+class _Batch(_Loading):
     def __init__(self, store: Any, conn: sqlite3.Connection, project_id: int,
                  cache: RowCache | None = None) -> None:
+        super().__init__(conn, project_id, cache)
         self.store = store
-        self.conn = conn
-        self.cache = cache  # rows committed by earlier transactions (the writer process)
-        self.cached_groups, self.cached_persons = cache.project(project_id) if cache else ({}, {})
-        self.pid = project_id
-        self.now = time.time()
-        self.groups: dict[tuple[str, str], _Row] = {}
-        self.persons: dict[str, _Row] = {}  # distinct id -> person row (shared objects)
-        self.person_rows: dict[int, _Row] = {}
         self.memberships: dict[tuple[int, int], list[float]] = {}
         self.types: dict[str, str] = {}  # group type -> "" if usable, else why not
-        self.absent: set[tuple[str, str]] = set()  # groups known not to be stored
-        self.new_by_key: dict[str, list[str]] = {}  # key -> types of groups new in this batch
-        self.key_types: dict[str, list[tuple[str, float]]] = {}  # stored types of a key
-        self.no_person: set[str] = set()  # distinct ids known to have no stored person
         self.inserted_persons: set[int] = set()  # ids of the persons write() inserted
         self.result = IngestResult()
         row = conn.execute("SELECT default_group_type, private_properties, hash_salt "
                            "FROM projects WHERE id = ?", (project_id,)).fetchone()
-        self.default_type: str = row[0] if row else "organization"
+        self.default_type = row[0] if row else "organization"
         # The privacy policy as of this transaction: a policy changed after the request was
         # parsed still applies to what this batch stores (Store.update_project rewrites the
         # stored data under the same write lock).
@@ -99,170 +63,6 @@ class _Batch:
             if refused not in self.result.warnings:  # once per request of the batch
                 self.result.warnings.append(refused)
         return not refused
-
-    # ------------------------------------------------------------ loading
-
-    def prefetch(self, calls: list[Call]) -> None:
-        """Load every group, ancestor and person the batch touches in a few bulk queries
-        (the lazy loaders below then only run for what this cannot know in advance)."""
-        gkeys: set[tuple[str, str]] = set()
-        dids: set[str] = set()
-        for c in calls:
-            if c.distinct_id:
-                dids.add(c.distinct_id)
-            if c.previous_id:
-                dids.add(c.previous_id)
-            if c.kind == "group" and c.group_key:
-                gkeys.add((c.group_type or self.default_type, c.group_key))
-            gkeys.update(c.groups.items())
-        self.load_persons(dids)
-        frontier = self.load_groups(gkeys, create=False)
-        for _ in range(MAX_ANCESTORS):
-            parents: set[tuple[str, str]] = set()
-            typeless = [(t, row.parent_key) for t, row in frontier
-                        if row.parent_key is not None and row.parent_type is None]
-            self.load_key_types({k for _, k in typeless})
-            for t, row in frontier:
-                parent = self.parent_of(t, row)
-                if parent is not None:
-                    parents.add(parent)
-            todo = {p for p in parents if p not in self.groups and p not in self.absent}
-            if not todo:
-                break
-            frontier = self.load_groups(todo, create=False)
-
-    def load_groups(self, keys: set[tuple[str, str]],
-                    create: bool = True) -> list[tuple[str, _Row]]:
-        """Load stored groups; missing ones become new rows (`create`) or are remembered as
-        absent. Returns the (type, row) pairs that were found."""
-        missing = [k for k in keys if k not in self.groups]
-        found: list[tuple[str, _Row]] = []
-        by_type: dict[str, list[str]] = {}
-        cached = self.cached_groups
-        for key in missing:
-            row = cached.get(key)
-            if row is None:
-                t, k = key
-                by_type.setdefault(t, []).append(k)
-            else:
-                self.groups[key] = row
-                found.append((key[0], row))
-        for t, ks in by_type.items():
-            for chunk in _chunks(ks):
-                rows = self.conn.execute(
-                    "SELECT id, group_key, properties, property_ts, created_at, last_seen, "
-                    "parent_key, parent_type, parent_ts FROM groups WHERE project_id = ? AND "
-                    f"group_type = ? AND group_key IN ({','.join('?' * len(chunk))})",
-                    (self.pid, t, *chunk))
-                for gid, key, props, stamps, created, seen, pkey, ptype, pts in rows:
-                    row = _Row(gid, loads(props), loads(stamps), created, seen, pkey, ptype, pts)
-                    self.groups[(t, key)] = row
-                    found.append((t, row))
-        for k in missing:
-            if k not in self.groups:
-                if create:
-                    self.new_group(*k)
-                else:
-                    self.absent.add(k)
-        return found
-
-    def new_group(self, t: str, k: str) -> _Row:
-        row = self.groups[(t, k)] = _Row(None, {}, {}, self.now, None, dirty=True, changed=True)
-        self.absent.discard((t, k))
-        self.new_by_key.setdefault(k, []).append(t)
-        return row
-
-    def group(self, t: str, k: str) -> _Row:
-        row = self.groups.get((t, k))
-        if row is None:
-            if (t, k) in self.absent:
-                return self.new_group(t, k)
-            self.load_groups({(t, k)})
-            row = self.groups[(t, k)]
-        return row
-
-    def load_key_types(self, keys: set[str]) -> None:
-        """The stored types of group keys (for parents named without a type)."""
-        todo = [k for k in keys if k not in self.key_types]
-        for chunk in _chunks(todo):
-            for k in chunk:
-                self.key_types[k] = []
-            for key, gtype, updated in self.conn.execute(
-                    "SELECT group_key, group_type, updated_at FROM groups WHERE project_id = ? "
-                    f"AND group_key IN ({','.join('?' * len(chunk))})", (self.pid, *chunk)):
-                self.key_types[key].append((gtype, updated))
-
-    def parent_of(self, t: str, row: _Row) -> tuple[str, str] | None:
-        """The parent (type, key) of a group of type `t`. A parent named without a type is
-        a group created earlier in this batch, else the stored group with that key (of
-        another type by preference, the most recently updated first)."""
-        pkey = row.parent_key
-        if pkey is None:
-            return None
-        if row.parent_type is not None:
-            return row.parent_type, pkey
-        for gt in self.new_by_key.get(pkey, ()):
-            if gt != t:
-                return gt, pkey
-        if pkey not in self.key_types:
-            self.load_key_types({pkey})
-        candidates = self.key_types[pkey]
-        if not candidates:
-            return None
-        best = min(candidates, key=lambda c: (c[0] == t, -(c[1] or 0)))
-        return best[0], pkey
-
-    def with_ancestors(self, t: str, k: str) -> list[tuple[str, str]]:
-        chain = [(t, k)]
-        node, row = (t, k), self.group(t, k)
-        for _ in range(MAX_ANCESTORS):
-            parent = self.parent_of(node[0], row)
-            if parent is None or parent in chain:
-                break
-            # Activity does not create a parent nobody has described.
-            if parent not in self.groups and (
-                    parent in self.absent or not self.load_groups({parent}, create=False)):
-                break
-            chain.append(parent)
-            node, row = parent, self.group(*parent)
-        return chain
-
-    def load_persons(self, distinct_ids: set[str]) -> None:
-        missing = [d for d in distinct_ids if d not in self.persons and d not in self.no_person]
-        if self.cached_persons:
-            rest = []
-            for did in missing:
-                row = self.cached_persons.get(did)
-                if row is None:
-                    rest.append(did)
-                else:  # the batch's own object if it already has this person
-                    self.persons[did] = self.person_rows.setdefault(row.id, row)
-            missing = rest
-        known = self.cache.person_rows if self.cache is not None else {}
-        for chunk in _chunks(missing):
-            rows = self.conn.execute(
-                "SELECT d.distinct_id, p.id, p.properties, p.property_ts, p.created_at, "
-                "p.last_seen FROM person_distinct_ids d JOIN persons p ON p.id = d.person_id WHERE "
-                f"d.project_id = ? AND d.distinct_id IN ({','.join('?' * len(chunk))})",
-                (self.pid, *chunk))
-            for did, pid, props, stamps, created, seen in rows:
-                row = self.person_rows.get(pid)
-                if row is None:  # the cached object of this person if there is one
-                    row = known.get(pid) or _Row(pid, loads(props), loads(stamps), created, seen)
-                    self.person_rows[pid] = row
-                self.persons[did] = row
-        self.no_person.update(d for d in missing if d not in self.persons)
-
-    def person(self, distinct_id: str) -> _Row:
-        row = self.persons.get(distinct_id)
-        if row is None and distinct_id not in self.no_person:  # (prefetch knows most)
-            self.load_persons({distinct_id})
-            row = self.persons.get(distinct_id)
-        if row is None:
-            row = _Row(None, {}, {}, self.now, None, dirty=True, changed=True)
-            row.extra["new_ids"] = [distinct_id]
-            self.persons[distinct_id] = row
-        return row
 
     # ------------------------------------------------------------ applying
 
