@@ -195,6 +195,7 @@ def growth_events(args: argparse.Namespace) -> tuple[list, list]:
     common.setup_database(empty, flags, orgs)
     common.setup_database(full, flags, orgs)
     bulk_events(full, 1, args.events)
+    os.sync()  # the bulk load wrote with synchronous=OFF: flush it now, not during the rounds
     rng = random.Random(11)
     n_bodies = int(args.duration * 300) * args.rounds + 40  # more than the servers can take
     bodies = [bench_ingest.batch_body(bench_ingest.make_events(rng)) for _ in range(n_bodies)]

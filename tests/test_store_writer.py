@@ -8,9 +8,16 @@ import threading
 import pytest
 
 from flagsvc.ingest.model import Call
-from flagsvc.store import Store, batch
+from flagsvc.store import Store, batch, db
 from flagsvc.store.rowcache import RowCache
-from flagsvc.store.writer import Writer, WriterClient, socket_path
+from flagsvc.store.writer import (
+    WRITER_AUTOCHECKPOINT_PAGES,
+    WRITER_CACHE_KIB,
+    Writer,
+    WriterClient,
+    open_store,
+    socket_path,
+)
 
 
 def _calls(prefix, n=20, **kw):
@@ -32,8 +39,7 @@ def _fail_apply(monkeypatch, message_id):
 
 @pytest.fixture
 def writer(db_path, tmp_path):
-    store = Store(db_path)
-    store.row_cache = RowCache()  # as writer.main() sets it
+    store = open_store(db_path, "FULL")  # as writer.main() opens it
     w = Writer(store, str(tmp_path / "w.sock"))
     stop = threading.Event()
     t = threading.Thread(target=w.serve, args=(stop,), daemon=True)
@@ -237,3 +243,18 @@ def test_a_closing_writer_leaves_its_successors_socket(db_path, tmp_path):
     assert os.path.exists(path)
     new.close()
     assert not os.path.exists(path)
+
+
+def test_the_writer_keeps_rows_and_leaves_checkpoints_to_the_background(db_path, project):
+    store, other = open_store(db_path, "FULL"), Store(db_path)
+    try:
+        assert isinstance(store.row_cache, RowCache)
+        assert store.conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+            WRITER_AUTOCHECKPOINT_PAGES) > db.WAL_AUTOCHECKPOINT_PAGES
+        assert other.conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+            db.WAL_AUTOCHECKPOINT_PAGES)  # every other connection keeps the usual limit
+        assert store.conn().execute("PRAGMA cache_size").fetchone()[0] == -WRITER_CACHE_KIB
+        assert other.row_cache is None
+    finally:
+        store.close()
+        other.close()
