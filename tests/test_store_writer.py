@@ -12,7 +12,6 @@ from flagsvc.store import Store, batch, db
 from flagsvc.store.rowcache import RowCache
 from flagsvc.store.writer import (
     WRITER_AUTOCHECKPOINT_PAGES,
-    WRITER_CACHE_KIB,
     Writer,
     WriterClient,
     open_store,
@@ -253,7 +252,6 @@ def test_the_writer_keeps_rows_and_leaves_checkpoints_to_the_background(db_path,
             WRITER_AUTOCHECKPOINT_PAGES) > db.WAL_AUTOCHECKPOINT_PAGES
         assert other.conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
             db.WAL_AUTOCHECKPOINT_PAGES)  # every other connection keeps the usual limit
-        assert store.conn().execute("PRAGMA cache_size").fetchone()[0] == -WRITER_CACHE_KIB
         assert other.row_cache is None
     finally:
         store.close()

@@ -56,7 +56,6 @@ PROTOCOL = hashlib.sha256(repr(_FIELDS).encode()).hexdigest()[:16]
 TIMEOUT = 20.0  # seconds a worker waits for an answer before writing the batch itself
 SEND_TIMEOUT = 5.0  # seconds the writer waits on a worker that does not read its answer
 WRITER_AUTOCHECKPOINT_PAGES = 4 * WAL_AUTOCHECKPOINT_PAGES  # see open_store()
-WRITER_CACHE_KIB = 256 * 1024  # SQLite page cache of the writer (workers: 64 MiB each)
 
 
 def _pack(request: Any) -> Any:
@@ -305,19 +304,16 @@ def open_store(database: str, synchronous: str) -> Any:
     """The writer's store: it keeps the rows it wrote between transactions (rowcache.py),
     and leaves WAL checkpoints to the workers' background checkpointer (checkpoint.py),
     stepping in only if the log reaches four times the usual limit (that thread stopped or
-    fell far behind). A checkpoint run inside the writer's commit costs it the copy and the
-    database fsync: with 2M events stored (a ~600 MB file) those took 13 % of the writer's
-    CPU plus 10 % in fsync (perf), and its CPU per 100-event batch fell from 8.6 to 5.7 ms
-    with this limit (bench/RESULTS.md, session 3)."""
+    fell far behind). With 2M events stored (a ~600 MB file) the background thread falls
+    behind and checkpoints ran inside the writer's commits: 13 % of its CPU plus 10 % in the
+    database fsync (perf). With this limit: +3 to +26 % events/s in three alternating pairs
+    on that database, p99 per request ~25 % higher (bench/RESULTS.md, session 3)."""
     from . import Store
 
     store = Store(database, synchronous=synchronous)
     store.row_cache = RowCache()  # this process is the database's one regular writer
     conn = store.conn()
     conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
-    # Index pages of a large database (the message-id index of 2M events is ~120 MB) stay
-    # in this process's cache instead of being read again after each eviction.
-    conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
     return store
 
 
