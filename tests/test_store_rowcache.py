@@ -83,6 +83,31 @@ def test_a_privacy_rewrite_by_the_api_is_not_undone_by_cached_rows(writer, other
     assert writer.person_properties(pid, "u1") == {"role": "admin", "plan": "pro"}
 
 
+def test_other_writes_through_the_same_connection_are_read_again(writer, pid):
+    # data_version does not move for the connection's own commits: total_changes does
+    writer.ingest(pid, [identify("u1", 1000, email="ann@example.com", role="admin")])
+    writer.update_project(pid, private_properties={"email": "drop"})
+    writer.ingest(pid, [identify("u1", 2000, plan="pro")])
+    assert writer.person_properties(pid, "u1") == {"role": "admin", "plan": "pro"}
+
+
+def test_a_failure_keeping_rows_after_commit_drops_the_cache_not_the_batch(writer, pid,
+                                                                           monkeypatch):
+    writer.ingest(pid, [group(1000, plan="free")])
+
+    def broken(self, batch):
+        raise MemoryError
+
+    monkeypatch.setattr(RowCache, "keep", broken)
+    r = writer.ingest(pid, [group(2000, seats=5)])
+    assert (r.stored, r.duplicates) == (1, 0)  # committed once, answered as stored
+    assert writer.row_cache.groups == {}
+    monkeypatch.undo()
+    writer.ingest(pid, [group(3000, users=9)])
+    assert writer.group_properties(pid, "organization", "acme") == {
+        "plan": "free", "seats": 5, "users": 9}
+
+
 def test_a_failed_transaction_leaves_no_trace_in_the_cache(writer, pid, monkeypatch):
     writer.ingest(pid, [group(1000, plan="free"), identify("u1", 1000, role="admin")])
 

@@ -248,6 +248,12 @@ def test_the_writer_keeps_rows_and_leaves_checkpoints_to_the_background(db_path,
     store, other = open_store(db_path, "FULL"), Store(db_path)
     try:
         assert isinstance(store.row_cache, RowCache)
+        on_thread = []  # Writer.serve may run on another thread than open_store's caller
+        t = threading.Thread(target=lambda: on_thread.append(
+            store.conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0]))
+        t.start()
+        t.join()
+        assert on_thread == [WRITER_AUTOCHECKPOINT_PAGES]
         assert store.conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
             WRITER_AUTOCHECKPOINT_PAGES) > db.WAL_AUTOCHECKPOINT_PAGES
         assert other.conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (

@@ -7,6 +7,7 @@ from typing import Any
 
 from .db import (
     BUSY_TIMEOUT_MS,
+    WAL_AUTOCHECKPOINT_PAGES,
     Conflict,
     ConnectionPool,
     LimitExceeded,
@@ -27,10 +28,11 @@ class Store(ProjectsMixin, FlagsMixin, GroupsMixin, IngestMixin):
     """All reads and writes of one SQLite file (one connection per thread)."""
 
     def __init__(self, path: str, synchronous: str = "FULL", migrate_now: bool = True,
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                 autocheckpoint_pages: int = WAL_AUTOCHECKPOINT_PAGES) -> None:
         self.path = path
         self.synchronous = synchronous
-        self._pool = ConnectionPool(path, synchronous, busy_timeout_ms)
+        self._pool = ConnectionPool(path, synchronous, busy_timeout_ms, autocheckpoint_pages)
         if migrate_now:
             self.migrate()
 

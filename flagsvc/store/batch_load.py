@@ -103,8 +103,7 @@ class _Loading:
         for key in missing:
             row = cached.get(key)
             if row is None:
-                t, k = key
-                by_type.setdefault(t, []).append(k)
+                by_type.setdefault(key[0], []).append(key[1])
             else:
                 self.groups[key] = row
                 found.append((key[0], row))

@@ -70,8 +70,8 @@ class Connection(sqlite3.Connection):
         super().close()
 
 
-def connect(path: str, synchronous: str = "FULL",
-            busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+def connect(path: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+            autocheckpoint_pages: int = WAL_AUTOCHECKPOINT_PAGES) -> sqlite3.Connection:
     """A connection in autocommit mode; transactions are opened explicitly."""
     conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None,
                            check_same_thread=False, factory=Connection)
@@ -87,7 +87,7 @@ def connect(path: str, synchronous: str = "FULL",
     conn.execute("PRAGMA cache_size = -65536")
     # Checkpoint every ~16 MiB of WAL instead of SQLite's 4 MiB: pages that every batch
     # touches (index interiors, hot groups) are then copied back once instead of four times.
-    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {autocheckpoint_pages}")
     return conn
 
 
@@ -179,10 +179,12 @@ class ConnectionPool:
     per request (werkzeug's threaded mode) does not accumulate open connections."""
 
     def __init__(self, path: str, synchronous: str = "FULL",
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                 autocheckpoint_pages: int = WAL_AUTOCHECKPOINT_PAGES) -> None:
         self.path = path
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
+        self.autocheckpoint_pages = autocheckpoint_pages
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: dict[threading.Thread, sqlite3.Connection] = {}
@@ -190,7 +192,8 @@ class ConnectionPool:
     def get(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path, self.synchronous, self.busy_timeout_ms)
+            conn = connect(self.path, self.synchronous, self.busy_timeout_ms,
+                           self.autocheckpoint_pages)
             self._local.conn = conn
             with self._lock:
                 for thread in [t for t in self._all if not t.is_alive()]:

@@ -47,7 +47,9 @@ class IngestMixin:
             result = self.writer.ingest(request)
             if result is not None:
                 return result
-        return self.ingest_requests([request], alone=True)[0]
+        result = self.ingest_requests([request], alone=True)[0]
+        assert isinstance(result, IngestResult)  # alone: an error is raised, not returned
+        return result
 
     def ingest_requests(self, requests: list[Request],
                         alone: bool = False) -> list[IngestResult | Exception]:
@@ -89,8 +91,10 @@ class IngestMixin:
                 cache.clear()
             raise
         if cache is not None:
-            for batch in batches:
-                cache.keep(batch)
+            try:
+                cache.committed(conn, batches)
+            except Exception:  # noqa: BLE001 (the commit stands; only the cache is in doubt)
+                cache.clear()
         return results
 
     def _write_requests(self, conn: sqlite3.Connection, requests: list[Request],

@@ -21,7 +21,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-MAX_ROWS = 200_000  # per kind; past that the cache starts over (a plain dict is the fast path)
+# Groups, persons and distinct ids each; past that the cache starts over (a plain dict is
+# the fast path). A row with 20 small properties takes ~3 KB: ~600 MB at worst.
+MAX_ROWS = 100_000
 
 
 class RowCache:
@@ -32,6 +34,7 @@ class RowCache:
         self.person_rows: dict[int, Any] = {}  # person id -> row (the one object of a person)
         self._conn: sqlite3.Connection | None = None
         self._version: int | None = None
+        self._changes = -1  # the connection's total_changes after its last kept commit
         self.resets = 0  # for tests and profiling
 
     def clear(self) -> None:
@@ -42,9 +45,12 @@ class RowCache:
 
     def begin(self, conn: sqlite3.Connection) -> None:
         """Call inside each write transaction before reading: drops everything if another
-        connection has committed since this one last did (or this is another connection)."""
+        connection has committed since this one last did, if this connection wrote anything
+        else meanwhile (data_version does not count its own commits: total_changes does),
+        or if this is another connection."""
         version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if conn is not self._conn or version != self._version:
+        if (conn is not self._conn or version != self._version
+                or conn.total_changes != self._changes):
             if self.groups or self.person_rows:
                 self.clear()
             self._conn, self._version = conn, version
@@ -59,16 +65,26 @@ class RowCache:
             persons = self.persons[project_id] = {}
         return groups, persons
 
-    def keep(self, batch: Any) -> None:
-        """After COMMIT: keep the rows `batch` (a batch.py `_Batch`) holds as committed."""
-        if len(self.person_rows) > self.max_rows or sum(map(len, self.groups.values())) > (
-                self.max_rows):
+    def committed(self, conn: sqlite3.Connection, batches: list[Any]) -> None:
+        """After COMMIT of `conn`'s transaction: keep the rows of its batches."""
+        for batch in batches:
+            self.keep(batch)
+        if (len(self.person_rows) > self.max_rows
+                or sum(map(len, self.groups.values())) > self.max_rows
+                or sum(map(len, self.persons.values())) > self.max_rows):
             self.clear()
+        self._changes = conn.total_changes
+
+    def keep(self, batch: Any) -> None:
+        """Keep the rows `batch` (a batch.py `_Batch`) holds as committed."""
         groups, persons = self.project(batch.pid)
-        for row in batch.groups.values():
-            if row.dirty:  # every row of the batch has an id now (new ones were inserted)
-                row.dirty = row.changed = row.moved = False
-        groups.update(batch.groups)
+        if any(row.id is None for row in batch.groups.values()):  # (never: all were written)
+            self.groups.pop(batch.pid, None)
+        else:
+            for row in batch.groups.values():
+                if row.dirty:
+                    row.dirty = row.changed = row.moved = False
+            groups.update(batch.groups)
         rows = {id(r): r for r in batch.persons.values()}.values()
         if any(r.extra.get("absorbed") or r.id is None for r in rows):  # see the docstring
             self.persons.clear()

@@ -310,10 +310,9 @@ def open_store(database: str, synchronous: str) -> Any:
     on that database, p99 per request ~25 % higher (bench/RESULTS.md, session 3)."""
     from . import Store
 
-    store = Store(database, synchronous=synchronous)
+    store = Store(database, synchronous=synchronous,
+                  autocheckpoint_pages=WRITER_AUTOCHECKPOINT_PAGES)  # every thread's connection
     store.row_cache = RowCache()  # this process is the database's one regular writer
-    conn = store.conn()
-    conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
     return store
 
 
