@@ -11,6 +11,7 @@ small and shared); absolute times are printed for context only.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import json
@@ -446,4 +447,9 @@ def record(title: str, body: str, argv: Sequence[str] | None = None) -> None:
 
 
 def tmpdir(prefix: str) -> str:
-    return tempfile.mkdtemp(prefix=f"flagsvc-{prefix}-")
+    """A scratch directory removed when the bench exits (the growth bench's databases are
+    over a GB each; a day of runs filled 50 GB of /tmp). FLAGSVC_BENCH_KEEP=1 keeps it."""
+    path = tempfile.mkdtemp(prefix=f"flagsvc-{prefix}-")
+    if not os.environ.get("FLAGSVC_BENCH_KEEP"):
+        atexit.register(shutil.rmtree, path, True)
+    return path
