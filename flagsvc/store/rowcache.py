@@ -4,8 +4,9 @@ The writer (writer.py) is the only regular writer of its database, so the rows i
 are still what the database holds at its next transaction — unless another connection
 wrote in between (a worker writing directly, an admin edit, a privacy rewrite, a restore).
 `PRAGMA data_version` tells exactly that: it changes when another connection commits and
-not for this connection's own commits. Each transaction checks it first and drops the cache
-if it moved; a transaction that fails drops it too (its rows were changed in memory).
+not for this connection's own commits (its writes outside ingestion show in
+`total_changes` instead). Each transaction checks both first and drops the cache if either
+moved; a transaction that fails drops it too (its rows were changed in memory).
 
 With the cache, a batch loads only the rows it has not seen recently: about a fifth of the
 writer's time went to reading back the groups and persons it had just written.
@@ -51,7 +52,7 @@ class RowCache:
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if (conn is not self._conn or version != self._version
                 or conn.total_changes != self._changes):
-            if self.groups or self.person_rows:
+            if self.groups or self.persons or self.person_rows:
                 self.clear()
             self._conn, self._version = conn, version
 
