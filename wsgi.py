@@ -1,11 +1,12 @@
 """WSGI entry point: `gunicorn wsgi:app` (configuration from FLAGSVC_* variables).
 
 `flagsvc serve` is the usual way to run flagsvc; this module is for running it under any
-WSGI server (which then misses what `flagsvc serve` adds around the app: the ingestion
-writer process, so each worker writes its own batches; the background WAL checkpointer, so
-SQLite checkpoints inside commits; the frozen GC generation). On a new database the first worker to start creates the default project and
-prints its tokens to stderr (the secret key only when it was generated, never one taken
-from FLAGSVC_SECRET_KEY).
+WSGI server. Under gunicorn, `gunicorn -c python:flagsvc.gunicorn_conf wsgi:app` adds what
+`flagsvc serve` runs around the app (the ingestion writer process, the background WAL
+checkpointer, the frozen GC generation); without it each worker writes its own batches and
+SQLite checkpoints inside commits — correct, but slower. On a new database the first
+worker to start creates the default project and prints its tokens to stderr (the secret key
+only when it was generated, never one taken from FLAGSVC_SECRET_KEY).
 """
 
 import sys

@@ -33,6 +33,21 @@ from stress.harness import (
 )
 
 
+def test_own_gunicorn_command_with_flagsvc_conf_gets_writer_and_checkpointer(tmp_path):
+    """`gunicorn -c python:flagsvc.gunicorn_conf wsgi:app`: what `flagsvc serve` adds."""
+    srv = Server(str(tmp_path / "flagsvc.db"), workers=2, gunicorn_conf=True)
+    srv.start()
+    try:
+        _assert_checkpointer_running(srv.db_path)
+        tally = Tally()
+        ingest_loop(srv.url, tally, threading.Event(), time.monotonic() + 2.0, 20)
+        assert tally.errors == [] and tally.acked_events
+    finally:
+        srv.stop()
+    assert stored_message_ids(srv.db_path) == tally.acked_events
+    assert "wsgi:app" in " ".join(srv.proc.args)
+
+
 @pytest.fixture
 def server(tmp_path):
     srv = Server(str(tmp_path / "flagsvc.db"), workers=4)

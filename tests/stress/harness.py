@@ -44,8 +44,11 @@ class Server:
     """`flagsvc serve --workers N` on a free loopback port, stdout/stderr captured to files."""
 
     def __init__(self, db_path: str, workers: int = 4, log_dir: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, gunicorn_conf: bool = False) -> None:
+        """`gunicorn_conf`: run `gunicorn -c python:flagsvc.gunicorn_conf wsgi:app` instead
+        of `flagsvc serve` (a deployment's own gunicorn command)."""
         self.db_path = db_path
+        self.gunicorn_conf = gunicorn_conf
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -63,10 +66,13 @@ class Server:
     def start(self, timeout: float = 30.0) -> Server:
         self.starts += 1
         with open(self.log_dir / f"server-{self.port}-{self.starts}.log", "wb") as log:
+            bind = ["--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers)]
+            argv = ([str(Path(sys.executable).with_name("gunicorn")), "-c",
+                     "python:flagsvc.gunicorn_conf", *bind, "wsgi:app"]
+                    if self.gunicorn_conf else [flagsvc_bin(), "serve", *bind])
             self.proc = subprocess.Popen(
-                [flagsvc_bin(), "serve", "--bind", f"127.0.0.1:{self.port}",
-                 "--workers", str(self.workers)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=Path(__file__).resolve().parents[2])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
