@@ -14,12 +14,12 @@ from typing import Any
 
 from ..ingest import privacy
 from ..ingest.model import Call, IngestResult
-from .batch_load import MAX_ANCESTORS, _chunks, _Loading, _Row
+from .batch_load import _chunks, _Loading, _Row
 from .db import LimitExceeded, dumps, loads
 from .merge import apply_set, apply_set_once, apply_unset, merge_into
 from .rowcache import RowCache
 
-__all__ = ["CHANGES_KEPT", "LAST_SEEN_RESOLUTION", "MAX_ANCESTORS", "_Batch", "_Row", "_chunks"]
+__all__ = ["CHANGES_KEPT", "LAST_SEEN_RESOLUTION", "_Batch", "_Row", "_chunks"]
 
 CHANGES_KEPT = 200_000
 # $last_seen (groups, persons, memberships) is kept to this many seconds: finer activity

@@ -98,7 +98,7 @@ class IngestMixin:
         return results
 
     def _write_requests(self, conn: sqlite3.Connection, requests: list[Request],
-                        batches: list[_Batch] | None = None) -> list[IngestResult]:
+                        batches: list[_Batch]) -> list[IngestResult]:
         """Write requests in the current transaction, one `_Batch` per project; each gets
         its own result (duplicates, dropped group references, warnings). The batches are
         appended to `batches`."""
@@ -108,8 +108,7 @@ class IngestMixin:
             by_project.setdefault(pid, []).append(i)
         for pid, indexes in by_project.items():
             batch = _Batch(self, conn, pid, self.row_cache)
-            if batches is not None:
-                batches.append(batch)
+            batches.append(batch)
             seen: set[str] = set()
             payloads: dict[int, str] = {}
             fresh: list[list[Call]] = []
