@@ -10,7 +10,8 @@ a small and a large configuration served at the same time:
            servers; bodies as in bench_ingest).                     target ≥ 0.8×
 
 Bulk rows are written straight into the `groups` and `events` tables with sqlite3 (shape of
-migrations/0001_initial.sql) — fast, and the service reads them as it would its own.
+migrations/; the stored events' timestamps span `--event-days`, 20 by default) — fast, and
+the service reads them as it would its own.
 
     python bench/bench_growth.py [--groups 1000000] [--events 2000000] [--duration 5]
                                  [--rounds 3] [--only groups,flags,events] [--no-record]
@@ -58,8 +59,9 @@ def bulk_groups(db: str, project_id: int, start: int, stop: int) -> None:
     conn.close()
 
 
-def bulk_events(db: str, project_id: int, n: int) -> None:
-    """`n` stored events (uuid4 message ids, received over the last 20 days)."""
+def bulk_events(db: str, project_id: int, n: int, days: float = 20) -> None:
+    """`n` stored events (uuid4 message ids, timestamps and receipt spread over the last
+    `days` days; the default project keeps 30 days)."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute("PRAGMA cache_size = -262144")
@@ -70,7 +72,7 @@ def bulk_events(db: str, project_id: int, n: int) -> None:
     for lo in range(0, n, chunk):
         rows = []
         for i in range(lo, min(n, lo + chunk)):
-            ts = now - rng.random() * 20 * 86400
+            ts = now - rng.random() * days * 86400
             org = common.org_key(rng.randrange(common.N_ORGS))
             rows.append((project_id, str(uuid.uuid4()), "track", "page_viewed",
                          f"user-{rng.randrange(50_000)}", f'{{"organization": "{org}"}}',
@@ -194,7 +196,7 @@ def growth_events(args: argparse.Namespace) -> tuple[list, list]:
     flags = common.flag_variations(20)
     common.setup_database(empty, flags, orgs)
     common.setup_database(full, flags, orgs)
-    bulk_events(full, 1, args.events)
+    bulk_events(full, 1, args.events, args.event_days)
     os.sync()  # the bulk load wrote with synchronous=OFF: flush it now, not during the rounds
     rng = random.Random(11)
     n_bodies = int(args.duration * 300) * args.rounds + 40  # more than the servers can take
@@ -238,13 +240,17 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--event-days", type=float, default=20,
+                    help="the stored events' timestamps span this many days up to now")
     ap.add_argument("--only", default="groups,flags,events")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     parts = args.only.split(",")
     body = [f"Alternating {args.rounds} rounds of {args.duration:g} s; decide via wrk (1 pinned "
             "thread, 4 connections, mean latency = connections / throughput), ingestion via 4 "
-            "client threads posting 100-event PostHog batches.", ""]
+            "client threads posting 100-event PostHog batches"
+            + (f"; stored events spread over {args.event_days:g} days." if "events" in parts
+               else "."), ""]
     all_checks: list = []
     if "groups" in parts:
         rows, checks = growth_groups(args)

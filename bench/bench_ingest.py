@@ -142,7 +142,9 @@ def post_batches(port: int, bodies: list[bytes], clients: int, duration: float
 RAW_SCHEMA = """
 CREATE TABLE events (id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL, message_id TEXT NOT NULL,
   type TEXT NOT NULL, event TEXT, distinct_id TEXT, groups TEXT, properties TEXT NOT NULL,
-  timestamp REAL NOT NULL, received_at REAL NOT NULL, UNIQUE (project_id, message_id));
+  timestamp REAL NOT NULL, received_at REAL NOT NULL,
+  day INTEGER GENERATED ALWAYS AS (CAST(timestamp / 86400 AS INTEGER)) VIRTUAL);
+CREATE UNIQUE INDEX events_dedupe ON events(project_id, day, message_id);
 CREATE INDEX events_received ON events(project_id, received_at);
 CREATE TABLE groups (id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL, group_type TEXT NOT NULL,
   group_key TEXT NOT NULL, properties TEXT NOT NULL DEFAULT '{}', last_seen REAL,

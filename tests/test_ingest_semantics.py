@@ -270,6 +270,46 @@ def test_a_retried_batch_changes_nothing(store, pid, db_path):
     assert after == before
 
 
+DAY = 86400.0
+MIDNIGHT = 20_000 * DAY  # 2024-10-04 00:00 UTC
+
+
+@pytest.mark.parametrize("first, resend", [
+    (MIDNIGHT - 2, MIDNIGHT + 3),             # clock-skew correction moved it past midnight
+    (MIDNIGHT + 5, MIDNIGHT - 1),             # ... or back before it
+    (MIDNIGHT + 1, MIDNIGHT + DAY - 2),       # the same UTC day, almost a day later
+    (MIDNIGHT + DAY - 1, MIDNIGHT + 2 * DAY - 2),  # 23:59:59 later, across midnight
+    (MIDNIGHT + 2, MIDNIGHT - DAY + 3),       # 23:59:59 earlier, across midnight
+])
+def test_a_resend_less_than_a_day_apart_is_a_duplicate(store, pid, first, resend):
+    """De-duplication looks at the event's UTC day and both adjacent ones (migration 0003):
+    whatever its time, a resend whose timestamp moved by less than 24 hours is caught —
+    stored earlier or earlier in the same batch."""
+    store.ingest(pid, [identify(ts=first, message_id="m-day", person_set={"v": 1})])
+    r = store.ingest(pid, [identify(ts=resend, message_id="m-day", person_set={"v": 2})])
+    assert (r.stored, r.duplicates) == (0, 1)
+    assert person(store, pid) == {"v": 1}
+    r = store.ingest(pid, [identify(ts=first, message_id="m-both", person_set={"w": 1}),
+                           identify(ts=resend, message_id="m-both", person_set={"w": 2})])
+    assert (r.stored, r.duplicates) == (1, 1)
+    assert store.count_events(pid) == 2
+
+
+def test_the_same_message_id_two_days_apart_is_two_events(store, pid):
+    """The window is bounded (like Segment's 24-hour de-duplication and PostHog's key that
+    holds the event's date): an id reused with a timestamp two UTC days away is a new event,
+    and a later resend of either is still a duplicate."""
+    a = identify(ts=MIDNIGHT + 10, message_id="reused", person_set={"v": "a"})
+    b = identify(ts=MIDNIGHT + 2 * DAY + 10, message_id="reused", person_set={"v": "b"})
+    assert store.ingest(pid, [a]).stored == 1
+    assert store.ingest(pid, [b]).stored == 1
+    assert store.count_events(pid) == 2
+    assert person(store, pid) == {"v": "b"}
+    for again in (a, b):
+        assert store.ingest(pid, [again]).duplicates == 1
+    assert store.count_events(pid) == 2
+
+
 def test_message_ids_are_per_project(store, pid):
     other = store.create_project("other")["id"]
     store.ingest(pid, [identify(message_id="same", person_set={"p": 1})])

@@ -147,3 +147,42 @@ def test_connections_of_finished_threads_are_closed(store):
     store.conn()
     # One per live thread (this one, plus at most the last finished one before pruning).
     assert store._pool.open_connections() <= 2
+
+
+def test_0003_keeps_every_event_and_a_retry_of_one_is_still_a_duplicate(db_path, monkeypatch):
+    """0003 rebuilds `events` (new de-duplication key): ids, rows and the retention index
+    survive, and an event stored before it is still recognised when it is resent after."""
+    from flagsvc.ingest.model import Call
+
+    everything = db.migration_names()
+    monkeypatch.setattr(db, "migration_names", lambda: everything[:2])
+    old = Store(db_path)
+    try:
+        pid = old.create_project("p")["id"]
+        with db.transaction(old.conn()) as conn:  # as 0002's ingestion stored them
+            conn.executemany(
+                "INSERT INTO events (project_id, message_id, type, event, distinct_id, "
+                "properties, timestamp, received_at) VALUES (?, ?, 'track', 'e', 'u1', ?, ?, ?)",
+                [(pid, f"m{i}", f'{{"i": {i}}}', 1.7e9 + i * 3600, 1.7e9 + i * 3600)
+                 for i in range(50)])
+        before = old.conn().execute("SELECT id, message_id, timestamp, properties FROM events "
+                                    "ORDER BY id").fetchall()
+    finally:
+        old.close()
+    monkeypatch.undo()
+    new = Store(db_path)
+    try:
+        conn = new.conn()
+        assert conn.execute("SELECT id, message_id, timestamp, properties FROM events "
+                            "ORDER BY id").fetchall() == before
+        assert [r[0] for r in conn.execute("SELECT day FROM events ORDER BY id")] == [
+            int(r[2] / 86400) for r in before]
+        indexes = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")}
+        assert {"events_dedupe", "events_received"} <= indexes
+        r = new.ingest(pid, [Call(kind="track", message_id="m7", timestamp=1.7e9 + 7 * 3600 + 2,
+                                  distinct_id="u1", event="e")])
+        assert (r.stored, r.duplicates) == (0, 1)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        new.close()

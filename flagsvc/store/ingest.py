@@ -1,7 +1,7 @@
 """Writing a batch of normalized calls: one short write transaction per batch.
 
-Duplicate message ids (within the batch or already stored) are skipped, which makes retried
-deliveries change nothing; private properties are scrubbed with the policy current in the
+Duplicate message ids (within the batch or already stored, with a timestamp less than a day
+apart: see `_fresh`) are skipped, which makes retried deliveries change nothing; private properties are scrubbed with the policy current in the
 transaction; the rest is `_Batch` (batch.py): load once, merge in memory, write back once.
 Retention expires old events a chunk at a time as batches arrive.
 """
@@ -22,9 +22,21 @@ from .rowcache import RowCache
 # project id, calls, their event properties serialized (see IngestMixin.ingest)
 Request = tuple[int, list[Call], list[str]]
 
-__all__ = ["CHANGES_KEPT", "EXPIRE_CHUNK", "LAST_SEEN_RESOLUTION", "IngestMixin"]
+__all__ = ["CHANGES_KEPT", "EXPIRE_CHUNK", "LAST_SEEN_RESOLUTION", "IngestMixin", "dedupe_day",
+           "dedupe_days"]
 
 EXPIRE_CHUNK = 1000  # expired events a batch may delete, at least (twice its size if more)
+
+
+def dedupe_day(timestamp: float) -> int:
+    """The UTC day (Unix days) of an event timestamp: the `day` column of events (migration
+    0003 computes it the same way, by division then truncation)."""
+    return int(timestamp / 86400)
+
+
+def dedupe_days(day: int) -> tuple[int, int, int]:
+    """The days whose events an event of `day` is checked against for its message id."""
+    return (day - 1, day, day + 1)
 
 
 class IngestMixin:
@@ -109,7 +121,7 @@ class IngestMixin:
         for pid, indexes in by_project.items():
             batch = _Batch(self, conn, pid, self.row_cache)
             batches.append(batch)
-            seen: set[str] = set()
+            seen: set[tuple[int, str]] = set()
             payloads: dict[int, str] = {}
             fresh: list[list[Call]] = []
             for i in indexes:
@@ -149,21 +161,28 @@ class IngestMixin:
 
     @staticmethod
     def _fresh(conn: sqlite3.Connection, project_id: int, calls: list[Call],
-               result: IngestResult, seen: set[str]) -> list[Call]:
-        """The calls whose message ids are neither stored nor in `seen` (earlier in the
-        batch or group; extended here)."""
-        ids = list({c.message_id for c in calls} - seen)
-        stored: set[str] = set()
+               result: IngestResult, seen: set[tuple[int, str]]) -> list[Call]:
+        """The calls that are not duplicates: no event with the same message id is stored or
+        in `seen` (earlier in the batch or group; extended here) with a timestamp on the same
+        UTC day or an adjacent one (`dedupe_days`) — so a resend is caught whenever the two
+        timestamps are less than 24 hours apart (clock-skew correction, or no timestamp and
+        the received time, make a resend's timestamp differ a little)."""
+        keys = [(dedupe_day(c.timestamp), c.message_id) for c in calls]
+        ids = list({mid for _, mid in keys})
+        days = sorted({d for day, _ in keys for d in dedupe_days(day)})
+        stored: set[tuple[int, str]] = set()
         for chunk in _chunks(ids):
-            stored.update(r[0] for r in conn.execute(
-                f"SELECT message_id FROM events WHERE project_id = ? AND message_id IN "
-                f"({','.join('?' * len(chunk))})", (project_id, *chunk)))
+            stored.update(conn.execute(
+                f"SELECT day, message_id FROM events WHERE project_id = ? "
+                f"AND day IN ({','.join('?' * len(days))}) "
+                f"AND message_id IN ({','.join('?' * len(chunk))})",
+                (project_id, *days, *chunk)))
         fresh = []
-        for c in calls:
-            if c.message_id in stored or c.message_id in seen:
+        for c, (day, mid) in zip(calls, keys, strict=True):
+            if any((d, mid) in stored or (d, mid) in seen for d in dedupe_days(day)):
                 result.duplicates += 1
                 continue
-            seen.add(c.message_id)
+            seen.add((day, mid))
             fresh.append(c)
         return fresh
 
