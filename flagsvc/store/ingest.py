@@ -1,8 +1,9 @@
 """Writing a batch of normalized calls: one short write transaction per batch.
 
 Duplicate message ids (within the batch or already stored, with a timestamp less than a day
-apart: see `_fresh`) are skipped, which makes retried deliveries change nothing; private properties are scrubbed with the policy current in the
-transaction; the rest is `_Batch` (batch.py): load once, merge in memory, write back once.
+apart: see `_fresh`) are skipped, which makes retried deliveries change nothing; private
+properties are scrubbed with the policy current in the transaction; the rest is `_Batch`
+(batch.py): load once, merge in memory, write back once.
 Retention expires old events a chunk at a time as batches arrive.
 """
 
