@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagsvc.ingest import formats, privacy
+from flagsvc.ingest import formats, posthog_format, privacy
 from flagsvc.ingest.formats import EventError, FormatError, Options, TooManyEvents
 
 NOW = 1_800_000_000.0  # the receive time of every test request (2027-01-15T08:00:00Z)
@@ -96,9 +96,9 @@ def test_missing_message_id_is_derived_and_given_ids_are_kept():
     assert formats.segment_call({**no_id, "messageId": "m-1"}, opts()).message_id == "m-1"
     assert formats.segment_call({**no_id, "messageId": 42}, opts()).message_id == "42"
     ph = {"event": "e", "distinct_id": "u1"}
-    derived = formats.posthog_call(ph, opts()).message_id
-    assert derived == formats.posthog_call(ph, opts()).message_id
-    assert formats.posthog_call({**ph, "uuid": "abc"}, opts()).message_id == "abc"
+    derived = posthog_format.posthog_call(ph, opts()).message_id
+    assert derived == posthog_format.posthog_call(ph, opts()).message_id
+    assert posthog_format.posthog_call({**ph, "uuid": "abc"}, opts()).message_id == "abc"
 
 
 # ------------------------------------------------------------ Segment
@@ -364,7 +364,7 @@ POSTHOG_CASES = [
 @pytest.mark.parametrize("ev, expected", [c[1:] for c in POSTHOG_CASES],
                          ids=[c[0] for c in POSTHOG_CASES])
 def test_posthog_event(ev, expected):
-    assert fields(formats.posthog_call(ev, opts())) == expected
+    assert fields(posthog_format.posthog_call(ev, opts())) == expected
 
 
 POSTHOG_REJECTS = [
@@ -387,7 +387,7 @@ POSTHOG_REJECTS = [
                          ids=[c[0] for c in POSTHOG_REJECTS])
 def test_posthog_rejects(ev, reason):
     with pytest.raises(EventError, match=reason):
-        formats.posthog_call(ev, opts())
+        posthog_format.posthog_call(ev, opts())
 
 
 @pytest.mark.parametrize("body, n, sent_at", [
@@ -396,7 +396,7 @@ def test_posthog_rejects(ev, reason):
     (ph("a", sent_at="x"), 1, "x"),
 ])
 def test_posthog_body_forms(body, n, sent_at):
-    events, sent = formats.posthog_events(body)
+    events, sent = posthog_format.posthog_events(body)
     assert (len(events), sent) == (n, sent_at)
 
 
@@ -410,33 +410,33 @@ def test_posthog_body_forms(body, n, sent_at):
 ])
 def test_posthog_token(body, events, expected):
     if events is None:
-        events = formats.posthog_events(body)[0]
-    assert formats.posthog_token(body, events) == expected
+        events = posthog_format.posthog_events(body)[0]
+    assert posthog_format.posthog_token(body, events) == expected
 
 
 def test_posthog_skew_correction_and_offset():
     body = {"sent_at": "2027-01-15T09:00:00Z", "batch": [
         ph("a", timestamp="2027-01-15T08:59:50Z"), ph("b", offset=2000)]}
-    calls = formats.parse_posthog(body, opts()).calls
+    calls = posthog_format.parse_posthog(body, opts()).calls
     assert [c.timestamp for c in calls] == [NOW - 10, NOW - 2]
 
 
 def test_posthog_query_sent_at_fallback_in_milliseconds():
-    calls = formats.parse_posthog([ph("a", timestamp="2027-01-15T08:59:50Z")], opts(),
+    calls = posthog_format.parse_posthog([ph("a", timestamp="2027-01-15T08:59:50Z")], opts(),
                                   sent_at=str(int((NOW + 3600) * 1000))).calls
     assert calls[0].timestamp == NOW - 10  # stamped 10 s before the client's `_` send time
 
 
 def test_posthog_event_with_another_token_is_refused_when_auth_came_from_an_event():
     body = [ph("a", properties={"token": "k1"}), ph("b", properties={"token": "k2"}), ph("c")]
-    parsed = formats.parse_posthog(body, opts(), event_token="k1")
+    parsed = posthog_format.parse_posthog(body, opts(), event_token="k1")
     assert [c.event for c in parsed.calls] == ["a", "c"]
     assert parsed.rejected[0]["index"] == 1
     assert "different api token" in parsed.rejected[0]["reason"]
 
 
 def test_engage_default_event_is_set():
-    parsed = formats.parse_posthog({"$distinct_id": "u1", "$set": {"a": 1}, "$token": "k"},
+    parsed = posthog_format.parse_posthog({"$distinct_id": "u1", "$set": {"a": 1}, "$token": "k"},
                                    opts(), default_event="$set")
     assert fields(parsed.calls[0]) == {"kind": "identify", "distinct_id": "u1", "event": "$set",
                                        "person_set": {"a": 1}}
@@ -445,7 +445,7 @@ def test_engage_default_event_is_set():
 @pytest.mark.parametrize("body", ["x", 3, {"batch": "x"}])
 def test_posthog_body_shape_errors(body):
     with pytest.raises(FormatError):
-        formats.parse_posthog(body, opts())
+        posthog_format.parse_posthog(body, opts())
 
 
 # ------------------------------------------------------------ privacy
@@ -460,7 +460,7 @@ def test_private_properties_are_dropped_or_hashed_everywhere():
         "name": "Acme", "management_email": "boss@acme.io", "customer_id": "cus_42"}}, o)
     group = privacy.scrub_call(group, o.private, o.salt)
     assert group.group_set == {"name": "Acme", "customer_id": secret}
-    parsed = formats.parse_posthog([ph("e", properties={
+    parsed = posthog_format.parse_posthog([ph("e", properties={
         "customer_id": "cus_42", "nested": {"management_email": "x", "k": [{"customer_id": None}]},
         "$set": {"management_email": "x", "ok": 1}}, **{"$set_once": {"customer_id": "cus_42"}})],
         o)
@@ -511,7 +511,7 @@ _keys = st.sampled_from(["type", "userId", "anonymousId", "groupId", "event", "t
 @given(st.dictionaries(_keys, _json, max_size=8) | _json)
 def test_any_json_is_a_call_or_a_clean_rejection(msg):
     for parse in (lambda m: formats.segment_call(m, opts()),
-                  lambda m: formats.posthog_call(m, opts(private=POLICY, salt="s"))):
+                  lambda m: posthog_format.posthog_call(m, opts(private=POLICY, salt="s"))):
         try:
             call = parse(msg)
         except EventError:

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, request
 
 from ..errors import BadRequest, PayloadTooLarge
-from ..ingest import formats, privacy
+from ..ingest import formats, posthog_format, privacy
 from ..ingest.model import IngestResult
 from ..metrics import EVENTS
 from .body import read_json
@@ -154,12 +154,12 @@ def accoil(kind: str) -> dict[str, Any]:
 def posthog() -> dict[str, Any]:
     received = time.time()
     body = read_json(request, config("MAX_BODY_BYTES"))
-    events, _ = _parse(lambda: formats.posthog_events(body))
-    token, from_event = formats.posthog_token(body, events)
+    events, _ = _parse(lambda: posthog_format.posthog_events(body))
+    token, from_event = posthog_format.posthog_token(body, events)
     token = token or request.args.get("token") or request.args.get("api_key")
     project = public_project(token)
     engage = request.path.rstrip("/").endswith("/engage")
-    parsed = _parse(lambda: formats.parse_posthog(
+    parsed = _parse(lambda: posthog_format.parse_posthog(
         body, _options(project, received), event_token=token if from_event else None,
         sent_at=request.args.get("_"), default_event="$set" if engage else None))
     return _reply({"status": 1}, parsed, _store(project, parsed))

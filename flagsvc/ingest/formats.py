@@ -1,4 +1,5 @@
-"""Wire formats → normalized `Call`s: Segment HTTP Tracking API, PostHog capture, Accoil v2.
+"""Wire formats → normalized `Call`s: Segment HTTP Tracking API and Accoil v2 here, PostHog
+capture in posthog_format.py; the checks and decisions below are shared by all three.
 
 Pure functions: no I/O, no clock (the receive time comes in `Options`). A request-level
 problem (the body is not a batch, too many events) raises `FormatError`; a bad event raises
@@ -23,9 +24,6 @@ Decisions (documented in the capture blueprint too):
   the default type) and to every pair of `context.groups` (`{type: key}`).
 - Segment identify carrying both `userId` and `anonymousId` also merges the anonymous
   person into the user (an alias), as PostHog's `$identify` with `$anon_distinct_id` does.
-- PostHog `$groupidentify` updates the group only: its `distinct_id` (random in
-  posthog-python) creates no person and no membership. `$process_person_profile: false`
-  likewise leaves persons alone.
 """
 
 from __future__ import annotations
@@ -54,8 +52,6 @@ PAGE_EVENTS = {"page": "$pageview", "screen": "$screen"}
 # Keys that change when the same message is retried; left out of derived message ids.
 _VOLATILE = frozenset({"sentAt", "sent_at", "receivedAt", "writeKey", "api_key", "token"})
 # PostHog event properties that are structure or credentials, not event data.
-_POSTHOG_STRIP = frozenset({"$set", "$set_once", "$unset", "$group_set", "$groups", "token",
-                            "$token", "api_key"})
 _STRUCTURE_TRAITS = ("group_type", "parent_group_id", "parent_group_type")
 _ACCOIL_KEYS = {"user_id": "userId", "group_id": "groupId", "anonymous_id": "anonymousId",
                 "message_id": "messageId", "previous_id": "previousId", "group_type": "groupType"}
@@ -162,7 +158,7 @@ def derived_message_id(kind: str, msg: Mapping[str, Any], key: str = "") -> str:
     return "h:" + digest.hexdigest()[:32]
 
 
-def _message_id(given: Any, kind: str, msg: Mapping[str, Any], opts: Options) -> str:
+def message_id_of(given: Any, kind: str, msg: Mapping[str, Any], opts: Options) -> str:
     mid = ident(given, "message id")
     return mid if mid is not None else derived_message_id(kind, msg, opts.salt)
 
@@ -234,7 +230,7 @@ def check_event(msg: Any, opts: Options) -> dict[str, Any]:
     return msg
 
 
-def _group_pairs(value: Any, what: str) -> dict[str, str]:
+def group_pairs(value: Any, what: str) -> dict[str, str]:
     """`{group type: key}` (keys may be numbers; null keys are skipped)."""
     if value is None:
         return {}
@@ -248,7 +244,7 @@ def _group_pairs(value: Any, what: str) -> dict[str, str]:
     return out
 
 
-def _structure(call: Call, traits: dict[str, Any], explicit_type: Any, opts: Options) -> None:
+def structure(call: Call, traits: dict[str, Any], explicit_type: Any, opts: Options) -> None:
     """Fill the group type and parent of a group call from its fields and traits; the
     structure traits are not stored as properties."""
     gtype = explicit_type if explicit_type not in (None, "") else traits.get("group_type")
@@ -262,7 +258,7 @@ def _structure(call: Call, traits: dict[str, Any], explicit_type: Any, opts: Opt
     call.group_set = {k: v for k, v in traits.items() if k not in _STRUCTURE_TRAITS}
 
 
-def _each(items: list[Any], one: Callable[[Any], Call], id_key: str, opts: Options) -> Parsed:
+def each(items: list[Any], one: Callable[[Any], Call], id_key: str, opts: Options) -> Parsed:
     if len(items) > opts.max_batch_events:
         raise TooManyEvents(f"{len(items)} events in one request; the limit is "
                             f"{opts.max_batch_events}")
@@ -296,7 +292,7 @@ def segment_call(msg: Any, opts: Options, kind: str | None = None, sent_at: Any 
     anon = ident(msg.get("anonymousId"), "anonymousId")
     ts = check_time(event_time(msg.get("timestamp"), msg.get("sentAt", sent_at),
                                opts.received_at), opts)
-    mid = _message_id(msg.get("messageId"), f"{source}:{mtype}", msg, opts)
+    mid = message_id_of(msg.get("messageId"), f"{source}:{mtype}", msg, opts)
     call = Call(kind=SEGMENT_TYPES[mtype], message_id=mid, timestamp=ts, distinct_id=user or anon)
     if mtype in ("identify", "track", "page", "screen") and call.distinct_id is None:
         raise EventError(f"{mtype} needs a userId or an anonymousId")
@@ -308,7 +304,7 @@ def segment_call(msg: Any, opts: Options, kind: str | None = None, sent_at: Any 
         call.group_key = ident(msg.get("groupId"), "groupId")
         if call.group_key is None:
             raise EventError("group needs a groupId")
-        _structure(call, obj(msg, "traits"), msg.get("groupType"), opts)
+        structure(call, obj(msg, "traits"), msg.get("groupType"), opts)
     elif mtype == "alias":
         call.previous_id = ident(msg.get("previousId"), "previousId")
         if call.previous_id is None or user is None:
@@ -323,7 +319,7 @@ def segment_call(msg: Any, opts: Options, kind: str | None = None, sent_at: Any 
                 if msg.get(key) is not None:
                     call.properties.setdefault(key, msg[key])
     if mtype != "group":
-        call.groups = _group_pairs(context.get("groups"), "context.groups")
+        call.groups = group_pairs(context.get("groups"), "context.groups")
         gid = ident(context.get("groupId"), "context.groupId")
         if gid is not None:
             gtype = context.get("groupType")
@@ -337,7 +333,7 @@ def parse_segment(body: Any, kind: str, opts: Options) -> Parsed:
     if not isinstance(body, dict):
         raise FormatError("body must be a JSON object")
     if kind not in ("batch", "import"):
-        return _each([body], lambda m: segment_call(m, opts, kind), "messageId", opts)
+        return each([body], lambda m: segment_call(m, opts, kind), "messageId", opts)
     batch = body.get("batch")
     if not isinstance(batch, list):
         raise FormatError("body must have a `batch` list of messages")
@@ -346,7 +342,7 @@ def parse_segment(body: Any, kind: str, opts: Options) -> Parsed:
         batch = [{**m, "context": {**shared, **(m.get("context") or {})}}
                  if isinstance(m, dict) and isinstance(m.get("context") or {}, dict) else m
                  for m in batch]
-    return _each(batch, lambda m: segment_call(m, opts, sent_at=sent_at), "messageId", opts)
+    return each(batch, lambda m: segment_call(m, opts, sent_at=sent_at), "messageId", opts)
 
 
 def parse_accoil(body: Any, kind: str, opts: Options) -> Parsed:
@@ -354,113 +350,5 @@ def parse_accoil(body: Any, kind: str, opts: Options) -> Parsed:
     if not isinstance(body, dict):
         raise FormatError("body must be a JSON object")
     msg = {_ACCOIL_KEYS.get(k, k): v for k, v in body.items()}
-    return _each([msg], lambda m: segment_call(m, opts, kind, source="accoil"), "messageId",
+    return each([msg], lambda m: segment_call(m, opts, kind, source="accoil"), "messageId",
                  opts)
-
-
-# ------------------------------------------------------------ PostHog
-
-def posthog_events(body: Any) -> tuple[list[Any], Any]:
-    """The events of a capture body ({batch: [...]}, a list, or one event) and its sent_at."""
-    if isinstance(body, list):
-        return body, None
-    if not isinstance(body, dict):
-        raise FormatError("body must be an event object, a list of events or {\"batch\": [...]}")
-    if "batch" in body:
-        if not isinstance(body["batch"], list):
-            raise FormatError("`batch` must be a list of events")
-        return body["batch"], body.get("sent_at")
-    return [body], body.get("sent_at")
-
-
-def posthog_token(body: Any, events: list[Any]) -> tuple[Any, bool]:
-    """(token, from_event): the request-level `api_key` / `token`, else the first event's
-    (`api_key`, `token`, `$token` or `properties.token`, as posthog-js sends it)."""
-    if isinstance(body, dict):
-        for key in ("api_key", "token", "$token"):
-            if body.get(key):
-                return body[key], False
-    for ev in events:
-        token = _event_token(ev)
-        if token:
-            return token, True
-    return None, False
-
-
-def _event_token(ev: Any) -> Any:
-    if not isinstance(ev, dict):
-        return None
-    props = ev.get("properties") if isinstance(ev.get("properties"), dict) else {}
-    return ev.get("api_key") or ev.get("token") or ev.get("$token") or props.get("token")
-
-
-def _posthog_person(ev: dict[str, Any], props: dict[str, Any], call: Call) -> None:
-    call.person_set = {**obj(props, "$set", "properties.$set"), **obj(ev, "$set")}
-    call.person_set_once = {**obj(props, "$set_once", "properties.$set_once"),
-                            **obj(ev, "$set_once")}
-    unset: list[str] = []
-    for value in (props.get("$unset"), ev.get("$unset")):
-        if isinstance(value, dict):
-            value = list(value)
-        if value is None:
-            continue
-        if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
-            raise EventError("$unset must be a list of property names")
-        unset += value
-    call.person_unset = unset
-
-
-def posthog_call(ev: Any, opts: Options, sent_at: Any = None, token: Any = None,
-                 default_event: str | None = None) -> Call:
-    """One PostHog event → a Call. `token`: the token the request was authenticated with
-    when it came from an event, so an event naming another token is refused."""
-    ev = check_event(ev, opts)
-    props = obj(ev, "properties")
-    if token is not None and _event_token(ev) not in (None, token):
-        raise EventError("event carries a different api token than the request")
-    event = name(ev.get("event", default_event), "event")
-    did = ident(next((v for v in (ev.get("distinct_id"), ev.get("$distinct_id"),
-                                  props.get("distinct_id")) if v not in (None, "")), None),
-                "distinct_id")
-    if did is None:
-        raise EventError("distinct_id is required")
-    ts = check_time(event_time(ev.get("timestamp"), ev.get("sent_at", sent_at),
-                               opts.received_at, ev.get("offset")), opts)
-    call = Call(kind="track", message_id=_message_id(ev.get("uuid"), "posthog", ev, opts),
-                timestamp=ts, distinct_id=did, event=event,
-                properties={k: v for k, v in props.items() if k not in _POSTHOG_STRIP},
-                groups=_group_pairs(props.get("$groups"), "properties.$groups"))
-    _posthog_person(ev, props, call)
-    if event == "$groupidentify":
-        call.kind, call.distinct_id = "group", None
-        call.person_set, call.person_set_once, call.person_unset = {}, {}, []
-        call.group_key = ident(props.get("$group_key"), "$group_key")
-        if call.group_key is None:
-            raise EventError("$groupidentify needs $group_key")
-        _structure(call, obj(props, "$group_set", "$group_set"), name(
-            props.get("$group_type"), "$group_type"), opts)
-    elif event in ("$identify", "$set", "$set_once"):
-        call.kind = "identify"
-        anon = ident(props.get("$anon_distinct_id"), "$anon_distinct_id")
-        if event == "$identify" and anon is not None and anon != did:
-            call.kind, call.previous_id = "alias", anon
-    elif event == "$create_alias":
-        alias = ident(props.get("alias"), "properties.alias")
-        if alias is None:
-            raise EventError("$create_alias needs properties.alias")
-        if alias != did:  # posthog-python: alias(previous_id, distinct_id) sends
-            call.kind, call.distinct_id, call.previous_id = "alias", alias, did  # alias=new id
-    if props.get("$process_person_profile") is False and call.kind != "group":
-        call.kind = "track"
-        call.distinct_id, call.previous_id = None, None
-        call.person_set, call.person_set_once, call.person_unset = {}, {}, []
-    return call
-
-
-def parse_posthog(body: Any, opts: Options, event_token: Any = None, sent_at: Any = None,
-                  default_event: str | None = None) -> Parsed:
-    """A capture request. `sent_at`: fallback send time (posthog-js's `?_=` ms stamp)."""
-    events, body_sent_at = posthog_events(body)
-    sent = body_sent_at if body_sent_at is not None else sent_at
-    return _each(events, lambda ev: posthog_call(ev, opts, sent, event_token, default_event),
-                 "uuid", opts)

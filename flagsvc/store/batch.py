@@ -9,7 +9,9 @@ executemany, so a 100-event batch costs about a dozen statements. Used by
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 from ..ingest import privacy
@@ -158,25 +160,25 @@ class _Batch(_Loading):
 
     # ------------------------------------------------------------ writing
 
-    def _next_id(self, table: str) -> int:
-        # Ids are handed out here (inside the write transaction, under the write lock) so
-        # new rows can be inserted with one executemany and referenced at once.
-        return self.conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}").fetchone()[0]
+    def _new_ids(self, table: str) -> Iterator[int]:
+        """Ids for the new rows of `table`, queried only when the first is taken. Handed out
+        here (inside the write transaction, under the write lock) so new rows can be
+        inserted with one executemany and referenced at once."""
+        first = self.conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}").fetchone()[0]
+        yield from itertools.count(first)
 
     def write(self, calls: list[Call], payloads: dict[int, str] | None = None) -> None:
         """Write what the batch changed, then the events (`payloads`: their properties
         already serialized, by `id(call)`)."""
         conn, pid, now = self.conn, self.pid, self.now
         inserts, updates, moves = [], [], []
-        next_id = None
+        new_ids = self._new_ids("groups")
         for (t, k), row in self.groups.items():
             if not row.dirty:
                 continue
             props, stamps = dumps(row.properties), dumps(row.stamps)
             if row.id is None:
-                if next_id is None:
-                    next_id = self._next_id("groups")
-                row.id, next_id = next_id, next_id + 1
+                row.id = next(new_ids)
                 inserts.append((row.id, pid, t, k, props, stamps, row.parent_key, row.parent_type,
                                 row.parent_ts, row.created_at, row.last_seen, now))
             elif row.moved:
@@ -199,7 +201,7 @@ class _Batch(_Loading):
             "last_seen = ?, updated_at = ? WHERE id = ?", updates)
 
         inserts, updates, ids = [], [], []
-        next_id = None
+        new_ids = self._new_ids("persons")
         people = {id(r): r for r in self.persons.values()}
         self.inserted_persons = set()
         for row in people.values():
@@ -207,9 +209,7 @@ class _Batch(_Loading):
                 continue
             props, stamps = dumps(row.properties), dumps(row.stamps)
             if row.id is None:
-                if next_id is None:
-                    next_id = self._next_id("persons")
-                row.id, next_id = next_id, next_id + 1
+                row.id = next(new_ids)
                 self.inserted_persons.add(row.id)
                 inserts.append((row.id, pid, props, stamps, row.created_at, row.last_seen, now))
             else:
