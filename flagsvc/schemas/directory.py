@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from ..store.groups import RECENT_EVENTS_SCANNED
 from .base import MAX_SQL_INT, GroupTypeName, Timestamp
 from .flags import FlagSchema
 
@@ -55,7 +56,9 @@ class EventSchema(Schema):
 class GroupProfileSchema(GroupSchema):
     children = fields.List(fields.Nested(GroupRefSchema))
     members = fields.List(fields.Nested(MemberSchema))
-    recent_events = fields.List(fields.Nested(EventSchema))
+    recent_events = fields.List(fields.Nested(EventSchema), metadata={
+        "description": f"the group's newest events (up to 20) among the last "
+                       f"{RECENT_EVENTS_SCANNED:,} events stored"})
 
 
 class PageQuerySchema(Schema):

@@ -7,6 +7,11 @@ from typing import Any
 
 from .db import NotFound, loads
 
+# A group's "recent events" are looked for among this many most recently stored events (of
+# every project): events are not indexed by group, so this bounds the scan (≈ 0.1 s; it took
+# 5.5 s over 2M events unbounded) however many are stored. A group quiet for longer shows none.
+RECENT_EVENTS_SCANNED = 200_000
+
 
 def _group(row: tuple) -> dict[str, Any]:
     gid, gtype, key, props, ptype, pkey, created, last_seen, updated = row
@@ -83,15 +88,18 @@ class GroupsMixin:
                 "WHERE p.person_id = m.person_id ORDER BY rowid LIMIT 1), "
                 "m.first_seen, m.last_seen FROM memberships m "
                 "WHERE m.group_id = ? ORDER BY m.last_seen DESC LIMIT ?", (group["id"], members))]
+        # The group's events among the last RECENT_EVENTS_SCANNED stored (newest first, by
+        # rowid: `+project_id` keeps SQLite from scanning the project's whole index instead).
+        newest = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
         group["recent_events"] = [
             {"event": e, "type": t, "distinct_id": d, "timestamp": ts,
              "properties": loads(p)}
             for e, t, d, ts, p in conn.execute(
                 "SELECT event, type, distinct_id, timestamp, properties FROM events "
-                "WHERE project_id = ? AND id IN (SELECT e.id FROM events e, json_each(e.groups) g "
-                "WHERE e.project_id = ? AND e.groups IS NOT NULL AND g.key = ? AND g.value = ? "
-                "ORDER BY e.id DESC LIMIT ?) ORDER BY id DESC",
-                (project_id, project_id, group_type, key, events))]
+                "WHERE id IN (SELECT e.id FROM events e, json_each(e.groups) g "
+                "WHERE e.id > ? AND +e.project_id = ? AND e.groups IS NOT NULL "
+                "AND g.key = ? AND g.value = ? ORDER BY e.id DESC LIMIT ?) ORDER BY id DESC",
+                (newest - RECENT_EVENTS_SCANNED, project_id, group_type, key, events))]
         return group
 
     def list_groups(self, project_id: int, group_type: str | None = None,
