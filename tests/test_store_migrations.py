@@ -186,3 +186,23 @@ def test_0003_keeps_every_event_and_a_retry_of_one_is_still_a_duplicate(db_path,
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         new.close()
+
+
+def test_gunicorn_conf_migrates_in_the_master_before_workers_start(tmp_path, monkeypatch):
+    """Loading `flagsvc.gunicorn_conf` (gunicorn does it in the master) applies pending
+    migrations, so no worker runs a long one inside its boot timeout."""
+    import importlib
+    import sys
+
+    path = str(tmp_path / "conf.db")
+    monkeypatch.setenv("FLAGSVC_DATABASE", path)
+    monkeypatch.delitem(sys.modules, "flagsvc.gunicorn_conf", raising=False)
+    conf = importlib.import_module("flagsvc.gunicorn_conf")
+    try:
+        conn = sqlite3.connect(path)
+        assert [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")
+                ] == [name for name, _ in db.migration_names()]
+        conn.close()
+        assert conf.workers >= 1 and callable(conf.when_ready)  # still a gunicorn config
+    finally:
+        sys.modules.pop("flagsvc.gunicorn_conf", None)
