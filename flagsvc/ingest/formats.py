@@ -15,7 +15,8 @@ Decisions (documented in the capture blueprint too):
 - Message ids: `messageId` (Segment, Accoil) / `uuid` (PostHog); missing → a deterministic
   ``"h:" + sha256`` of the format, the type and the canonical message (minus keys that change
   on retry, like `sentAt`), so a retried message without an id is still stored once. Two
-  identical messages without id and without timestamp are therefore one.
+  identical messages without id and without timestamp are therefore one when they arrive
+  within the de-duplication window (a day either side, store/ingest.py `_fresh`).
 - Group type of a group call: explicit field (`groupType`, `$group_type`), else trait
   `group_type`, else the project's default. `group_type`, `parent_group_id` and
   `parent_group_type` are structure, not properties: they are removed from the stored traits
