@@ -45,6 +45,7 @@ def cmd_project_create(args: argparse.Namespace) -> int:
     except Conflict as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    assert project is not None  # None only with only_if_none
     _print_project(project, args.json)
     return 0
 

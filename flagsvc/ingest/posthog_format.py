@@ -67,7 +67,9 @@ def posthog_token(body: Any, events: list[Any]) -> tuple[Any, bool]:
 def _event_token(ev: Any) -> Any:
     if not isinstance(ev, dict):
         return None
-    props = ev.get("properties") if isinstance(ev.get("properties"), dict) else {}
+    props = ev.get("properties")
+    if not isinstance(props, dict):
+        props = {}
     return ev.get("api_key") or ev.get("token") or ev.get("$token") or props.get("token")
 
 

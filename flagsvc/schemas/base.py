@@ -27,7 +27,7 @@ def iso(ts: Any) -> str | None:
 class Timestamp(fields.DateTime):
     """A time stored as Unix seconds, written as an ISO 8601 UTC string (date-time in OpenAPI)."""
 
-    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return iso(value)
         return super()._serialize(value, attr, obj, **kwargs)

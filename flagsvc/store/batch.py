@@ -34,7 +34,8 @@ class _Batch(_Loading):
                  cache: RowCache | None = None) -> None:
         super().__init__(conn, project_id, cache)
         self.store = store
-        self.memberships: dict[tuple[int, int], list[float]] = {}
+        # (id(person row), (group type, key)) -> [first seen, last seen, person row, node]
+        self.memberships: dict[tuple[int, tuple[str, str]], list[Any]] = {}
         self.types: dict[str, str] = {}  # group type -> "" if usable, else why not
         self.inserted_persons: set[int] = set()  # ids of the persons write() inserted
         self.result = IngestResult()
@@ -116,9 +117,9 @@ class _Batch(_Loading):
                 row.dirty |= _advance_last_seen(row, ts)
                 if person is not None:
                     key = (id(person), node)
-                    span = self.memberships.get(key)  # type: ignore[arg-type]
+                    span = self.memberships.get(key)
                     if span is None:
-                        self.memberships[key] = [ts, ts, person, node]  # type: ignore[index]
+                        self.memberships[key] = [ts, ts, person, node]
                     else:
                         span[0], span[1] = min(span[0], ts), max(span[1], ts)
 
@@ -152,9 +153,9 @@ class _Batch(_Loading):
             first, last, who, node = span
             if who is other:
                 del self.memberships[key]
-                mine = self.memberships.get((id(target), node))  # type: ignore[arg-type]
+                mine = self.memberships.get((id(target), node))
                 if mine is None:
-                    self.memberships[(id(target), node)] = [first, last, target, node]  # type: ignore[index]
+                    self.memberships[(id(target), node)] = [first, last, target, node]
                 else:
                     mine[0], mine[1] = min(mine[0], first), max(mine[1], last)
 
@@ -171,7 +172,9 @@ class _Batch(_Loading):
         """Write what the batch changed, then the events (`payloads`: their properties
         already serialized, by `id(call)`)."""
         conn, pid, now = self.conn, self.pid, self.now
-        inserts, updates, moves = [], [], []
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        moves: list[tuple[Any, ...]] = []
         new_ids = self._new_ids("groups")
         for (t, k), row in self.groups.items():
             if not row.dirty:
@@ -200,7 +203,8 @@ class _Batch(_Loading):
             "UPDATE groups SET properties = ?, property_ts = ?, parent_type = ?, parent_ts = ?, "
             "last_seen = ?, updated_at = ? WHERE id = ?", updates)
 
-        inserts, updates, ids = [], [], []
+        inserts, updates = [], []
+        ids: list[tuple[int, str, int]] = []
         new_ids = self._new_ids("persons")
         people = {id(r): r for r in self.persons.values()}
         self.inserted_persons = set()
@@ -260,8 +264,9 @@ class _Batch(_Loading):
 
     def log_changes(self) -> None:
         """Append what flag evaluation could see differently to the change log (0002)."""
-        rows = [(self.pid, "group", t, k, self.now)
-                for (t, k), row in self.groups.items() if row.changed]
+        rows: list[tuple[int, str, str | None, str, float]] = [
+            (self.pid, "group", t, k, self.now)
+            for (t, k), row in self.groups.items() if row.changed]
         # Every distinct id of a changed person, not only those in this batch: a cache keyed
         # by another of its ids (an alias) must be evicted too. A person inserted by this
         # batch has exactly the distinct ids it was inserted with (unless it absorbed one).

@@ -107,7 +107,8 @@ class GroupsMixin:
                     limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """Groups (optionally of one type, with property equality filters, or whose key
         contains `search`), and the total count."""
-        where, args = ["project_id = ?"], [project_id]
+        where = ["project_id = ?"]
+        args: list[Any] = [project_id]
         if group_type:
             where.append("group_type = ?")
             args.append(group_type)
