@@ -310,6 +310,31 @@ def test_the_same_message_id_two_days_apart_is_two_events(store, pid):
     assert store.count_events(pid) == 2
 
 
+def test_a_backfill_over_many_days_is_checked_day_by_day(store, pid):
+    """Events of 300 different days in one batch: each id is compared with its own day and
+    the two adjacent ones only (one probe per event day, three days each — not every day of
+    the batch against every id), and duplicates are still found on the neighbouring days."""
+    first = [identify(ts=MIDNIGHT + i * 2 * DAY + 60, message_id=f"bf{i}") for i in range(300)]
+    assert store.ingest(pid, first).stored == 300
+    conn = store.conn()
+    probes: list[str] = []
+    conn.set_trace_callback(probes.append)
+    try:
+        again = [identify(ts=MIDNIGHT + i * 2 * DAY + (DAY if i % 2 else -120),
+                          message_id=f"bf{i}") for i in range(300)]   # next day / day before
+        fresh = [identify(ts=MIDNIGHT + i * 2 * DAY + 60, message_id=f"new{i}")
+                 for i in range(300)]
+        r = store.ingest(pid, again + fresh)
+    finally:
+        conn.set_trace_callback(None)
+    assert (r.stored, r.duplicates) == (300, 300)
+    dedupe = [q for q in probes if "AND day IN" in q]
+    assert dedupe and all(q.count("day IN (") == 1 and
+                          len(q.split("day IN (")[1].split(")")[0].split(",")) == 3
+                          for q in dedupe)
+    assert len(dedupe) <= 600  # one per event day
+
+
 def test_message_ids_are_per_project(store, pid):
     other = store.create_project("other")["id"]
     store.ingest(pid, [identify(message_id="same", person_set={"p": 1})])

@@ -169,15 +169,19 @@ class IngestMixin:
         timestamps are less than 24 hours apart (clock-skew correction, or no timestamp and
         the received time, make a resend's timestamp differ a little)."""
         keys = [(dedupe_day(c.timestamp), c.message_id) for c in calls]
-        ids = list({mid for _, mid in keys})
-        days = sorted({d for day, _ in keys for d in dedupe_days(day)})
+        by_day: dict[int, set[str]] = {}
+        for day, mid in keys:
+            by_day.setdefault(day, set()).add(mid)
         stored: set[tuple[int, str]] = set()
-        for chunk in _chunks(ids):
-            stored.update(conn.execute(
-                f"SELECT day, message_id FROM events WHERE project_id = ? "
-                f"AND day IN ({','.join('?' * len(days))}) "
-                f"AND message_id IN ({','.join('?' * len(chunk))})",
-                (project_id, *days, *chunk)))
+        # One probe per event day (usually one or two per batch): SQLite seeks every pair of
+        # the two IN lists, so a backfill spanning many days must not put all its days and
+        # all its ids in one statement.
+        for day, mids in by_day.items():
+            for chunk in _chunks(list(mids)):
+                stored.update(conn.execute(
+                    f"SELECT day, message_id FROM events WHERE project_id = ? "
+                    f"AND day IN (?, ?, ?) AND message_id IN ({','.join('?' * len(chunk))})",
+                    (project_id, *dedupe_days(day), *chunk)))
         fresh = []
         for c, (day, mid) in zip(calls, keys, strict=True):
             if any((d, mid) in stored or (d, mid) in seen for d in dedupe_days(day)):
