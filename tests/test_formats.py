@@ -419,6 +419,8 @@ def test_posthog_skew_correction_and_offset():
         ph("a", timestamp="2027-01-15T08:59:50Z"), ph("b", offset=2000)]}
     calls = posthog_format.parse_posthog(body, opts()).calls
     assert [c.timestamp for c in calls] == [NOW - 10, NOW - 2]
+    # no client timestamp: the time depends on when it arrived, so a retry's differs
+    assert [c.server_time for c in calls] == [False, True]
 
 
 def test_posthog_query_sent_at_fallback_in_milliseconds():

@@ -310,6 +310,42 @@ def test_the_same_message_id_two_days_apart_is_two_events(store, pid):
     assert store.count_events(pid) == 2
 
 
+@pytest.mark.parametrize("later", [2 * DAY, 29 * DAY])
+def test_a_message_without_timestamp_retried_days_later_is_a_duplicate(store, pid, later):
+    """A message sent without timestamp (and without id: the id is derived from its content)
+    takes the receive time, so a retry days later carries a later time: it must still be a
+    duplicate — stored again, it would overwrite the newer value (SPEC §3: a retried batch
+    changes nothing). Such events are checked against all stored server-timed ones."""
+    from flagsvc.ingest import formats
+
+    def segment(msg, at):
+        parsed = formats.segment_call(msg, formats.Options(received_at=at))
+        assert parsed.server_time is ("timestamp" not in msg)
+        return parsed
+
+    untimed = {"type": "identify", "userId": "u2", "traits": {"plan": "pro"}}
+    newer = {"type": "identify", "userId": "u2", "traits": {"plan": "free"}, "messageId": "m-b"}
+    assert store.ingest(pid, [segment(untimed, MIDNIGHT + 100)]).stored == 1
+    assert store.ingest(pid, [segment(newer, MIDNIGHT + DAY + 100)]).stored == 1
+    r = store.ingest(pid, [segment(untimed, MIDNIGHT + later + 100)])
+    assert (r.stored, r.duplicates) == (0, 1)
+    assert person(store, pid, "u2") == {"plan": "free"}
+    assert store.count_events(pid) == 2
+    # Only server-timed events are compared this way: the same id with a client timestamp
+    # two days away is a different event, as for any client-timed id.
+    timed = identify(ts=MIDNIGHT + later + 100, message_id=segment(untimed, MIDNIGHT).message_id)
+    assert store.ingest(pid, [timed]).stored == 1
+
+
+def test_server_time_lookup_uses_its_partial_index(store, pid):
+    store.ingest(pid, [identify(message_id="s1", server_time=True)])
+    plan = store.conn().execute(
+        "EXPLAIN QUERY PLAN SELECT message_id FROM events WHERE project_id = ? "
+        "AND server_time = 1 AND message_id IN (?, ?)", (pid, "s1", "s2")).fetchall()
+    assert "USING INDEX events_server_time" in plan[0][3]
+    assert store.conn().execute("SELECT server_time FROM events").fetchall() == [(1,)]
+
+
 def test_a_backfill_over_many_days_is_checked_day_by_day(store, pid):
     """Events of 300 different days in one batch: each id is compared with its own day and
     the two adjacent ones only (one probe per event day, three days each — not every day of

@@ -15,8 +15,10 @@ Decisions (documented in the capture blueprint too):
 - Message ids: `messageId` (Segment, Accoil) / `uuid` (PostHog); missing → a deterministic
   ``"h:" + sha256`` of the format, the type and the canonical message (minus keys that change
   on retry, like `sentAt`), so a retried message without an id is still stored once. Two
-  identical messages without id and without timestamp are therefore one when they arrive
-  within the de-duplication window (a day either side, store/ingest.py `_fresh`).
+  identical messages without id and without timestamp are therefore one (as long as the
+  first is kept: retention). An id is otherwise de-duplicated within a day either side of
+  the event time (store/ingest.py `_fresh`); a message without timestamp, whose time is the
+  receive time and so moves with every retry, against all stored events.
 - Group type of a group call: explicit field (`groupType`, `$group_type`), else trait
   `group_type`, else the project's default. `group_type`, `parent_group_id` and
   `parent_group_type` are structure, not properties: they are removed from the stored traits
@@ -294,7 +296,8 @@ def segment_call(msg: Any, opts: Options, kind: str | None = None, sent_at: Any 
     ts = check_time(event_time(msg.get("timestamp"), msg.get("sentAt", sent_at),
                                opts.received_at), opts)
     mid = message_id_of(msg.get("messageId"), f"{source}:{mtype}", msg, opts)
-    call = Call(kind=SEGMENT_TYPES[mtype], message_id=mid, timestamp=ts, distinct_id=user or anon)
+    call = Call(kind=SEGMENT_TYPES[mtype], message_id=mid, timestamp=ts, distinct_id=user or anon,
+                server_time=msg.get("timestamp") is None)
     if mtype in ("identify", "track", "page", "screen") and call.distinct_id is None:
         raise EventError(f"{mtype} needs a userId or an anonymousId")
     if mtype == "identify":

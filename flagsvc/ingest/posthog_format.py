@@ -108,7 +108,8 @@ def posthog_call(ev: Any, opts: Options, sent_at: Any = None, token: Any = None,
     call = Call(kind="track", message_id=message_id_of(ev.get("uuid"), "posthog", ev, opts),
                 timestamp=ts, distinct_id=did, event=event,
                 properties={k: v for k, v in props.items() if k not in _STRIP},
-                groups=group_pairs(props.get("$groups"), "properties.$groups"))
+                groups=group_pairs(props.get("$groups"), "properties.$groups"),
+                server_time=ev.get("timestamp") is None)
     _posthog_person(ev, props, call)
     if event == "$groupidentify":
         call.kind, call.distinct_id = "group", None
