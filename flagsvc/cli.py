@@ -10,7 +10,7 @@ import tempfile
 from typing import Any
 
 from .config import load_config
-from .store import Conflict, Store
+from .store import Conflict, MigrationError, Store
 
 
 def _store() -> Store:
@@ -229,7 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except MigrationError as e:  # the database needs a hand first: say what, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ whether a database is created fresh or migrated one step at a time."""
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 
@@ -206,3 +207,111 @@ def test_gunicorn_conf_migrates_in_the_master_before_workers_start(tmp_path, mon
         assert conf.workers >= 1 and callable(conf.when_ready)  # still a gunicorn config
     finally:
         sys.modules.pop("flagsvc.gunicorn_conf", None)
+
+
+def _store_at(path, migrations):
+    """A Store migrated up to (and including) the first `migrations` migrations."""
+    everything = db.migration_names()
+    original = db.migration_names
+    db.migration_names = lambda: everything[:migrations]
+    try:
+        return Store(path)
+    finally:
+        db.migration_names = original
+
+
+def test_rows_breaking_a_foreign_key_stop_a_migration_with_a_clear_error(db_path, capsys,
+                                                                          monkeypatch):
+    """Events of a project that no longer exists (only possible through edits outside
+    flagsvc, with foreign keys off) would make 0003's copy fail halfway: the migration is
+    refused up front with what to fix, and nothing is changed or lost."""
+    from flagsvc import cli
+
+    _store_at(db_path, 2).close()
+    raw = sqlite3.connect(db_path)  # foreign_keys off, as any outside tool
+    raw.execute("INSERT INTO events (project_id, message_id, type, properties, timestamp, "
+                "received_at) VALUES (999, 'orphan', 'track', '{}', 1.7e9, 1.7e9)")
+    raw.commit()
+    raw.close()
+    with pytest.raises(db.MigrationError, match=r"cannot apply 0003_dedupe_window: 1 row\(s\) "
+                                                r"of events refer to missing projects rows"):
+        Store(db_path)
+    monkeypatch.setenv("FLAGSVC_DATABASE", db_path)
+    assert cli.main(["migrate"]) == 2
+    assert "flagsvc migrate" in capsys.readouterr().err
+    raw = sqlite3.connect(db_path)
+    assert [r[0] for r in raw.execute("SELECT name FROM schema_migrations ORDER BY 1")] == [
+        n for n, _ in db.migration_names()[:2]]
+    assert raw.execute("SELECT message_id FROM events").fetchall() == [("orphan",)]
+    raw.execute("DELETE FROM events WHERE project_id = 999")  # the fix the message names
+    raw.commit()
+    raw.close()
+    Store(db_path).close()
+
+
+def test_migrating_truncates_the_write_ahead_log(db_path):
+    """A table rebuild (0003) writes the whole table to the WAL; it is truncated after the
+    migrations, not left at that size until the next checkpoint."""
+    old = _store_at(db_path, 2)
+    pid = old.create_project("p")["id"]
+    with db.transaction(old.conn()) as conn:
+        conn.executemany(
+            "INSERT INTO events (project_id, message_id, type, properties, timestamp, "
+            "received_at) VALUES (?, ?, 'track', ?, 1.7e9, 1.7e9)",
+            [(pid, f"m{i}", "{" + '"x": 1, ' * 20 + '"y": 2}') for i in range(5000)])
+    old.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    old.close()
+    new = Store(db_path, autocheckpoint_pages=1_000_000)  # no inline checkpoint either
+    try:
+        assert os.path.getsize(db_path + "-wal") == 0
+        assert new.count_events(pid) == 5000
+    finally:
+        new.close()
+
+
+def test_0004_marks_stored_events_client_timed_and_indexes_server_timed_ids(db_path):
+    old = _store_at(db_path, 3)
+    pid = old.create_project("p")["id"]
+    with db.transaction(old.conn()) as conn:
+        conn.execute("INSERT INTO events (project_id, message_id, type, properties, timestamp, "
+                     "received_at) VALUES (?, 'm1', 'track', '{}', 1.7e9, 1.7e9)", (pid,))
+    old.close()
+    new = Store(db_path)
+    try:
+        conn = new.conn()
+        assert conn.execute("SELECT message_id, server_time FROM events").fetchall() == [
+            ("m1", 0)]
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_server_time'"
+                           ).fetchone()[0]
+        assert "(project_id, message_id) WHERE server_time = 1" in sql
+    finally:
+        new.close()
+
+
+def test_the_dedupe_key_is_unique_on_project_day_and_message_id(store):
+    conn = store.conn()
+    index = {r[1]: r[2] for r in conn.execute("PRAGMA index_list(events)")}
+    assert index["events_dedupe"] == 1  # unique: INSERT OR IGNORE relies on it
+    assert [r[2] for r in conn.execute("PRAGMA index_info(events_dedupe)")] == [
+        "project_id", "day", "message_id"]
+
+
+def test_the_day_column_is_the_day_python_probes(store):
+    """store/ingest.py computes `dedupe_day` in Python to probe the `day` column SQLite
+    computes: both must agree at every midnight, to the last representable second."""
+    import math
+
+    from flagsvc.store.ingest import dedupe_day
+
+    pid = store.create_project("days")["id"]
+    times = []
+    for midnight in (10_957 * 86400.0, 20_000 * 86400.0, 24_837 * 86400.0):
+        times += [math.nextafter(midnight, 0), midnight, math.nextafter(midnight, math.inf),
+                  midnight - 0.5, midnight + 86399.999999]
+    with db.transaction(store.conn()) as conn:
+        conn.executemany("INSERT INTO events (project_id, message_id, type, properties, "
+                         "timestamp, received_at) VALUES (?, ?, 'track', '{}', ?, 0)",
+                         [(pid, f"t{i}", t) for i, t in enumerate(times)])
+    got = store.conn().execute("SELECT timestamp, day FROM events WHERE project_id = ? "
+                               "ORDER BY id", (pid,)).fetchall()
+    assert got == [(t, dedupe_day(t)) for t in times]

@@ -11,6 +11,7 @@ from .db import (
     Conflict,
     ConnectionPool,
     LimitExceeded,
+    MigrationError,
     NotFound,
     StoreError,
     migrate,
@@ -21,7 +22,8 @@ from .groups import GroupsMixin
 from .ingest import IngestMixin
 from .projects import ProjectsMixin
 
-__all__ = ["Conflict", "LimitExceeded", "NotFound", "Store", "StoreError", "transaction"]
+__all__ = ["Conflict", "LimitExceeded", "MigrationError", "NotFound", "Store", "StoreError",
+           "transaction"]
 
 
 class Store(ProjectsMixin, FlagsMixin, GroupsMixin, IngestMixin):

@@ -46,6 +46,10 @@ class StoreError(Exception):
     """Base class of the store's errors."""
 
 
+class MigrationError(StoreError):
+    """A migration cannot be applied to this database as it is (nothing was changed)."""
+
+
 class NotFound(StoreError):
     """The row does not exist in this project."""
 
@@ -136,24 +140,50 @@ def migration_names() -> list[tuple[str, str]]:
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply the migrations not yet recorded, each in its own transaction; returns their names."""
+    """Apply the migrations not yet recorded, each in its own transaction; returns their names.
+    Before the first, rows that break a foreign key (possible only through edits outside
+    flagsvc) are reported as a MigrationError — a table rebuild would fail on them halfway.
+    After the last, the write-ahead log is truncated: a rebuild leaves it as large as the
+    table it copied."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
     )
+    done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+    pending = [(name, sql) for name, sql in migration_names() if name not in done]
+    if pending:
+        _check_foreign_keys(conn, pending[0][0])
     applied = []
-    for name, sql in migration_names():
+    for name, sql in pending:
         with transaction(conn):
-            done = conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?",
-                                (name,)).fetchone()
-            if done:
-                continue
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?",
+                            (name,)).fetchone():
+                continue  # another process applied it meanwhile
             for statement in _statements(sql):
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
                          (name, time.time()))
             applied.append(name)
+    if applied:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()  # busy readers: later
     return applied
+
+
+def _check_foreign_keys(conn: sqlite3.Connection, first: str) -> None:
+    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+    if not broken:
+        return
+    counts: dict[tuple[str, str], list[int]] = {}
+    for table, rowid, parent, _ in broken:
+        counts.setdefault((table, parent), []).append(rowid)
+    detail = "; ".join(f"{len(ids)} row(s) of {table} refer to missing {parent} rows "
+                       f"(rowid {', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})"
+                       for (table, parent), ids in counts.items())
+    raise MigrationError(
+        f"cannot apply {first}: {detail}. They were written outside flagsvc (its own writes "
+        "keep foreign keys). Restore the missing rows or delete these (`PRAGMA "
+        "foreign_key_check` lists them), then run `flagsvc migrate` again; nothing was "
+        "changed.")
 
 
 def _statements(sql: str) -> list[str]:
