@@ -58,7 +58,7 @@ class GroupProfileSchema(GroupSchema):
     members = fields.List(fields.Nested(MemberSchema))
     recent_events = fields.List(fields.Nested(EventSchema), metadata={
         "description": f"the group's newest events (up to 20) among the last "
-                       f"{RECENT_EVENTS_SCANNED:,} events stored"})
+                       f"{RECENT_EVENTS_SCANNED:,} events the project stored"})
 
 
 class PageQuerySchema(Schema):

@@ -42,6 +42,12 @@ def dumps(value: Any) -> str:
 loads = orjson.loads
 
 
+def json_key_path(key: str) -> str:
+    """A JSON path naming one top-level key, for json_extract (the key quoted, so dots and
+    brackets in it are part of the name)."""
+    return '$."' + key.replace('"', '""') + '"'
+
+
 class StoreError(Exception):
     """Base class of the store's errors."""
 
