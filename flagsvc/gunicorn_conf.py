@@ -6,17 +6,30 @@ the ingestion writer process run (and restarted) by the master, the background W
 checkpointer in the workers, the frozen GC generation, Prometheus multiprocess clean-up,
 and `flagsvc serve`'s defaults (workers 2 x CPU + 1 up to 8, timeouts, access log without
 tokens). Options given on gunicorn's command line still win. The database is the one the
-app uses (FLAGSVC_DATABASE, see flagsvc/config.py); pending migrations are applied here, in
-the master, before any worker starts (a long one would otherwise run inside a worker's boot
-timeout, and be killed and retried by every new worker).
+app uses (FLAGSVC_DATABASE, see flagsvc/config.py); pending migrations are applied by the
+`on_starting` hook, in the master, before any worker starts (a long one would otherwise run
+inside a worker's boot timeout, and be killed and retried by every new worker). Importing
+this module touches no database (`gunicorn --check-config` creates nothing).
 """
+
+from typing import Any
 
 from .config import load_config
 from .server import gunicorn_options
-from .store import Store
+from .store import MigrationError, Store
 
 _config = load_config()
-if _config["DATABASE"] != ":memory:":
-    Store(_config["DATABASE"], synchronous=_config["SYNCHRONOUS"]).close()  # migrates
+
+
+def on_starting(server: Any) -> None:
+    """gunicorn hook, in the master before it binds or forks: apply pending migrations."""
+    if _config["DATABASE"] == ":memory:":
+        return
+    try:
+        Store(_config["DATABASE"], synchronous=_config["SYNCHRONOUS"]).close()
+    except MigrationError as e:  # what to fix, without a traceback; gunicorn does not start
+        raise SystemExit(f"error: {e}") from None
+
+
 _options = gunicorn_options(database=_config["DATABASE"])
 globals().update(_options)  # gunicorn reads a config module's names as its settings

@@ -190,9 +190,11 @@ def test_0003_keeps_every_event_and_a_retry_of_one_is_still_a_duplicate(db_path,
 
 
 def test_gunicorn_conf_migrates_in_the_master_before_workers_start(tmp_path, monkeypatch):
-    """Loading `flagsvc.gunicorn_conf` (gunicorn does it in the master) applies pending
-    migrations, so no worker runs a long one inside its boot timeout."""
+    """`flagsvc.gunicorn_conf` applies pending migrations in its `on_starting` hook (gunicorn
+    runs it in the master before forking), so no worker runs a long one inside its boot
+    timeout; importing it (`gunicorn --check-config`) touches no database."""
     import importlib
+    import os
     import sys
 
     path = str(tmp_path / "conf.db")
@@ -200,11 +202,13 @@ def test_gunicorn_conf_migrates_in_the_master_before_workers_start(tmp_path, mon
     monkeypatch.delitem(sys.modules, "flagsvc.gunicorn_conf", raising=False)
     conf = importlib.import_module("flagsvc.gunicorn_conf")
     try:
+        assert not os.path.exists(path)
+        assert conf.workers >= 1 and callable(conf.when_ready)  # still a gunicorn config
+        conf.on_starting(None)
         conn = sqlite3.connect(path)
         assert [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")
                 ] == [name for name, _ in db.migration_names()]
         conn.close()
-        assert conf.workers >= 1 and callable(conf.when_ready)  # still a gunicorn config
     finally:
         sys.modules.pop("flagsvc.gunicorn_conf", None)
 
@@ -315,3 +319,28 @@ def test_the_day_column_is_the_day_python_probes(store):
     got = store.conn().execute("SELECT timestamp, day FROM events WHERE project_id = ? "
                                "ORDER BY id", (pid,)).fetchall()
     assert got == [(t, dedupe_day(t)) for t in times]
+
+
+def test_gunicorn_with_flagsvc_conf_refuses_to_start_on_a_migration_it_cannot_apply(
+        tmp_path):
+    """The real gunicorn runs the conf's `on_starting` migration in the master: a database
+    needing a hand stops it before any worker, with the reason and no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = str(tmp_path / "orphans.db")
+    _store_at(path, 2).close()
+    raw = sqlite3.connect(path)
+    raw.execute("INSERT INTO events (project_id, message_id, type, properties, timestamp, "
+                "received_at) VALUES (999, 'orphan', 'track', '{}', 1.7e9, 1.7e9)")
+    raw.commit()
+    raw.close()
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "python:flagsvc.gunicorn_conf",
+         "--bind", "127.0.0.1:0", "wsgi:app"], cwd=root, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "FLAGSVC_DATABASE": path})
+    assert done.returncode != 0
+    assert "error: cannot apply 0003_dedupe_window" in done.stderr
+    assert "Traceback" not in done.stderr and "Booting worker" not in done.stderr
