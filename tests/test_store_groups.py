@@ -226,3 +226,18 @@ def test_backup_overwrites_an_existing_file(store, project, tmp_path):
         assert conn.execute("SELECT name FROM projects").fetchall() == [("test",)]
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("key", ["plan", "a.b", "x[0]", "$", 'q"uote', "back\\slash",
+                                 "line\nbreak", "ümlaut", "sp ace", ""])
+def test_list_groups_filters_on_any_property_key(store, project, key):
+    """JSON paths cannot name every key (SQLite compares a quoted path label with the key as
+    the JSON text escapes it): keys with a quote, a backslash or a control character are
+    matched through json_each instead."""
+    pid = project["id"]
+    store.ingest(pid, [_call("group", group_type="organization", group_key="hit",
+                             group_set={key: "yes", "other": "no"}),
+                       _call("group", group_type="organization", group_key="miss",
+                             group_set={key: "no", "other": "yes"})])
+    groups, total = store.list_groups(pid, properties={key: "yes"})
+    assert total == 1 and [g["group_key"] for g in groups] == ["hit"]

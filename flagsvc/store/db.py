@@ -42,10 +42,13 @@ def dumps(value: Any) -> str:
 loads = orjson.loads
 
 
-def json_key_path(key: str) -> str:
-    """A JSON path naming one top-level key, for json_extract (the key quoted, so dots and
-    brackets in it are part of the name)."""
-    return '$."' + key.replace('"', '""') + '"'
+def json_key_path(key: str) -> str | None:
+    """A JSON path naming one top-level key, for json_extract (quoted, so dots and brackets
+    are part of the name); None for a key SQLite's paths cannot name — one the JSON text
+    stores escaped (a quote, a backslash, a control character): match those with json_each."""
+    if any(ch in '"\\' or ch < " " for ch in key):
+        return None
+    return '$."' + key + '"'
 
 
 class StoreError(Exception):

@@ -117,8 +117,14 @@ class GroupsMixin:
             where.append("group_type = ?")
             args.append(group_type)
         for k, v in (properties or {}).items():
-            where.append("json_extract(properties, ?) = ?")
-            args += [json_key_path(k), v]
+            path = json_key_path(k)
+            if path is None:
+                where.append("EXISTS (SELECT 1 FROM json_each(properties) "
+                             "WHERE key = ? AND value = ?)")
+                args += [k, v]
+            else:
+                where.append("json_extract(properties, ?) = ?")
+                args += [path, v]
         if search:
             where.append("instr(group_key, ?) > 0")
             args.append(search)
