@@ -416,11 +416,12 @@ def test_posthog_token(body, events, expected):
 
 def test_posthog_skew_correction_and_offset():
     body = {"sent_at": "2027-01-15T09:00:00Z", "batch": [
-        ph("a", timestamp="2027-01-15T08:59:50Z"), ph("b", offset=2000)]}
+        ph("a", timestamp="2027-01-15T08:59:50Z", uuid="id-a"), ph("b", offset=2000, uuid="id-b")]}
     calls = posthog_format.parse_posthog(body, opts()).calls
     assert [c.timestamp for c in calls] == [NOW - 10, NOW - 2]
-    # no client timestamp: the time depends on when it arrived, so a retry's differs
-    assert [c.server_time for c in calls] == [False, True]
+    # a client id without client timestamp: the id is checked against all stored events
+    assert [c.exact_id for c in calls] == [False, True]
+    assert not posthog_format.parse_posthog([ph("c", offset=10)], opts()).calls[0].exact_id
 
 
 def test_posthog_query_sent_at_fallback_in_milliseconds():

@@ -310,40 +310,56 @@ def test_the_same_message_id_two_days_apart_is_two_events(store, pid):
     assert store.count_events(pid) == 2
 
 
-@pytest.mark.parametrize("later", [2 * DAY, 29 * DAY])
-def test_a_message_without_timestamp_retried_days_later_is_a_duplicate(store, pid, later):
-    """A message sent without timestamp (and without id: the id is derived from its content)
-    takes the receive time, so a retry days later carries a later time: it must still be a
-    duplicate — stored again, it would overwrite the newer value (SPEC §3: a retried batch
-    changes nothing). Such events are checked against all stored server-timed ones."""
+def _segment(msg, at):
     from flagsvc.ingest import formats
 
-    def segment(msg, at):
-        parsed = formats.segment_call(msg, formats.Options(received_at=at))
-        assert parsed.server_time is ("timestamp" not in msg)
-        return parsed
+    return formats.segment_call(msg, formats.Options(received_at=at))
 
-    untimed = {"type": "identify", "userId": "u2", "traits": {"plan": "pro"}}
-    newer = {"type": "identify", "userId": "u2", "traits": {"plan": "free"}, "messageId": "m-b"}
-    assert store.ingest(pid, [segment(untimed, MIDNIGHT + 100)]).stored == 1
-    assert store.ingest(pid, [segment(newer, MIDNIGHT + DAY + 100)]).stored == 1
-    r = store.ingest(pid, [segment(untimed, MIDNIGHT + later + 100)])
+
+@pytest.mark.parametrize("later", [2 * DAY, 29 * DAY])
+def test_an_id_sent_without_timestamp_retried_days_later_is_a_duplicate(store, pid, later):
+    """A message with a client id but no timestamp takes the receive time, so a retry days
+    later carries a later time: it must still be a duplicate — stored again, it would
+    overwrite the newer value (SPEC §3: a retried batch changes nothing). Such ids are
+    checked against every stored event marked `exact_id`."""
+    untimed = {"type": "identify", "userId": "u2", "traits": {"plan": "pro"}, "messageId": "m-a"}
+    newer = {"type": "identify", "userId": "u2", "traits": {"plan": "free"}, "messageId": "m-b",
+             "timestamp": MIDNIGHT + DAY + 100}
+    first = _segment(untimed, MIDNIGHT + 100)
+    assert first.exact_id and not _segment(newer, MIDNIGHT + DAY + 100).exact_id
+    assert store.ingest(pid, [first]).stored == 1
+    assert store.ingest(pid, [_segment(newer, MIDNIGHT + DAY + 100)]).stored == 1
+    r = store.ingest(pid, [_segment(untimed, MIDNIGHT + later + 100)])
     assert (r.stored, r.duplicates) == (0, 1)
     assert person(store, pid, "u2") == {"plan": "free"}
     assert store.count_events(pid) == 2
-    # Only server-timed events are compared this way: the same id with a client timestamp
-    # two days away is a different event, as for any client-timed id.
-    timed = identify(ts=MIDNIGHT + later + 100, message_id=segment(untimed, MIDNIGHT).message_id)
-    assert store.ingest(pid, [timed]).stored == 1
+    # Only events marked so are compared this way: the same id with a client timestamp two
+    # days away is a different event, as for any client-timed id.
+    assert store.ingest(pid, [identify(ts=MIDNIGHT + later + 100, message_id="m-a")]).stored == 1
 
 
-def test_server_time_lookup_uses_its_partial_index(store, pid):
-    store.ingest(pid, [identify(message_id="s1", server_time=True)])
+def test_an_identical_message_without_id_or_timestamp_days_later_is_stored(store, pid):
+    """Without id and timestamp a later identical message is as likely a deliberate repeat
+    (a hand-written integration sending `plan: pro` again after it changed) as a retry, and
+    clients that retry days later send both: its derived id is de-duplicated within the day
+    window only, so the value sent again applies. Within a day it is still one message."""
+    bare = {"type": "identify", "userId": "u3", "traits": {"plan": "pro"}}
+    change = {"type": "identify", "userId": "u3", "traits": {"plan": "free"}}
+    assert not _segment(bare, MIDNIGHT).exact_id
+    assert store.ingest(pid, [_segment(bare, MIDNIGHT + 100)]).stored == 1
+    assert store.ingest(pid, [_segment(bare, MIDNIGHT + 3600)]).duplicates == 1
+    assert store.ingest(pid, [_segment(change, MIDNIGHT + DAY + 100)]).stored == 1
+    assert store.ingest(pid, [_segment(bare, MIDNIGHT + 3 * DAY)]).stored == 1
+    assert person(store, pid, "u3") == {"plan": "pro"}
+
+
+def test_exact_id_lookup_uses_its_partial_index(store, pid):
+    store.ingest(pid, [identify(message_id="s1", exact_id=True)])
     plan = store.conn().execute(
         "EXPLAIN QUERY PLAN SELECT message_id FROM events WHERE project_id = ? "
-        "AND server_time = 1 AND message_id IN (?, ?)", (pid, "s1", "s2")).fetchall()
-    assert "USING INDEX events_server_time" in plan[0][3]
-    assert store.conn().execute("SELECT server_time FROM events").fetchall() == [(1,)]
+        "AND exact_id = 1 AND message_id IN (?, ?)", (pid, "s1", "s2")).fetchall()
+    assert "USING INDEX events_exact_id" in plan[0][3]
+    assert store.conn().execute("SELECT exact_id FROM events").fetchall() == [(1,)]
 
 
 def test_a_backfill_over_many_days_is_checked_day_by_day(store, pid):

@@ -273,7 +273,7 @@ def test_migrating_truncates_the_write_ahead_log(db_path):
         new.close()
 
 
-def test_0004_marks_stored_events_client_timed_and_indexes_server_timed_ids(db_path):
+def test_0004_marks_stored_events_day_window_and_indexes_exact_ids(db_path):
     old = _store_at(db_path, 3)
     pid = old.create_project("p")["id"]
     with db.transaction(old.conn()) as conn:
@@ -283,11 +283,11 @@ def test_0004_marks_stored_events_client_timed_and_indexes_server_timed_ids(db_p
     new = Store(db_path)
     try:
         conn = new.conn()
-        assert conn.execute("SELECT message_id, server_time FROM events").fetchall() == [
+        assert conn.execute("SELECT message_id, exact_id FROM events").fetchall() == [
             ("m1", 0)]
-        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_server_time'"
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_exact_id'"
                            ).fetchone()[0]
-        assert "(project_id, message_id) WHERE server_time = 1" in sql
+        assert "(project_id, message_id) WHERE exact_id = 1" in sql
     finally:
         new.close()
 

@@ -15,10 +15,11 @@ Decisions (documented in the capture blueprint too):
 - Message ids: `messageId` (Segment, Accoil) / `uuid` (PostHog); missing → a deterministic
   ``"h:" + sha256`` of the format, the type and the canonical message (minus keys that change
   on retry, like `sentAt`), so a retried message without an id is still stored once. Two
-  identical messages without id and without timestamp are therefore one (as long as the
-  first is kept: retention). An id is otherwise de-duplicated within a day either side of
-  the event time (store/ingest.py `_fresh`); a message without timestamp, whose time is the
-  receive time and so moves with every retry, against all stored events.
+  identical messages without id and without timestamp are therefore one when they arrive
+  within the de-duplication window (a day either side of the event time, store/ingest.py
+  `_fresh`). A message with an id but without timestamp (its time is the receive time,
+  which moves with every retry) has its id checked against all stored events instead
+  (`untimed_with_id`).
 - Group type of a group call: explicit field (`groupType`, `$group_type`), else trait
   `group_type`, else the project's default. `group_type`, `parent_group_id` and
   `parent_group_type` are structure, not properties: they are removed from the stored traits
@@ -161,6 +162,14 @@ def derived_message_id(kind: str, msg: Mapping[str, Any], key: str = "") -> str:
     return "h:" + digest.hexdigest()[:32]
 
 
+def untimed_with_id(msg: Mapping[str, Any], id_key: str) -> bool:
+    """A message with its own id but no timestamp: its id is de-duplicated against every
+    stored event (`Call.exact_id`). Without an id either, a later identical message is as
+    likely a deliberate repeat as a retry (clients that retry days later are SDKs, which
+    send both): its derived id is de-duplicated within the day window only."""
+    return msg.get("timestamp") is None and msg.get(id_key) not in (None, "")
+
+
 def message_id_of(given: Any, kind: str, msg: Mapping[str, Any], opts: Options) -> str:
     mid = ident(given, "message id")
     return mid if mid is not None else derived_message_id(kind, msg, opts.salt)
@@ -297,7 +306,7 @@ def segment_call(msg: Any, opts: Options, kind: str | None = None, sent_at: Any 
                                opts.received_at), opts)
     mid = message_id_of(msg.get("messageId"), f"{source}:{mtype}", msg, opts)
     call = Call(kind=SEGMENT_TYPES[mtype], message_id=mid, timestamp=ts, distinct_id=user or anon,
-                server_time=msg.get("timestamp") is None)
+                exact_id=untimed_with_id(msg, "messageId"))
     if mtype in ("identify", "track", "page", "screen") and call.distinct_id is None:
         raise EventError(f"{mtype} needs a userId or an anonymousId")
     if mtype == "identify":

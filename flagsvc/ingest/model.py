@@ -32,10 +32,10 @@ class Call:
     parent_type: str | None = None
     groups: dict[str, str] = field(default_factory=dict)  # event attributed to these groups
     previous_id: str | None = None  # alias: the id being merged into distinct_id
-    # The client sent no timestamp: `timestamp` is the receive time (less a PostHog
-    # `offset`), which a retry does not repeat — its message id is checked against every
-    # stored event of that kind, not only those of nearby days (store/ingest.py `_fresh`).
-    server_time: bool = False
+    # The client gave a message id but no timestamp (`timestamp` is then the receive time,
+    # less a PostHog `offset`, which a retry does not repeat): the id is checked against
+    # every stored event marked so, not only those of nearby days (store/ingest.py `_fresh`).
+    exact_id: bool = False
 
 
 @dataclass(slots=True)

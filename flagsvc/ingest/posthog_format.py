@@ -29,6 +29,7 @@ from .formats import (
     name,
     obj,
     structure,
+    untimed_with_id,
 )
 from .model import Call
 
@@ -109,7 +110,7 @@ def posthog_call(ev: Any, opts: Options, sent_at: Any = None, token: Any = None,
                 timestamp=ts, distinct_id=did, event=event,
                 properties={k: v for k, v in props.items() if k not in _STRIP},
                 groups=group_pairs(props.get("$groups"), "properties.$groups"),
-                server_time=ev.get("timestamp") is None)
+                exact_id=untimed_with_id(ev, "uuid"))
     _posthog_person(ev, props, call)
     if event == "$groupidentify":
         call.kind, call.distinct_id = "group", None

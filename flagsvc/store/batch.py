@@ -255,12 +255,12 @@ class _Batch(_Loading):
         conn.executemany(
             "INSERT OR IGNORE INTO events "
             "(project_id, message_id, type, event, distinct_id, groups, "
-            "properties, timestamp, received_at, server_time) "
+            "properties, timestamp, received_at, exact_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(pid, c.message_id, c.kind, c.event, c.distinct_id,
               dumps(_event_groups(c, self.default_type)) if (c.groups or c.group_key) else None,
               payloads[id(c)] if payloads else dumps(c.properties), c.timestamp, now,
-              int(c.server_time))
+              int(c.exact_id))
              for c in calls])
 
 

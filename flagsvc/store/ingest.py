@@ -1,7 +1,7 @@
 """Writing a batch of normalized calls: one short write transaction per batch.
 
 Duplicate message ids (within the batch or already stored, with a timestamp less than a day
-apart, or at any time for messages the client sent without timestamp: see `_fresh`) are
+apart, or at any time for a client id sent without timestamp: see `_fresh`) are
 skipped, which makes retried deliveries change nothing; private properties are scrubbed with
 the policy current in the transaction; the rest is `_Batch` (batch.py): load once, merge in
 memory, write back once.
@@ -168,9 +168,9 @@ class IngestMixin:
         in `seen` (earlier in the batch or group; extended here) with a timestamp on the same
         UTC day or an adjacent one (`dedupe_days`) — so a resend is caught whenever the two
         timestamps are less than 24 hours apart (clock-skew correction makes a resend's
-        timestamp differ a little). A call without a client timestamp (`Call.server_time`:
-        its time is the receive time, which moves with every retry) is also a duplicate of
-        any stored server-timed event with its id, however long ago (migration 0004)."""
+        timestamp differ a little). A call with `Call.exact_id` (a client id, no timestamp: its
+        time is the receive time, which moves with every retry) is also a duplicate of any
+        stored event marked so with its id, however long ago (migration 0004)."""
         keys = [(dedupe_day(c.timestamp), c.message_id) for c in calls]
         by_day: dict[int, set[str]] = {}
         for day, mid in keys:
@@ -185,16 +185,16 @@ class IngestMixin:
                     f"SELECT day, message_id FROM events WHERE project_id = ? "
                     f"AND day IN (?, ?, ?) AND message_id IN ({','.join('?' * len(chunk))})",
                     (project_id, *dedupe_days(day), *chunk)))
-        untimed = {c.message_id for c in calls if c.server_time}
-        stored_untimed: set[str] = set()
-        for chunk in _chunks(list(untimed)):  # the partial index events_server_time
-            stored_untimed.update(mid for (mid,) in conn.execute(
-                f"SELECT message_id FROM events WHERE project_id = ? AND server_time = 1 "
+        exact = {c.message_id for c in calls if c.exact_id}
+        stored_exact: set[str] = set()
+        for chunk in _chunks(list(exact)):  # the partial index events_exact_id
+            stored_exact.update(mid for (mid,) in conn.execute(
+                f"SELECT message_id FROM events WHERE project_id = ? AND exact_id = 1 "
                 f"AND message_id IN ({','.join('?' * len(chunk))})", (project_id, *chunk)))
         fresh = []
         for c, (day, mid) in zip(calls, keys, strict=True):
             if (any((d, mid) in stored or (d, mid) in seen for d in dedupe_days(day))
-                    or (c.server_time and mid in stored_untimed)):
+                    or (c.exact_id and mid in stored_exact)):
                 result.duplicates += 1
                 continue
             seen.add((day, mid))
