@@ -13,9 +13,9 @@ from .config import load_config
 from .store import Conflict, MigrationError, Store
 
 
-def _store() -> Store:
+def _store(migrate_now: bool = True) -> Store:
     config = load_config()
-    return Store(config["DATABASE"], synchronous=config["SYNCHRONOUS"])
+    return Store(config["DATABASE"], synchronous=config["SYNCHRONOUS"], migrate_now=migrate_now)
 
 
 def _print_project(project: dict[str, Any], as_json: bool, out: Any = None) -> None:
@@ -33,7 +33,7 @@ def _print_project(project: dict[str, Any], as_json: bool, out: Any = None) -> N
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    applied = _store().migrate()
+    applied = _store(migrate_now=False).migrate()
     print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
     return 0
 

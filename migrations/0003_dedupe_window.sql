@@ -6,6 +6,7 @@
 -- of an index that grows with the table (bench/RESULTS.md, target 4).
 -- SQLite cannot drop the index of a UNIQUE constraint, so the table is rebuilt (a one-time
 -- copy; the ids are kept).
+-- requires: foreign_key_check events
 
 CREATE TABLE events_new (
     id INTEGER PRIMARY KEY,

@@ -3,8 +3,9 @@
 -- message id but without a timestamp (store/ingest.py `_fresh`). Its time is the receive
 -- time, which moves with every retry, so the day window would miss a retry two or more days
 -- later — and a client that gave an id meant that id to name one message. Such ids get a
--- partial index of their own; client-timed events (nearly all SDK traffic) are not in it and
--- pay nothing for it.
+-- partial index of their own; client-timed events are not in it and pay nothing for it.
+-- posthog-js sends every batched event this way (`offset` instead of `timestamp`, with a
+-- UUIDv7 id, time-ordered: its index entries append rather than land on random pages).
 -- Events stored before this migration are all 0 (which were untimed is not known): they
 -- keep the day-window guarantee.
 

@@ -22,6 +22,15 @@ def cli(db_path, monkeypatch, capsys):
     return run
 
 
+def test_migrate_says_what_it_applied(cli, db_path):
+    from flagsvc.store import db
+
+    code, out, _ = cli("migrate")
+    names = [n for n, _ in db.migration_names()]
+    assert code == 0 and out.strip() == f"applied: {', '.join(names)}"
+    assert cli("migrate")[1].strip() == "database is up to date"
+
+
 def test_migrate_and_project_create_json(cli, db_path):
     assert cli("migrate")[0] == 0
     code, out, _ = cli("project", "create", "acme", "--json")

@@ -354,12 +354,22 @@ def test_an_identical_message_without_id_or_timestamp_days_later_is_stored(store
 
 
 def test_exact_id_lookup_uses_its_partial_index(store, pid):
+    """The statement `_fresh` runs for exact ids (captured, not copied) is answered from the
+    partial index events_exact_id, not by scanning the project's events."""
+    conn = store.conn()
     store.ingest(pid, [identify(message_id="s1", exact_id=True)])
-    plan = store.conn().execute(
-        "EXPLAIN QUERY PLAN SELECT message_id FROM events WHERE project_id = ? "
-        "AND exact_id = 1 AND message_id IN (?, ?)", (pid, "s1", "s2")).fetchall()
-    assert "USING INDEX events_exact_id" in plan[0][3]
-    assert store.conn().execute("SELECT exact_id FROM events").fetchall() == [(1,)]
+    assert conn.execute("SELECT exact_id FROM events").fetchall() == [(1,)]
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        r = store.ingest(pid, [identify(message_id="s1", exact_id=True, ts=1000 + 9 * DAY)])
+    finally:
+        conn.set_trace_callback(None)
+    assert r.duplicates == 1
+    exact = [q for q in statements if "exact_id = 1" in q and q.lstrip().startswith("SELECT")]
+    assert len(exact) == 1
+    plan = conn.execute("EXPLAIN QUERY PLAN " + exact[0]).fetchall()
+    assert "USING INDEX events_exact_id" in plan[0][3], plan
 
 
 def test_a_backfill_over_many_days_is_checked_day_by_day(store, pid):

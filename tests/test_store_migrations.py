@@ -237,8 +237,9 @@ def test_rows_breaking_a_foreign_key_stop_a_migration_with_a_clear_error(db_path
                 "received_at) VALUES (999, 'orphan', 'track', '{}', 1.7e9, 1.7e9)")
     raw.commit()
     raw.close()
-    with pytest.raises(db.MigrationError, match=r"cannot apply 0003_dedupe_window: 1 row\(s\) "
-                                                r"of events refer to missing projects rows"):
+    with pytest.raises(db.MigrationError, match=r"cannot apply 0003_dedupe_window \(it copies "
+                                                r"events\): 1 row\(s\) of events refer to "
+                                                r"missing projects rows"):
         Store(db_path)
     monkeypatch.setenv("FLAGSVC_DATABASE", db_path)
     assert cli.main(["migrate"]) == 2
@@ -342,5 +343,48 @@ def test_gunicorn_with_flagsvc_conf_refuses_to_start_on_a_migration_it_cannot_ap
          "--bind", "127.0.0.1:0", "wsgi:app"], cwd=root, capture_output=True, text=True,
         timeout=60, env={**os.environ, "FLAGSVC_DATABASE": path})
     assert done.returncode != 0
-    assert "error: cannot apply 0003_dedupe_window" in done.stderr
+    assert "error: cannot apply 0003_dedupe_window (it copies events)" in done.stderr
     assert "Traceback" not in done.stderr and "Booting worker" not in done.stderr
+
+
+def test_a_migration_that_copies_no_table_is_not_stopped_by_orphaned_rows(db_path):
+    """Only a migration that says `-- requires: foreign_key_check <table>` (a table copy)
+    checks that table: an orphaned row left by an outside tool does not stop one that only
+    adds a column and an index (0004), so a service that ran does not refuse to upgrade."""
+    _store_at(db_path, 3).close()
+    raw = sqlite3.connect(db_path)
+    raw.execute("INSERT INTO events (project_id, message_id, type, properties, timestamp, "
+                "received_at) VALUES (999, 'orphan', 'track', '{}', 1.7e9, 1.7e9)")
+    raw.commit()
+    raw.close()
+    store = Store(db_path)
+    try:
+        assert store.conn().execute("SELECT message_id, exact_id FROM events").fetchall() == [
+            ("orphan", 0)]
+    finally:
+        store.close()
+
+
+def test_the_wal_truncation_after_migrating_does_not_hold_writers_behind_a_reader(db_path):
+    """A TRUNCATE checkpoint takes the write lock and waits for readers: with a reader open
+    (a service still running) it gives up after CHECKPOINT_BUSY_MS instead of the 15 s busy
+    timeout, and the connection keeps its own busy timeout afterwards."""
+    import time
+
+    _store_at(db_path, 3).close()
+    reader = sqlite3.connect(db_path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM events").fetchone()  # holds a WAL snapshot
+    try:
+        start = time.monotonic()
+        store = Store(db_path)
+        elapsed = time.monotonic() - start
+        try:
+            assert elapsed < 2.0
+            assert store.conn().execute("PRAGMA busy_timeout").fetchone()[0] == (
+                db.BUSY_TIMEOUT_MS)
+        finally:
+            store.close()
+    finally:
+        reader.execute("COMMIT")
+        reader.close()

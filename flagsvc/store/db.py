@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -148,22 +149,28 @@ def migration_names() -> list[tuple[str, str]]:
     return out
 
 
+_REQUIRES_FK_CHECK = re.compile(r"^-- requires: foreign_key_check (\w+)\s*$", re.MULTILINE)
+CHECKPOINT_BUSY_MS = 100  # the WAL truncation after migrating waits no longer for readers
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply the migrations not yet recorded, each in its own transaction; returns their names.
-    Before the first, rows that break a foreign key (possible only through edits outside
-    flagsvc) are reported as a MigrationError — a table rebuild would fail on them halfway.
-    After the last, the write-ahead log is truncated: a rebuild leaves it as large as the
-    table it copied."""
+    A migration that rebuilds a table says `-- requires: foreign_key_check <table>`: rows of
+    it that break a foreign key (possible only through edits outside flagsvc) would make
+    the copy fail halfway, so they are reported first as a MigrationError. After the last
+    migration the write-ahead log is truncated (a rebuild leaves it as large as the table
+    it copied) if no reader holds it within CHECKPOINT_BUSY_MS."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
     )
     done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
-    pending = [(name, sql) for name, sql in migration_names() if name not in done]
-    if pending:
-        _check_foreign_keys(conn, pending[0][0])
     applied = []
-    for name, sql in pending:
+    for name, sql in migration_names():
+        if name in done:
+            continue
+        for table in _REQUIRES_FK_CHECK.findall(sql):
+            _check_foreign_keys(conn, name, table)
         with transaction(conn):
             if conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?",
                             (name,)).fetchone():
@@ -174,25 +181,32 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
                          (name, time.time()))
             applied.append(name)
     if applied:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()  # busy readers: later
+        # Briefly: a TRUNCATE checkpoint holds the write lock while it waits for readers
+        # (a service still running, e.g. during a gunicorn binary upgrade); busy = later.
+        timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY_MS}")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
     return applied
 
 
-def _check_foreign_keys(conn: sqlite3.Connection, first: str) -> None:
-    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+def _check_foreign_keys(conn: sqlite3.Connection, migration: str, table: str) -> None:
+    broken = conn.execute(f"PRAGMA foreign_key_check({table})").fetchall()
     if not broken:
         return
-    counts: dict[tuple[str, str], list[int]] = {}
-    for table, rowid, parent, _ in broken:
-        counts.setdefault((table, parent), []).append(rowid)
+    counts: dict[str, list[int]] = {}
+    for _, rowid, parent, _ in broken:
+        counts.setdefault(parent, []).append(rowid)
     detail = "; ".join(f"{len(ids)} row(s) of {table} refer to missing {parent} rows "
                        f"(rowid {', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})"
-                       for (table, parent), ids in counts.items())
+                       for parent, ids in counts.items())
     raise MigrationError(
-        f"cannot apply {first}: {detail}. They were written outside flagsvc (its own writes "
-        "keep foreign keys). Restore the missing rows or delete these (`PRAGMA "
-        "foreign_key_check` lists them), then run `flagsvc migrate` again; nothing was "
-        "changed.")
+        f"cannot apply {migration} (it copies {table}): {detail}. They were written outside "
+        "flagsvc (its own writes keep foreign keys). Restore the missing rows or delete "
+        f"these (`PRAGMA foreign_key_check({table})` lists them), then run `flagsvc migrate` "
+        "again; nothing of this migration was applied.")
 
 
 def _statements(sql: str) -> list[str]:

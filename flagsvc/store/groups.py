@@ -92,7 +92,8 @@ class GroupsMixin:
         # The group's events among the project's last RECENT_EVENTS_SCANNED stored, newest
         # first: the retention index (project, receive time) walked backwards, stopping at
         # `events` found — a busy project beside it does not push a quiet project's events
-        # out of the window.
+        # out of the window. Ordered by receive time: after the server clock steps back,
+        # events received before the step sort above those received after it for a while.
         group["recent_events"] = [
             {"event": e, "type": t, "distinct_id": d, "timestamp": ts,
              "properties": loads(p)}
