@@ -224,6 +224,16 @@ def _store_at(path, migrations):
         db.migration_names = original
 
 
+def _insert_orphaned_event(path):
+    """An event of a project that does not exist, written as an outside tool would (with
+    foreign keys off)."""
+    raw = sqlite3.connect(path)
+    raw.execute("INSERT INTO events (project_id, message_id, type, properties, timestamp, "
+                "received_at) VALUES (999, 'orphan', 'track', '{}', 1.7e9, 1.7e9)")
+    raw.commit()
+    raw.close()
+
+
 def test_rows_breaking_a_foreign_key_stop_a_migration_with_a_clear_error(db_path, capsys,
                                                                           monkeypatch):
     """Events of a project that no longer exists (only possible through edits outside
@@ -232,11 +242,7 @@ def test_rows_breaking_a_foreign_key_stop_a_migration_with_a_clear_error(db_path
     from flagsvc import cli
 
     _store_at(db_path, 2).close()
-    raw = sqlite3.connect(db_path)  # foreign_keys off, as any outside tool
-    raw.execute("INSERT INTO events (project_id, message_id, type, properties, timestamp, "
-                "received_at) VALUES (999, 'orphan', 'track', '{}', 1.7e9, 1.7e9)")
-    raw.commit()
-    raw.close()
+    _insert_orphaned_event(db_path)
     with pytest.raises(db.MigrationError, match=r"cannot apply 0003_dedupe_window \(it copies "
                                                 r"events\): 1 row\(s\) of events refer to "
                                                 r"missing projects rows"):
@@ -332,11 +338,7 @@ def test_gunicorn_with_flagsvc_conf_refuses_to_start_on_a_migration_it_cannot_ap
 
     path = str(tmp_path / "orphans.db")
     _store_at(path, 2).close()
-    raw = sqlite3.connect(path)
-    raw.execute("INSERT INTO events (project_id, message_id, type, properties, timestamp, "
-                "received_at) VALUES (999, 'orphan', 'track', '{}', 1.7e9, 1.7e9)")
-    raw.commit()
-    raw.close()
+    _insert_orphaned_event(path)
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "python:flagsvc.gunicorn_conf",
@@ -352,11 +354,7 @@ def test_a_migration_that_copies_no_table_is_not_stopped_by_orphaned_rows(db_pat
     checks that table: an orphaned row left by an outside tool does not stop one that only
     adds a column and an index (0004), so a service that ran does not refuse to upgrade."""
     _store_at(db_path, 3).close()
-    raw = sqlite3.connect(db_path)
-    raw.execute("INSERT INTO events (project_id, message_id, type, properties, timestamp, "
-                "received_at) VALUES (999, 'orphan', 'track', '{}', 1.7e9, 1.7e9)")
-    raw.commit()
-    raw.close()
+    _insert_orphaned_event(db_path)
     store = Store(db_path)
     try:
         assert store.conn().execute("SELECT message_id, exact_id FROM events").fetchall() == [
