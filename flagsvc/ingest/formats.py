@@ -167,7 +167,7 @@ def untimed_with_id(msg: Mapping[str, Any], id_key: str) -> bool:
     stored event (`Call.exact_id`). Without an id either, a later identical message is as
     likely a deliberate repeat as a retry (clients that retry days later are SDKs, which
     send both): its derived id is de-duplicated within the day window only."""
-    return msg.get("timestamp") is None and msg.get(id_key) not in (None, "")
+    return msg.get("timestamp") is None and ident(msg.get(id_key), "message id") is not None
 
 
 def message_id_of(given: Any, kind: str, msg: Mapping[str, Any], opts: Options) -> str:
