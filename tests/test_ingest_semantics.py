@@ -680,3 +680,22 @@ def test_last_seen_moves_at_its_resolution_without_rewriting_rows(store, pid):
     store.ingest(pid, [track("u1", {"organization": "acme"}, ts=later)])
     assert store.get_group(pid, "organization", "acme")["last_seen"] == later
     assert store.get_person(pid, "u1")["groups"][0]["last_seen"] == later
+
+
+def test_membership_first_seen_moves_back_at_the_resolution(store, pid):
+    """A late event (client queues deliver a few seconds out of order) moves a stored
+    membership's first_seen back only by more than LAST_SEEN_RESOLUTION; a new membership
+    starts at the earliest event of its batch."""
+    from flagsvc.store.ingest import LAST_SEEN_RESOLUTION
+
+    def first_seen() -> float:
+        return store.get_person(pid, "u1")["groups"][0]["first_seen"]
+
+    store.ingest(pid, [track("u1", {"organization": "acme"}, ts=2000),
+                       track("u1", {"organization": "acme"}, ts=1990)])
+    assert first_seen() == 1990
+    store.ingest(pid, [track("u1", {"organization": "acme"}, ts=1990 - LAST_SEEN_RESOLUTION / 2)])
+    assert first_seen() == 1990  # within the resolution: the row is not rewritten
+    earlier = 1990 - 2 * LAST_SEEN_RESOLUTION
+    store.ingest(pid, [track("u1", {"organization": "acme"}, ts=earlier)])
+    assert first_seen() == earlier

@@ -24,8 +24,8 @@ from .rowcache import RowCache
 __all__ = ["CHANGES_KEPT", "LAST_SEEN_RESOLUTION", "_Batch", "_Row", "_chunks"]
 
 CHANGES_KEPT = 200_000
-# $last_seen (groups, persons, memberships) is kept to this many seconds: finer activity
-# is not worth a row rewrite per event.
+# $last_seen (groups, persons, memberships) and a membership's first_seen are kept to this
+# many seconds: finer activity is not worth a row rewrite per event.
 LAST_SEEN_RESOLUTION = 60.0
 
 
@@ -246,8 +246,11 @@ class _Batch(_Loading):
             "ON CONFLICT (person_id, group_id) DO UPDATE SET "
             "first_seen = MIN(first_seen, excluded.first_seen), "
             "last_seen = MAX(last_seen, excluded.last_seen) "
-            # Rewrite the row only for news (see LAST_SEEN_RESOLUTION): no page write else.
-            "WHERE excluded.first_seen < first_seen "
+            # Rewrite the row only for news (see LAST_SEEN_RESOLUTION), either way: no page
+            # write else. Events arrive a few seconds out of order (client queues, several
+            # devices): moving first_seen back by those rewrote a random page for about half
+            # of the known memberships a batch touched (0.18 WAL pages per event in bench_ingest).
+            f"WHERE excluded.first_seen < first_seen - {LAST_SEEN_RESOLUTION} "
             f"OR excluded.last_seen > last_seen + {LAST_SEEN_RESOLUTION}",
             [(person.id, self.groups[node].id, first, last)
              for first, last, person, node in self.memberships.values()])
