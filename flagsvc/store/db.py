@@ -33,11 +33,18 @@ WAL_AUTOCHECKPOINT_PAGES = 4000
 
 def dumps(value: Any) -> str:
     """JSON text for a column (orjson: several times faster than json on the write path;
-    json for what orjson refuses, such as non-string keys or integers past 64 bits)."""
+    json for what orjson refuses, such as non-string keys or integers past 64 bits). Both
+    write non-ASCII characters as they are: SQLite's JSON paths match a key only as
+    written (`json_key_path`). Lone surrogates (not UTF-8) are escaped."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:
-        return json.dumps(value)
+        text = json.dumps(value, ensure_ascii=False)
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return json.dumps(value)
+        return text
 
 
 loads = orjson.loads

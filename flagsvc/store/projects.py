@@ -10,7 +10,7 @@ import sqlite3
 import time
 from typing import Any
 
-from .db import Conflict, LimitExceeded, NotFound, transaction
+from .db import Conflict, LimitExceeded, NotFound, dumps, transaction
 
 MAX_GROUP_TYPES = 5
 API_PREFIX = "phc_"
@@ -154,8 +154,10 @@ class ProjectsMixin:
                             (project_id,)).fetchone()[0]
         now = time.time()
         # A cheap text prefilter: only rows whose JSON mentions one of the keys are parsed.
-        like = " OR ".join("instr(properties, ?) > 0" for _ in policy)
-        needles = [json.dumps(k) for k in policy]
+        # A key is looked for as written by `dumps` (UTF-8) and by json.dumps (\u escapes:
+        # rows rewritten by earlier versions, values orjson refuses).
+        needles = sorted({form for k in policy for form in (dumps(k), json.dumps(k))})
+        like = " OR ".join("instr(properties, ?) > 0" for _ in needles)
         for table in ("groups", "persons", "events"):
             rows = conn.execute(f"SELECT id, properties FROM {table} WHERE project_id = ? "
                                 f"AND ({like})", (project_id, *needles)).fetchall()
@@ -164,7 +166,7 @@ class ProjectsMixin:
                 before = json.loads(props)
                 after = privacy.scrub(before, policy, salt, skip_hashed=True)
                 if after != before:
-                    updates.append((json.dumps(after), rid))
+                    updates.append((dumps(after), rid))
             conn.executemany(f"UPDATE {table} SET properties = ? WHERE id = ?", updates)
             ids = [(rid,) for _, rid in updates]
             if table == "groups":
