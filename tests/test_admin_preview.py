@@ -121,6 +121,32 @@ def test_groups_a_flag_is_on_for_paginated(client, h, thousand_orgs):
     assert client.get("/api/flags/rollout-30/groups?limit=5000", headers=h).status_code == 422
 
 
+def test_a_scan_past_its_time_budget_says_so(app, client, h, thousand_orgs, monkeypatch):
+    """PREVIEW_SECONDS bounds a scan (a request outliving the worker timeout is killed with
+    nothing said): past it, preview and the flag's groups answer with the groups scanned so
+    far, in key order, and complete: false."""
+    from flagsvc.api import preview
+
+    client.post("/api/flags", json=ROLLOUT, headers=h)
+    keys = sorted(c.group_key for c in thousand_orgs)
+    full = client.get("/api/flags/rollout-30/preview", headers=h).get_json()
+    assert full["complete"] is True and full["total"] == 1000
+    listed = client.get("/api/flags/rollout-30/groups?limit=10", headers=h).get_json()
+    assert listed["complete"] is True and listed["total"] == 1000
+
+    monkeypatch.setitem(app.config["FLAGSVC"], "PREVIEW_SECONDS", 0.0)
+    monkeypatch.setattr(preview.Scan, "CHECK_EVERY", 100)
+    for r in (client.get("/api/flags/rollout-30/preview", headers=h),
+              client.post("/api/flags/preview", json=ROLLOUT, headers=h)):
+        out = r.get_json()
+        assert r.status_code == 200 and out["complete"] is False, out
+        assert out["total"] == 100
+        assert out["enabled"] == len(engine_enabled(ROLLOUT, keys[:100]))
+    page = client.get("/api/flags/rollout-30/groups?limit=500", headers=h).get_json()
+    assert page["complete"] is False and page["total"] == 100
+    assert [g["group_key"] for g in page["groups"]] == keys[:100]
+
+
 # ---------------------------------------------------------------- explain
 
 

@@ -16,7 +16,7 @@ from ..engine import Context, Evaluation, FlagResult, explain
 from ..errors import ValidationFailed
 from ..service import compile_project_flags, make_context
 from .adminlib import body, bp, check_flag, json_response, load, query, stored_flag
-from .common import admin_project, service
+from .common import admin_project, config, service
 
 SAMPLE_SIZE = 10
 
@@ -69,24 +69,47 @@ def compiled_with(project_id: int, defn: Mapping[str, Any]) -> dict[str, Any]:
     return compile_project_flags([*others, defn], flag_set.private_keys, flag_set.salt)
 
 
-def scan(project_id: int, defn: Mapping[str, Any]) -> Iterator[tuple[str, FlagResult]]:
-    """(group key, result) for every stored group of the flag's bucket_by type, streamed."""
-    bucket_by = defn.get("bucket_by") or s.PERSON
-    if bucket_by == s.PERSON:
-        raise ValidationFailed(
-            "preview evaluates a flag against every stored group of its bucket_by type; this "
-            "flag is bucketed by $person, which preview does not support",
-            errors={"bucket_by": ["preview needs a group type, not $person"]})
-    flags = compiled_with(project_id, defn)
-    resolver = ScanResolver(project_id)
-    now = time.time()
-    key = defn["key"]
-    for group_key, props in service().store.iter_groups(project_id, bucket_by):
-        resolver.current = (bucket_by, group_key, props)
-        ctx = Context(groups={bucket_by: group_key}, now=now)
-        result = Evaluation(flags, ctx, resolver).flag(key)
-        if result is not None:
-            yield group_key, result
+class Scan:
+    """(group key, result) for every stored group of the flag's bucket_by type, streamed —
+    for at most `seconds` (the setting PREVIEW_SECONDS): a request that outlives the
+    worker timeout is killed with nothing said (≈ 5 µs per group: 30 s is ~6M groups), so
+    a scan stops there and says so (`complete` is False; the counts cover the groups
+    scanned, in group key order)."""
+
+    CHECK_EVERY = 1024  # groups between looks at the clock
+
+    def __init__(self, project_id: int, defn: Mapping[str, Any], seconds: float) -> None:
+        bucket_by = defn.get("bucket_by") or s.PERSON
+        if bucket_by == s.PERSON:
+            raise ValidationFailed(
+                "preview evaluates a flag against every stored group of its bucket_by type; "
+                "this flag is bucketed by $person, which preview does not support",
+                errors={"bucket_by": ["preview needs a group type, not $person"]})
+        self.project_id, self.defn, self.bucket_by = project_id, defn, bucket_by
+        self.seconds = seconds
+        self.complete = True
+
+    def __iter__(self) -> Iterator[tuple[str, FlagResult]]:
+        flags = compiled_with(self.project_id, self.defn)
+        resolver = ScanResolver(self.project_id)
+        now = time.time()
+        deadline = time.monotonic() + self.seconds
+        key, bucket_by = self.defn["key"], self.bucket_by
+        groups = service().store.iter_groups(self.project_id, bucket_by)
+        for n, (group_key, props) in enumerate(groups):  # n groups scanned before this one
+            if n and n % self.CHECK_EVERY == 0 and time.monotonic() > deadline:
+                self.complete = False
+                groups.close()  # ends the read (a long one holds the WAL back)
+                return
+            resolver.current = (bucket_by, group_key, props)
+            ctx = Context(groups={bucket_by: group_key}, now=now)
+            result = Evaluation(flags, ctx, resolver).flag(key)
+            if result is not None:
+                yield group_key, result
+
+
+def _scan(project_id: int, defn: Mapping[str, Any]) -> Scan:
+    return Scan(project_id, defn, config("PREVIEW_SECONDS"))
 
 
 def preview(project_id: int, defn: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,7 +118,8 @@ def preview(project_id: int, defn: Mapping[str, Any]) -> dict[str, Any]:
     sample: dict[str, list[str]] = {k: [] for k in counts if k != "false"}
     reasons: dict[str, int] = {}
     total = 0
-    for group_key, r in scan(project_id, defn):
+    scan = _scan(project_id, defn)
+    for group_key, r in scan:
         total += 1
         reasons[r.reason] = reasons.get(r.reason, 0) + 1
         label = "false" if not r.enabled else (r.variant if r.variant is not None else "true")
@@ -106,7 +130,7 @@ def preview(project_id: int, defn: Mapping[str, Any]) -> dict[str, Any]:
                 keys.append(group_key)
     return {"key": defn["key"], "bucket_by": defn.get("bucket_by"), "total": total,
             "enabled": total - counts["false"], "counts": counts, "reasons": reasons,
-            "sample": sample}
+            "sample": sample, "complete": scan.complete}
 
 
 def draft(project_id: int, data: Any) -> dict[str, Any]:
@@ -139,7 +163,8 @@ def flag_groups(ref: str) -> Response:
     flag = stored_flag(project["id"], ref)
     want, limit, offset = args["enabled"], args["limit"], args["offset"]
     page, total = [], 0
-    for group_key, r in scan(project["id"], flag):
+    scan = _scan(project["id"], flag)
+    for group_key, r in scan:
         if want is not None and r.enabled != want:
             continue
         if offset <= total < offset + limit:
@@ -148,7 +173,7 @@ def flag_groups(ref: str) -> Response:
         total += 1
     return json_response(s.FlagGroupsPageSchema().dump({
         "bucket_by": flag.get("bucket_by"), "total": total, "limit": limit, "offset": offset,
-        "groups": page}))
+        "groups": page, "complete": scan.complete}))
 
 
 # ---------------------------------------------------------------- explain

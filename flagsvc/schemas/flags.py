@@ -198,6 +198,9 @@ class PreviewSchema(Schema):
     reasons = fields.Dict(keys=fields.String(), values=fields.Integer())
     sample = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
                          metadata={"description": "\"true\" or variant -> first 10 group keys"})
+    complete = fields.Boolean(metadata={"description": (
+        "false if the scan stopped after PREVIEW_SECONDS: the figures cover the groups "
+        "scanned so far, in group key order")})
 
 
 class FlagGroupsQuerySchema(Schema):
@@ -221,6 +224,9 @@ class FlagGroupsPageSchema(Schema):
     limit = fields.Integer()
     offset = fields.Integer()
     groups = fields.List(fields.Nested(FlagGroupSchema))
+    complete = fields.Boolean(metadata={"description": (
+        "false if the scan stopped after PREVIEW_SECONDS: total counts the groups scanned "
+        "so far, in group key order")})
 
 
 class ContextSchema(Schema):

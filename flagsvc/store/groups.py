@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from .db import NotFound, json_key_path, loads
@@ -137,7 +137,8 @@ class GroupsMixin:
                             (*args, limit, offset))
         return [_group(r) for r in rows], total
 
-    def iter_groups(self, project_id: int, group_type: str) -> Iterator[tuple[str, dict]]:
+    def iter_groups(self, project_id: int,
+                    group_type: str) -> Generator[tuple[str, dict], None, None]:
         """(key, properties) of every group of a type, for previews."""
         rows = self.conn().execute(
             "SELECT group_key, properties FROM groups WHERE project_id = ? AND group_type = ? "
