@@ -424,6 +424,18 @@ def test_posthog_skew_correction_and_offset():
     assert not posthog_format.parse_posthog([ph("c", offset=10)], opts()).calls[0].exact_id
 
 
+def test_posthog_ignore_sent_at_keeps_the_client_timestamp():
+    """PostHog's `$ignore_sent_at`: a sender replaying stored events (their `sent_at` days
+    old) asks for no clock-skew correction, so they keep their own time instead of being
+    moved forward by the delay (and then overwriting newer properties)."""
+    body = {"sent_at": "2027-01-12T08:00:00Z", "batch": [
+        ph("a", timestamp="2027-01-12T07:59:50Z", properties={"$ignore_sent_at": True}),
+        ph("b", timestamp="2027-01-12T07:59:50Z"),
+        ph("c", timestamp="2027-01-12T07:59:50Z", properties={"$ignore_sent_at": False})]}
+    calls = posthog_format.parse_posthog(body, opts()).calls
+    assert [c.timestamp for c in calls] == [NOW - 3 * 86400 - 10, NOW - 10, NOW - 10]
+
+
 def test_posthog_query_sent_at_fallback_in_milliseconds():
     calls = posthog_format.parse_posthog([ph("a", timestamp="2027-01-15T08:59:50Z")], opts(),
                                   sent_at=str(int((NOW + 3600) * 1000))).calls

@@ -104,8 +104,11 @@ def posthog_call(ev: Any, opts: Options, sent_at: Any = None, token: Any = None,
                 "distinct_id")
     if did is None:
         raise EventError("distinct_id is required")
-    ts = check_time(event_time(ev.get("timestamp"), ev.get("sent_at", sent_at),
-                               opts.received_at, ev.get("offset")), opts)
+    # `$ignore_sent_at` (PostHog): no clock-skew correction, for events sent again later
+    # with their original sent_at (a replay would otherwise move them forward by the delay).
+    sent = None if props.get("$ignore_sent_at") else ev.get("sent_at", sent_at)
+    ts = check_time(event_time(ev.get("timestamp"), sent, opts.received_at, ev.get("offset")),
+                    opts)
     call = Call(kind="track", message_id=message_id_of(ev.get("uuid"), "posthog", ev, opts),
                 timestamp=ts, distinct_id=did, event=event,
                 properties={k: v for k, v in props.items() if k not in _STRIP},
