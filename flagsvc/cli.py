@@ -173,6 +173,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store.close()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flagsvc-metrics-")
+    # A preview scan must answer before gunicorn kills its worker (--timeout): unless set,
+    # its budget is at most half the timeout.
+    if not os.environ.get("FLAGSVC_PREVIEW_SECONDS"):
+        os.environ["FLAGSVC_PREVIEW_SECONDS"] = str(min(config["PREVIEW_SECONDS"],
+                                                        args.timeout / 2))
     from .server import run
 
     run(bind=args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout,

@@ -40,8 +40,8 @@ SETTINGS = [
             "Events stamped further in the future than this are refused.", float),
     Setting("PREVIEW_SECONDS", 15.0,
             "Longest a flag preview or flag-groups listing scans stored groups (≈ 5 µs each) "
-            "before answering with what it scanned (complete: false); keep it below the "
-            "worker timeout (30 s), which kills a longer request.", float),
+            "before answering with what it scanned (complete: false); `flagsvc serve` lowers "
+            "the default to half its --timeout (gunicorn kills a longer request).", float),
     Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
     Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
 ]

@@ -132,3 +132,21 @@ def test_gunicorn_accepts_the_serve_configuration(database, tmp_path):
     app = server._Gunicorn(server.gunicorn_options(database=path))
     assert callable(app.cfg.post_worker_init)
     assert (app.cfg.when_ready.__qualname__ != "WhenReady.when_ready") == bool(database)
+
+
+@pytest.mark.parametrize("timeout, env, expected", [
+    ("30", None, "15.0"), ("10", None, "5.0"), ("10", "8", "8")])
+def test_serve_keeps_the_preview_budget_inside_the_worker_timeout(cli, monkeypatch, timeout,
+                                                                  env, expected):
+    from flagsvc import server
+
+    # (set even when "unset": empty reads as unset, and monkeypatch then restores it)
+    monkeypatch.setenv("FLAGSVC_PREVIEW_SECONDS", env or "")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp")
+    seen = {}
+    monkeypatch.setattr(server, "run", lambda **kw: seen.update(kw))
+    import os
+
+    assert cli("serve", "--timeout", timeout)[0] == 0
+    assert seen["timeout"] == int(timeout)
+    assert os.environ["FLAGSVC_PREVIEW_SECONDS"] == expected
