@@ -10,6 +10,7 @@ import tempfile
 from typing import Any
 
 from .config import load_config
+from .imports import FORMATS
 from .store import Conflict, MigrationError, Store
 
 
@@ -80,14 +81,40 @@ def cmd_flags_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_flags_import(args: argparse.Namespace) -> int:
-    """Create or update flags from an export. Everything is checked first (the admin API's
-    schema, the engine, dependencies and cycles across the project's flags) and nothing is
-    written unless every flag is valid; a deleted flag of the same key is restored."""
-    from marshmallow import ValidationError
+def _import_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The converter's options from --environment, --group-type and --field."""
+    if args.source == "unleash":
+        fields = {}
+        for spec in args.field or []:
+            name, sep, where = spec.partition("=")
+            if not sep or not name:
+                raise ValueError(f"--field {spec!r}: NAME=person|group:TYPE|group_key:TYPE|"
+                                 "distinct_id")
+            fields[name] = where
+        return {"environment": args.environment, "group_types": args.group_type or [],
+                "fields": fields}
+    if args.source == "posthog":
+        mapping = {}
+        for spec in args.group_type or []:
+            index, sep, name = spec.partition("=")
+            if not sep or not index.isdigit() or not name:
+                raise ValueError(f"--group-type {spec!r}: INDEX=NAME (PostHog's group type "
+                                 "index, e.g. 0=organization)")
+            mapping[index] = name
+        return {"group_types": mapping or None}
+    if args.environment or args.group_type or args.field:
+        raise ValueError("--environment, --group-type and --field go with --from unleash or "
+                         "--from posthog")
+    return {}
 
-    from .engine import compile_flags, validate_flag
-    from .schemas import FlagInputSchema
+
+def cmd_flags_import(args: argparse.Namespace) -> int:
+    """Create or update flags from a flagsvc export, or convert them from Unleash or PostHog.
+    Everything is checked first (the admin API's schema and checks, dependencies and cycles
+    across the project's flags, the group types needed) and nothing is written unless every
+    flag is valid; a deleted flag of the same key is restored."""
+    from .imports import Unimportable, convert
+    from .imports.apply import import_flags
 
     try:
         if args.file in (None, "-"):
@@ -98,55 +125,57 @@ def cmd_flags_import(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"error: cannot read flags: {e}", file=sys.stderr)
         return 1
-    raw = data.get("flags") if isinstance(data, dict) else data
-    if not isinstance(raw, list):
-        print('error: expected {"flags": [...]} or a list of flags', file=sys.stderr)
+    try:
+        converted = convert(args.source, data, **_import_options(args))
+    except (Unimportable, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for key, messages in converted.warnings.items():
+        for m in messages:
+            print(f"warning: flag {key}: {m}", file=sys.stderr)
+    for key, where in _field_summary(converted.fields).items():
+        print(f"note: context field {key} is read from {where}", file=sys.stderr)
+    label = "skipped" if args.skip_unimportable else "error"
+    for key, reason in converted.skipped.items():
+        print(f"{label}: flag {key} cannot be imported: {reason}", file=sys.stderr)
+    if converted.skipped and not args.skip_unimportable:
+        print("nothing was imported (--skip-unimportable imports the others)", file=sys.stderr)
         return 1
     store = _store()
     if store.get_project(args.project) is None:
         print(f"error: project {args.project} does not exist (flagsvc project list)",
               file=sys.stderr)
         return 1
-    schema, flags, problems = FlagInputSchema(), [], {}
-    for i, f in enumerate(raw):
-        name = f.get("key", f"#{i}") if isinstance(f, dict) else f"#{i}"
-        try:
-            flag = schema.load(f)
-        except ValidationError as e:
-            problems[name] = [json.dumps(e.messages)]
-            continue
-        flag.pop("version", None)
-        problems[name] = validate_flag(flag)
-        flags.append(flag)
-    keys = [f["key"] for f in flags]
-    if len(set(keys)) != len(keys):
-        problems["(file)"] = ["the same key appears more than once"]
-    if not any(problems.values()):
-        existing = {f["key"]: f for f in store.list_flags(args.project, include_deleted=True)}
-        merged = {**{k: f for k, f in existing.items() if not f["deleted"]},
-                  **{f["key"]: f for f in flags}}
-        for key, compiled in compile_flags(merged.values()).items():
-            if key in keys and compiled.error:
-                problems[key] = [compiled.error]
-    problems = {k: v for k, v in problems.items() if v}
-    if problems:
-        for key, errs in problems.items():
+    done = import_flags(store, args.project, converted.flags, dry_run=args.dry_run)
+    if done.problems:
+        for key, errs in done.problems.items():
             print(f"error: flag {key}: {'; '.join(errs)}", file=sys.stderr)
         print("nothing was imported", file=sys.stderr)
         return 1
-    created = updated = 0
-    for f in flags:
-        current = existing.get(f["key"])
-        if current is None:
-            store.create_flag(args.project, f)
-            created += 1
-            continue
-        if current["deleted"]:
-            store.set_flag_deleted(args.project, current["id"], False)
-        store.update_flag(args.project, current["id"], f, expected_version=None)
-        updated += 1
-    print(f"imported {len(flags)} flags ({created} created, {updated} updated)")
+    summary = (f"{len(converted.flags)} flags ({len(done.created)} created, "
+               f"{len(done.updated)} updated)")
+    if done.group_types:
+        summary += f"; new group types: {', '.join(done.group_types)}"
+    if args.dry_run:
+        print(json.dumps({"flags": converted.flags}, indent=2))
+        print(f"dry run: would import {summary}", file=sys.stderr)
+    else:
+        print(f"imported {summary}")
     return 0
+
+
+def _field_summary(fields: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Unleash context field -> where the imported flags read it, in words."""
+    words = {"distinct_id": "the distinct id", "person": "a person property"}
+    out: dict[str, set[str]] = {}
+    for placed in fields.values():
+        for name, where in placed.items():
+            kind, _, group_type = where.partition(":")
+            text = words.get(kind) or (f"the key of group type {group_type}"
+                                       if kind == "group_key"
+                                       else f"a property of group type {group_type}")
+            out.setdefault(name, set()).add(text)
+    return {k: " / ".join(sorted(v)) for k, v in sorted(out.items())}
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -221,8 +250,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", type=int, default=1)
     p.add_argument("file", nargs="?")
     p.set_defaults(func=cmd_flags_export)
-    p = flags.add_parser("import", help="create or update flags from JSON")
+    p = flags.add_parser("import", help="create or update flags from JSON: a flagsvc export, "
+                                        "or Unleash / PostHog flags to convert")
     p.add_argument("--project", type=int, default=1)
+    p.add_argument("--from", dest="source", choices=FORMATS, default="flagsvc",
+                   help="the file's format (default flagsvc)")
+    p.add_argument("--environment", default=None,
+                   help="unleash: the environment to take; constraints on `environment` are "
+                        "decided for it at import")
+    p.add_argument("--group-type", action="append", metavar="NAME | INDEX=NAME",
+                   help="unleash: a context field naming a group (stickiness fields always "
+                        "do); posthog: a group type index and its name, if the file has no "
+                        "group_type_mapping (repeatable)")
+    p.add_argument("--field", action="append", metavar="NAME=WHERE",
+                   help="unleash: where a context field is read: person, group:TYPE, "
+                        "group_key:TYPE or distinct_id (repeatable)")
+    p.add_argument("--skip-unimportable", action="store_true",
+                   help="import the flags that convert, list the others")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check and print the converted flags; write nothing")
     p.add_argument("file", nargs="?")
     p.set_defaults(func=cmd_flags_import)
 

@@ -27,6 +27,7 @@ from ..errors import (
     PreconditionRequired,
     ValidationFailed,
 )
+from ..flagcheck import referenced_group_types
 from ..store import Conflict, LimitExceeded, NotFound
 from . import openapi
 from .adminlib import (
@@ -36,7 +37,6 @@ from .adminlib import (
     json_response,
     load,
     query,
-    referenced_group_types,
     stored_flag,
 )
 from .common import admin_project, service

@@ -48,7 +48,7 @@ _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
                      r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # The most conditions one strategy may become (absent-field alternatives multiply).
-MAX_EXPANSION = 16
+MAX_EXPANSION = 64
 # Context fields of Unleash itself that are no properties of a person or group.
 _BUCKET_ONLY = ("sessionId", "random")
 # (flagsvc operator, negate) per Unleash operator; the second set takes `values`.
@@ -285,7 +285,8 @@ class _Converter:
             alternatives = self._and(alternatives, self._constraint(c, bucket))
         if len(alternatives) > MAX_EXPANSION:
             raise Unimportable(f"more than {MAX_EXPANSION} conditions for one strategy (each "
-                               "NOT_IN or inverted constraint doubles them)")
+                               "NOT_IN or inverted constraint doubles them, an inverted SEMVER "
+                               "one triples them)")
         variants = [dict(v) for v in s.get("variants") or [] if isinstance(v, Mapping)] or None
         return _Rule(alternatives, rollout, bucket, namespace, variants)
 
@@ -350,9 +351,18 @@ class _Converter:
             raise _Never(f"environment {self.environment!r} fails {op} {value}")
         where = placement(field, self.group_types, bucket, self.fields)
         self.placed[field] = where
+        absent = [_filter(where, field, "is_not_set", None)]
+        if op.startswith("SEMVER_"):
+            # Unleash compares strict SemVer only ("12" or "v1.2.3" match nothing); flagsvc
+            # reads such values leniently, so the filter is paired with the strict form.
+            strict = _filter(where, field, "regex", _SEMVER.pattern)
+            compare = _filter(where, field, operator, value)
+            if not inverted:
+                return [[compare, strict]]
+            return [absent, [{**strict, "negate": True}], [{**compare, "negate": True}]]
         main = _filter(where, field, operator, value, negate, ci)
         if (op == "NOT_IN") != inverted:  # Unleash: true when the field is absent
-            return [[main], [_filter(where, field, "is_not_set", None)]]
+            return [[main], absent]
         return [[main]]
 
     # ------------------------------------------------------------ variants
@@ -391,18 +401,23 @@ class _Converter:
         for rule in rules:
             variants, v_ns, v_bucket = self._variant_source(feature, rule)
             hashes_variant = sum(1 for v in variants if v.get("weight")) > 1
-            bucket = rule.stickiness if rule.rollout < 100 else None  # what the rollout hashes
-            if bucket is not None:
+            hashed = rule.stickiness if rule.rollout < 100 else None  # what the rollout hashes
+            bucket = hashed
+            if hashed is not None:
                 namespaces.add(rule.namespace)
             if hashes_variant:
                 if v_bucket is None:
                     raise Unimportable("its variants are sticky on a session or at random: "
                                        "flagsvc buckets on the distinct id or a group key")
-                if bucket is not None and bucket != v_bucket:
-                    raise Unimportable(f"its rollout buckets on {bucket} and its variants on "
+                if hashed is not None and hashed != v_bucket:
+                    raise Unimportable(f"its rollout buckets on {hashed} and its variants on "
                                        f"{v_bucket}: flagsvc uses one identifier per condition")
                 bucket = v_bucket
                 namespaces.add(v_ns)
+            if bucket is None and rule.stickiness not in (None, PERSON):
+                # A group-sticky strategy at 100 % stays about that group (previews count
+                # its groups); without its key flagsvc answers no_group_type (SPEC §4).
+                bucket = rule.stickiness
             bucket = bucket or PERSON
             if bucket != PERSON:
                 self.placed.setdefault(bucket, f"group_key:{bucket}")

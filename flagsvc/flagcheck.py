@@ -1,0 +1,85 @@
+"""Whether a flag can be stored in a project: what the admin API checks before it saves or
+previews a flag, and `flagsvc flags import` before it writes anything. No Flask here: the
+caller passes the store and turns the problems into its own errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .engine import compile_flags, validate_flag
+from .engine.compile import PERSON
+from .ingest import privacy
+from .store.projects import MAX_GROUP_TYPES
+
+_PROBLEM_PATH = re.compile(r"^([a-z_]+(?:\[\d+\]|\.[a-z_]+)*)[:\s]")
+
+
+def _problem_errors(problems: list[str]) -> dict[str, list[str]]:
+    """Engine problems ("conditions[0].properties[1]: unknown operator 'x'") keyed by field."""
+    out: dict[str, list[str]] = {}
+    for p in problems:
+        m = _PROBLEM_PATH.match(p)
+        if m is None:
+            out.setdefault("_schema", []).append(p)
+            continue
+        rest = p[len(m.group(1)):]
+        out.setdefault(m.group(1), []).append(rest[1:].strip() if rest.startswith(":") else p)
+    return out
+
+
+def referenced_group_types(defn: Mapping[str, Any]) -> dict[str, str]:
+    """Group type -> the first field naming it (bucket_by, conditions' bucket_by, group filters)."""
+    found: dict[str, str] = {}
+    if defn.get("bucket_by") and defn["bucket_by"] != PERSON:
+        found.setdefault(defn["bucket_by"], "bucket_by")
+    for i, cond in enumerate(defn.get("conditions") or []):
+        if cond.get("bucket_by") and cond["bucket_by"] != PERSON:
+            found.setdefault(cond["bucket_by"], f"conditions[{i}].bucket_by")
+        for j, f in enumerate(cond.get("properties") or []):
+            if f.get("type") == "group" and f.get("group_type"):
+                found.setdefault(f["group_type"], f"conditions[{i}].properties[{j}].group_type")
+    return found
+
+
+def flag_problems(store: Any, project_id: int, defn: Mapping[str, Any],
+                  others: Iterable[Mapping[str, Any]] | None = None) -> dict[str, list[str]]:
+    """Everything beyond the schema's shape that would make the flag unusable: engine problems,
+    payload keys, unknown dependencies, dependency cycles, operators a private key's hash
+    defeats, a 6th group type; field path -> messages (empty: it can be stored). `others`:
+    the project's other live flags as they will be (default: as stored)."""
+    errors = _problem_errors(validate_flag(defn))
+    variant_keys = {v["key"] for v in defn.get("variants") or []}
+    for k in defn.get("payloads") or {}:
+        if k != "true" and k not in variant_keys:
+            errors.setdefault(f"payloads.{k}", []).append(
+                f"payload key {k!r} is neither a variant of the flag nor \"true\"")
+    if others is None:
+        others = store.list_flags(project_id)
+    others = [f for f in others if f["key"] != defn["key"]]
+    known = {f["key"] for f in others}
+    project = store.get_project(project_id) or {}
+    hashed = privacy.hashed_keys(privacy.policy_of(project.get("private_properties")))
+    for i, cond in enumerate(defn.get("conditions") or []):
+        for j, f in enumerate(cond.get("properties") or []):
+            where = f"conditions[{i}].properties[{j}]"
+            if (f.get("type") == "flag" and f.get("key") not in known
+                    and f.get("key") != defn["key"]):
+                errors.setdefault(f"{where}.key", []).append(
+                    f"depends on flag {f.get('key')!r}, which does not exist")
+    for where, message in privacy.hashed_key_problems(defn, hashed).items():
+        errors.setdefault(where, []).append(message)
+    if not errors:
+        compiled = compile_flags([*others, defn]).get(defn["key"])
+        if compiled is not None and compiled.error:
+            errors.setdefault("conditions", []).append(compiled.error)
+    existing = {t["name"] for t in store.group_types(project_id)}
+    new = {t: where for t, where in referenced_group_types(defn).items() if t not in existing}
+    if len(existing) + len(new) > MAX_GROUP_TYPES:
+        for t, where in new.items():
+            errors.setdefault(where, []).append(
+                f"group type {t!r} would be a new group type, but a project has at most "
+                f"{MAX_GROUP_TYPES} and this one has {len(existing)} "
+                f"({', '.join(sorted(existing))})")
+    return errors

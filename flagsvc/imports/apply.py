@@ -1,0 +1,91 @@
+"""Writing converted flags into a project: all checked first, then all written.
+
+`flagsvc flags import` and `POST /api/flags/import` both end here. Every flag passes the
+admin API's schema and `flagcheck.flag_problems` against the project as it will be after
+the import (so imported flags may depend on each other), and the group types they need must
+fit in the project's five; nothing is written unless every flag passes. A flag whose key
+exists is updated (a deleted one restored first), others are created; each write is in the
+audit log as if made through the admin API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..flagcheck import flag_problems, referenced_group_types
+from ..store.projects import MAX_GROUP_TYPES
+
+
+@dataclass
+class Applied:
+    """What an import did (or, with dry_run, would do)."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    group_types: list[str] = field(default_factory=list)  # created for the imported flags
+    problems: dict[str, list[str]] = field(default_factory=dict)  # flag key -> messages
+
+
+def _loaded(raw: Iterable[Any], problems: dict[str, list[str]]) -> list[dict[str, Any]]:
+    from marshmallow import ValidationError
+
+    from ..schemas import FlagInputSchema
+
+    schema, flags = FlagInputSchema(), []
+    for i, f in enumerate(raw):
+        name = str(f.get("key", f"#{i}")) if isinstance(f, Mapping) else f"#{i}"
+        try:
+            flag = schema.load(f)
+        except ValidationError as e:
+            problems.setdefault(name, []).append(json.dumps(e.messages, sort_keys=True))
+            continue
+        flag.pop("version", None)
+        flags.append(flag)
+    return flags
+
+
+def import_flags(store: Any, project_id: int, raw: Iterable[Any],
+                 dry_run: bool = False) -> Applied:
+    """Check every flag of `raw` (admin API input shape), then write them all or none."""
+    done = Applied()
+    flags = _loaded(raw, done.problems)
+    keys = [f["key"] for f in flags]
+    for key in {k for k in keys if keys.count(k) > 1}:
+        done.problems.setdefault(key, []).append("the same key appears more than once")
+    existing = {f["key"]: f for f in store.list_flags(project_id, include_deleted=True)}
+    after = {**{k: f for k, f in existing.items() if not f["deleted"]},
+             **{f["key"]: f for f in flags}}
+    for f in flags:
+        for where, messages in flag_problems(store, project_id, f, after.values()).items():
+            done.problems.setdefault(f["key"], []).extend(f"{where}: {m}" for m in messages)
+    known = [t["name"] for t in store.group_types(project_id)]
+    for f in flags:
+        for name in referenced_group_types(f):
+            if name not in known and name not in done.group_types:
+                done.group_types.append(name)
+    if len(known) + len(done.group_types) > MAX_GROUP_TYPES:
+        done.problems.setdefault("(group types)", []).append(
+            f"the flags need group types {', '.join(done.group_types)} beside "
+            f"{', '.join(known) or 'none'}: a project has at most {MAX_GROUP_TYPES}")
+    for f in flags:
+        current = existing.get(f["key"])
+        (done.created if current is None else done.updated).append(f["key"])
+        if current is not None and current["deleted"]:
+            done.restored.append(f["key"])
+    if done.problems or dry_run:
+        return done
+    for name in done.group_types:
+        store.create_group_type(project_id, name)
+    for f in flags:
+        current = existing.get(f["key"])
+        if current is None:
+            store.create_flag(project_id, f)
+            continue
+        if current["deleted"]:
+            store.set_flag_deleted(project_id, current["id"], False)
+        store.update_flag(project_id, current["id"], f, expected_version=None)
+    return done

@@ -1,0 +1,267 @@
+"""PostHog feature flags as flagsvc flags.
+
+Input: the local-evaluation definitions (`GET /api/feature_flag/local_evaluation`: `flags`,
+`group_type_mapping`, `cohorts`) or the flags API list (`GET
+/api/projects/<id>/feature_flags/`: `results`, or a plain list), with `group_types=`
+(index -> name) where the file has no `group_type_mapping`.
+
+flagsvc's property filters are PostHog's, so conditions, operators, variants and payloads
+keep their meaning, with PostHog's matching rules made explicit: `exact`, `is_not` and the
+text operators compare case-insensitively, `semver_neq` / `~` / `^` / `*` become flagsvc
+comparisons, a cohort given as properties in the file is inlined, a flag dependency
+names its flag by key. What differs is stated per flag (`warnings`):
+- the hash: PostHog buckets on SHA-1 of `<flag key>.<identifier>`, flagsvc on mmh3 like
+  Unleash, so a partial rollout or a variant split keeps its shares but not its members;
+- a property the request does not have: PostHog's SDKs ask the server, flagsvc never
+  matches it (except `is_not_set`), also for `is_not` and the other negated operators.
+Refused (`skipped`): cohorts PostHog computes (static, behavioural, or absent from the
+file), `is_date_exact`, early-access and holdout groups, device-id bucketing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from itertools import product
+from typing import Any
+
+from ..engine import validate_flag
+from ..engine.compile import PERSON
+from . import Converted, Unimportable
+
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+MAX_EXPANSION = 16  # conditions one PostHog condition may become (OR cohorts multiply)
+# PostHog operator -> (flagsvc operator, negate, case_insensitive)
+_OPERATORS: dict[str, tuple[str, bool, bool]] = {
+    "exact": ("exact", False, True), "is_not": ("exact", True, True),
+    "icontains": ("contains", False, True), "not_icontains": ("contains", True, True),
+    "starts_with": ("starts_with", False, True), "not_starts_with": ("starts_with", True, True),
+    "ends_with": ("ends_with", False, True), "not_ends_with": ("ends_with", True, True),
+    "regex": ("regex", False, False), "not_regex": ("regex", True, False),
+    "gt": ("gt", False, False), "gte": ("gte", False, False),
+    "lt": ("lt", False, False), "lte": ("lte", False, False),
+    "is_set": ("is_set", False, False), "is_not_set": ("is_not_set", False, False),
+    "is_date_before": ("date_before", False, False),
+    "is_date_after": ("date_after", False, False),
+    "semver_eq": ("semver_eq", False, False), "semver_neq": ("semver_eq", True, False),
+    "semver_gt": ("semver_gt", False, False), "semver_gte": ("semver_gte", False, False),
+    "semver_lt": ("semver_lt", False, False), "semver_lte": ("semver_lte", False, False),
+}
+_NEGATED = frozenset(k for k, (_, negate, _) in _OPERATORS.items() if negate)
+_VERSION = re.compile(r"^\s*v?(\d+)(?:\.(\d+|\*|x))?(?:\.(\d+|\*|x))?")
+
+
+def semver_range(operator: str, value: Any) -> tuple[str, str]:
+    """PostHog's `semver_tilde` / `semver_caret` / `semver_wildcard` as [lower, upper)."""
+    m = _VERSION.match(str(value))
+    if not m:
+        raise Unimportable(f"{operator}: {value!r} is no version")
+    parts = [p for p in m.groups()]
+    major = int(parts[0])
+    minor = int(parts[1]) if parts[1] and parts[1].isdigit() else None
+    patch = int(parts[2]) if parts[2] and parts[2].isdigit() else None
+    lo = (major, minor or 0, patch or 0)
+    if operator == "semver_wildcard" or operator == "semver_tilde":
+        hi = (major + 1, 0, 0) if minor is None else (major, minor + 1, 0)
+    else:  # caret: the leftmost non-zero part may not change
+        if major > 0 or minor is None:
+            hi = (major + 1, 0, 0)
+        elif minor > 0 or patch is None:
+            hi = (0, minor + 1, 0)
+        else:
+            hi = (0, 0, patch + 1)
+    return ".".join(map(str, lo)), ".".join(map(str, hi))
+
+
+class _Converter:
+    def __init__(self, data: Any, group_types: Mapping[Any, str] | None) -> None:
+        if isinstance(data, Mapping):
+            raw = data.get("flags", data.get("results"))
+            mapping = group_types or data.get("group_type_mapping") or {}
+            self.cohorts = data.get("cohorts") or {}
+        else:
+            raw, mapping, self.cohorts = data, group_types or {}, {}
+        if not isinstance(raw, list):
+            raise Unimportable('expected PostHog flags: {"flags": [...]}, {"results": [...]} '
+                               'or a list')
+        self.flags = [f for f in raw if isinstance(f, Mapping)]
+        self.group_types = {str(k): str(v) for k, v in dict(mapping).items()}
+        self.keys_by_id = {str(f.get("id")): f.get("key") for f in self.flags}
+        self.result = Converted()
+        self.key = ""
+
+    def run(self) -> Converted:
+        for flag in self.flags:
+            name = str(flag.get("key"))
+            if flag.get("deleted"):
+                self.result.skipped[name] = "deleted in PostHog"
+                continue
+            self.key = name
+            try:
+                converted = self._flag(flag)
+            except Unimportable as e:
+                self.result.skipped[name] = str(e)
+                self.result.warnings.pop(name, None)
+                continue
+            self.result.flags.append(converted)
+        return self.result
+
+    def _group_type(self, index: Any) -> str:
+        name = self.group_types.get(str(index))
+        if name is None:
+            raise Unimportable(f"group type index {index} is not in the group type mapping "
+                               "(group_types=, or the file's group_type_mapping)")
+        return name
+
+    def _flag(self, flag: Mapping[str, Any]) -> dict[str, Any]:
+        key = flag.get("key")
+        if not isinstance(key, str) or not _KEY.match(key) or key.isdigit():
+            raise Unimportable("the key is no flagsvc key (letters, digits, '-', '_', '.')")
+        filters = flag.get("filters") or {}
+        if filters.get("feature_enrollment") or filters.get("super_groups"):
+            raise Unimportable("early-access enrolment (super_groups): flagsvc has none")
+        if filters.get("holdout_groups"):
+            raise Unimportable("holdout groups: flagsvc has none")
+        if flag.get("bucketing_identifier") == "device_id":
+            raise Unimportable("bucketed by device id: flagsvc buckets on the distinct id or a "
+                               "group key")
+        if flag.get("ensure_experience_continuity"):
+            self.result.warn(key, "experience continuity (anonymous -> identified) is not "
+                                  "kept: flagsvc buckets on the distinct id it is given")
+        index = filters.get("aggregation_group_type_index")
+        bucket_by = PERSON if index is None else self._group_type(index)
+        variants = [{"key": v.get("key"), "weight": v.get("rollout_percentage")}
+                    for v in (filters.get("multivariate") or {}).get("variants") or []]
+        for v in variants:
+            w = v["weight"]
+            if isinstance(w, float) and w.is_integer():
+                v["weight"] = int(w)
+            elif isinstance(w, bool) or not isinstance(w, int):
+                raise Unimportable(f"variant {v['key']!r}: rollout {w!r} is no whole number")
+        conditions = []
+        for group in filters.get("groups") or []:
+            conditions += self._condition(key, group)
+        hashed = [c for c in conditions if c["rollout_percentage"] not in (0, 100)]
+        if hashed or sum(1 for v in variants if v["weight"]) > 1:
+            self.result.warn(key, "PostHog's hash (SHA-1) differs from flagsvc's: a partial "
+                                  "rollout or variant split keeps its shares, not its members")
+        out: dict[str, Any] = {
+            "key": key, "name": str(flag.get("name") or ""), "active": bool(flag.get("active",
+                                                                                    True)),
+            "bucket_by": bucket_by, "conditions": conditions,
+        }
+        if variants:
+            out["variants"] = variants
+        payloads = {str(k): _payload(v) for k, v in (filters.get("payloads") or {}).items()
+                    if v is not None}
+        if payloads:
+            out["payloads"] = payloads
+        problems = validate_flag(out)
+        if problems:
+            raise Unimportable("; ".join(problems))
+        return out
+
+    def _condition(self, key: str, group: Mapping[str, Any]) -> list[dict[str, Any]]:
+        rollout = group.get("rollout_percentage")
+        if rollout is None:
+            rollout = 100
+        if isinstance(rollout, bool) or not isinstance(rollout, (int, float)) or not (
+                0 <= rollout <= 100):
+            raise Unimportable(f"rollout {rollout!r} is not 0-100")
+        if rollout != int(rollout):
+            self.result.warn(key, f"rollout {rollout} % rounded to {round(rollout)} % (flagsvc "
+                                  "rolls out whole percentages)")
+        alternatives: list[list[dict[str, Any]]] = [[]]
+        for prop in group.get("properties") or []:
+            choices = self._property(key, prop)
+            alternatives = [a + c for a, c in product(alternatives, choices)]
+            if len(alternatives) > MAX_EXPANSION:
+                raise Unimportable(f"a condition would become more than {MAX_EXPANSION} "
+                                   "(OR cohorts multiply them)")
+        return [{"properties": alt, "rollout_percentage": round(rollout),
+                 "variant": group.get("variant")} for alt in alternatives]
+
+    def _property(self, key: str, prop: Any) -> list[list[dict[str, Any]]]:
+        """A PostHog filter as ORed choices of ANDed flagsvc filters."""
+        if not isinstance(prop, Mapping):
+            raise Unimportable("a property filter that is no object")
+        kind = prop.get("type") or "person"
+        if kind == "cohort":
+            return self._cohort(key, prop)
+        if kind == "flag":
+            target = self.keys_by_id.get(str(prop.get("key")), prop.get("key"))
+            value = prop.get("value", True)
+            return [[{"type": "flag", "key": str(target), "operator": "exact", "value": value}]]
+        if kind not in ("person", "group"):
+            raise Unimportable(f"a {kind!r} property filter: flagsvc filters on person and "
+                               "group properties")
+        op = prop.get("operator") or "exact"
+        base: dict[str, Any] = {"type": kind, "key": prop.get("key")}
+        if kind == "group":
+            base["group_type"] = self._group_type(prop.get("group_type_index"))
+        value = prop.get("value")
+        if op in ("semver_tilde", "semver_caret", "semver_wildcard"):
+            lo, hi = semver_range(op, value)
+            return [[{**base, "operator": "semver_gte", "value": lo},
+                     {**base, "operator": "semver_lt", "value": hi}]]
+        if op not in _OPERATORS:
+            raise Unimportable(f"operator {op!r} has no flagsvc equivalent")
+        operator, negate, ci = _OPERATORS[op]
+        if op in _NEGATED:
+            self.result.warn(key, f"{op} on {prop.get('key')}: without the property flagsvc "
+                                  "does not match (PostHog's SDKs would ask its server)")
+        f = {**base, "operator": operator, "value": value}
+        if negate != bool(prop.get("negation")):
+            f["negate"] = True
+        if ci:
+            f["case_insensitive"] = True
+        if operator in ("is_set", "is_not_set"):
+            f["value"] = None
+        return [[f]]
+
+    def _cohort(self, key: str, prop: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
+        cohort = self.cohorts.get(str(prop.get("value")))
+        if not isinstance(cohort, Mapping) or prop.get("operator") == "not_in" or prop.get(
+                "negation"):
+            raise Unimportable(f"cohort {prop.get('value')}: PostHog computes its members "
+                               "(only a cohort given as properties in the file is inlined)")
+        return self._group_of(key, cohort, prop.get("value"))
+
+    def _group_of(self, key: str, group: Mapping[str, Any], cohort: Any
+                  ) -> list[list[dict[str, Any]]]:
+        """A cohort's property group ({"type": AND|OR, "values": [...]}) as ORed choices."""
+        values = group.get("values") or []
+        parts = []
+        for v in values:
+            if isinstance(v, Mapping) and ("values" in v or v.get("type") in ("AND", "OR")):
+                parts.append(self._group_of(key, v, cohort))
+            elif isinstance(v, Mapping) and v.get("type") in ("person", "group"):
+                parts.append(self._property(key, v))
+            else:
+                what = v.get("type") if isinstance(v, Mapping) else v
+                raise Unimportable(f"cohort {cohort}: a {what!r} filter (behavioural or nested "
+                                   "cohorts are computed by PostHog)")
+        if not parts:
+            return [[]]
+        if group.get("type") == "OR":
+            return [alt for part in parts for alt in part]
+        out: list[list[dict[str, Any]]] = [[]]
+        for part in parts:
+            out = [a + c for a, c in product(out, part)]
+        return out
+
+
+def _payload(value: Any) -> Any:
+    """PostHog stores payloads as JSON text; flagsvc as the JSON value."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def convert_posthog(data: Any, group_types: Mapping[Any, str] | None = None) -> Converted:
+    """PostHog flags as flagsvc flags (see the module docstring)."""
+    return _Converter(data, group_types).run()

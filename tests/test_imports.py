@@ -1,0 +1,434 @@
+"""Importing flags from Unleash and PostHog: the converters (table-driven cases, and
+Hypothesis checks of the converted flag against each tool's own evaluator on random
+contexts) and `flagsvc flags import --from ...` end to end on a real database."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flagsvc.cli import main
+from flagsvc.engine import Context, compile_flags, evaluate
+from flagsvc.imports import Unimportable, convert
+from flagsvc.imports.posthog import convert_posthog, semver_range
+from flagsvc.imports.unleash import convert_unleash, unleash_context
+from flagsvc.store import Store
+
+ORG = "organization"
+
+
+def unleash_toggle(name="billing", constraints=(), rollout="30", stickiness=ORG, variants=(),
+                   **extra):
+    strategy = {"name": "flexibleRollout", "constraints": list(constraints),
+                "parameters": {"rollout": rollout, "stickiness": stickiness, "groupId": name}}
+    if variants:
+        strategy["variants"] = list(variants)
+    return {"name": name, "enabled": True, "strategies": [strategy], **extra}
+
+
+def posthog_flag(key="billing", properties=(), rollout=100, index=0, flag_id=1, **filters):
+    return {"id": flag_id, "key": key, "name": "", "active": True, "deleted": False,
+            "filters": {"aggregation_group_type_index": index,
+                        "groups": [{"properties": list(properties),
+                                    "rollout_percentage": rollout}], **filters}}
+
+
+# ------------------------------------------------------------------ Unleash
+
+
+def test_unleash_reference_flag_keeps_buckets_and_variants_of_yggdrasil():
+    """The B2B case: 30 % of organizations with two constraints and strategy variants;
+    every one of 2,000 organizations gets yggdrasil's answer."""
+    ygg = pytest.importorskip("yggdrasil_engine.engine")
+    toggle = unleash_toggle(constraints=[
+        {"contextName": "plan", "operator": "IN", "values": ["enterprise", "pro"]},
+        {"contextName": "employees", "operator": "NUM_GT", "value": "50"}],
+        variants=[{"name": "control", "weight": 500, "stickiness": ORG},
+                  {"name": "test", "weight": 500, "stickiness": ORG}])
+    state = {"version": 2, "features": [toggle]}
+    result = convert_unleash(state)
+    assert not result.skipped
+    flag = result.flags[0]
+    assert flag["bucket_by"] == ORG and flag["hash_namespace"] is None
+    assert result.fields["billing"] == {"employees": f"group:{ORG}", "organization":
+                                        f"group_key:{ORG}", "plan": f"group:{ORG}"}
+    engine = ygg.UnleashEngine()
+    engine.take_state(json.dumps(state))
+    compiled = compile_flags(result.flags)
+    enabled = 0
+    for i in range(2000):
+        props = {ORG: f"org-{i}", "plan": ("free", "pro", "enterprise")[i % 3],
+                 "employees": str(i % 200)}
+        ours = evaluate(compiled, "billing", unleash_context({"properties": props},
+                                                            result.fields["billing"]))
+        theirs = engine.get_variant("billing", {"properties": props}).variant
+        assert ours.enabled == theirs.feature_enabled, props
+        assert (ours.variant if ours.enabled else "disabled") == theirs.name, props
+        enabled += ours.enabled
+    assert 200 < enabled < 600  # about 30 % of the 2/3 x 3/4 that match
+
+
+# Unleash constraints as generated cases: operator, values, and context values to try.
+_FIELD_VALUES = st.one_of(st.none(), st.sampled_from(
+    ["pro", "Pro", "enterprise", "free", "12", "7", "12.5", "abc", "1.2.3", "2.0.0",
+     "1.10.0", "10.0.0.1", "192.168.1.7", "me@acme.com", ""]))
+_CONSTRAINTS = st.one_of(
+    st.builds(lambda op, vals, inv, ci: {"contextName": "plan", "operator": op, "values": vals,
+                                         "inverted": inv, "caseInsensitive": ci},
+              st.sampled_from(["IN", "NOT_IN", "STR_CONTAINS", "STR_STARTS_WITH",
+                               "STR_ENDS_WITH"]),
+              st.lists(st.sampled_from(["pro", "PRO", "enter", "e", "12", "acme.com"]),
+                       min_size=1, max_size=3),
+              st.booleans(), st.booleans()),
+    st.builds(lambda op, v, inv: {"contextName": "plan", "operator": op, "value": v,
+                                  "inverted": inv},
+              st.sampled_from(["NUM_EQ", "NUM_GT", "NUM_GTE", "NUM_LT", "NUM_LTE"]),
+              st.sampled_from(["7", "12", "12.5", "0"]), st.booleans()),
+    st.builds(lambda op, v, inv: {"contextName": "plan", "operator": op, "value": v,
+                                  "inverted": inv},
+              st.sampled_from(["SEMVER_EQ", "SEMVER_GT", "SEMVER_LT", "SEMVER_GTE",
+                               "SEMVER_LTE"]),
+              st.sampled_from(["1.2.3", "2.0.0", "1.10.0"]), st.booleans()),
+    st.builds(lambda inv: {"contextName": "plan", "operator": "IN_CIDR",
+                           "values": ["192.168.0.0/16"], "inverted": inv}, st.booleans()),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(constraints=st.lists(_CONSTRAINTS, min_size=1, max_size=3),
+       rollout=st.sampled_from(["0", "25", "50", "100"]),
+       stickiness=st.sampled_from(["default", ORG]),
+       value=_FIELD_VALUES, org=st.integers(0, 10_000), user=st.integers(0, 10_000))
+def test_unleash_import_answers_as_yggdrasil(constraints, rollout, stickiness, value, org,
+                                             user):
+    """Random constraints (absent, inverted, NOT_IN, numbers, versions, networks) and
+    rollouts: the imported flag answers each context as Unleash's own engine does."""
+    ygg = pytest.importorskip("yggdrasil_engine.engine")
+    toggle = unleash_toggle(constraints=constraints, rollout=rollout, stickiness=stickiness)
+    state = {"version": 2, "features": [toggle]}
+    result = convert_unleash(state)
+    assert not result.skipped, result.skipped
+    engine = ygg.UnleashEngine()
+    engine.take_state(json.dumps(state))
+    props = {ORG: f"org-{org}"}
+    if value is not None:
+        props["plan"] = value
+    unleash_ctx = {"userId": f"user-{user}", "properties": props}
+    placed = result.fields.get("billing", {})
+    ours = evaluate(compile_flags(result.flags), "billing", unleash_context(unleash_ctx, placed))
+    theirs = engine.is_enabled("billing", unleash_ctx).is_enabled
+    assert ours.enabled is theirs, json.dumps([toggle, result.flags[0], unleash_ctx])
+
+
+@pytest.mark.parametrize(("toggle", "reason"), [
+    (unleash_toggle(stickiness="sessionId"), "no sessions"),
+    (unleash_toggle(stickiness="random"), "buckets on the distinct id"),
+    (unleash_toggle(constraints=[{"contextName": "currentTime", "operator": "DATE_AFTER",
+                                  "value": "2024-01-01T00:00:00Z"}]), "currentTime"),
+    ({"name": "x", "strategies": [{"name": "applicationHostname"}]}, "no flagsvc equivalent"),
+    ({"name": "has space", "strategies": []}, "no flagsvc key"),
+    (unleash_toggle(constraints=[{"contextName": "plan", "operator": "REGEX",
+                                  "value": "(a)\\1"}]), "regex"),
+    (unleash_toggle(constraints=[{"contextName": "plan", "operator": "NOT_IN",
+                                  "values": [str(i)]} for i in range(7)]), "more than 64"),
+    ({"name": "two", "strategies": [
+        {"name": "flexibleRollout", "parameters": {"rollout": "30", "groupId": "a"}},
+        {"name": "flexibleRollout", "parameters": {"rollout": "40", "groupId": "b"}}]},
+     "different groupIds"),
+    (unleash_toggle(variants=[{"name": "a", "weight": 1}, {"name": "b", "weight": 1}],
+                    stickiness=ORG, rollout="30") | {"strategies": [
+        {"name": "flexibleRollout", "parameters": {"rollout": "30", "stickiness": ORG,
+                                                   "groupId": "billing"}},
+        {"name": "default", "variants": [{"name": "c", "weight": 1}]}]},
+     "different variants"),
+])
+def test_unleash_refuses_what_flagsvc_cannot_evaluate_alike(toggle, reason):
+    result = convert_unleash({"features": [toggle]})
+    assert not result.flags
+    assert reason in result.skipped[toggle["name"]]
+
+
+def test_unleash_environment_is_decided_at_import():
+    toggle = {"name": "beta", "enabled": True, "strategies": [
+        {"name": "default", "constraints": [
+            {"contextName": "environment", "operator": "IN", "values": ["production"]}]},
+        {"name": "userWithId", "parameters": {"userIds": "u1, u2"}, "constraints": [
+            {"contextName": "environment", "operator": "IN", "values": ["dev"]}]}]}
+    prod = convert_unleash({"features": [toggle]}, environment="production")
+    assert prod.flags[0]["conditions"] == [
+        {"rollout_percentage": 100, "bucket_by": "$person", "properties": [], "variant": None}]
+    assert any("never matches" in w for w in prod.warnings["beta"])
+    dev = convert_unleash({"features": [toggle]}, environment="dev")
+    assert [c["properties"] for c in dev.flags[0]["conditions"]] == [
+        [{"type": "person", "key": "distinct_id", "operator": "exact", "value": ["u1", "u2"]}]]
+    # without --environment it is a property the app sends
+    neither = convert_unleash({"features": [toggle]})
+    assert neither.fields["beta"]["environment"] == "person"
+
+
+def test_unleash_admin_export_takes_one_environment():
+    export = {
+        "features": [{"name": "beta", "description": "d"}],
+        "featureStrategies": [
+            {"featureName": "beta", "environment": "production", "name": "flexibleRollout",
+             "parameters": {"rollout": "20", "stickiness": ORG, "groupId": "beta"},
+             "constraints": [], "segments": [7]},
+            {"featureName": "beta", "environment": "development", "name": "default",
+             "parameters": {}, "constraints": []}],
+        "featureEnvironments": [
+            {"name": "beta", "environment": "production", "enabled": True},
+            {"name": "beta", "environment": "development", "enabled": False}],
+        "segments": [{"id": 7, "constraints": [
+            {"contextName": "plan", "operator": "IN", "values": ["pro"]}]}],
+    }
+    with pytest.raises(Unimportable, match="name one"):
+        convert_unleash(export)
+    prod = convert_unleash(export, environment="production").flags[0]
+    assert prod["active"] is True and prod["bucket_by"] == ORG
+    assert prod["conditions"] == [{"rollout_percentage": 20, "bucket_by": ORG, "variant": None,
+                                   "properties": [{"type": "group", "group_type": ORG,
+                                                   "key": "plan", "operator": "exact",
+                                                   "value": ["pro"]}]}]
+    dev = convert_unleash(export, environment="development").flags[0]
+    assert dev["active"] is False
+
+
+def test_unleash_overrides_apply_only_where_a_strategy_matches():
+    toggle = {"name": "ovr", "enabled": True,
+              "strategies": [{"name": "userWithId", "parameters": {"userIds": "a,b"}}],
+              "variants": [{"name": "red", "weight": 500, "stickiness": "default",
+                            "overrides": [{"contextName": "userId", "values": ["b", "z"]}]},
+                           {"name": "blue", "weight": 500, "stickiness": "default"}]}
+    result = convert_unleash({"features": [toggle]})
+    flags = compile_flags(result.flags)
+    assert evaluate(flags, "ovr", Context(distinct_id="b")).variant == "red"
+    assert not evaluate(flags, "ovr", Context(distinct_id="z")).enabled  # no strategy matches
+    assert evaluate(flags, "ovr", Context(distinct_id="a")).enabled
+
+
+def test_unleash_field_placement_can_be_given():
+    toggle = unleash_toggle(stickiness="default", rollout="100", constraints=[
+        {"contextName": "plan", "operator": "IN", "values": ["pro"]}])
+    result = convert_unleash({"features": [toggle]}, fields={"plan": "group:account"})
+    f = result.flags[0]["conditions"][0]["properties"][0]
+    assert f["type"] == "group" and f["group_type"] == "account"
+    with pytest.raises(Unimportable, match="field plan"):
+        convert_unleash({"features": [toggle]}, fields={"plan": "grup:account"})
+
+
+# ------------------------------------------------------------------ PostHog
+
+
+def test_posthog_reference_flag():
+    flag = posthog_flag(properties=[
+        {"key": "plan", "type": "group", "group_type_index": 0, "operator": "exact",
+         "value": ["enterprise", "pro"]},
+        {"key": "employees", "type": "group", "group_type_index": 0, "operator": "gt",
+         "value": 50}], rollout=30,
+        multivariate={"variants": [{"key": "control", "rollout_percentage": 50},
+                                   {"key": "test", "rollout_percentage": 50}]},
+        payloads={"test": '{"color": "green"}'})
+    result = convert_posthog({"flags": [flag], "group_type_mapping": {"0": ORG}})
+    out = result.flags[0]
+    assert out["bucket_by"] == ORG
+    assert out["conditions"][0]["properties"][0] == {
+        "type": "group", "group_type": ORG, "key": "plan", "operator": "exact",
+        "value": ["enterprise", "pro"], "case_insensitive": True}
+    assert out["variants"] == [{"key": "control", "weight": 50}, {"key": "test", "weight": 50}]
+    assert out["payloads"] == {"test": {"color": "green"}}
+    assert any("SHA-1" in w for w in result.warnings["billing"])
+
+
+def test_posthog_needs_the_group_type_names():
+    flag = posthog_flag()
+    assert "group type index 0" in convert_posthog({"flags": [flag]}).skipped["billing"]
+    assert convert_posthog([flag], group_types={0: "company"}).flags[0]["bucket_by"] == "company"
+
+
+def test_posthog_dependencies_cohorts_and_refusals():
+    parent = posthog_flag("parent", index=None, flag_id=7)
+    child = posthog_flag("child", index=None, flag_id=8, properties=[
+        {"key": "7", "type": "flag", "value": True, "operator": "flag_evaluates_to"},
+        {"key": "3", "type": "cohort", "value": 3}])
+    cohorts = {"3": {"type": "OR", "values": [
+        {"type": "AND", "values": [{"key": "email", "type": "person", "operator": "icontains",
+                                    "value": "@acme"}]},
+        {"type": "AND", "values": [{"key": "beta", "type": "person", "operator": "exact",
+                                    "value": ["true"]}]}]}}
+    behavioural = posthog_flag("seen", index=None, flag_id=9, properties=[
+        {"key": "4", "type": "cohort", "value": 4}])
+    dated = posthog_flag("dated", index=None, flag_id=10, properties=[
+        {"key": "signup", "type": "person", "operator": "is_date_exact", "value": "2024-01-01"}])
+    early = posthog_flag("early", index=None, super_groups=[{"properties": []}])
+    result = convert_posthog({"flags": [parent, child, behavioural, dated, early],
+                              "cohorts": cohorts})
+    by_key = {f["key"]: f for f in result.flags}
+    assert set(by_key) == {"parent", "child"}
+    conds = by_key["child"]["conditions"]
+    assert len(conds) == 2 and all(c["properties"][0]["key"] == "parent" for c in conds)
+    flags = compile_flags(result.flags)
+    assert evaluate(flags, "child", Context("u", person_properties={"email": "x@ACME.io"})).enabled
+    assert evaluate(flags, "child", Context("u", person_properties={"beta": "TRUE"})).enabled
+    assert not evaluate(flags, "child", Context("u", person_properties={"beta": "no"})).enabled
+    assert "computes its members" in result.skipped["seen"]
+    assert "is_date_exact" in result.skipped["dated"]
+    assert "early-access" in result.skipped["early"]
+
+
+@pytest.mark.parametrize(("op", "value", "lo", "hi"), [
+    ("semver_tilde", "1.2.3", "1.2.3", "1.3.0"),
+    ("semver_tilde", "1", "1.0.0", "2.0.0"),
+    ("semver_caret", "1.2.3", "1.2.3", "2.0.0"),
+    ("semver_caret", "0.2.3", "0.2.3", "0.3.0"),
+    ("semver_caret", "0.0.3", "0.0.3", "0.0.4"),
+    ("semver_wildcard", "1.2.*", "1.2.0", "1.3.0"),
+    ("semver_wildcard", "1.*", "1.0.0", "2.0.0"),
+])
+def test_posthog_semver_ranges(op, value, lo, hi):
+    assert semver_range(op, value) == (lo, hi)
+
+
+_PH_VALUES = st.sampled_from(["pro", "Pro", "PRO", "enterprise", "free", "12", "7", "abc",
+                              "1.2.3", "2.0.0", "1.10.0", "me@acme.com", "true", "false"])
+_PH_FILTERS = st.one_of(
+    st.builds(lambda op, v: {"key": "plan", "type": "person", "operator": op, "value": v},
+              st.sampled_from(["exact", "is_not"]),
+              st.one_of(_PH_VALUES, st.lists(_PH_VALUES, min_size=1, max_size=3))),
+    st.builds(lambda op, v: {"key": "plan", "type": "person", "operator": op, "value": v},
+              st.sampled_from(["icontains", "not_icontains", "starts_with", "not_starts_with",
+                               "ends_with", "not_ends_with", "regex", "not_regex"]),
+              st.sampled_from(["pr", "PRO", "e", "acme", "^p.o$", "1"])),
+    st.builds(lambda op, v: {"key": "plan", "type": "person", "operator": op, "value": v},
+              st.sampled_from(["gt", "gte", "lt", "lte"]), st.sampled_from([7, 12, "10"])),
+    st.builds(lambda op, v: {"key": "plan", "type": "person", "operator": op, "value": v},
+              st.sampled_from(["semver_eq", "semver_neq", "semver_gt", "semver_gte",
+                               "semver_lt", "semver_lte", "semver_tilde", "semver_caret"]),
+              st.sampled_from(["1.2.3", "2.0.0", "1.10.0", "0.2.0"])),
+    st.builds(lambda v: {"key": "plan", "type": "person", "operator": "semver_wildcard",
+                         "value": v}, st.sampled_from(["1.*", "1.2.*", "2.*"])),
+    st.just({"key": "plan", "type": "person", "operator": "is_set", "value": "is_set"}),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(filters=st.lists(_PH_FILTERS, min_size=1, max_size=2), value=_PH_VALUES)
+def test_posthog_import_matches_as_posthog_local_evaluation(filters, value):
+    """Random filters over one present property: the imported flag matches exactly when
+    PostHog's own local evaluation does (where it decides locally at all)."""
+    from posthog.feature_flags import InconclusiveMatchError, match_feature_flag_properties
+
+    flag = posthog_flag(properties=filters, index=None)
+    result = convert_posthog([flag])
+    if result.skipped:
+        pytest.fail(str(result.skipped))
+    props = {"plan": value}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # version 2: "true" / "false" compare as text, as PostHog's server does now
+            theirs = match_feature_flag_properties(flag, "user-1", props,
+                                                   bucketing_value="user-1",
+                                                   property_matching_version=2)
+    except InconclusiveMatchError:
+        return  # PostHog would ask its server
+    ours = evaluate(compile_flags(result.flags), "billing",
+                    Context("user-1", person_properties=props))
+    assert ours.enabled is bool(theirs), (filters, props)
+
+
+# ------------------------------------------------------------------ the command
+
+
+@pytest.fixture
+def cli(db_path, monkeypatch, capsys):
+    monkeypatch.setenv("FLAGSVC_DATABASE", db_path)
+
+    def run(*argv):
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def _write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_cli_imports_unleash_and_decide_answers_alike(cli, db_path, tmp_path):
+    store = Store(db_path)
+    pid = store.create_project("acme")["id"]
+    toggle = unleash_toggle(constraints=[
+        {"contextName": "plan", "operator": "IN", "values": ["enterprise"]}], rollout="100")
+    path = _write(tmp_path, "unleash.json", {"version": 2, "features": [toggle]})
+    code, out, err = cli("flags", "import", "--from", "unleash", "--dry-run",
+                         "--project", str(pid), path)
+    assert code == 0 and json.loads(out)["flags"][0]["key"] == "billing"
+    assert "dry run: would import 1 flags (1 created, 0 updated); new group types: " \
+           "organization" in err
+    assert store.list_flags(pid) == []
+    code, out, err = cli("flags", "import", "--from", "unleash", "--project", str(pid), path)
+    assert code == 0, err
+    assert "context field plan is read from a property of group type organization" in err
+    assert [t["name"] for t in store.group_types(pid)] == [ORG]
+    [saved] = store.list_flags(pid)
+    assert saved["bucket_by"] == ORG
+    assert [e["action"] for e in store.audit_log(pid)] == ["created"]
+    again = cli("flags", "import", "--from", "unleash", "--project", str(pid), path)
+    assert again[0] == 0 and "(0 created, 1 updated)" in again[1]
+
+
+def test_cli_import_is_all_or_nothing(cli, db_path, tmp_path):
+    pid = Store(db_path).create_project("acme")["id"]
+    good = unleash_toggle("good", rollout="100")
+    bad = unleash_toggle("bad", stickiness="sessionId")
+    path = _write(tmp_path, "u.json", {"features": [good, bad]})
+    code, _, err = cli("flags", "import", "--from", "unleash", "--project", str(pid), path)
+    assert code == 1 and "flag bad cannot be imported" in err and "nothing was imported" in err
+    assert Store(db_path).list_flags(pid) == []
+    code, out, err = cli("flags", "import", "--from", "unleash", "--skip-unimportable",
+                         "--project", str(pid), path)
+    assert code == 0 and "skipped: flag bad" in err
+    assert [f["key"] for f in Store(db_path).list_flags(pid)] == ["good"]
+
+
+def test_cli_import_runs_the_admin_checks(cli, db_path, tmp_path):
+    """What the admin API refuses, the import refuses: here a sixth group type and an
+    operator the project's hashed private key defeats."""
+    store = Store(db_path)
+    pid = store.create_project("acme")["id"]
+    for t in ("a", "b", "c", "d", "e"):
+        store.create_group_type(pid, t)
+    path = _write(tmp_path, "u.json", {"features": [unleash_toggle(rollout="100")]})
+    code, _, err = cli("flags", "import", "--from", "unleash", "--project", str(pid), path)
+    assert code == 1 and "at most 5" in err
+    pid2 = store.create_project("beta")["id"]
+    store.update_project(pid2, private_properties={"email": "hash"})
+    flag = posthog_flag(index=None, properties=[
+        {"key": "email", "type": "person", "operator": "icontains", "value": "@acme"}])
+    path = _write(tmp_path, "p.json", [flag])
+    code, _, err = cli("flags", "import", "--from", "posthog", "--project", str(pid2), path)
+    assert code == 1 and "email" in err and "nothing was imported" in err
+
+
+def test_cli_import_posthog_with_group_type_option(cli, db_path, tmp_path):
+    pid = Store(db_path).create_project("acme")["id"]
+    path = _write(tmp_path, "p.json", {"results": [posthog_flag(rollout=40)]})
+    code, _, err = cli("flags", "import", "--from", "posthog", "--project", str(pid), path)
+    assert code == 1 and "group type index 0" in err
+    code, out, err = cli("flags", "import", "--from", "posthog", "--group-type", "0=company",
+                         "--project", str(pid), path)
+    assert code == 0, err
+    assert "SHA-1" in err and Store(db_path).list_flags(pid)[0]["bucket_by"] == "company"
+    assert cli("flags", "import", "--group-type", "x", path)[0] == 1  # not for flagsvc files
+
+
+def test_convert_rejects_unknown_formats():
+    with pytest.raises(ValueError, match="unknown format"):
+        convert("launchdarkly", {})
