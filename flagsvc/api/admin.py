@@ -228,3 +228,6 @@ from . import preview  # noqa: E402, F401
 
 # isort: split
 from . import directory  # noqa: E402, F401
+
+# isort: split
+from . import imports  # noqa: E402, F401

@@ -98,6 +98,12 @@ def admin_ops() -> dict[tuple[str, str], Op]:
         (f + "/{ref}/groups", "get"): admin("Groups a saved flag is on (or off) for",
                                             (200, s.FlagGroupsPageSchema),
                                             query=s.FlagGroupsQuerySchema, errors=("404",)),
+        (f + "/import", "post"): admin(
+            "Import flags from a flagsvc export, Unleash or PostHog",
+            (200, s.FlagImportResultSchema), body=s.FlagImportSchema,
+            description="All or nothing: a flag that cannot be converted (unless "
+                        "skip_unimportable) or fails the checks of create is a 422 listing "
+                        "every problem, and nothing is written. Existing keys are updated."),
         (f + "/explain", "post"): admin("Explain a draft flag for a context",
                                         (200, s.ExplainSchema), body=s.ExplainRequestSchema),
         (f + "/{ref}/explain", "post"): admin(

@@ -68,6 +68,7 @@ from .flags import (
     PropertyFilterSchema,
     VariantSchema,
 )
+from .imports import FlagImportResultSchema, FlagImportSchema
 from .public import (
     AccoilRequestSchema,
     DecideFlagMetadataSchema,
@@ -111,6 +112,8 @@ __all__ = [
     "ExplainRequestSchema",
     "ExplainSchema",
     "FlagGroupSchema",
+    "FlagImportResultSchema",
+    "FlagImportSchema",
     "FlagGroupsPageSchema",
     "FlagGroupsQuerySchema",
     "FlagInputSchema",

@@ -24,7 +24,7 @@ from .base import MAX_SQL_INT, PERSON, BucketBy, GroupTypeName, Timestamp
 
 MAX_KEY_LENGTH = 200
 # Keys a flag cannot take: they are routes under /api/flags/.
-RESERVED_FLAG_KEYS = frozenset({"definitions", "preview", "explain"})
+RESERVED_FLAG_KEYS = frozenset({"definitions", "preview", "explain", "import"})
 # Output-only fields of a flag; accepted (and ignored) on input so a GET body can be PUT back.
 FLAG_READ_ONLY = ("id", "created_at", "updated_at", "deleted", "deleted_at")
 
