@@ -96,6 +96,10 @@ def test_walkthrough_runs_as_written(served):
     assert explained["group_key"] == "acme"
     expected = bucket("new-billing", "acme") <= 50
     assert explained["enabled"] is expected
+    # The Unleash toggle was imported, its constraint read from the account's properties.
+    imported = json.loads(outputs[4])
+    assert imported["created"] == ["legacy-search"] and imported["group_types"] == []
+    assert imported["context_fields"]["legacy-search"]["plan"] == "group:account"
 
     python = _blocks("python walkthrough")[0].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
     printed = io.StringIO()
