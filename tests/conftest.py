@@ -90,3 +90,18 @@ def auth(project):
 def h(app_project):
     """Admin headers for `app_project`."""
     return auth(app_project)
+
+
+@pytest.fixture
+def cli(db_path, monkeypatch, capsys):
+    """Runs the `flagsvc` command on `db_path`: cli("flags", "import", ...) -> (code, out, err)."""
+    from flagsvc.cli import main
+
+    monkeypatch.setenv("FLAGSVC_DATABASE", db_path)
+
+    def run(*argv):
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

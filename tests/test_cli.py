@@ -6,20 +6,7 @@ import json
 
 import pytest
 
-from flagsvc.cli import main
 from flagsvc.store import Store
-
-
-@pytest.fixture
-def cli(db_path, monkeypatch, capsys):
-    monkeypatch.setenv("FLAGSVC_DATABASE", db_path)
-
-    def run(*argv):
-        code = main(list(argv))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def test_migrate_says_what_it_applied(cli, db_path):

@@ -12,7 +12,6 @@ import yggdrasil_engine.engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flagsvc.cli import main
 from flagsvc.engine import Context, compile_flags, evaluate
 from flagsvc.imports import Unimportable, convert
 from flagsvc.imports.posthog import convert_posthog, semver_range
@@ -343,17 +342,6 @@ def test_posthog_import_matches_as_posthog_local_evaluation(filters, value):
 
 # ------------------------------------------------------------------ the command
 
-
-@pytest.fixture
-def cli(db_path, monkeypatch, capsys):
-    monkeypatch.setenv("FLAGSVC_DATABASE", db_path)
-
-    def run(*argv):
-        code = main(list(argv))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def _write(tmp_path, name, data):
