@@ -153,7 +153,9 @@ def cmd_flags_import(args: argparse.Namespace) -> int:
         print("nothing was imported", file=sys.stderr)
         return 1
     summary = (f"{len(converted.flags)} flags ({len(done.created)} created, "
-               f"{len(done.updated)} updated)")
+               f"{len(done.updated)} updated, {len(done.unchanged)} unchanged)")
+    if done.restored:
+        summary += f"; restored: {', '.join(done.restored)}"
     if done.group_types:
         summary += f"; new group types: {', '.join(done.group_types)}"
     if args.dry_run:

@@ -54,10 +54,16 @@ def test_export_then_import_round_trips(cli, db_path, tmp_path):
     imported = store.get_flag(other, "f1")
     assert [c["rollout_percentage"] for c in imported["conditions"]] == [30]
     assert imported["bucket_by"] == "organization"
-    # Importing again updates; a deleted flag of that key is restored.
+    # Importing again restores a deleted flag of that key, and updates changed rules.
     store.set_flag_deleted(other, "f1", True)
     code, out, _ = cli("flags", "import", "--project", str(other), str(path))
-    assert code == 0 and "1 updated" in out and not store.get_flag(other, "f1")["deleted"]
+    assert code == 0 and "1 unchanged); restored: f1" in out
+    assert not store.get_flag(other, "f1")["deleted"]
+    text = path.read_text()
+    path.write_text(text.replace('"rollout_percentage": 30', '"rollout_percentage": 60'))
+    code, out, _ = cli("flags", "import", "--project", str(other), str(path))
+    assert code == 0 and "(0 created, 1 updated, 0 unchanged)" in out
+    assert store.get_flag(other, "f1")["conditions"][0]["rollout_percentage"] == 60
 
 
 @pytest.mark.parametrize("flags, message", [

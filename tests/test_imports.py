@@ -16,7 +16,7 @@ from flagsvc.engine import Context, compile_flags, evaluate
 from flagsvc.imports import Unimportable, convert
 from flagsvc.imports.posthog import convert_posthog, semver_range
 from flagsvc.imports.unleash import convert_unleash, unleash_context
-from flagsvc.store import Store
+from flagsvc.store import Conflict, LimitExceeded, Store
 
 ORG = "organization"
 
@@ -359,7 +359,7 @@ def test_cli_imports_unleash_and_decide_answers_alike(cli, db_path, tmp_path):
     code, out, err = cli("flags", "import", "--from", "unleash", "--dry-run",
                          "--project", str(pid), path)
     assert code == 0 and json.loads(out)["flags"][0]["key"] == "billing"
-    assert "dry run: would import 1 flags (1 created, 0 updated); new group types: " \
+    assert "dry run: would import 1 flags (1 created, 0 updated, 0 unchanged); new group types: " \
            "organization" in err
     assert store.list_flags(pid) == []
     code, out, err = cli("flags", "import", "--from", "unleash", "--project", str(pid), path)
@@ -370,7 +370,8 @@ def test_cli_imports_unleash_and_decide_answers_alike(cli, db_path, tmp_path):
     assert saved["bucket_by"] == ORG
     assert [e["action"] for e in store.audit_log(pid)] == ["created"]
     again = cli("flags", "import", "--from", "unleash", "--project", str(pid), path)
-    assert again[0] == 0 and "(0 created, 1 updated)" in again[1]
+    assert again[0] == 0 and "(0 created, 0 updated, 1 unchanged)" in again[1]
+    assert len(store.audit_log(pid)) == 1  # nothing rewritten
 
 
 def test_cli_import_is_all_or_nothing(cli, db_path, tmp_path):
@@ -421,3 +422,23 @@ def test_cli_import_posthog_with_group_type_option(cli, db_path, tmp_path):
 def test_convert_rejects_unknown_formats():
     with pytest.raises(ValueError, match="unknown format"):
         convert("launchdarkly", {})
+
+
+def test_store_import_is_one_transaction(db_path):
+    """A failure at any point (a 6th group type taken meanwhile, a veto of the check) leaves
+    the project exactly as it was: no flag, no group type, no audit entry."""
+    store = Store(db_path)
+    pid = store.create_project("acme")["id"]
+    flags = [{"key": "a", "conditions": [{}]}, {"key": "b", "conditions": [{}]}]
+    with pytest.raises(LimitExceeded):
+        store.import_flags(pid, flags, ["t1", "t2", "t3", "t4", "t5", "t6"])
+
+    def veto(live):
+        assert {f["key"] for f in live} == {"a", "b"}  # sees the import's own writes
+        raise Conflict("no")
+
+    with pytest.raises(Conflict):
+        store.import_flags(pid, flags, ["t1"], check=veto)
+    assert store.list_flags(pid, include_deleted=True) == []
+    assert store.group_types(pid) == [] and store.audit_log(pid) == []
+    assert store.import_flags(pid, flags, ["t1"])["created"] == ["a", "b"]

@@ -44,8 +44,19 @@ def test_dry_run_writes_nothing_then_import_creates(client, h, app_project, app)
     assert flag["key"] == "billing" and flag["bucket_by"] == ORG
     audit = client.get("/api/audit", headers=h).json["entries"]
     assert [e["action"] for e in audit] == ["created"]
-    r = _import(client, h, format="unleash", data=REFERENCE)
-    assert r.json["updated"] == ["billing"] and r.json["created"] == []
+    r = _import(client, h, format="unleash", data=REFERENCE)  # again: nothing to write
+    assert r.json["unchanged"] == ["billing"] and r.json["updated"] == []
+    changed = json.loads(json.dumps(REFERENCE))
+    changed["features"][0]["strategies"][0]["parameters"]["rollout"] = "40"
+    r = _import(client, h, format="unleash", data=changed, dry_run=True)
+    assert r.json["updated"] == ["billing"]
+    assert client.get("/api/flags/billing", headers=h).json["version"] == 1
+    r = _import(client, h, format="unleash", data=changed)
+    assert r.json["updated"] == ["billing"]
+    assert client.get("/api/flags/billing", headers=h).json["conditions"][0][
+        "rollout_percentage"] == 40
+    audit = client.get("/api/audit", headers=h).json["entries"]
+    assert [e["action"] for e in audit] == ["updated", "created"]
 
 
 def test_unimportable_flags_make_it_a_422_unless_skipped(client, h):

@@ -48,6 +48,6 @@ def import_flags_route() -> Response:
         service().invalidate(project["id"])
     return json_response(s.FlagImportResultSchema().dump({
         "dry_run": req["dry_run"], "created": done.created, "updated": done.updated,
-        "restored": done.restored, "group_types": done.group_types,
+        "restored": done.restored, "unchanged": done.unchanged, "group_types": done.group_types,
         "skipped": converted.skipped, "warnings": converted.warnings,
         "context_fields": converted.fields, "flags": converted.flags}))

@@ -3,9 +3,10 @@
 `flagsvc flags import` and `POST /api/flags/import` both end here. Every flag passes the
 admin API's schema and `flagcheck.flag_problems` against the project as it will be after
 the import (so imported flags may depend on each other), and the group types they need must
-fit in the project's five; nothing is written unless every flag passes. A flag whose key
-exists is updated (a deleted one restored first), others are created; each write is in the
-audit log as if made through the admin API.
+fit in the project's five; nothing is written unless every flag passes, and the writes are
+one transaction. A flag whose key exists is updated (a deleted one restored first) unless
+its rules are unchanged, others are created; each write is in the audit log as if made
+through the admin API.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine import compile_flags
 from ..flagcheck import flag_problems, referenced_group_types
+from ..store import Conflict, LimitExceeded
 from ..store.projects import MAX_GROUP_TYPES
 
 
@@ -26,6 +29,7 @@ class Applied:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # same rules as stored: not written
     group_types: list[str] = field(default_factory=list)  # created for the imported flags
     problems: dict[str, list[str]] = field(default_factory=dict)  # flag key -> messages
 
@@ -46,6 +50,18 @@ def _loaded(raw: Iterable[Any], problems: dict[str, list[str]]) -> list[dict[str
         flag.pop("version", None)
         flags.append(flag)
     return flags
+
+
+def _no_cycle(keys: list[str]) -> Any:
+    """The store's in-transaction check: no imported flag closes a dependency cycle with
+    flags changed meanwhile."""
+    def check(live: list[dict[str, Any]]) -> None:
+        compiled = compile_flags(live)
+        for key in keys:
+            error = compiled[key].error if key in compiled else None
+            if error and "dependency" in error:
+                raise Conflict(f"flag {key}: {error}")
+    return check
 
 
 def import_flags(store: Any, project_id: int, raw: Iterable[Any],
@@ -71,21 +87,24 @@ def import_flags(store: Any, project_id: int, raw: Iterable[Any],
         done.problems.setdefault("(group types)", []).append(
             f"the flags need group types {', '.join(done.group_types)} beside "
             f"{', '.join(known) or 'none'}: a project has at most {MAX_GROUP_TYPES}")
-    for f in flags:
-        current = existing.get(f["key"])
-        (done.created if current is None else done.updated).append(f["key"])
-        if current is not None and current["deleted"]:
-            done.restored.append(f["key"])
-    if done.problems or dry_run:
+    if done.problems:
         return done
-    for name in done.group_types:
-        store.create_group_type(project_id, name)
-    for f in flags:
-        current = existing.get(f["key"])
-        if current is None:
-            store.create_flag(project_id, f)
-            continue
-        if current["deleted"]:
-            store.set_flag_deleted(project_id, current["id"], False)
-        store.update_flag(project_id, current["id"], f, expected_version=None)
+    if dry_run:  # what the store would do, read the same way
+        for f in flags:
+            current = existing.get(f["key"])
+            if current is None:
+                done.created.append(f["key"])
+                continue
+            if current["deleted"]:
+                done.restored.append(f["key"])
+            same = all(current.get(k) == v for k, v in f.items())
+            (done.unchanged if same else done.updated).append(f["key"])
+        return done
+    try:
+        written = store.import_flags(project_id, flags, done.group_types, check=_no_cycle(keys))
+    except (Conflict, LimitExceeded) as e:  # a concurrent change: nothing was written
+        done.problems["(import)"] = [f"{e} (changed meanwhile; nothing was written)"]
+        return done
+    done.created, done.updated = written["created"], written["updated"]
+    done.restored, done.unchanged = written["restored"], written["unchanged"]
     return done

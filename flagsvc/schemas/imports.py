@@ -40,6 +40,8 @@ class FlagImportResultSchema(Schema):
     created = fields.List(fields.String(), metadata={"description": "flag keys"})
     updated = fields.List(fields.String(), metadata={"description": "flag keys (restored too)"})
     restored = fields.List(fields.String(), metadata={"description": "deleted flags restored"})
+    unchanged = fields.List(fields.String(),
+                            metadata={"description": "same rules as stored: not written"})
     group_types = fields.List(fields.String(), metadata={"description": "created for the flags"})
     skipped = fields.Dict(keys=fields.String(), values=fields.String(),
                           metadata={"description": "source flag -> why it cannot be imported"})

@@ -147,6 +147,57 @@ class FlagsMixin:
             self._audit(conn, project_id, "deleted" if deleted else "restored", before, after)
         return after
 
+    def import_flags(self, project_id: int, flags: list[dict[str, Any]],
+                     group_types: list[str], check: Any = None) -> dict[str, list[str]]:
+        """Create, update or restore `flags` by key and create `group_types`, all in one
+        transaction (each change audited as the single-flag methods do; a flag whose rules
+        are unchanged is left at its version). `check(live_flags)` may veto the whole import
+        by raising; LimitExceeded (a 6th group type) rolls everything back too."""
+        done: dict[str, list[str]] = {"created": [], "updated": [], "restored": [],
+                                      "unchanged": []}
+        conn = self.conn()
+        now = time.time()
+        ensure = self.ensure_group_type  # type: ignore[attr-defined]  # ProjectsMixin
+        with transaction(conn):
+            for name in group_types:
+                ensure(conn, project_id, name)
+            for flag in flags:
+                row = conn.execute(f"SELECT {_COLS} FROM flags WHERE project_id = ? AND key = ?",
+                                   (project_id, flag["key"])).fetchone()
+                if row is None:
+                    cur = conn.execute(
+                        "INSERT INTO flags (project_id, key, definition, version, created_at, "
+                        "updated_at) VALUES (?, ?, ?, 1, ?, ?)",
+                        (project_id, flag["key"], _definition(flag), now, now))
+                    self._audit(conn, project_id, "created", None, self._row_by_id(
+                        conn, cur.lastrowid))
+                    done["created"].append(flag["key"])
+                    continue
+                before = _flag_row(row)
+                if before["deleted"]:
+                    conn.execute("UPDATE flags SET deleted_at = NULL, version = version + 1, "
+                                 "updated_at = ? WHERE id = ?", (now, before["id"]))
+                    restored = self._row_by_id(conn, before["id"])
+                    self._audit(conn, project_id, "restored", before, restored)
+                    done["restored"].append(flag["key"])
+                    before = restored
+                if _definition({**before, **flag}) == _definition(before):
+                    done["unchanged"].append(flag["key"])
+                    continue
+                conn.execute("UPDATE flags SET definition = ?, version = version + 1, "
+                             "updated_at = ? WHERE id = ?",
+                             (_definition({**before, **flag}), now, before["id"]))
+                self._audit(conn, project_id, "updated", before,
+                            self._row_by_id(conn, before["id"]))
+                done["updated"].append(flag["key"])
+            self._check_live(conn, project_id, check)
+        return done
+
+    @staticmethod
+    def _row_by_id(conn: sqlite3.Connection, flag_id: int | None) -> dict[str, Any]:
+        return _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
+                                      (flag_id,)).fetchone())
+
     def audit_log(self, project_id: int, flag_id: int | None = None, limit: int = 100,
                   before_id: int | None = None) -> list[dict[str, Any]]:
         sql = ("SELECT id, flag_id, flag_key, action, version, before, after, created_at "
