@@ -74,14 +74,15 @@ def test_unleash_reference_flag_keeps_buckets_and_variants_of_yggdrasil():
 
 # Unleash constraints as generated cases: operator, values, and context values to try.
 _FIELD_VALUES = st.one_of(st.none(), st.sampled_from(
-    ["pro", "Pro", "enterprise", "free", "12", "7", "12.5", "abc", "1.2.3", "2.0.0",
-     "1.10.0", "10.0.0.1", "192.168.1.7", "me@acme.com", ""]))
+    ["pro", "Pro", "enterprise", "free", "12", "12.0", "012", "7", "12.5", "abc", "1.2.3",
+     "2.0.0", "1.10.0", "v1.2.3", "1.2", "10.0.0.1", "192.168.1.7", "me@acme.com", "",
+     "2024-06-01T00:00:00Z", "2024-06-01", "2023-01-01T10:00:00+02:00", "2024-06-01 12:00:00Z"]))
 _CONSTRAINTS = st.one_of(
     st.builds(lambda op, vals, inv, ci: {"contextName": "plan", "operator": op, "values": vals,
                                          "inverted": inv, "caseInsensitive": ci},
               st.sampled_from(["IN", "NOT_IN", "STR_CONTAINS", "STR_STARTS_WITH",
                                "STR_ENDS_WITH"]),
-              st.lists(st.sampled_from(["pro", "PRO", "enter", "e", "12", "acme.com"]),
+              st.lists(st.sampled_from(["pro", "PRO", "enter", "e", "12", "012", "acme.com"]),
                        min_size=1, max_size=3),
               st.booleans(), st.booleans()),
     st.builds(lambda op, v, inv: {"contextName": "plan", "operator": op, "value": v,
@@ -95,6 +96,11 @@ _CONSTRAINTS = st.one_of(
               st.sampled_from(["1.2.3", "2.0.0", "1.10.0"]), st.booleans()),
     st.builds(lambda inv: {"contextName": "plan", "operator": "IN_CIDR",
                            "values": ["192.168.0.0/16"], "inverted": inv}, st.booleans()),
+    st.builds(lambda op, v, inv: {"contextName": "plan", "operator": op, "value": v,
+                                  "inverted": inv},
+              st.sampled_from(["DATE_AFTER", "DATE_BEFORE"]),
+              st.sampled_from(["2024-01-01T00:00:00Z", "2024-06-01T00:00:00.000Z",
+                               "2024-03-01T00:00:00+01:00"]), st.booleans()),
 )
 
 
@@ -292,8 +298,9 @@ def test_posthog_semver_ranges(op, value, lo, hi):
     assert semver_range(op, value) == (lo, hi)
 
 
-_PH_VALUES = st.sampled_from(["pro", "Pro", "PRO", "enterprise", "free", "12", "7", "abc",
-                              "1.2.3", "2.0.0", "1.10.0", "me@acme.com", "true", "false"])
+_PH_VALUES = st.sampled_from(["pro", "Pro", "PRO", "enterprise", "free", "12", "12.0", "012",
+                              "7", "abc", "1.2.3", "2.0.0", "1.10.0", "me@acme.com", "true",
+                              "false"])
 _PH_FILTERS = st.one_of(
     st.builds(lambda op, v: {"key": "plan", "type": "person", "operator": op, "value": v},
               st.sampled_from(["exact", "is_not"]),
@@ -442,3 +449,158 @@ def test_store_import_is_one_transaction(db_path):
     assert store.list_flags(pid, include_deleted=True) == []
     assert store.group_types(pid) == [] and store.audit_log(pid) == []
     assert store.import_flags(pid, flags, ["t1"])["created"] == ["a", "b"]
+
+
+# ------------------------------------------------------------------ review cases
+
+
+def _answers(state, contexts):
+    """(flagsvc, yggdrasil) answers per toggle and context: (enabled, variant or None)."""
+    result = convert_unleash(state)
+    engine = yggdrasil_engine.engine.UnleashEngine()
+    engine.take_state(json.dumps(state))
+    compiled = compile_flags(result.flags)
+    ours, theirs = [], []
+    for toggle in state["features"]:
+        name = toggle["name"]
+        for ctx in contexts:
+            v = engine.get_variant(name, ctx).variant
+            theirs.append((v.feature_enabled, None if v.name == "disabled" else v.name))
+            r = evaluate(compiled, name, unleash_context(ctx, result.fields.get(name, {})))
+            ours.append((r.enabled, r.variant))
+    return ours, theirs
+
+
+def _v(name, stickiness="default", **extra):
+    return {"name": name, "weight": 500, "stickiness": stickiness, **extra}
+
+
+USERS = [{"userId": f"user-{i}", "properties": {ORG: f"org-{i}"}} for i in range(8)]
+
+
+@pytest.mark.parametrize(("toggle", "contexts"), [
+    # text equality: "12" is not "12.0" or "012" for IN / NOT_IN / userWithId / overrides
+    ({"strategies": [{"name": "default", "constraints": [
+        {"contextName": "plan", "operator": "IN", "values": ["12"]}]}]},
+     [{"userId": "u", "properties": {"plan": p}} for p in ("12", "12.0", "012")]),
+    ({"strategies": [{"name": "default", "constraints": [
+        {"contextName": "plan", "operator": "NOT_IN", "values": ["1.5", "a+b"]}]}]},
+     [{"userId": "u", "properties": {"plan": p}} for p in ("1.5", "1x5", "1.50", "a+b", "aab")]),
+    ({"strategies": [{"name": "userWithId", "parameters": {"userIds": "12, 13"}}]},
+     [{"userId": u} for u in ("12", "12.0", "1.2e1", "13")]),
+    # a missing segment, an unknown operator, a rollout Unleash does not read: off
+    ({"strategies": [{"name": "default", "segments": [99]},
+                     {"name": "userWithId", "parameters": {"userIds": "u1"}}]},
+     [{"userId": "u1"}, {"userId": "u2"}]),
+    ({"strategies": [{"name": "userWithId", "parameters": {"userIds": "u1"}, "constraints": [
+        {"contextName": "x", "operator": "NOPE", "value": "1"}]}]}, [{"userId": "u1"}]),
+    ({"strategies": [{"name": "flexibleRollout", "parameters": {
+        "rollout": "100.0", "stickiness": "default", "groupId": "t"}}]}, USERS[:2]),
+    # DATE values in the forms Unleash reads (and does not)
+    ({"strategies": [{"name": "default", "constraints": [
+        {"contextName": "d", "operator": "DATE_AFTER", "value": "2024-01-01T00:00:00Z"}]}]},
+     [{"userId": "u", "properties": {"d": d}} for d in (
+         "2025-06-01T00:00:00Z", "2025-06-01", "2025-06-01T00:00:00", "1800000000",
+         "2025-06-01 00:00:00Z")]),
+    ({"strategies": [{"name": "default", "constraints": [
+        {"contextName": "d", "operator": "DATE_AFTER", "value": "2024-01-01"}]}]},
+     [{"userId": "u", "properties": {"d": "2025-06-01T00:00:00Z"}}]),
+    # a 100 % organization-sticky strategy still needs the organization, also when the
+    # variants hash on the user
+    ({"strategies": [{"name": "flexibleRollout", "parameters": {
+        "rollout": "100", "stickiness": ORG, "groupId": "t"}}],
+      "variants": [_v("a"), _v("b")]}, [*USERS, {"userId": "lone"}]),
+    # an override fires without the identifier the variants hash on
+    ({"strategies": [{"name": "default"}],
+      "variants": [_v("red", ORG, overrides=[{"contextName": "userId", "values": ["alice"]}]),
+                   _v("blue", ORG)]},
+     [{"userId": "alice"}, *USERS[:3]]),
+])
+def test_unleash_review_cases_answer_as_yggdrasil(toggle, contexts):
+    state = {"version": 2, "features": [{"name": "t", "enabled": True, **toggle}]}
+    ours, theirs = _answers(state, contexts)
+    assert ours == theirs
+
+
+def test_unleash_dependency_on_variants_of_a_parent_without_any():
+    state = {"version": 2, "features": [
+        {"name": "p", "enabled": True, "strategies": [{"name": "default"}]},
+        {"name": "c", "enabled": True, "strategies": [{"name": "default"}],
+         "dependencies": [{"feature": "p", "variants": ["red"]}]}]}
+    ours, theirs = _answers(state, [{"userId": "u"}])
+    assert ours == theirs == [(True, None), (True, None)]
+
+
+def test_skipped_parents_skip_their_dependants():
+    parent = posthog_flag("parent", index=None, flag_id=1, properties=[
+        {"key": "9", "type": "cohort", "value": 9}])
+    child = posthog_flag("child", index=None, flag_id=2, properties=[
+        {"key": "1", "type": "flag", "value": True}])
+    grandchild = posthog_flag("grandchild", index=None, flag_id=3, properties=[
+        {"key": "2", "type": "flag", "value": True}])
+    other = posthog_flag("other", index=None, flag_id=4)
+    result = convert("posthog", [parent, child, grandchild, other])
+    assert [f["key"] for f in result.flags] == ["other"]
+    assert result.skipped["child"] == "depends on parent, which cannot be imported"
+    assert result.skipped["grandchild"] == "depends on child, which cannot be imported"
+
+
+@pytest.mark.parametrize(("fmt", "data"), [
+    ("unleash", {"features": [{"name": "x", "strategies": ["default"]}]}),
+    ("unleash", {"features": [{"name": "x", "strategies": "default"}]}),
+    ("unleash", {"features": [{"name": "x", "strategies": [
+        {"name": "default", "parameters": ["a"]}]}]}),
+    ("unleash", {"features": [{"name": "x", "strategies": [
+        {"name": "default", "constraints": ["a"]}]}]}),
+    ("unleash", {"features": [{"name": "x", "strategies": [{"name": "default"}],
+                               "variants": ["a"]}]}),
+    ("unleash", {"features": [{"name": "x", "strategies": [{"name": "default"}],
+                               "variants": [{"weight": 1, "overrides": [
+                                   {"contextName": "userId", "values": ["u"]}]}]}]}),
+    ("unleash", {"features": [{"name": "x"}], "featureStrategies": ["s"]}),
+    ("unleash", {"features": [{"name": "x", "strategies": [], "enabled": "false"}]}),
+    ("posthog", {"flags": [{"key": "x", "filters": "f"}]}),
+    ("posthog", {"flags": [{"key": "x", "filters": {"groups": [{"properties": {"a": 1}}]}}]}),
+    ("posthog", {"flags": [{"key": "x", "filters": {"multivariate": []}}]}),
+    ("posthog", {"flags": [{"key": "x", "filters": {}}], "group_type_mapping": [1]}),
+    ("posthog", {"flags": [{"key": "x", "filters": {"groups": [{"properties": [
+        {"key": "a", "operator": ["exact"], "value": 1}]}]}}]}),
+    ("flagsvc", [1, "x"]),
+])
+def test_malformed_exports_are_refused_clearly(client, h, fmt, data):
+    """Neither a traceback nor a 500: a 4xx (or a skipped flag) that says what is off."""
+    r = client.post("/api/flags/import", json={"format": fmt, "data": data}, headers=h)
+    assert r.status_code == 422, r.json
+    assert r.json["errors"]
+
+
+@pytest.mark.parametrize(("flag", "reason"), [
+    (posthog_flag(index=None, early_exit=True) | {"filters": {
+        "early_exit": True, "groups": [{"properties": [], "rollout_percentage": 0},
+                                       {"properties": [], "rollout_percentage": 100}]}},
+     "early_exit"),
+    (posthog_flag(index=None, holdout={"id": 5, "exclusion_percentage": 10}), "holdout"),
+    (posthog_flag(index=None, bucketing_identifier="device_id"), "device id"),
+    (posthog_flag(index=None, multivariate={"variants": [
+        {"key": "a", "rollout_percentage": 50}, {"key": "b", "rollout_percentage": 30}]}),
+     "add up to 100"),
+])
+def test_posthog_refuses_what_it_would_answer_differently(flag, reason):
+    assert reason in convert_posthog([flag]).skipped["billing"]
+
+
+def test_posthog_conditions_of_their_own_aggregation_and_stale_parts():
+    flag = posthog_flag(index=None, multivariate={"variants": [
+        {"key": "a", "rollout_percentage": 100}]}, payloads={"b": "1", "a": "NaN"})
+    flag["filters"]["groups"] = [
+        {"properties": [], "rollout_percentage": 0.5, "aggregation_group_type_index": 1},
+        {"properties": [], "rollout_percentage": 100, "variant": "gone"}]
+    result = convert_posthog([flag], group_types={1: "account"})
+    out = result.flags[0]
+    assert [c.get("bucket_by") for c in out["conditions"]] == ["account", None]
+    assert [c["rollout_percentage"] for c in out["conditions"]] == [1, 100]
+    assert out["conditions"][1]["variant"] is None
+    assert out["payloads"] == {"a": "NaN"}  # text: NaN is no JSON
+    warned = " ".join(result.warnings["billing"])
+    assert "0.5 % taken as 1 %" in warned and "'gone' left out" in warned
+    assert "payload of 'b' left out" in warned

@@ -39,13 +39,73 @@ class Converted:
             found.append(message)
 
 
+def objects(value: Any, what: str) -> list[Mapping[str, Any]]:
+    """A list of objects from an export (None: none), or Unimportable naming what is off."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise Unimportable(f"{what} must be a list of objects")
+    return value
+
+
+def object_of(value: Any, what: str) -> Mapping[str, Any]:
+    """An object from an export (None: empty), or Unimportable naming what is off."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise Unimportable(f"{what} must be an object")
+    return value
+
+
+def no_constant(name: str) -> Any:
+    """json.loads' parse_constant: NaN and Infinity are JavaScript, not JSON."""
+    raise ValueError(f"{name} is no JSON value")
+
+
 def convert(fmt: str, data: Any, **options: Any) -> Converted:
     """Convert an export of tool `fmt` (see FORMATS); options are the converter's own."""
     converters: dict[str, Callable[..., Converted]] = {
         "flagsvc": _from_flagsvc, "unleash": _unleash, "posthog": _posthog}
     if fmt not in converters:
         raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
-    return converters[fmt](data, **options)
+    try:
+        result = converters[fmt](data, **options)
+    except Unimportable:
+        raise
+    except Exception as e:  # a shape no check above foresaw: say so, never crash the caller
+        raise Unimportable(f"malformed {fmt} export ({type(e).__name__}: {e})") from None
+    _skip_dependants(result)
+    return result
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _skip_dependants(result: Converted) -> None:
+    """A flag that depends on a flag that cannot be imported cannot be either (transitively):
+    said so, instead of a missing dependency the write would refuse."""
+    while True:
+        keep = []
+        for flag in result.flags:
+            if not isinstance(flag, Mapping):  # a flagsvc file's bad entry: the write says so
+                keep.append(flag)
+                continue
+            missing = sorted({str(f.get("key")) for c in _as_list(flag.get("conditions"))
+                              for f in _as_list(c.get("properties") if isinstance(c, Mapping)
+                                                else None)
+                              if isinstance(f, Mapping) and f.get("type") == "flag"
+                              and f.get("key") in result.skipped})
+            if missing:
+                result.skipped[flag["key"]] = (f"depends on {', '.join(map(str, missing))}, "
+                                               "which cannot be imported")
+                result.warnings.pop(flag["key"], None)
+                result.fields.pop(flag["key"], None)
+            else:
+                keep.append(flag)
+        if len(keep) == len(result.flags):
+            return
+        result.flags = keep
 
 
 def _from_flagsvc(data: Any) -> Converted:

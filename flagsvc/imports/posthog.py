@@ -28,7 +28,8 @@ from typing import Any
 
 from ..engine import validate_flag
 from ..engine.compile import PERSON
-from . import Converted, Unimportable
+from . import Converted, Unimportable, no_constant, object_of, objects
+from .filters import text_equals
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 MAX_EXPANSION = 16  # conditions one PostHog condition may become (OR cohorts multiply)
@@ -48,7 +49,6 @@ _OPERATORS: dict[str, tuple[str, bool, bool]] = {
     "semver_gt": ("semver_gt", False, False), "semver_gte": ("semver_gte", False, False),
     "semver_lt": ("semver_lt", False, False), "semver_lte": ("semver_lte", False, False),
 }
-_NEGATED = frozenset(k for k, (_, negate, _) in _OPERATORS.items() if negate)
 _VERSION = re.compile(r"^\s*v?(\d+)(?:\.(\d+|\*|x))?(?:\.(\d+|\*|x))?")
 
 
@@ -85,6 +85,10 @@ class _Converter:
         if not isinstance(raw, list):
             raise Unimportable('expected PostHog flags: {"flags": [...]}, {"results": [...]} '
                                'or a list')
+        if not isinstance(mapping, Mapping):
+            raise Unimportable("group_type_mapping must be an object: index -> name")
+        if not isinstance(self.cohorts, Mapping):
+            raise Unimportable("cohorts must be an object: id -> property group")
         self.flags = [f for f in raw if isinstance(f, Mapping)]
         self.group_types = {str(k): str(v) for k, v in dict(mapping).items()}
         self.keys_by_id = {str(f.get("id")): f.get("key") for f in self.flags}
@@ -104,6 +108,10 @@ class _Converter:
                 self.result.skipped[name] = str(e)
                 self.result.warnings.pop(name, None)
                 continue
+            except Exception as e:  # a malformed flag no check foresaw: this one only
+                self.result.skipped[name] = f"malformed flag ({type(e).__name__}: {e})"
+                self.result.warnings.pop(name, None)
+                continue
             self.result.flags.append(converted)
         return self.result
 
@@ -118,30 +126,40 @@ class _Converter:
         key = flag.get("key")
         if not isinstance(key, str) or not _KEY.match(key) or key.isdigit():
             raise Unimportable("the key is no flagsvc key (letters, digits, '-', '_', '.')")
-        filters = flag.get("filters") or {}
+        filters = object_of(flag.get("filters"), "filters")
         if filters.get("feature_enrollment") or filters.get("super_groups"):
             raise Unimportable("early-access enrolment (super_groups): flagsvc has none")
-        if filters.get("holdout_groups"):
-            raise Unimportable("holdout groups: flagsvc has none")
-        if flag.get("bucketing_identifier") == "device_id":
+        if filters.get("holdout_groups") or filters.get("holdout"):
+            raise Unimportable("a holdout: flagsvc has none")
+        if "device_id" in (flag.get("bucketing_identifier"), filters.get("bucketing_identifier")):
             raise Unimportable("bucketed by device id: flagsvc buckets on the distinct id or a "
                                "group key")
+        groups = objects(filters.get("groups"), "filters.groups")
+        if filters.get("early_exit") and len(groups) > 1:
+            raise Unimportable("early_exit: PostHog stops at the first condition whose "
+                               "properties match even out of its rollout, flagsvc goes on")
         if flag.get("ensure_experience_continuity"):
             self.result.warn(key, "experience continuity (anonymous -> identified) is not "
                                   "kept: flagsvc buckets on the distinct id it is given")
         index = filters.get("aggregation_group_type_index")
         bucket_by = PERSON if index is None else self._group_type(index)
+        multivariate = object_of(filters.get("multivariate"), "filters.multivariate")
         variants = [{"key": v.get("key"), "weight": v.get("rollout_percentage")}
-                    for v in (filters.get("multivariate") or {}).get("variants") or []]
+                    for v in objects(multivariate.get("variants"), "variants")]
         for v in variants:
             w = v["weight"]
             if isinstance(w, float) and w.is_integer():
                 v["weight"] = int(w)
             elif isinstance(w, bool) or not isinstance(w, int):
                 raise Unimportable(f"variant {v['key']!r}: rollout {w!r} is no whole number")
+        if variants and sum(int(v["weight"] or 0) for v in variants) != 100:
+            raise Unimportable("its variants' rollouts do not add up to 100 (PostHog answers "
+                               "`true` without a variant for the rest; flagsvc has no such "
+                               "share)")
+        keys = {str(v["key"]) for v in variants}
         conditions = []
-        for group in filters.get("groups") or []:
-            conditions += self._condition(key, group)
+        for group in groups:
+            conditions += self._condition(key, group, keys)
         hashed = [c for c in conditions if c["rollout_percentage"] not in (0, 100)]
         if hashed or sum(1 for v in variants if v["weight"]) > 1:
             self.result.warn(key, "PostHog's hash (SHA-1) differs from flagsvc's: a partial "
@@ -153,8 +171,13 @@ class _Converter:
         }
         if variants:
             out["variants"] = variants
-        payloads = {str(k): _payload(v) for k, v in (filters.get("payloads") or {}).items()
+        payloads = {str(k): _payload(v) for k, v in
+                    object_of(filters.get("payloads"), "filters.payloads").items()
                     if v is not None}
+        for k in [k for k in payloads if k != "true" and k not in keys]:
+            del payloads[k]
+            self.result.warn(key, f"payload of {k!r} left out: no such variant (PostHog "
+                                  "ignores it too)")
         if payloads:
             out["payloads"] = payloads
         problems = validate_flag(out)
@@ -162,27 +185,40 @@ class _Converter:
             raise Unimportable("; ".join(problems))
         return out
 
-    def _condition(self, key: str, group: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _condition(self, key: str, group: Mapping[str, Any],
+                   variants: set[str]) -> list[dict[str, Any]]:
         rollout = group.get("rollout_percentage")
         if rollout is None:
             rollout = 100
         if isinstance(rollout, bool) or not isinstance(rollout, (int, float)) or not (
                 0 <= rollout <= 100):
             raise Unimportable(f"rollout {rollout!r} is not 0-100")
-        if rollout != int(rollout):
-            self.result.warn(key, f"rollout {rollout} % rounded to {round(rollout)} % (flagsvc "
-                                  "rolls out whole percentages)")
+        whole = _whole_percent(rollout)
+        if whole != rollout:
+            self.result.warn(key, f"rollout {rollout} % taken as {whole} % (flagsvc rolls "
+                                  "out whole percentages)")
+        variant = group.get("variant")
+        if variant is not None and variant not in variants:
+            self.result.warn(key, f"condition variant {variant!r} left out: no such variant "
+                                  "(PostHog ignores it too)")
+            variant = None
         alternatives: list[list[dict[str, Any]]] = [[]]
-        for prop in group.get("properties") or []:
+        for prop in objects(group.get("properties"), "condition properties"):
             choices = self._property(key, prop)
             alternatives = [a + c for a, c in product(alternatives, choices)]
             if len(alternatives) > MAX_EXPANSION:
                 raise Unimportable(f"a condition would become more than {MAX_EXPANSION} "
                                    "(OR cohorts multiply them)")
-        return [{"properties": alt, "rollout_percentage": round(rollout),
-                 "variant": group.get("variant")} for alt in alternatives]
+        out = [{"properties": alt, "rollout_percentage": whole, "variant": variant}
+               for alt in alternatives]
+        index = group.get("aggregation_group_type_index")
+        if index is not None:  # a condition of its own aggregation (mixed targeting)
+            for c in out:
+                c["bucket_by"] = self._group_type(index)
+        return out
 
-    def _property(self, key: str, prop: Any) -> list[list[dict[str, Any]]]:
+    def _property(self, key: str, prop: Any, in_cohort: bool = False
+                  ) -> list[list[dict[str, Any]]]:
         """A PostHog filter as ORed choices of ANDed flagsvc filters."""
         if not isinstance(prop, Mapping):
             raise Unimportable("a property filter that is no object")
@@ -205,14 +241,28 @@ class _Converter:
             lo, hi = semver_range(op, value)
             return [[{**base, "operator": "semver_gte", "value": lo},
                      {**base, "operator": "semver_lt", "value": hi}]]
-        if op not in _OPERATORS:
+        if not isinstance(op, str) or op not in _OPERATORS:
             raise Unimportable(f"operator {op!r} has no flagsvc equivalent")
         operator, negate, ci = _OPERATORS[op]
-        if op in _NEGATED:
-            self.result.warn(key, f"{op} on {prop.get('key')}: without the property flagsvc "
-                                  "does not match (PostHog's SDKs would ask its server)")
+        if in_cohort and prop.get("negation") is True:  # cohorts only: flags ignore it
+            negate = not negate
+        if negate or operator == "is_not_set":
+            self.result.warn(key, f"{op} on {prop.get('key')}: a property that is absent or "
+                                  "null never matches in flagsvc (except is_not_set); PostHog "
+                                  "may match it")
+        if operator.startswith("semver_"):
+            self.result.warn(key, f"{op} on {prop.get('key')}: PostHog ignores pre-release "
+                                  "tags and parts past the third (1.2.3-beta = 1.2.3), flagsvc "
+                                  "orders 1.2.3-beta before 1.2.3")
+        if operator == "exact":  # PostHog compares text: "12" is not "12.0"
+            where = "person" if kind == "person" else f"group:{base['group_type']}"
+            values = value if isinstance(value, list) else [value]
+            if not values or not all(isinstance(v, (str, int, float, bool)) for v in values):
+                raise Unimportable(f"{op} on {prop.get('key')}: {value!r} is no value list")
+            texts = [("true" if v else "false") if isinstance(v, bool) else v for v in values]
+            return [[text_equals(where, str(prop.get("key")), texts, negate, True)]]
         f = {**base, "operator": operator, "value": value}
-        if negate != bool(prop.get("negation")):
+        if negate:
             f["negate"] = True
         if ci:
             f["case_insensitive"] = True
@@ -237,7 +287,7 @@ class _Converter:
             if isinstance(v, Mapping) and ("values" in v or v.get("type") in ("AND", "OR")):
                 parts.append(self._group_of(key, v, cohort))
             elif isinstance(v, Mapping) and v.get("type") in ("person", "group"):
-                parts.append(self._property(key, v))
+                parts.append(self._property(key, v, in_cohort=True))
             else:
                 what = v.get("type") if isinstance(v, Mapping) else v
                 raise Unimportable(f"cohort {cohort}: a {what!r} filter (behavioural or nested "
@@ -253,13 +303,27 @@ class _Converter:
 
 
 def _payload(value: Any) -> Any:
-    """PostHog stores payloads as JSON text; flagsvc as the JSON value."""
+    """PostHog stores payloads as JSON text; flagsvc as the JSON value (text that is no
+    JSON, or only JavaScript's NaN / Infinity, stays text)."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return json.loads(value, parse_constant=no_constant)
         except ValueError:
             return value
     return value
+
+
+
+def _whole_percent(rollout: float) -> int:
+    """A rollout as a whole percentage: halves up, and never 0 or 100 unless it was."""
+    whole = int(rollout + 0.5)
+    if 0 < rollout < 1:
+        return 1
+    if 99 < rollout < 100:
+        return 99
+    return whole
+
+
 
 
 def convert_posthog(data: Any, group_types: Mapping[Any, str] | None = None) -> Converted:

@@ -6,7 +6,7 @@ Input: the client API state (`GET /api/client/features`: `{"features": [...], "s
 `environment=` naming which environment to take.
 
 How Unleash concepts map (checked against Unleash's client specification and its yggdrasil
-engine, tests/test_import_unleash.py):
+engine, tests/test_import_unleash.py and tests/test_imports.py):
 - strategies are ORed conditions; `flexibleRollout` / `gradualRolloutUserId` keep their
   rollout: the hash is the same (`mmh3("<groupId>:<identifier>") % 100 + 1`), so every user
   and organization stays in its bucket and variant when `groupId` is the toggle's name
@@ -18,19 +18,18 @@ engine, tests/test_import_unleash.py):
 - a constraint on `userId` tests the distinct id, on a group type's field its group key;
   other context fields are properties: of the strategy's group type when it buckets by a
   group, else person properties (`fields=` places them explicitly); `environment` is
-  decided at import time when `environment=` is given;
-- Unleash matches a constraint on an absent field for `NOT_IN` and for an `inverted`
-  operator, flagsvc never matches an absent property: such a constraint becomes two
-  conditions, one with the filter and one with `is_not_set`;
+  decided at import for the environment taken (`environment=`, or the admin export's
+  only one); constraints keep Unleash's matching rules (unleash_constraints.py);
 - feature variants hash on the toggle name with the first variant's stickiness, strategy
   variants on the strategy's groupId and stickiness; overrides become leading conditions;
   payloads become JSON values (`json` parsed, `number` a number, `string` / `csv` text);
-- `dependencies` become flag filters on every condition; segments are inlined.
+- `dependencies` become flag filters on every condition; segments are inlined;
+- what Unleash cannot compile (an unknown operator, a missing segment) turns its toggle off
+  for everyone: such a toggle is imported with no conditions, and a warning says why.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -38,39 +37,17 @@ from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
-from ..engine import Context, compile_flag, evaluate, validate_flag
-from ..engine.compile import DISTINCT_ID_PROPERTY, GROUP_KEY_PROPERTY, PERSON
+from ..engine import Context, validate_flag
+from ..engine.compile import PERSON
 from ..engine.operators import to_number
-from . import Converted, Unimportable
+from . import Converted, Unimportable, no_constant, object_of, objects
+from .filters import make_filter, text_equals
+from .unleash_constraints import BUCKET_ONLY, Never, ToggleOff, choices
 
-# SemVer 2.0.0 as Unleash parses it (no leading "v", all three numbers).
-_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-                     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # The most conditions one strategy may become (absent-field alternatives multiply).
 MAX_EXPANSION = 64
-# Context fields of Unleash itself that are no properties of a person or group.
-_BUCKET_ONLY = ("sessionId", "random")
-# (flagsvc operator, negate) per Unleash operator; the second set takes `values`.
-_OPERATORS = {
-    "IN": ("exact", False), "NOT_IN": ("exact", True),
-    "STR_CONTAINS": ("contains", False), "STR_STARTS_WITH": ("starts_with", False),
-    "STR_ENDS_WITH": ("ends_with", False), "IN_CIDR": ("in_cidr", False),
-    "NUM_EQ": ("exact", False), "NUM_GT": ("gt", False), "NUM_GTE": ("gte", False),
-    "NUM_LT": ("lt", False), "NUM_LTE": ("lte", False),
-    "DATE_AFTER": ("date_after", False), "DATE_BEFORE": ("date_before", False),
-    "SEMVER_EQ": ("semver_eq", False), "SEMVER_GT": ("semver_gt", False),
-    "SEMVER_LT": ("semver_lt", False), "SEMVER_GTE": ("semver_gte", False),
-    "SEMVER_LTE": ("semver_lte", False), "REGEX": ("regex", False),
-}
-_LIST_OPERATORS = frozenset({"IN", "NOT_IN", "STR_CONTAINS", "STR_STARTS_WITH",
-                             "STR_ENDS_WITH", "IN_CIDR"})
-# Unleash applies caseInsensitive to these only (IN / NOT_IN compare exactly).
-_CASE_OPERATORS = frozenset({"STR_CONTAINS", "STR_STARTS_WITH", "STR_ENDS_WITH", "REGEX"})
-
-
-class _Never(Exception):
-    """The strategy can never match (an empty IN list, a missing segment, 0 %)."""
+_PLACEMENTS = ("person", "group", "group_key", "distinct_id")
 
 
 @dataclass
@@ -82,6 +59,7 @@ class _Rule:
     stickiness: str | None  # the strategy's stickiness as a bucket_by (None: no equivalent)
     namespace: str  # the strategy's groupId
     variants: list[dict[str, Any]] | None  # strategy variants, if it has any
+    explicit: bool = False  # the stickiness was named (Unleash needs its value even at 100 %)
 
 
 def placement(field: str, group_types: Iterable[str], bucket: str | None,
@@ -99,23 +77,6 @@ def placement(field: str, group_types: Iterable[str], bucket: str | None,
     return "person"
 
 
-def _filter(where: str, key: str, operator: str, value: Any, negate: bool = False,
-            case_insensitive: bool = False) -> dict[str, Any]:
-    kind, _, group_type = where.partition(":")
-    f: dict[str, Any] = {"type": "person", "key": key, "operator": operator, "value": value}
-    if kind == "distinct_id":
-        f["key"] = DISTINCT_ID_PROPERTY
-    elif kind in ("group", "group_key"):
-        f.update(type="group", group_type=group_type)
-        if kind == "group_key":
-            f["key"] = GROUP_KEY_PROPERTY
-    if negate:
-        f["negate"] = True
-    if case_insensitive:
-        f["case_insensitive"] = True
-    return f
-
-
 def payload_value(payload: Any) -> Any:
     """An Unleash variant payload ({"type", "value"}) as the JSON value apps get."""
     if not isinstance(payload, Mapping):
@@ -123,7 +84,7 @@ def payload_value(payload: Any) -> Any:
     kind, value = payload.get("type"), payload.get("value")
     if kind == "json" and isinstance(value, str):
         try:
-            return json.loads(value)
+            return json.loads(value, parse_constant=no_constant)
         except ValueError:
             raise Unimportable(f"variant payload is not valid JSON: {value[:80]!r}") from None
     if kind == "number":
@@ -134,11 +95,19 @@ def payload_value(payload: Any) -> Any:
     return value
 
 
+
+
+
+def _flag_bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise Unimportable(f"{what} must be true or false, not {value!r}")
+
+
 class _Converter:
     def __init__(self, data: Any, environment: str | None, group_types: Iterable[str],
                  fields: Mapping[str, str] | None) -> None:
-        self.features, self.segments = _normalise(data, environment)
-        self.environment = environment
+        self.features, self.segments, self.environment = _normalise(data, environment)
         self.fields = dict(fields or {})
         self.group_types = set(group_types) | self._stickiness_fields()
         self.result = Converted()
@@ -148,12 +117,15 @@ class _Converter:
     def _stickiness_fields(self) -> set[str]:
         found = set()
         for feature in self.features:
-            sources = [s.get("parameters") or {} for s in feature.get("strategies") or []]
-            sources += list(feature.get("variants") or [])
+            strategies = feature.get("strategies")
+            sources = [s.get("parameters") for s in strategies if isinstance(s, Mapping)] \
+                if isinstance(strategies, list) else []
+            variants = feature.get("variants")
+            sources += variants if isinstance(variants, list) else []
             for s in sources:
                 stickiness = s.get("stickiness") if isinstance(s, Mapping) else None
                 if isinstance(stickiness, str) and stickiness not in (
-                        "default", "userId", *_BUCKET_ONLY, ""):
+                        "default", "userId", *BUCKET_ONLY, ""):
                     found.add(stickiness)
         return {g for g in found if g not in self.fields}
 
@@ -167,35 +139,60 @@ class _Converter:
                 self.result.skipped[name] = str(e)
                 self.result.warnings.pop(name, None)
                 continue
+            except ToggleOff as e:
+                flag = self._off(feature, str(e))
+            except Exception as e:  # a malformed toggle no check foresaw: this one only
+                self.result.skipped[name] = f"malformed toggle ({type(e).__name__}: {e})"
+                self.result.warnings.pop(name, None)
+                continue
             self.result.flags.append(flag)
             if self.placed:
                 self.result.fields[flag["key"]] = dict(sorted(self.placed.items()))
         return self.result
 
+    def _place(self, bucket: str | None) -> Any:
+        def place(field: str) -> str:
+            where = placement(field, self.group_types, bucket, self.fields)
+            self.placed[field] = where
+            return where
+        return place
+
     # ------------------------------------------------------------ one toggle
+
+    def _off(self, feature: Mapping[str, Any], why: str) -> dict[str, Any]:
+        """A toggle Unleash answers off for everyone: imported with no conditions."""
+        self.placed = {}
+        self.result.warnings.pop(self.name, None)
+        self.result.warn(self.name, f"Unleash turns it off for everyone ({why}): imported "
+                                    "with no conditions")
+        return {"key": self.name, "name": self.name,
+                "description": str(feature.get("description") or ""),
+                "active": feature.get("enabled") is not False, "conditions": []}
 
     def _feature(self, feature: Mapping[str, Any]) -> dict[str, Any]:
         name = feature.get("name")
         if not isinstance(name, str) or not _KEY.match(name) or name.isdigit():
             raise Unimportable("the name is no flagsvc key (letters, digits, '-', '_', '.')")
         self.name = name
+        active = _flag_bool(feature.get("enabled", True), "enabled")
+        strategies = objects(feature.get("strategies"), "strategies")
         rules = []
-        for i, strategy in enumerate(feature.get("strategies") or []):
-            if not isinstance(strategy, Mapping) or strategy.get("disabled"):
+        for i, strategy in enumerate(strategies):
+            if strategy.get("disabled") is True:
                 continue
             placed = dict(self.placed)
             try:
                 rules.append(self._strategy(name, strategy))
-            except _Never as e:
+            except Never as e:
                 self.placed = placed  # what a left-out strategy reads is read by nothing
                 self.result.warn(name, f"strategy {i + 1} ({strategy.get('name')}) never "
                                        f"matches ({e}): left out")
-        if not feature.get("strategies"):  # Unleash: no strategy = on for everyone
+        if not strategies:  # Unleash: no strategy = on for everyone
             rules.append(_Rule([[]], 100, PERSON, name, None))
         dependencies = self._dependencies(feature)
         flag: dict[str, Any] = {"key": name, "name": name,
                                 "description": str(feature.get("description") or ""),
-                                "active": bool(feature.get("enabled", True))}
+                                "active": active}
         conditions, namespace = self._conditions(name, feature, rules)
         for c in conditions:
             c["properties"] = dependencies + c["properties"]
@@ -217,27 +214,36 @@ class _Converter:
     def _dependencies(self, feature: Mapping[str, Any]) -> list[dict[str, Any]]:
         out = []
         by_name = {f.get("name"): f for f in self.features}
-        for dep in feature.get("dependencies") or []:
+        for dep in objects(feature.get("dependencies"), "dependencies"):
             parent = dep.get("feature")
             if not isinstance(parent, str):
                 raise Unimportable("a dependency without a feature name")
-            if by_name.get(parent, {}).get("dependencies"):
+            found = by_name.get(parent)
+            if found is not None and found.get("dependencies"):
                 raise Unimportable(f"its parent {parent!r} depends on another toggle: Unleash "
                                    "turns such a toggle off, flagsvc would follow the chain")
+            wanted = dep.get("variants") or []
+            if not isinstance(wanted, list):
+                raise Unimportable(f"dependency on {parent}: variants must be a list")
             if dep.get("enabled", True) is False:
                 value: Any = False
+            elif wanted and found is not None and not _has_variants(found):
+                # Unleash takes a parent without variants as satisfying any variant list
+                self.result.warn(self.name, f"depends on variants {wanted} of {parent}, which "
+                                            "has none: Unleash, and so flagsvc, only asks it "
+                                            "to be on")
+                value = True
             else:
                 # Unleash names "no variant" `disabled`: flagsvc's value is then `true`.
-                value = [True if v == "disabled" else v for v in dep.get("variants") or []]
-                value = value or True
+                value = [True if v == "disabled" else v for v in wanted] or True
             out.append({"type": "flag", "key": parent, "operator": "exact", "value": value})
         return out
 
     def _strategy(self, name: str, s: Mapping[str, Any]) -> _Rule:
         kind = s.get("name")
-        params = s.get("parameters") or {}
+        params = object_of(s.get("parameters"), f"strategy {kind} parameters")
         rollout, stickiness, filters = 100, "default", []
-        namespace = str(params.get("groupId") or name)
+        namespace = params.get("groupId")
         if kind == "default":
             pass
         elif kind == "flexibleRollout":
@@ -245,9 +251,11 @@ class _Converter:
             stickiness = params.get("stickiness") or "default"
         elif kind == "gradualRolloutUserId":
             rollout, stickiness = _percent(params.get("percentage"), kind), "userId"
+            if not isinstance(namespace, str) or not namespace:
+                raise Never("gradualRolloutUserId without groupId")
             # Unleash turns it off without a userId, whatever the percentage.
             self.placed["userId"] = "distinct_id"
-            filters.append(_filter("distinct_id", "userId", "is_set", None))
+            filters.append(make_filter("distinct_id", "userId", "is_set", None))
         elif kind == "gradualRolloutSessionId":
             rollout, stickiness = _percent(params.get("percentage"), kind), "sessionId"
         elif kind == "gradualRolloutRandom":
@@ -255,24 +263,21 @@ class _Converter:
         elif kind == "userWithId":
             ids = [i.strip() for i in str(params.get("userIds") or "").split(",") if i.strip()]
             if not ids:
-                raise _Never("no user ids")
-            filters.append(_filter("distinct_id", "userId", "exact", ids))
+                raise Never("no user ids")
+            self.placed["userId"] = "distinct_id"
+            filters.append(text_equals("distinct_id", "userId", ids))
         elif kind == "remoteAddress":
             ips = [i.strip() for i in str(params.get("IPs") or "").split(",") if i.strip()]
-            bad = [i for i in ips if not _network(i)]
-            if bad:  # Unleash skips them and matches the others
-                self.result.warn(name, f"remoteAddress: left out what is no address or "
-                                       f"network: {', '.join(bad)}")
-                ips = [i for i in ips if i not in bad]
-            if not ips:
-                raise _Never("no addresses")
-            where = placement("remoteAddress", self.group_types, None, self.fields)
-            self.placed["remoteAddress"] = where
-            filters.append(_filter(where, "remoteAddress", "in_cidr", ips))
+            probe = choices({"contextName": "remoteAddress", "operator": "IN_CIDR",
+                             "values": ips}, self._place(None), None,
+                            lambda m: self.result.warn(name, f"remoteAddress strategy: {m}"))
+            filters += probe[0]
         else:
             raise Unimportable(f"strategy {kind!r} has no flagsvc equivalent")
+        if not isinstance(stickiness, str):
+            raise Unimportable(f"{kind}: stickiness {stickiness!r} is no field name")
         if rollout == 0:
-            raise _Never("0 %")
+            raise Never("0 %")
         bucket = _bucket(stickiness)
         if stickiness == "sessionId":  # off without a session, even at 100 %
             raise Unimportable(f"{kind} on sessionId: flagsvc has no sessions (bucket on the "
@@ -282,88 +287,27 @@ class _Converter:
                                "a group key")
         alternatives = [filters]
         for c in self._constraints(s):
-            alternatives = self._and(alternatives, self._constraint(c, bucket))
-        if len(alternatives) > MAX_EXPANSION:
-            raise Unimportable(f"more than {MAX_EXPANSION} conditions for one strategy (each "
-                               "NOT_IN or inverted constraint doubles them, an inverted SEMVER "
-                               "one triples them)")
-        variants = [dict(v) for v in s.get("variants") or [] if isinstance(v, Mapping)] or None
-        return _Rule(alternatives, rollout, bucket, namespace, variants)
+            found = choices(c, self._place(bucket), self.environment,
+                            lambda m: self.result.warn(name, m))
+            alternatives = [a + b for a, b in product(alternatives, found)]
+            if len(alternatives) > MAX_EXPANSION:
+                raise Unimportable(f"more than {MAX_EXPANSION} conditions for one strategy "
+                                   "(each NOT_IN or inverted constraint doubles them, an "
+                                   "inverted SEMVER or DATE one triples them)")
+        variants = [dict(v) for v in objects(s.get("variants"), "strategy variants")] or None
+        return _Rule(alternatives, rollout, bucket, str(namespace or name), variants,
+                     explicit=stickiness not in ("default", ""))
 
-    def _constraints(self, s: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        found = list(s.get("constraints") or [])
-        for seg in s.get("segments") or []:
-            if seg not in self.segments:
-                raise _Never(f"segment {seg} does not exist")
+    def _constraints(self, s: Mapping[str, Any]) -> list[Any]:
+        found = list(objects(s.get("constraints"), "constraints"))
+        segments = s.get("segments") or []
+        if not isinstance(segments, list):
+            raise Unimportable("segments must be a list of segment ids")
+        for seg in segments:
+            if not isinstance(seg, (int, str)) or seg not in self.segments:
+                raise ToggleOff(f"segment {seg!r} does not exist")
             found += self.segments[seg]
         return found
-
-    @staticmethod
-    def _and(alternatives: list[list[dict[str, Any]]],
-             choices: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-        return [a + c for a, c in product(alternatives, choices)]
-
-    def _constraint(self, c: Mapping[str, Any], bucket: str | None) -> list[list[dict[str, Any]]]:
-        """The constraint as ORed choices of filters ([[]]: always true)."""
-        field, op = c.get("contextName"), c.get("operator")
-        if not isinstance(field, str) or not field:
-            raise Unimportable("a constraint without contextName")
-        if op not in _OPERATORS:
-            raise Unimportable(f"constraint operator {op!r} is unknown")
-        if field == "currentTime":
-            raise Unimportable("a constraint on currentTime: flagsvc compares dates of "
-                               "properties, not the clock (use a date property instead)")
-        if field in _BUCKET_ONLY:
-            raise Unimportable(f"a constraint on {field}: flagsvc has no such field")
-        inverted = bool(c.get("inverted"))
-        operator, negate = _OPERATORS[op]
-        negate = negate != inverted
-        if op in _LIST_OPERATORS:
-            values = c.get("values")
-            value: Any = list(values) if isinstance(values, list) else (
-                [c["value"]] if c.get("value") not in (None, "") else [])
-            if op == "IN_CIDR":
-                bad = [v for v in value if not _network(str(v).strip())]
-                if bad:  # Unleash skips them and matches the others
-                    self.result.warn(self.name, f"IN_CIDR on {field}: left out what is no "
-                                                f"address or network: {', '.join(map(str, bad))}")
-                    value = [v for v in value if v not in bad]
-            if not value:  # IN nothing: false; NOT_IN nothing: true (inverted flips)
-                if (op == "NOT_IN") != inverted:
-                    return [[]]
-                raise _Never(f"{op} an empty list")
-        else:
-            value = c.get("value")
-            if value is None and isinstance(c.get("values"), list) and c["values"]:
-                value = c["values"][0]
-            if op.startswith("NUM_") and to_number(value) is None:
-                raise Unimportable(f"{op} needs a number, not {value!r}")
-            if op.startswith("SEMVER_") and not _SEMVER.match(str(value)):
-                # Unleash compares strict SemVer only: such a constraint is never true.
-                if inverted:
-                    return [[]]
-                raise _Never(f"{op} {value!r} is no semantic version")
-        ci = op in _CASE_OPERATORS and bool(c.get("caseInsensitive"))
-        if field == "environment" and self.environment is not None:
-            probe = _filter("person", field, operator, value, negate, ci)
-            if _static(probe, field, self.environment):
-                return [[]]
-            raise _Never(f"environment {self.environment!r} fails {op} {value}")
-        where = placement(field, self.group_types, bucket, self.fields)
-        self.placed[field] = where
-        absent = [_filter(where, field, "is_not_set", None)]
-        if op.startswith("SEMVER_"):
-            # Unleash compares strict SemVer only ("12" or "v1.2.3" match nothing); flagsvc
-            # reads such values leniently, so the filter is paired with the strict form.
-            strict = _filter(where, field, "regex", _SEMVER.pattern)
-            compare = _filter(where, field, operator, value)
-            if not inverted:
-                return [[compare, strict]]
-            return [absent, [{**strict, "negate": True}], [{**compare, "negate": True}]]
-        main = _filter(where, field, operator, value, negate, ci)
-        if (op == "NOT_IN") != inverted:  # Unleash: true when the field is absent
-            return [[main], absent]
-        return [[main]]
 
     # ------------------------------------------------------------ variants
 
@@ -372,7 +316,7 @@ class _Converter:
         """(variants, namespace, bucket) that decide the variant when `rule` matches."""
         if rule.variants:
             return rule.variants, rule.namespace, rule.stickiness
-        variants = [dict(v) for v in feature.get("variants") or [] if isinstance(v, Mapping)]
+        variants = [dict(v) for v in objects(feature.get("variants"), "variants")]
         stickiness = variants[0].get("stickiness") if variants else None
         return variants, str(feature["name"]), _bucket(stickiness or "default")
 
@@ -402,9 +346,13 @@ class _Converter:
             variants, v_ns, v_bucket = self._variant_source(feature, rule)
             hashes_variant = sum(1 for v in variants if v.get("weight")) > 1
             hashed = rule.stickiness if rule.rollout < 100 else None  # what the rollout hashes
-            bucket = hashed
             if hashed is not None:
                 namespaces.add(rule.namespace)
+            # A named stickiness needs its value even at 100 % (Unleash: off without it);
+            # a group-sticky strategy stays about that group (previews count its groups).
+            own = hashed or (rule.stickiness if rule.explicit else None)
+            bucket = own
+            required: list[dict[str, Any]] = []
             if hashes_variant:
                 if v_bucket is None:
                     raise Unimportable("its variants are sticky on a session or at random: "
@@ -412,20 +360,21 @@ class _Converter:
                 if hashed is not None and hashed != v_bucket:
                     raise Unimportable(f"its rollout buckets on {hashed} and its variants on "
                                        f"{v_bucket}: flagsvc uses one identifier per condition")
+                if own is not None and own != v_bucket:
+                    required.append(_present(own))
                 bucket = v_bucket
                 namespaces.add(v_ns)
-            if bucket is None and rule.stickiness not in (None, PERSON):
-                # A group-sticky strategy at 100 % stays about that group (previews count
-                # its groups); without its key flagsvc answers no_group_type (SPEC §4).
-                bucket = rule.stickiness
             bucket = bucket or PERSON
-            if bucket != PERSON:
-                self.placed.setdefault(bucket, f"group_key:{bucket}")
+            for b in (bucket, own):
+                if b not in (None, PERSON):
+                    self.placed.setdefault(b, f"group_key:{b}")
             base = {"rollout_percentage": rule.rollout, "bucket_by": bucket}
             for alt in rule.alternatives:
-                plain.append({**base, "properties": alt, "variant": None})
+                plain.append({**base, "properties": required + alt, "variant": None})
             if not rule.variants:
-                overridden += self._overrides(feature, rule, base)
+                # An override fixes the variant: no variant hash, only the rollout's identifier.
+                fixed = {"rollout_percentage": rule.rollout, "bucket_by": own or PERSON}
+                overridden += self._overrides(feature, rule, fixed)
         if len(namespaces) > 1:
             raise Unimportable(f"its rollouts and variants hash on different groupIds "
                                f"({', '.join(sorted(namespaces))}): flagsvc has one hash "
@@ -437,43 +386,56 @@ class _Converter:
         """Variant overrides: the rule's conditions narrowed to the listed values, with a
         fixed variant (Unleash checks overrides, in variant order, once the toggle is on)."""
         out = []
-        for v in feature.get("variants") or []:
-            for o in v.get("overrides") or []:
+        for v in objects(feature.get("variants"), "variants"):
+            for o in objects(v.get("overrides"), f"variant {v.get('name')} overrides"):
                 field, values = o.get("contextName"), o.get("values") or []
-                if not isinstance(field, str) or not values:
+                if not isinstance(field, str) or not isinstance(values, list) or not values:
                     continue
-                if field in _BUCKET_ONLY or field == "currentTime":
+                if field in BUCKET_ONLY or field == "currentTime":
                     raise Unimportable(f"a variant override on {field}")
-                where = placement(field, self.group_types, rule.stickiness, self.fields)
-                self.placed[field] = where
-                match = _filter(where, field, "exact", [str(x) for x in values])
+                match = text_equals(self._place(rule.stickiness)(field), field, values)
                 for alt in rule.alternatives:
-                    out.append({**base, "properties": [*alt, match], "variant": v["name"]})
+                    out.append({**base, "properties": [*alt, match], "variant": v.get("name")})
         return out
 
 
-def _network(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return False
-    return True
+def _present(bucket: str) -> dict[str, Any]:
+    """A filter that the request has the identifier of `bucket`."""
+    if bucket == PERSON:
+        return make_filter("distinct_id", "userId", "is_set", None)
+    return make_filter(f"group_key:{bucket}", bucket, "is_set", None)
+
+
+def _has_variants(feature: Mapping[str, Any]) -> bool:
+    if feature.get("variants"):
+        return True
+    strategies = feature.get("strategies")
+    return isinstance(strategies, list) and any(
+        isinstance(s, Mapping) and s.get("variants") for s in strategies)
 
 
 def _percent(value: Any, kind: str) -> int:
-    n = to_number(value if value is not None else "")
-    if n is None or not 0 <= n <= 100 or n != int(n):
-        raise Unimportable(f"{kind}: rollout {value!r} is not a whole percentage")
-    return int(n)
+    """Unleash reads a percentage as a whole number, in digits only ("100.0": no rollout)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        n = int(value)
+    else:
+        raise Never(f"{kind}: rollout {value!r} is not a whole number")
+    if not 0 <= n <= 100:
+        raise Never(f"{kind}: rollout {value!r} is not 0-100")
+    return n
 
 
 def _bucket(stickiness: Any) -> str | None:
     """flagsvc's bucket_by for an Unleash stickiness (None: no flagsvc equivalent)."""
     if stickiness in (None, "", "default", "userId"):
         return PERSON
-    if stickiness in _BUCKET_ONLY:
+    if stickiness in BUCKET_ONLY:
         return None
-    return str(stickiness)
+    if not isinstance(stickiness, str):
+        raise Unimportable(f"stickiness {stickiness!r} is no field name")
+    return stickiness
 
 
 def _signature(variants: list[dict[str, Any]]) -> str:
@@ -481,31 +443,27 @@ def _signature(variants: list[dict[str, Any]]) -> str:
                       sort_keys=True, default=str)
 
 
-def _static(f: dict[str, Any], field: str, value: str) -> bool:
-    """Does filter `f` match a context whose `field` is `value` (decided at import)?"""
-    flag = compile_flag({"key": "probe", "conditions": [{"properties": [f]}]})
-    if flag.error:
-        raise Unimportable(flag.error)
-    result = evaluate({"probe": flag}, "probe",
-                      Context(distinct_id="probe", person_properties={field: value}))
-    return bool(result and result.enabled)
-
-
 def _normalise(data: Any, environment: str | None
-               ) -> tuple[list[dict[str, Any]], dict[Any, list[Any]]]:
-    """(toggles in the client API shape, segment id -> constraints)."""
+               ) -> tuple[list[dict[str, Any]], dict[Any, list[Any]], str | None]:
+    """(toggles in the client API shape, segment id -> constraints, the environment)."""
     if not isinstance(data, Mapping) or not isinstance(data.get("features"), list):
         raise Unimportable('expected an Unleash export: {"features": [...], ...}')
-    segments = {s.get("id"): list(s.get("constraints") or [])
-                for s in data.get("segments") or [] if isinstance(s, Mapping)}
+    segments = {}
+    for s in objects(data.get("segments"), "segments"):
+        if isinstance(s.get("id"), (int, str)):
+            segments[s["id"]] = list(objects(s.get("constraints"), f"segment {s['id']}"))
     features = [f for f in data["features"] if isinstance(f, Mapping)]
     if "featureStrategies" not in data:
-        return [dict(f) for f in features], segments
+        return [dict(f) for f in features], segments, environment
     # The admin export: strategies and on/off per environment, dependencies beside them.
-    envs = {e.get("environment") for e in data.get("featureEnvironments") or []}
-    envs |= {s.get("environment") for s in data.get("featureStrategies") or []}
-    envs.discard(None)
+    strategies = objects(data.get("featureStrategies"), "featureStrategies")
+    environments = objects(data.get("featureEnvironments"), "featureEnvironments")
+    dependencies = objects(data.get("dependencies"), "dependencies")
+    envs: set[str] = {e["environment"] for e in [*environments, *strategies]
+                      if isinstance(e.get("environment"), str)}
     if environment is None:
+        if not envs:
+            raise Unimportable("the export names no environment")
         if len(envs) != 1:
             raise Unimportable(f"the export has environments {', '.join(sorted(envs))}: "
                                "name one (environment=)")
@@ -515,20 +473,20 @@ def _normalise(data: Any, environment: str | None
         name = f.get("name")
         toggle = {k: v for k, v in f.items() if k not in ("strategies", "variants")}
         toggle["strategies"] = sorted(
-            (s for s in data.get("featureStrategies") or []
+            (s for s in strategies
              if s.get("featureName") == name and s.get("environment") == environment),
-            key=lambda s: s.get("sortOrder") or 0)
-        env: Mapping[str, Any] = next((e for e in data.get("featureEnvironments") or []
-                    if e.get("name", e.get("featureName")) == name
-                    and e.get("environment") == environment), {})
-        toggle["enabled"] = bool(env.get("enabled", False))
+            key=lambda s: to_number(s.get("sortOrder")) or 0)
+        env: Mapping[str, Any] = next((e for e in environments
+                                       if e.get("name", e.get("featureName")) == name
+                                       and e.get("environment") == environment), {})
+        toggle["enabled"] = env.get("enabled", False) is True
         toggle["variants"] = env.get("variants") or f.get("variants") or []
         toggle["dependencies"] = [
             {"feature": d.get("parent"), "enabled": d.get("enabled", True),
              "variants": d.get("variants") or []}
-            for d in data.get("dependencies") or [] if d.get("feature") == name]
+            for d in dependencies if d.get("feature") == name]
         out.append(toggle)
-    return out, segments
+    return out, segments, environment
 
 
 def convert_unleash(data: Any, environment: str | None = None,
@@ -540,9 +498,8 @@ def convert_unleash(data: Any, environment: str | None = None,
     `fields`: context field -> `person`, `group:<type>`, `group_key:<type>` or
     `distinct_id`, overriding the default placement."""
     for name, where in (fields or {}).items():
-        kind, _, group_type = where.partition(":")
-        if kind not in ("person", "group", "group_key", "distinct_id") or (
-                kind in ("group", "group_key")) != bool(group_type):
+        kind, _, group_type = str(where).partition(":")
+        if kind not in _PLACEMENTS or (kind in ("group", "group_key")) != bool(group_type):
             raise Unimportable(f"field {name}: {where!r} is not person, group:<type>, "
                                "group_key:<type> or distinct_id")
     return _Converter(data, environment, group_types, fields).run()
@@ -559,7 +516,7 @@ def unleash_context(ctx: Mapping[str, Any], placed: Mapping[str, str]) -> Contex
     distinct_id = flat.get("userId")
     for field, value in flat.items():
         where = placed.get(field)
-        if where is None and field not in ("userId", *_BUCKET_ONLY):
+        if where is None and field not in ("userId", *BUCKET_ONLY):
             where = "person"
         kind, _, group_type = (where or "").partition(":")
         if kind == "group_key":
