@@ -6,7 +6,7 @@ Input: the client API state (`GET /api/client/features`: `{"features": [...], "s
 `environment=` naming which environment to take.
 
 How Unleash concepts map (checked against Unleash's client specification and its yggdrasil
-engine, tests/test_import_unleash.py and tests/test_imports.py):
+engine: tests/test_engine_unleash_spec.py and tests/test_imports.py):
 - strategies are ORed conditions; `flexibleRollout` / `gradualRolloutUserId` keep their
   rollout: the hash is the same (`mmh3("<groupId>:<identifier>") % 100 + 1`), so every user
   and organization stays in its bucket and variant when `groupId` is the toggle's name
@@ -37,12 +37,14 @@ from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
-from ..engine import Context, validate_flag
+from ..engine import validate_flag
 from ..engine.compile import PERSON
-from ..engine.operators import to_number
-from . import Converted, Unimportable, no_constant, object_of, objects
+from . import Converted, Unimportable, object_of, objects
 from .filters import make_filter, text_equals
 from .unleash_constraints import BUCKET_ONLY, Never, ToggleOff, choices
+from .unleash_export import normalise, payload_value, placement, unleash_context
+
+__all__ = ["convert_unleash", "payload_value", "placement", "unleash_context"]
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # The most conditions one strategy may become (absent-field alternatives multiply).
@@ -62,40 +64,6 @@ class _Rule:
     explicit: bool = False  # the stickiness was named (Unleash needs its value even at 100 %)
 
 
-def placement(field: str, group_types: Iterable[str], bucket: str | None,
-              fields: Mapping[str, str]) -> str:
-    """Where flagsvc reads Unleash context field `field`: `distinct_id`, `person`,
-    `group:<type>` (a property of that group) or `group_key:<type>` (the group's key)."""
-    if field in fields:
-        return fields[field]
-    if field == "userId":
-        return "distinct_id"
-    if field in group_types:
-        return f"group_key:{field}"
-    if bucket not in (None, PERSON):
-        return f"group:{bucket}"
-    return "person"
-
-
-def payload_value(payload: Any) -> Any:
-    """An Unleash variant payload ({"type", "value"}) as the JSON value apps get."""
-    if not isinstance(payload, Mapping):
-        return payload
-    kind, value = payload.get("type"), payload.get("value")
-    if kind == "json" and isinstance(value, str):
-        try:
-            return json.loads(value, parse_constant=no_constant)
-        except ValueError:
-            raise Unimportable(f"variant payload is not valid JSON: {value[:80]!r}") from None
-    if kind == "number":
-        number = to_number(value)
-        if number is None:
-            raise Unimportable(f"variant payload is not a number: {value!r}")
-        return number
-    return value
-
-
-
 
 
 def _flag_bool(value: Any, what: str) -> bool:
@@ -107,7 +75,7 @@ def _flag_bool(value: Any, what: str) -> bool:
 class _Converter:
     def __init__(self, data: Any, environment: str | None, group_types: Iterable[str],
                  fields: Mapping[str, str] | None) -> None:
-        self.features, self.segments, self.environment = _normalise(data, environment)
+        self.features, self.segments, self.environment = normalise(data, environment)
         self.fields = dict(fields or {})
         self.group_types = set(group_types) | self._stickiness_fields()
         self.result = Converted()
@@ -443,51 +411,6 @@ def _signature(variants: list[dict[str, Any]]) -> str:
                       sort_keys=True, default=str)
 
 
-def _normalise(data: Any, environment: str | None
-               ) -> tuple[list[dict[str, Any]], dict[Any, list[Any]], str | None]:
-    """(toggles in the client API shape, segment id -> constraints, the environment)."""
-    if not isinstance(data, Mapping) or not isinstance(data.get("features"), list):
-        raise Unimportable('expected an Unleash export: {"features": [...], ...}')
-    segments = {}
-    for s in objects(data.get("segments"), "segments"):
-        if isinstance(s.get("id"), (int, str)):
-            segments[s["id"]] = list(objects(s.get("constraints"), f"segment {s['id']}"))
-    features = [f for f in data["features"] if isinstance(f, Mapping)]
-    if "featureStrategies" not in data:
-        return [dict(f) for f in features], segments, environment
-    # The admin export: strategies and on/off per environment, dependencies beside them.
-    strategies = objects(data.get("featureStrategies"), "featureStrategies")
-    environments = objects(data.get("featureEnvironments"), "featureEnvironments")
-    dependencies = objects(data.get("dependencies"), "dependencies")
-    envs: set[str] = {e["environment"] for e in [*environments, *strategies]
-                      if isinstance(e.get("environment"), str)}
-    if environment is None:
-        if not envs:
-            raise Unimportable("the export names no environment")
-        if len(envs) != 1:
-            raise Unimportable(f"the export has environments {', '.join(sorted(envs))}: "
-                               "name one (environment=)")
-        environment = next(iter(envs))
-    out = []
-    for f in features:
-        name = f.get("name")
-        toggle = {k: v for k, v in f.items() if k not in ("strategies", "variants")}
-        toggle["strategies"] = sorted(
-            (s for s in strategies
-             if s.get("featureName") == name and s.get("environment") == environment),
-            key=lambda s: to_number(s.get("sortOrder")) or 0)
-        env: Mapping[str, Any] = next((e for e in environments
-                                       if e.get("name", e.get("featureName")) == name
-                                       and e.get("environment") == environment), {})
-        toggle["enabled"] = env.get("enabled", False) is True
-        toggle["variants"] = env.get("variants") or f.get("variants") or []
-        toggle["dependencies"] = [
-            {"feature": d.get("parent"), "enabled": d.get("enabled", True),
-             "variants": d.get("variants") or []}
-            for d in dependencies if d.get("feature") == name]
-        out.append(toggle)
-    return out, segments, environment
-
 
 def convert_unleash(data: Any, environment: str | None = None,
                     group_types: Iterable[str] = (),
@@ -503,30 +426,3 @@ def convert_unleash(data: Any, environment: str | None = None,
             raise Unimportable(f"field {name}: {where!r} is not person, group:<type>, "
                                "group_key:<type> or distinct_id")
     return _Converter(data, environment, group_types, fields).run()
-
-
-def unleash_context(ctx: Mapping[str, Any], placed: Mapping[str, str]) -> Context:
-    """The flagsvc request for an Unleash context, given where a flag reads each field
-    (`Converted.fields[key]`): what an app sends instead of its Unleash context."""
-    flat = {k: v for k, v in ctx.items() if k != "properties"}
-    flat.update(ctx.get("properties") or {})
-    groups: dict[str, str] = {}
-    person: dict[str, Any] = {}
-    group_props: dict[str, dict[str, Any]] = {}
-    distinct_id = flat.get("userId")
-    for field, value in flat.items():
-        where = placed.get(field)
-        if where is None and field not in ("userId", *BUCKET_ONLY):
-            where = "person"
-        kind, _, group_type = (where or "").partition(":")
-        if kind == "group_key":
-            groups[group_type] = str(value)
-        elif kind == "group":
-            group_props.setdefault(group_type, {})[field] = value
-        elif kind == "person":
-            person[field] = value
-    for g in {w.partition(":")[2] for w in placed.values() if w.startswith("group:")}:
-        groups.setdefault(g, str(flat.get(g, "")) or "")
-    groups = {g: k for g, k in groups.items() if k}
-    return Context(distinct_id=distinct_id, groups=groups, person_properties=person,
-                   group_properties=group_props)
