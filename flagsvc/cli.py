@@ -94,6 +94,8 @@ def _import_options(args: argparse.Namespace) -> dict[str, Any]:
         return {"environment": args.environment, "group_types": args.group_type or [],
                 "fields": fields}
     if args.source == "posthog":
+        if args.environment or args.field:
+            raise ValueError("--environment and --field go with --from unleash")
         mapping = {}
         for spec in args.group_type or []:
             index, sep, name = spec.partition("=")
@@ -114,7 +116,7 @@ def cmd_flags_import(args: argparse.Namespace) -> int:
     across the project's flags, the group types needed) and nothing is written unless every
     flag is valid; a deleted flag of the same key is restored."""
     from .imports import Unimportable, convert
-    from .imports.apply import import_flags
+    from .imports.apply import import_flags, skip_unresolved
 
     try:
         if args.file in (None, "-"):
@@ -135,18 +137,23 @@ def cmd_flags_import(args: argparse.Namespace) -> int:
             print(f"warning: flag {key}: {m}", file=sys.stderr)
     for key, where in _field_summary(converted.fields).items():
         print(f"note: context field {key} is read from {where}", file=sys.stderr)
+    store = _store()
+    if store.get_project(args.project) is None:
+        print(f"error: project {args.project} does not exist (flagsvc project list)",
+              file=sys.stderr)
+        return 1
+    if args.skip_unimportable:
+        skip_unresolved(store, args.project, converted)
     label = "skipped" if args.skip_unimportable else "error"
     for key, reason in converted.skipped.items():
         print(f"{label}: flag {key} cannot be imported: {reason}", file=sys.stderr)
     if converted.skipped and not args.skip_unimportable:
         print("nothing was imported (--skip-unimportable imports the others)", file=sys.stderr)
         return 1
-    store = _store()
-    if store.get_project(args.project) is None:
-        print(f"error: project {args.project} does not exist (flagsvc project list)",
-              file=sys.stderr)
-        return 1
     done = import_flags(store, args.project, converted.flags, dry_run=args.dry_run)
+    if done.conflict:
+        print(f"error: {done.conflict}", file=sys.stderr)
+        return 1
     if done.problems:
         for key, errs in done.problems.items():
             print(f"error: flag {key}: {'; '.join(errs)}", file=sys.stderr)

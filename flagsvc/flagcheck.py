@@ -44,11 +44,13 @@ def referenced_group_types(defn: Mapping[str, Any]) -> dict[str, str]:
 
 
 def flag_problems(store: Any, project_id: int, defn: Mapping[str, Any],
-                  others: Iterable[Mapping[str, Any]] | None = None) -> dict[str, list[str]]:
+                  others: Iterable[Mapping[str, Any]] | None = None,
+                  compiled: Mapping[str, Any] | None = None) -> dict[str, list[str]]:
     """Everything beyond the schema's shape that would make the flag unusable: engine problems,
     payload keys, unknown dependencies, dependency cycles, operators a private key's hash
     defeats, a 6th group type; field path -> messages (empty: it can be stored). `others`:
-    the project's other live flags as they will be (default: as stored)."""
+    the project's other live flags as they will be (default: as stored); `compiled`: those
+    and this flag compiled together already (an import checks many flags against one set)."""
     errors = _problem_errors(validate_flag(defn))
     variant_keys = {v["key"] for v in defn.get("variants") or []}
     for k in defn.get("payloads") or {}:
@@ -71,9 +73,10 @@ def flag_problems(store: Any, project_id: int, defn: Mapping[str, Any],
     for where, message in privacy.hashed_key_problems(defn, hashed).items():
         errors.setdefault(where, []).append(message)
     if not errors:
-        compiled = compile_flags([*others, defn]).get(defn["key"])
-        if compiled is not None and compiled.error:
-            errors.setdefault("conditions", []).append(compiled.error)
+        together = compiled if compiled is not None else compile_flags([*others, defn])
+        found = together.get(defn["key"])
+        if found is not None and found.error:
+            errors.setdefault("conditions", []).append(found.error)
     existing = {t["name"] for t in store.group_types(project_id)}
     new = {t: where for t, where in referenced_group_types(defn).items() if t not in existing}
     if len(existing) + len(new) > MAX_GROUP_TYPES:

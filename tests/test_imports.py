@@ -280,7 +280,7 @@ def test_posthog_dependencies_cohorts_and_refusals():
     assert evaluate(flags, "child", Context("u", person_properties={"email": "x@ACME.io"})).enabled
     assert evaluate(flags, "child", Context("u", person_properties={"beta": "TRUE"})).enabled
     assert not evaluate(flags, "child", Context("u", person_properties={"beta": "no"})).enabled
-    assert "computes its members" in result.skipped["seen"]
+    assert "only a cohort given as properties" in result.skipped["seen"]
     assert "is_date_exact" in result.skipped["dated"]
     assert "early-access" in result.skipped["early"]
 
@@ -604,3 +604,112 @@ def test_posthog_conditions_of_their_own_aggregation_and_stale_parts():
     warned = " ".join(result.warnings["billing"])
     assert "0.5 % taken as 1 %" in warned and "'gone' left out" in warned
     assert "payload of 'b' left out" in warned
+
+
+# ------------------------------------------------------------------ second review
+
+
+REAL_EXPORT = {  # the shape of Unleash's admin export (features-batch/export), one environment
+    "features": [{"name": "beta", "description": "the #1 feature", "type": "release"},
+                 {"name": "second", "description": "", "type": "release"}],
+    "featureStrategies": [
+        {"name": "flexibleRollout", "featureName": "beta", "sortOrder": 0, "segments": [],
+         "parameters": {"rollout": "20", "stickiness": ORG, "groupId": "beta"},
+         "constraints": [{"contextName": "plan", "operator": "IN", "values": ["pro"]}],
+         "disabled": False, "variants": []},
+        {"name": "default", "featureName": "second", "parameters": {}, "constraints": [],
+         "sortOrder": 0, "segments": [], "disabled": False, "variants": []}],
+    "featureEnvironments": [
+        {"enabled": True, "featureName": "beta", "environment": "production", "variants": []},
+        {"enabled": True, "featureName": "second", "environment": "production",
+         "variants": []}],
+    "segments": [{"id": 1, "name": "my-segment"}],
+    "dependencies": [{"feature": "beta", "dependencies": [{"feature": "second",
+                                                           "enabled": True}]}],
+}
+
+
+def test_unleash_admin_export_as_unleash_writes_it():
+    result = convert_unleash(REAL_EXPORT)  # its only environment
+    beta = {f["key"]: f for f in result.flags}["beta"]
+    assert [c["rollout_percentage"] for c in beta["conditions"]] == [20]
+    props = beta["conditions"][0]["properties"]
+    assert props[0] == {"type": "flag", "key": "second", "operator": "exact", "value": True}
+    assert props[1]["key"] == "plan"
+    with pytest.raises(Unimportable, match="not 'staging'"):
+        convert_unleash(REAL_EXPORT, environment="staging")
+    with_segment = json.loads(json.dumps(REAL_EXPORT))
+    with_segment["featureStrategies"][0]["segments"] = [1]
+    assert "names segments only" in convert_unleash(with_segment).skipped["beta"]
+
+
+@pytest.mark.parametrize(("toggle", "contexts"), [
+    # a strategy's own variants win over a later strategy's override
+    ({"strategies": [
+        {"name": "default", "constraints": [
+            {"contextName": "plan", "operator": "IN", "values": ["pro"]}],
+         "variants": [_v("x"), _v("y")]},
+        {"name": "default"}],
+      "variants": [_v("x", overrides=[{"contextName": "userId", "values": ["u6"]}]), _v("y")]},
+     [{"userId": f"u{i}", "properties": {"plan": p}} for i in range(8) for p in ("pro", "free")]),
+    # an invalid version fails its strategy only
+    ({"strategies": [
+        {"name": "default", "constraints": [
+            {"contextName": "appVersion", "operator": "SEMVER_GTE", "value": "v2.0.0"}]},
+        {"name": "default", "constraints": [
+            {"contextName": "plan", "operator": "IN", "values": ["pro"]}]}]},
+     [{"userId": "u", "properties": {"plan": "pro", "appVersion": "3.0.0"}},
+      {"userId": "u", "properties": {"plan": "free", "appVersion": "3.0.0"}}]),
+])
+def test_unleash_second_review_cases_answer_as_yggdrasil(toggle, contexts):
+    state = {"version": 2, "features": [{"name": "t", "enabled": True, **toggle}]}
+    ours, theirs = _answers(state, contexts)
+    assert ours == theirs
+
+
+def test_unleash_field_is_read_from_one_place_per_flag():
+    toggle = {"name": "t", "enabled": True, "strategies": [
+        {"name": "default", "constraints": [
+            {"contextName": "plan", "operator": "IN", "values": ["pro"]}]},
+        {"name": "flexibleRollout", "parameters": {"rollout": "100", "stickiness": ORG,
+                                                   "groupId": "t"},
+         "constraints": [{"contextName": "plan", "operator": "IN", "values": ["pro"]}]}]}
+    result = convert_unleash({"features": [toggle]})
+    places = {(f["type"], f.get("group_type")) for c in result.flags[0]["conditions"]
+              for f in c["properties"] if f["key"] == "plan"}
+    assert places == {("person", None)} and result.fields["t"]["plan"] == "person"
+    ours, theirs = _answers({"version": 2, "features": [toggle]},
+                            [{"userId": "u1", "properties": {"plan": "pro"}}])
+    assert ours == theirs
+
+
+def test_unleash_edge_strategies():
+    empty_group = unleash_toggle(rollout="50") | {"strategies": [
+        {"name": "flexibleRollout", "parameters": {"rollout": "50", "groupId": ""}}]}
+    assert "empty groupId" in convert_unleash({"features": [empty_group]}).skipped["billing"]
+    all_disabled = {"name": "d", "enabled": True, "strategies": [
+        {"name": "userWithId", "parameters": {"userIds": "u1"}, "disabled": True}]}
+    flags = compile_flags(convert_unleash({"features": [all_disabled]}).flags)
+    assert evaluate(flags, "d", Context("anyone")).enabled  # Unleash serves no strategy: on
+
+
+def test_skip_unimportable_skips_flags_missing_their_parent(cli, db_path, tmp_path):
+    pid = Store(db_path).create_project("acme")["id"]
+    state = {"features": [
+        {"name": "c", "strategies": [], "dependencies": [{"feature": "notexported"}]},
+        {"name": "d", "strategies": []}]}
+    path = _write(tmp_path, "u.json", state)
+    code, _, err = cli("flags", "import", "--from", "unleash", "--project", str(pid), path)
+    assert code == 1 and "notexported" in err
+    code, out, err = cli("flags", "import", "--from", "unleash", "--skip-unimportable",
+                         "--project", str(pid), path)
+    assert code == 0, err
+    assert "skipped: flag c cannot be imported: depends on notexported, which is neither" in err
+    assert [f["key"] for f in Store(db_path).list_flags(pid)] == ["d"]
+    assert cli("flags", "import", "--from", "posthog", "--environment", "x", path)[0] == 1
+
+
+def test_api_refuses_options_of_another_format(client, h):
+    r = client.post("/api/flags/import", headers=h, json={
+        "format": "posthog", "data": [], "environment": "production"})
+    assert r.status_code == 422 and "environment" in r.json["errors"]

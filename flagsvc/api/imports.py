@@ -10,14 +10,24 @@ from typing import Any
 from flask import Response
 
 from .. import schemas as s
-from ..errors import ValidationFailed
+from ..errors import ConflictError, ValidationFailed
 from ..imports import Unimportable, convert
-from ..imports.apply import import_flags
+from ..imports.apply import import_flags, skip_unresolved
 from .adminlib import body, bp, json_response, load
 from .common import admin_project, service
 
+_OPTIONS = {"unleash": ("environment", "group_types", "fields_"),
+            "posthog": ("group_type_mapping",), "flagsvc": ()}
+
 
 def _options(req: dict[str, Any]) -> dict[str, Any]:
+    foreign = [("fields" if k == "fields_" else k) for k in
+               ("environment", "group_types", "fields_", "group_type_mapping")
+               if req.get(k) and k not in _OPTIONS[req["format"]]]
+    if foreign:
+        raise ValidationFailed(f"not options of format {req['format']}",
+                               errors={k: [f"not an option of format {req['format']}"]
+                                       for k in foreign})
     if req["format"] == "unleash":
         return {"environment": req.get("environment"), "group_types": req["group_types"],
                 "fields": req["fields_"]}
@@ -35,12 +45,16 @@ def import_flags_route() -> Response:
     except Unimportable as e:
         raise ValidationFailed(f"the data is not a {req['format']} export",
                                errors={"data": [str(e)]}) from None
+    if req["skip_unimportable"]:
+        skip_unresolved(service().store, project["id"], converted)
     if converted.skipped and not req["skip_unimportable"]:
         raise ValidationFailed(
             "some flags cannot be imported (skip_unimportable imports the others)",
             errors={f"flags.{k}": [v] for k, v in converted.skipped.items()})
     done = import_flags(service().store, project["id"], converted.flags,
                         dry_run=req["dry_run"])
+    if done.conflict:
+        raise ConflictError(done.conflict)
     if done.problems:
         raise ValidationFailed("some flags are not valid: nothing was imported",
                                errors={f"flags.{k}": v for k, v in done.problems.items()})

@@ -100,10 +100,11 @@ def admin_ops() -> dict[tuple[str, str], Op]:
                                             query=s.FlagGroupsQuerySchema, errors=("404",)),
         (f + "/import", "post"): admin(
             "Import flags from a flagsvc export, Unleash or PostHog",
-            (200, s.FlagImportResultSchema), body=s.FlagImportSchema,
+            (200, s.FlagImportResultSchema), body=s.FlagImportSchema, errors=("409",),
             description="All or nothing: a flag that cannot be converted (unless "
                         "skip_unimportable) or fails the checks of create is a 422 listing "
-                        "every problem, and nothing is written. Existing keys are updated."),
+                        "every problem, and nothing is written. Existing keys are updated; "
+                        "409 if the project changed while importing (nothing written)."),
         (f + "/explain", "post"): admin("Explain a draft flag for a context",
                                         (200, s.ExplainSchema), body=s.ExplainRequestSchema),
         (f + "/{ref}/explain", "post"): admin(

@@ -74,35 +74,41 @@ def convert(fmt: str, data: Any, **options: Any) -> Converted:
         raise
     except Exception as e:  # a shape no check above foresaw: say so, never crash the caller
         raise Unimportable(f"malformed {fmt} export ({type(e).__name__}: {e})") from None
-    _skip_dependants(result)
+    skip_dependants(result)
     return result
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def dependencies_of(flag: Any) -> set[str]:
+    """The keys of the flags a flag definition depends on (anything malformed: none)."""
+    found = set()
+    for c in flag.get("conditions") or [] if isinstance(flag, Mapping) else []:
+        props = c.get("properties") if isinstance(c, Mapping) else None
+        for f in props if isinstance(props, list) else []:
+            if isinstance(f, Mapping) and f.get("type") == "flag":
+                found.add(str(f.get("key")))
+    return found
 
 
-def _skip_dependants(result: Converted) -> None:
-    """A flag that depends on a flag that cannot be imported cannot be either (transitively):
-    said so, instead of a missing dependency the write would refuse."""
+def skip_dependants(result: Converted) -> None:
+    """Flags in `skipped` leave `flags`, and so does a flag that depends on one of them
+    (transitively): said so, instead of a missing dependency the write would refuse."""
     while True:
         keep = []
         for flag in result.flags:
             if not isinstance(flag, Mapping):  # a flagsvc file's bad entry: the write says so
                 keep.append(flag)
                 continue
-            missing = sorted({str(f.get("key")) for c in _as_list(flag.get("conditions"))
-                              for f in _as_list(c.get("properties") if isinstance(c, Mapping)
-                                                else None)
-                              if isinstance(f, Mapping) and f.get("type") == "flag"
-                              and f.get("key") in result.skipped})
-            if missing:
-                result.skipped[flag["key"]] = (f"depends on {', '.join(map(str, missing))}, "
-                                               "which cannot be imported")
-                result.warnings.pop(flag["key"], None)
-                result.fields.pop(flag["key"], None)
+            missing = sorted(dependencies_of(flag) & result.skipped.keys())
+            if flag.get("key") in result.skipped:
+                pass
+            elif missing:
+                result.skipped[flag["key"]] = (f"depends on {', '.join(missing)}, which "
+                                               "cannot be imported")
             else:
                 keep.append(flag)
+                continue
+            result.warnings.pop(flag["key"], None)
+            result.fields.pop(flag["key"], None)
         if len(keep) == len(result.flags):
             return
         result.flags = keep

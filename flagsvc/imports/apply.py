@@ -20,6 +20,7 @@ from ..engine import compile_flags
 from ..flagcheck import flag_problems, referenced_group_types
 from ..store import Conflict, LimitExceeded
 from ..store.projects import MAX_GROUP_TYPES
+from . import Converted, dependencies_of, skip_dependants
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Applied:
     unchanged: list[str] = field(default_factory=list)  # same rules as stored: not written
     group_types: list[str] = field(default_factory=list)  # created for the imported flags
     problems: dict[str, list[str]] = field(default_factory=dict)  # flag key -> messages
+    conflict: str | None = None  # the project changed meanwhile: nothing was written
 
 
 def _loaded(raw: Iterable[Any], problems: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -50,6 +52,19 @@ def _loaded(raw: Iterable[Any], problems: dict[str, list[str]]) -> list[dict[str
         flag.pop("version", None)
         flags.append(flag)
     return flags
+
+
+def skip_unresolved(store: Any, project_id: int, converted: Converted) -> None:
+    """With skip_unimportable: a flag depending on a flag neither in the file nor in the
+    project is skipped too (and what depends on it), instead of failing the import."""
+    present = {f["key"] for f in store.list_flags(project_id)}
+    present |= {f.get("key") for f in converted.flags if isinstance(f, Mapping)}
+    for flag in converted.flags:
+        missing = sorted(dependencies_of(flag) - present)
+        if missing:
+            converted.skipped[flag["key"]] = (f"depends on {', '.join(missing)}, which is "
+                                              "neither in the file nor in the project")
+    skip_dependants(converted)
 
 
 def _no_cycle(keys: list[str]) -> Any:
@@ -75,8 +90,10 @@ def import_flags(store: Any, project_id: int, raw: Iterable[Any],
     existing = {f["key"]: f for f in store.list_flags(project_id, include_deleted=True)}
     after = {**{k: f for k, f in existing.items() if not f["deleted"]},
              **{f["key"]: f for f in flags}}
+    compiled = compile_flags(after.values())  # once: each flag's check reads it
     for f in flags:
-        for where, messages in flag_problems(store, project_id, f, after.values()).items():
+        for where, messages in flag_problems(store, project_id, f, after.values(),
+                                             compiled).items():
             done.problems.setdefault(f["key"], []).extend(f"{where}: {m}" for m in messages)
     known = [t["name"] for t in store.group_types(project_id)]
     for f in flags:
@@ -103,7 +120,7 @@ def import_flags(store: Any, project_id: int, raw: Iterable[Any],
     try:
         written = store.import_flags(project_id, flags, done.group_types, check=_no_cycle(keys))
     except (Conflict, LimitExceeded) as e:  # a concurrent change: nothing was written
-        done.problems["(import)"] = [f"{e} (changed meanwhile; nothing was written)"]
+        done.conflict = f"{e} (changed while importing; nothing was written, try again)"
         return done
     done.created, done.updated = written["created"], written["updated"]
     done.restored, done.unchanged = written["restored"], written["unchanged"]

@@ -94,12 +94,13 @@ class _Converter:
         self.keys_by_id = {str(f.get("id")): f.get("key") for f in self.flags}
         self.result = Converted()
         self.key = ""
+        self.aggregation: str | None = None  # the flag's group type, if it has one
 
     def run(self) -> Converted:
         for flag in self.flags:
             name = str(flag.get("key"))
-            if flag.get("deleted"):
-                self.result.skipped[name] = "deleted in PostHog"
+            if flag.get("deleted"):  # left out, not refused: it blocks nothing
+                self.result.warn(name, "deleted in PostHog: left out")
                 continue
             self.key = name
             try:
@@ -143,6 +144,7 @@ class _Converter:
                                   "kept: flagsvc buckets on the distinct id it is given")
         index = filters.get("aggregation_group_type_index")
         bucket_by = PERSON if index is None else self._group_type(index)
+        self.aggregation = None if index is None else bucket_by
         multivariate = object_of(filters.get("multivariate"), "filters.multivariate")
         variants = [{"key": v.get("key"), "weight": v.get("rollout_percentage")}
                     for v in objects(multivariate.get("variants"), "variants")]
@@ -226,7 +228,10 @@ class _Converter:
         if kind == "cohort":
             return self._cohort(key, prop)
         if kind == "flag":
-            target = self.keys_by_id.get(str(prop.get("key")), prop.get("key"))
+            target = self.keys_by_id.get(str(prop.get("key")))
+            if target is None:
+                raise Unimportable(f"depends on flag id {prop.get('key')}, which is not in the "
+                                   "file")
             value = prop.get("value", True)
             return [[{"type": "flag", "key": str(target), "operator": "exact", "value": value}]]
         if kind not in ("person", "group"):
@@ -236,6 +241,11 @@ class _Converter:
         base: dict[str, Any] = {"type": kind, "key": prop.get("key")}
         if kind == "group":
             base["group_type"] = self._group_type(prop.get("group_type_index"))
+            if self.aggregation is not None and base["group_type"] != self.aggregation:
+                self.result.warn(key, f"a filter on {base['group_type']}'s {prop.get('key')} in "
+                                      f"a flag of {self.aggregation}: flagsvc reads the "
+                                      f"{base['group_type']} of the request, PostHog's SDKs "
+                                      f"read {self.aggregation}'s properties")
         value = prop.get("value")
         if op in ("semver_tilde", "semver_caret", "semver_wildcard"):
             lo, hi = semver_range(op, value)
@@ -274,8 +284,8 @@ class _Converter:
         cohort = self.cohorts.get(str(prop.get("value")))
         if not isinstance(cohort, Mapping) or prop.get("operator") == "not_in" or prop.get(
                 "negation"):
-            raise Unimportable(f"cohort {prop.get('value')}: PostHog computes its members "
-                               "(only a cohort given as properties in the file is inlined)")
+            raise Unimportable(f"cohort {prop.get('value')}: only a cohort given as "
+                               "properties in the file, and tested with `in`, is inlined")
         return self._group_of(key, cohort, prop.get("value"))
 
     def _group_of(self, key: str, group: Mapping[str, Any], cohort: Any

@@ -120,7 +120,10 @@ class _Converter:
 
     def _place(self, bucket: str | None) -> Any:
         def place(field: str) -> str:
-            where = placement(field, self.group_types, bucket, self.fields)
+            # One place per field and flag (the app sends each field once): the first
+            # strategy reading it decides, the others read it there too.
+            where = self.placed.get(field) or placement(field, self.group_types, bucket,
+                                                         self.fields)
             self.placed[field] = where
             return where
         return place
@@ -143,11 +146,11 @@ class _Converter:
             raise Unimportable("the name is no flagsvc key (letters, digits, '-', '_', '.')")
         self.name = name
         active = _flag_bool(feature.get("enabled", True), "enabled")
-        strategies = objects(feature.get("strategies"), "strategies")
+        # Unleash serves no disabled strategy: with none left the toggle is on for everyone.
+        strategies = [s for s in objects(feature.get("strategies"), "strategies")
+                      if s.get("disabled") is not True]
         rules = []
         for i, strategy in enumerate(strategies):
-            if strategy.get("disabled") is True:
-                continue
             placed = dict(self.placed)
             try:
                 rules.append(self._strategy(name, strategy))
@@ -246,6 +249,9 @@ class _Converter:
             raise Unimportable(f"{kind}: stickiness {stickiness!r} is no field name")
         if rollout == 0:
             raise Never("0 %")
+        if namespace == "" and rollout < 100:
+            raise Unimportable(f"{kind} with an empty groupId: Unleash hashes on ':<id>', "
+                               "flagsvc needs a hash namespace")
         bucket = _bucket(stickiness)
         if stickiness == "sessionId":  # off without a session, even at 100 %
             raise Unimportable(f"{kind} on sessionId: flagsvc has no sessions (bucket on the "
@@ -274,7 +280,12 @@ class _Converter:
         for seg in segments:
             if not isinstance(seg, (int, str)) or seg not in self.segments:
                 raise ToggleOff(f"segment {seg!r} does not exist")
-            found += self.segments[seg]
+            constraints = self.segments[seg]
+            if constraints is None:
+                raise Unimportable(f"segment {seg}'s constraints are not in the file (Unleash's "
+                                   "admin export names segments only): import the client API "
+                                   "state (/api/client/features) instead")
+            found += constraints
         return found
 
     # ------------------------------------------------------------ variants
@@ -309,7 +320,7 @@ class _Converter:
                     ) -> tuple[list[dict[str, Any]], str | None]:
         """flagsvc conditions for the rules, and the one hash namespace they need."""
         namespaces: set[str] = set()
-        plain, overridden = [], []
+        conditions: list[dict[str, Any]] = []
         for rule in rules:
             variants, v_ns, v_bucket = self._variant_source(feature, rule)
             hashes_variant = sum(1 for v in variants if v.get("weight")) > 1
@@ -336,18 +347,24 @@ class _Converter:
             for b in (bucket, own):
                 if b not in (None, PERSON):
                     self.placed.setdefault(b, f"group_key:{b}")
-            base = {"rollout_percentage": rule.rollout, "bucket_by": bucket}
-            for alt in rule.alternatives:
-                plain.append({**base, "properties": required + alt, "variant": None})
             if not rule.variants:
-                # An override fixes the variant: no variant hash, only the rollout's identifier.
+                # Feature variants: their overrides first (in Unleash they fix the variant of
+                # a user this strategy lets in), with no variant hash, only the rollout's
+                # identifier; a strategy's own variants know no overrides.
                 fixed = {"rollout_percentage": rule.rollout, "bucket_by": own or PERSON}
-                overridden += self._overrides(feature, rule, fixed)
+                conditions += self._overrides(feature, rule, fixed)
+            base = {"rollout_percentage": rule.rollout, "bucket_by": bucket}
+            conditions += [{**base, "properties": required + alt, "variant": None}
+                           for alt in rule.alternatives]
+            if bucket != PERSON:
+                self.result.warn(name, f"a request without a {bucket} key is off in flagsvc "
+                                       "(no_group_type); Unleash falls back to a session id or "
+                                       "a random number")
         if len(namespaces) > 1:
             raise Unimportable(f"its rollouts and variants hash on different groupIds "
                                f"({', '.join(sorted(namespaces))}): flagsvc has one hash "
                                "namespace per flag")
-        return overridden + plain, next(iter(namespaces), None)
+        return conditions, next(iter(namespaces), None)
 
     def _overrides(self, feature: Mapping[str, Any], rule: _Rule,
                    base: dict[str, Any]) -> list[dict[str, Any]]:

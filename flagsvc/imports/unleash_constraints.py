@@ -118,8 +118,8 @@ def choices(c: Any, place: Callable[[str], str], environment: str | None,
             raise ToggleOff(f"{op} on {field} needs a `value` string")
         if op.startswith("NUM_") and to_number(value) is None:
             raise ToggleOff(f"{op} on {field}: {value!r} is no number")
-        if op.startswith("SEMVER_") and not SEMVER.match(value):
-            raise ToggleOff(f"{op} on {field}: {value!r} is no semantic version")
+        if op.startswith("SEMVER_") and not SEMVER.match(value):  # only this strategy fails
+            raise Never(f"{op} on {field}: {value!r} is no semantic version")
         if op.startswith("DATE_") and not DATE_VALUE.match(value):
             raise ToggleOff(f"{op} on {field}: {value!r} is no RFC 3339 date-time")
     if field == "environment" and environment is not None:

@@ -49,49 +49,67 @@ def payload_value(payload: Any) -> Any:
 
 
 def normalise(data: Any, environment: str | None
-               ) -> tuple[list[dict[str, Any]], dict[Any, list[Any]], str | None]:
-    """(toggles in the client API shape, segment id -> constraints, the environment)."""
+              ) -> tuple[list[dict[str, Any]], dict[Any, list[Any] | None], str | None]:
+    """(toggles in the client API shape, segment id -> constraints (None: the export does
+    not give them), the environment taken)."""
     if not isinstance(data, Mapping) or not isinstance(data.get("features"), list):
         raise Unimportable('expected an Unleash export: {"features": [...], ...}')
-    segments = {}
+    segments: dict[Any, list[Any] | None] = {}
     for s in objects(data.get("segments"), "segments"):
         if isinstance(s.get("id"), (int, str)):
-            segments[s["id"]] = list(objects(s.get("constraints"), f"segment {s['id']}"))
-    features = [f for f in data["features"] if isinstance(f, Mapping)]
+            # Unleash's admin export names segments without their constraints.
+            segments[s["id"]] = (list(objects(s["constraints"], f"segment {s['id']}"))
+                                 if "constraints" in s else None)
+    features = objects(data["features"], "features")
     if "featureStrategies" not in data:
         return [dict(f) for f in features], segments, environment
-    # The admin export: strategies and on/off per environment, dependencies beside them.
+    # The admin export (one environment's strategies; on/off per environment; dependencies
+    # beside the toggles): made into the client API's shape.
     strategies = objects(data.get("featureStrategies"), "featureStrategies")
     environments = objects(data.get("featureEnvironments"), "featureEnvironments")
-    dependencies = objects(data.get("dependencies"), "dependencies")
     envs: set[str] = {e["environment"] for e in [*environments, *strategies]
                       if isinstance(e.get("environment"), str)}
     if environment is None:
-        if not envs:
-            raise Unimportable("the export names no environment")
-        if len(envs) != 1:
+        if len(envs) > 1:
             raise Unimportable(f"the export has environments {', '.join(sorted(envs))}: "
                                "name one (environment=)")
-        environment = next(iter(envs))
+        environment = next(iter(envs), None)
+    elif envs and environment not in envs:
+        raise Unimportable(f"the export has environment {', '.join(sorted(envs))}, "
+                           f"not {environment!r}")
+    parents = _dependencies(objects(data.get("dependencies"), "dependencies"))
     out = []
     for f in features:
         name = f.get("name")
         toggle = {k: v for k, v in f.items() if k not in ("strategies", "variants")}
         toggle["strategies"] = sorted(
-            (s for s in strategies
-             if s.get("featureName") == name and s.get("environment") == environment),
+            (s for s in strategies if s.get("featureName") == name
+             and s.get("environment", environment) == environment),
             key=lambda s: to_number(s.get("sortOrder")) or 0)
         env: Mapping[str, Any] = next((e for e in environments
-                                       if e.get("name", e.get("featureName")) == name
-                                       and e.get("environment") == environment), {})
+                                       if e.get("featureName", e.get("name")) == name
+                                       and e.get("environment", environment) == environment),
+                                      {})
         toggle["enabled"] = env.get("enabled", False) is True
         toggle["variants"] = env.get("variants") or f.get("variants") or []
-        toggle["dependencies"] = [
-            {"feature": d.get("parent"), "enabled": d.get("enabled", True),
-             "variants": d.get("variants") or []}
-            for d in dependencies if d.get("feature") == name]
+        toggle["dependencies"] = parents.get(name, [])
         out.append(toggle)
     return out, segments, environment
+
+
+def _dependencies(rows: list[Mapping[str, Any]]) -> dict[Any, list[dict[str, Any]]]:
+    """Child toggle -> its parents, from the admin export's `dependencies`: nested
+    ({feature: child, dependencies: [{feature: parent, enabled, variants}]}, as Unleash
+    exports them) or one row a link ({feature: child, parent, enabled, variants})."""
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        child = row.get("feature")
+        links = (objects(row["dependencies"], f"dependencies of {child}")
+                 if "dependencies" in row else
+                 [{"feature": row.get("parent"), "enabled": row.get("enabled", True),
+                   "variants": row.get("variants") or []}])
+        out.setdefault(child, []).extend(dict(link) for link in links)
+    return out
 
 
 def unleash_context(ctx: Mapping[str, Any], placed: Mapping[str, str]) -> Context:
