@@ -5,7 +5,7 @@ caller passes the store and turns the problems into its own errors."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
 from .engine import compile_flags, validate_flag
@@ -50,17 +50,21 @@ def flag_problems(store: Any, project_id: int, defn: Mapping[str, Any],
     payload keys, unknown dependencies, dependency cycles, operators a private key's hash
     defeats, a 6th group type; field path -> messages (empty: it can be stored). `others`:
     the project's other live flags as they will be (default: as stored); `compiled`: those
-    and this flag compiled together already (an import checks many flags against one set)."""
+    and this flag compiled together already, keyed by flag (an import checks many flags
+    against one set; `others` is then not read)."""
     errors = _problem_errors(validate_flag(defn))
     variant_keys = {v["key"] for v in defn.get("variants") or []}
     for k in defn.get("payloads") or {}:
         if k != "true" and k not in variant_keys:
             errors.setdefault(f"payloads.{k}", []).append(
                 f"payload key {k!r} is neither a variant of the flag nor \"true\"")
-    if others is None:
-        others = store.list_flags(project_id)
-    others = [f for f in others if f["key"] != defn["key"]]
-    known = {f["key"] for f in others}
+    rest: list[Mapping[str, Any]] = []
+    if compiled is None:
+        rest = [f for f in (store.list_flags(project_id) if others is None else others)
+                if f["key"] != defn["key"]]
+        known: Container[Any] = {f["key"] for f in rest}
+    else:  # the flags compiled together are the project as it will be
+        known = compiled
     project = store.get_project(project_id) or {}
     hashed = privacy.hashed_keys(privacy.policy_of(project.get("private_properties")))
     for i, cond in enumerate(defn.get("conditions") or []):
@@ -73,7 +77,7 @@ def flag_problems(store: Any, project_id: int, defn: Mapping[str, Any],
     for where, message in privacy.hashed_key_problems(defn, hashed).items():
         errors.setdefault(where, []).append(message)
     if not errors:
-        together = compiled if compiled is not None else compile_flags([*others, defn])
+        together = compiled if compiled is not None else compile_flags([*rest, defn])
         found = together.get(defn["key"])
         if found is not None and found.error:
             errors.setdefault("conditions", []).append(found.error)

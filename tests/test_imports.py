@@ -713,3 +713,102 @@ def test_api_refuses_options_of_another_format(client, h):
     r = client.post("/api/flags/import", headers=h, json={
         "format": "posthog", "data": [], "environment": "production"})
     assert r.status_code == 422 and "environment" in r.json["errors"]
+
+
+# ------------------------------------------------------------------ third review
+
+
+@pytest.mark.parametrize(("version", "outcome"), [
+    ("v2.0.0", "strategy"),    # Unleash: false for that strategy only
+    ("abc", "toggle"),         # Unleash cannot compile it: off for everyone
+    ("1.2.3.4", "toggle"),
+    (" 2.0.0", "compared"),    # trimmed
+])
+def test_unleash_invalid_versions_fail_as_in_unleash(version, outcome):
+    toggle = {"name": "t", "enabled": True, "strategies": [
+        {"name": "default", "constraints": [
+            {"contextName": "appVersion", "operator": "SEMVER_GTE", "value": version}]},
+        {"name": "default", "constraints": [
+            {"contextName": "plan", "operator": "IN", "values": ["pro"]}]}]}
+    contexts = [{"userId": "u", "properties": {"plan": p, "appVersion": "3.0.0"}}
+                for p in ("pro", "free")]
+    ours, theirs = _answers({"version": 2, "features": [toggle]}, contexts)
+    assert ours == theirs
+    expected = {"strategy": [(True, None), (False, None)], "toggle": [(False, None)] * 2,
+                "compared": [(True, None), (True, None)]}[outcome]
+    assert ours == expected
+    numeric = json.loads(json.dumps(toggle))
+    numeric["strategies"][0]["constraints"][0]["value"] = "1.2"
+    assert "as a number" in convert_unleash({"features": [numeric]}).skipped["t"]
+
+
+def test_unleash_field_read_under_two_buckets_is_a_person_property():
+    toggle = {"name": "t", "enabled": True, "strategies": [
+        {"name": "flexibleRollout", "parameters": {"rollout": "100", "stickiness": ORG,
+                                                   "groupId": "t"},
+         "constraints": [{"contextName": "plan", "operator": "IN", "values": ["enterprise"]}]},
+        {"name": "default", "constraints": [
+            {"contextName": "plan", "operator": "IN", "values": ["pro"]}]}]}
+    result = convert_unleash({"features": [toggle]})
+    assert result.fields["t"]["plan"] == "person"
+    contexts = [{"userId": "u1", "properties": {"plan": "pro"}},
+                {"userId": "u2", "properties": {"plan": "enterprise", ORG: "o1"}},
+                {"userId": "u3", "properties": {"plan": "enterprise"}}]
+    ours, theirs = _answers({"version": 2, "features": [toggle]}, contexts)
+    assert ours == theirs
+
+
+def test_unleash_empty_group_id_and_warnings():
+    variants = [_v("a"), _v("b")]
+    empty = {"name": "e", "enabled": True, "strategies": [
+        {"name": "flexibleRollout", "parameters": {"rollout": "100", "groupId": ""},
+         "variants": variants}]}
+    assert "empty groupId" in convert_unleash({"features": [empty]}).skipped["e"]
+    user = {"name": "g", "strategies": [
+        {"name": "gradualRolloutUserId", "parameters": {"percentage": "50", "groupId": ""}}]}
+    assert "empty groupId" in convert_unleash({"features": [user]}).skipped["g"]
+    named = unleash_toggle("n", rollout="50")  # Unleash too is off without the organization
+    assert "n" not in convert_unleash({"features": [named]}).warnings
+    by_variants = {"name": "v", "enabled": True, "strategies": [{"name": "default"}],
+                   "variants": [_v("a", ORG), _v("b", ORG)]}
+    warned = convert_unleash({"features": [by_variants]}).warnings["v"]
+    assert any("without a key of organization" in w for w in warned)
+    disabled_first = {"name": "d", "enabled": True, "strategies": [
+        {"name": "default", "disabled": True},
+        {"name": "flexibleRollout", "parameters": {"rollout": "0"}}]}
+    warned = convert_unleash({"features": [disabled_first]}).warnings["d"]
+    assert any(w.startswith("strategy 2 (flexibleRollout) never matches") for w in warned)
+
+
+def test_posthog_dependency_by_key_as_local_evaluation_writes_it():
+    parent = posthog_flag("par", index=None, flag_id=1)
+    child = posthog_flag("chi", index=None, flag_id=2, properties=[
+        {"key": "par", "type": "flag", "value": True, "operator": "flag_evaluates_to",
+         "dependency_chain": ["par"]}])
+    result = convert_posthog({"flags": [parent, child]})
+    assert not result.skipped
+    dep = result.flags[1]["conditions"][0]["properties"][0]
+    assert dep == {"type": "flag", "key": "par", "operator": "exact", "value": True}
+
+
+def test_posthog_group_type_warning_follows_the_condition():
+    flag = posthog_flag(index=0)
+    flag["filters"]["groups"] = [{
+        "aggregation_group_type_index": 1, "rollout_percentage": 100, "properties": [
+            {"key": "tier", "type": "group", "group_type_index": 1, "operator": "exact",
+             "value": "gold"}]}]
+    result = convert_posthog([flag], group_types={0: ORG, 1: "workspace"})
+    assert not any("PostHog's SDKs read" in w for w in result.warnings.get("billing", []))
+    flag["filters"]["groups"][0]["properties"][0]["group_type_index"] = 0
+    result = convert_posthog([flag], group_types={0: ORG, 1: "workspace"})
+    assert any("PostHog's SDKs read workspace" in w for w in result.warnings["billing"])
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_flagsvc_files_with_odd_keys_are_422s(client, h, skip):
+    data = {"flags": [{"key": ["a"]}, {"key": {"a": 1}, "conditions": [
+        {"properties": [{"type": "flag", "key": "x"}]}]}, {"conditions": [
+        {"properties": [{"type": "flag", "key": "x"}]}]}]}
+    r = client.post("/api/flags/import", headers=h,
+                    json={"format": "flagsvc", "data": data, "skip_unimportable": skip})
+    assert r.status_code == 422 and r.json["errors"]

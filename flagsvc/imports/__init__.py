@@ -12,11 +12,18 @@ known and bounded (PostHog's hash), imported with a warning. Nothing here touche
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 FORMATS = ("flagsvc", "unleash", "posthog")
+# The options each format's converter takes (convert() refuses the others).
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "flagsvc": (), "unleash": ("environment", "group_types", "fields"),
+    "posthog": ("group_types",)}
+# A flagsvc flag key (the admin API's schema says the same).
+KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 class Unimportable(ValueError):
@@ -32,6 +39,12 @@ class Converted:
     warnings: dict[str, list[str]] = field(default_factory=dict)
     # Unleash: flag key -> {context field -> where flagsvc reads it}; see unleash.placement.
     fields: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def refuse(self, key: str, reason: str) -> None:
+        """`key` cannot be imported: said once, with nothing else said of it."""
+        self.skipped.setdefault(key, reason)
+        self.warnings.pop(key, None)
+        self.fields.pop(key, None)
 
     def warn(self, key: str, message: str) -> None:
         found = self.warnings.setdefault(key, [])
@@ -68,6 +81,10 @@ def convert(fmt: str, data: Any, **options: Any) -> Converted:
         "flagsvc": _from_flagsvc, "unleash": _unleash, "posthog": _posthog}
     if fmt not in converters:
         raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+    foreign = [k for k, v in options.items() if v and k not in OPTIONS[fmt]]
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)}: not an option of format {fmt}")
+    options = {k: v for k, v in options.items() if k in OPTIONS[fmt]}
     try:
         result = converters[fmt](data, **options)
     except Unimportable:
@@ -80,8 +97,9 @@ def convert(fmt: str, data: Any, **options: Any) -> Converted:
 
 def dependencies_of(flag: Any) -> set[str]:
     """The keys of the flags a flag definition depends on (anything malformed: none)."""
+    conditions = flag.get("conditions") if isinstance(flag, Mapping) else None
     found = set()
-    for c in flag.get("conditions") or [] if isinstance(flag, Mapping) else []:
+    for c in conditions if isinstance(conditions, list) else []:
         props = c.get("properties") if isinstance(c, Mapping) else None
         for f in props if isinstance(props, list) else []:
             if isinstance(f, Mapping) and f.get("type") == "flag":
@@ -95,20 +113,12 @@ def skip_dependants(result: Converted) -> None:
     while True:
         keep = []
         for flag in result.flags:
-            if not isinstance(flag, Mapping):  # a flagsvc file's bad entry: the write says so
-                keep.append(flag)
-                continue
+            key = flag.get("key") if isinstance(flag, Mapping) else None
             missing = sorted(dependencies_of(flag) & result.skipped.keys())
-            if flag.get("key") in result.skipped:
-                pass
-            elif missing:
-                result.skipped[flag["key"]] = (f"depends on {', '.join(missing)}, which "
-                                               "cannot be imported")
-            else:
-                keep.append(flag)
+            if not isinstance(key, str) or (key not in result.skipped and not missing):
+                keep.append(flag)  # (a malformed entry: the write says what is wrong)
                 continue
-            result.warnings.pop(flag["key"], None)
-            result.fields.pop(flag["key"], None)
+            result.refuse(key, f"depends on {', '.join(missing)}, which cannot be imported")
         if len(keep) == len(result.flags):
             return
         result.flags = keep

@@ -12,6 +12,7 @@ through the admin API.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from ..engine import compile_flags
 from ..flagcheck import flag_problems, referenced_group_types
 from ..store import Conflict, LimitExceeded
+from ..store.flags import same_rules
 from ..store.projects import MAX_GROUP_TYPES
 from . import Converted, dependencies_of, skip_dependants
 
@@ -57,13 +59,14 @@ def _loaded(raw: Iterable[Any], problems: dict[str, list[str]]) -> list[dict[str
 def skip_unresolved(store: Any, project_id: int, converted: Converted) -> None:
     """With skip_unimportable: a flag depending on a flag neither in the file nor in the
     project is skipped too (and what depends on it), instead of failing the import."""
+    keys = [f.get("key") if isinstance(f, Mapping) else None for f in converted.flags]
     present = {f["key"] for f in store.list_flags(project_id)}
-    present |= {f.get("key") for f in converted.flags if isinstance(f, Mapping)}
-    for flag in converted.flags:
+    present |= {k for k in keys if isinstance(k, str)}
+    for key, flag in zip(keys, converted.flags, strict=True):
         missing = sorted(dependencies_of(flag) - present)
-        if missing:
-            converted.skipped[flag["key"]] = (f"depends on {', '.join(missing)}, which is "
-                                              "neither in the file nor in the project")
+        if missing and isinstance(key, str):
+            converted.refuse(key, f"depends on {', '.join(missing)}, which is neither in the "
+                                  "file nor in the project")
     skip_dependants(converted)
 
 
@@ -85,15 +88,15 @@ def import_flags(store: Any, project_id: int, raw: Iterable[Any],
     done = Applied()
     flags = _loaded(raw, done.problems)
     keys = [f["key"] for f in flags]
-    for key in {k for k in keys if keys.count(k) > 1}:
+    for key in [k for k, n in Counter(keys).items() if n > 1]:
         done.problems.setdefault(key, []).append("the same key appears more than once")
     existing = {f["key"]: f for f in store.list_flags(project_id, include_deleted=True)}
     after = {**{k: f for k, f in existing.items() if not f["deleted"]},
              **{f["key"]: f for f in flags}}
     compiled = compile_flags(after.values())  # once: each flag's check reads it
     for f in flags:
-        for where, messages in flag_problems(store, project_id, f, after.values(),
-                                             compiled).items():
+        for where, messages in flag_problems(store, project_id, f,
+                                             compiled=compiled).items():
             done.problems.setdefault(f["key"], []).extend(f"{where}: {m}" for m in messages)
     known = [t["name"] for t in store.group_types(project_id)]
     for f in flags:
@@ -114,8 +117,7 @@ def import_flags(store: Any, project_id: int, raw: Iterable[Any],
                 continue
             if current["deleted"]:
                 done.restored.append(f["key"])
-            same = all(current.get(k) == v for k, v in f.items())
-            (done.unchanged if same else done.updated).append(f["key"])
+            (done.unchanged if same_rules(current, f) else done.updated).append(f["key"])
         return done
     try:
         written = store.import_flags(project_id, flags, done.group_types, check=_no_cycle(keys))

@@ -28,10 +28,9 @@ from typing import Any
 
 from ..engine import validate_flag
 from ..engine.compile import PERSON
-from . import Converted, Unimportable, no_constant, object_of, objects
+from . import KEY, Converted, Unimportable, no_constant, object_of, objects
 from .filters import text_equals
 
-_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 MAX_EXPANSION = 16  # conditions one PostHog condition may become (OR cohorts multiply)
 # PostHog operator -> (flagsvc operator, negate, case_insensitive)
 _OPERATORS: dict[str, tuple[str, bool, bool]] = {
@@ -57,7 +56,7 @@ def semver_range(operator: str, value: Any) -> tuple[str, str]:
     m = _VERSION.match(str(value))
     if not m:
         raise Unimportable(f"{operator}: {value!r} is no version")
-    parts = [p for p in m.groups()]
+    parts = m.groups()
     major = int(parts[0])
     minor = int(parts[1]) if parts[1] and parts[1].isdigit() else None
     patch = int(parts[2]) if parts[2] and parts[2].isdigit() else None
@@ -92,6 +91,7 @@ class _Converter:
         self.flags = [f for f in raw if isinstance(f, Mapping)]
         self.group_types = {str(k): str(v) for k, v in dict(mapping).items()}
         self.keys_by_id = {str(f.get("id")): f.get("key") for f in self.flags}
+        self.keys = {str(f.get("key")) for f in self.flags}
         self.result = Converted()
         self.key = ""
         self.aggregation: str | None = None  # the flag's group type, if it has one
@@ -106,12 +106,10 @@ class _Converter:
             try:
                 converted = self._flag(flag)
             except Unimportable as e:
-                self.result.skipped[name] = str(e)
-                self.result.warnings.pop(name, None)
+                self.result.refuse(name, str(e))
                 continue
             except Exception as e:  # a malformed flag no check foresaw: this one only
-                self.result.skipped[name] = f"malformed flag ({type(e).__name__}: {e})"
-                self.result.warnings.pop(name, None)
+                self.result.refuse(name, f"malformed flag ({type(e).__name__}: {e})")
                 continue
             self.result.flags.append(converted)
         return self.result
@@ -125,7 +123,7 @@ class _Converter:
 
     def _flag(self, flag: Mapping[str, Any]) -> dict[str, Any]:
         key = flag.get("key")
-        if not isinstance(key, str) or not _KEY.match(key) or key.isdigit():
+        if not isinstance(key, str) or not KEY.match(key) or key.isdigit():
             raise Unimportable("the key is no flagsvc key (letters, digits, '-', '_', '.')")
         filters = object_of(flag.get("filters"), "filters")
         if filters.get("feature_enrollment") or filters.get("super_groups"):
@@ -162,7 +160,7 @@ class _Converter:
         conditions = []
         for group in groups:
             conditions += self._condition(key, group, keys)
-        hashed = [c for c in conditions if c["rollout_percentage"] not in (0, 100)]
+        hashed = any(c["rollout_percentage"] not in (0, 100) for c in conditions)
         if hashed or sum(1 for v in variants if v["weight"]) > 1:
             self.result.warn(key, "PostHog's hash (SHA-1) differs from flagsvc's: a partial "
                                   "rollout or variant split keeps its shares, not its members")
@@ -204,6 +202,10 @@ class _Converter:
             self.result.warn(key, f"condition variant {variant!r} left out: no such variant "
                                   "(PostHog ignores it too)")
             variant = None
+        index = group.get("aggregation_group_type_index")
+        own = None if index is None else self._group_type(index)  # mixed targeting
+        flag_aggregation = self.aggregation
+        self.aggregation = own or flag_aggregation  # what this condition's filters are about
         alternatives: list[list[dict[str, Any]]] = [[]]
         for prop in objects(group.get("properties"), "condition properties"):
             choices = self._property(key, prop)
@@ -211,12 +213,12 @@ class _Converter:
             if len(alternatives) > MAX_EXPANSION:
                 raise Unimportable(f"a condition would become more than {MAX_EXPANSION} "
                                    "(OR cohorts multiply them)")
+        self.aggregation = flag_aggregation
         out = [{"properties": alt, "rollout_percentage": whole, "variant": variant}
                for alt in alternatives]
-        index = group.get("aggregation_group_type_index")
-        if index is not None:  # a condition of its own aggregation (mixed targeting)
+        if own is not None:
             for c in out:
-                c["bucket_by"] = self._group_type(index)
+                c["bucket_by"] = own
         return out
 
     def _property(self, key: str, prop: Any, in_cohort: bool = False
@@ -228,9 +230,11 @@ class _Converter:
         if kind == "cohort":
             return self._cohort(key, prop)
         if kind == "flag":
-            target = self.keys_by_id.get(str(prop.get("key")))
+            # local_evaluation names the flag by key, the flags API by id
+            ref = str(prop.get("key"))
+            target = self.keys_by_id.get(ref) or (ref if ref in self.keys else None)
             if target is None:
-                raise Unimportable(f"depends on flag id {prop.get('key')}, which is not in the "
+                raise Unimportable(f"depends on flag {prop.get('key')}, which is not in the "
                                    "file")
             value = prop.get("value", True)
             return [[{"type": "flag", "key": str(target), "operator": "exact", "value": value}]]
@@ -247,6 +251,10 @@ class _Converter:
                                       f"{base['group_type']} of the request, PostHog's SDKs "
                                       f"read {self.aggregation}'s properties")
         value = prop.get("value")
+        if op.startswith("semver_"):
+            self.result.warn(key, f"{op} on {prop.get('key')}: PostHog ignores pre-release "
+                                  "tags and parts past the third (1.2.3-beta = 1.2.3), flagsvc "
+                                  "orders 1.2.3-beta before 1.2.3")
         if op in ("semver_tilde", "semver_caret", "semver_wildcard"):
             lo, hi = semver_range(op, value)
             return [[{**base, "operator": "semver_gte", "value": lo},
@@ -260,10 +268,6 @@ class _Converter:
             self.result.warn(key, f"{op} on {prop.get('key')}: a property that is absent or "
                                   "null never matches in flagsvc (except is_not_set); PostHog "
                                   "may match it")
-        if operator.startswith("semver_"):
-            self.result.warn(key, f"{op} on {prop.get('key')}: PostHog ignores pre-release "
-                                  "tags and parts past the third (1.2.3-beta = 1.2.3), flagsvc "
-                                  "orders 1.2.3-beta before 1.2.3")
         if operator == "exact":  # PostHog compares text: "12" is not "12.0"
             where = "person" if kind == "person" else f"group:{base['group_type']}"
             values = value if isinstance(value, list) else [value]
@@ -323,7 +327,6 @@ def _payload(value: Any) -> Any:
     return value
 
 
-
 def _whole_percent(rollout: float) -> int:
     """A rollout as a whole percentage: halves up, and never 0 or 100 unless it was."""
     whole = int(rollout + 0.5)
@@ -332,8 +335,6 @@ def _whole_percent(rollout: float) -> int:
     if 99 < rollout < 100:
         return 99
     return whole
-
-
 
 
 def convert_posthog(data: Any, group_types: Mapping[Any, str] | None = None) -> Converted:

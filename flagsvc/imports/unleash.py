@@ -31,7 +31,6 @@ engine: tests/test_engine_unleash_spec.py and tests/test_imports.py):
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import product
@@ -39,14 +38,13 @@ from typing import Any
 
 from ..engine import validate_flag
 from ..engine.compile import PERSON
-from . import Converted, Unimportable, object_of, objects
+from . import KEY, Converted, Unimportable, object_of, objects
 from .filters import make_filter, text_equals
 from .unleash_constraints import BUCKET_ONLY, Never, ToggleOff, choices
 from .unleash_export import normalise, payload_value, placement, unleash_context
 
 __all__ = ["convert_unleash", "payload_value", "placement", "unleash_context"]
 
-_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # The most conditions one strategy may become (absent-field alternatives multiply).
 MAX_EXPANSION = 64
 _PLACEMENTS = ("person", "group", "group_key", "distinct_id")
@@ -64,8 +62,6 @@ class _Rule:
     explicit: bool = False  # the stickiness was named (Unleash needs its value even at 100 %)
 
 
-
-
 def _flag_bool(value: Any, what: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -81,12 +77,15 @@ class _Converter:
         self.result = Converted()
         self.name = ""  # the toggle being converted
         self.placed: dict[str, str] = {}  # its context fields -> placement()
+        self.shared: set[str] = set()  # its fields read under different buckets
+        self.by_name = {f.get("name"): f for f in self.features}
 
     def _stickiness_fields(self) -> set[str]:
         found = set()
         for feature in self.features:
             strategies = feature.get("strategies")
-            sources = [s.get("parameters") for s in strategies if isinstance(s, Mapping)] \
+            sources = [s.get("parameters") for s in strategies
+                       if isinstance(s, Mapping) and s.get("disabled") is not True] \
                 if isinstance(strategies, list) else []
             variants = feature.get("variants")
             sources += variants if isinstance(variants, list) else []
@@ -104,14 +103,12 @@ class _Converter:
             try:
                 flag = self._feature(feature)
             except Unimportable as e:
-                self.result.skipped[name] = str(e)
-                self.result.warnings.pop(name, None)
+                self.result.refuse(name, str(e))
                 continue
             except ToggleOff as e:
                 flag = self._off(feature, str(e))
             except Exception as e:  # a malformed toggle no check foresaw: this one only
-                self.result.skipped[name] = f"malformed toggle ({type(e).__name__}: {e})"
-                self.result.warnings.pop(name, None)
+                self.result.refuse(name, f"malformed toggle ({type(e).__name__}: {e})")
                 continue
             self.result.flags.append(flag)
             if self.placed:
@@ -120,13 +117,30 @@ class _Converter:
 
     def _place(self, bucket: str | None) -> Any:
         def place(field: str) -> str:
-            # One place per field and flag (the app sends each field once): the first
-            # strategy reading it decides, the others read it there too.
-            where = self.placed.get(field) or placement(field, self.group_types, bucket,
-                                                         self.fields)
+            # One place per field and flag (the app sends each field once): a field that
+            # strategies of different buckets read is a person property for all of them
+            # (every condition can read those), else the strategy's default place.
+            where = self.placed.get(field) or (
+                "person" if field in self.shared and placement(
+                    field, self.group_types, None, self.fields) == "person"
+                else placement(field, self.group_types, bucket, self.fields))
             self.placed[field] = where
             return where
         return place
+
+    def _shared_fields(self, strategies: list[Mapping[str, Any]]) -> set[str]:
+        """Context fields that strategies bucketing on different identifiers read."""
+        seen: dict[str, set[Any]] = {}
+        for s in strategies:
+            params = s.get("parameters")
+            stickiness = params.get("stickiness") if isinstance(params, Mapping) else None
+            bucket = stickiness if isinstance(stickiness, str) and stickiness not in (
+                "", "default", "userId") else PERSON
+            constraints = s.get("constraints")
+            for c in constraints if isinstance(constraints, list) else []:
+                if isinstance(c, Mapping) and isinstance(c.get("contextName"), str):
+                    seen.setdefault(c["contextName"], set()).add(bucket)
+        return {f for f, buckets in seen.items() if len(buckets) > 1}
 
     # ------------------------------------------------------------ one toggle
 
@@ -142,15 +156,18 @@ class _Converter:
 
     def _feature(self, feature: Mapping[str, Any]) -> dict[str, Any]:
         name = feature.get("name")
-        if not isinstance(name, str) or not _KEY.match(name) or name.isdigit():
+        if not isinstance(name, str) or not KEY.match(name) or name.isdigit():
             raise Unimportable("the name is no flagsvc key (letters, digits, '-', '_', '.')")
         self.name = name
         active = _flag_bool(feature.get("enabled", True), "enabled")
         # Unleash serves no disabled strategy: with none left the toggle is on for everyone.
-        strategies = [s for s in objects(feature.get("strategies"), "strategies")
-                      if s.get("disabled") is not True]
+        numbered = [(i, s) for i, s in enumerate(objects(feature.get("strategies"),
+                                                         "strategies"))
+                    if s.get("disabled") is not True]
+        strategies = [s for _, s in numbered]
+        self.shared = self._shared_fields(strategies)
         rules = []
-        for i, strategy in enumerate(strategies):
+        for i, strategy in numbered:
             placed = dict(self.placed)
             try:
                 rules.append(self._strategy(name, strategy))
@@ -184,12 +201,11 @@ class _Converter:
 
     def _dependencies(self, feature: Mapping[str, Any]) -> list[dict[str, Any]]:
         out = []
-        by_name = {f.get("name"): f for f in self.features}
         for dep in objects(feature.get("dependencies"), "dependencies"):
             parent = dep.get("feature")
             if not isinstance(parent, str):
                 raise Unimportable("a dependency without a feature name")
-            found = by_name.get(parent)
+            found = self.by_name.get(parent)
             if found is not None and found.get("dependencies"):
                 raise Unimportable(f"its parent {parent!r} depends on another toggle: Unleash "
                                    "turns such a toggle off, flagsvc would follow the chain")
@@ -222,7 +238,7 @@ class _Converter:
             stickiness = params.get("stickiness") or "default"
         elif kind == "gradualRolloutUserId":
             rollout, stickiness = _percent(params.get("percentage"), kind), "userId"
-            if not isinstance(namespace, str) or not namespace:
+            if not isinstance(namespace, str):
                 raise Never("gradualRolloutUserId without groupId")
             # Unleash turns it off without a userId, whatever the percentage.
             self.placed["userId"] = "distinct_id"
@@ -249,9 +265,6 @@ class _Converter:
             raise Unimportable(f"{kind}: stickiness {stickiness!r} is no field name")
         if rollout == 0:
             raise Never("0 %")
-        if namespace == "" and rollout < 100:
-            raise Unimportable(f"{kind} with an empty groupId: Unleash hashes on ':<id>', "
-                               "flagsvc needs a hash namespace")
         bucket = _bucket(stickiness)
         if stickiness == "sessionId":  # off without a session, even at 100 %
             raise Unimportable(f"{kind} on sessionId: flagsvc has no sessions (bucket on the "
@@ -269,7 +282,8 @@ class _Converter:
                                    "(each NOT_IN or inverted constraint doubles them, an "
                                    "inverted SEMVER or DATE one triples them)")
         variants = [dict(v) for v in objects(s.get("variants"), "strategy variants")] or None
-        return _Rule(alternatives, rollout, bucket, str(namespace or name), variants,
+        return _Rule(alternatives, rollout, bucket,
+                     namespace if isinstance(namespace, str) else name, variants,
                      explicit=stickiness not in ("default", ""))
 
     def _constraints(self, s: Mapping[str, Any]) -> list[Any]:
@@ -307,7 +321,7 @@ class _Converter:
                                "variant list per flag")
         variants = self._variant_source(feature, rules[0])[0] if rules else []
         for v in variants:
-            if not isinstance(v.get("name"), str) or not _KEY.match(v["name"]):
+            if not isinstance(v.get("name"), str) or not KEY.match(v["name"]):
                 raise Unimportable(f"variant name {v.get('name')!r} is no flagsvc key")
             w = v.get("weight")
             if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= 10_000:
@@ -356,10 +370,13 @@ class _Converter:
             base = {"rollout_percentage": rule.rollout, "bucket_by": bucket}
             conditions += [{**base, "properties": required + alt, "variant": None}
                            for alt in rule.alternatives]
-            if bucket != PERSON:
-                self.result.warn(name, f"a request without a {bucket} key is off in flagsvc "
-                                       "(no_group_type); Unleash falls back to a session id or "
-                                       "a random number")
+            if bucket not in (PERSON, own):  # the variants' stickiness alone names it
+                self.result.warn(name, f"a request without a key of {bucket} is off in "
+                                       "flagsvc (no_group_type); Unleash picks its variant "
+                                       "from a session id or a random number")
+        if "" in namespaces:
+            raise Unimportable("it hashes on an empty groupId: Unleash hashes ':<id>', "
+                               "flagsvc needs a hash namespace")
         if len(namespaces) > 1:
             raise Unimportable(f"its rollouts and variants hash on different groupIds "
                                f"({', '.join(sorted(namespaces))}): flagsvc has one hash "
@@ -396,7 +413,8 @@ def _has_variants(feature: Mapping[str, Any]) -> bool:
         return True
     strategies = feature.get("strategies")
     return isinstance(strategies, list) and any(
-        isinstance(s, Mapping) and s.get("variants") for s in strategies)
+        isinstance(s, Mapping) and s.get("variants") and s.get("disabled") is not True
+        for s in strategies)
 
 
 def _percent(value: Any, kind: str) -> int:
@@ -426,7 +444,6 @@ def _bucket(stickiness: Any) -> str | None:
 def _signature(variants: list[dict[str, Any]]) -> str:
     return json.dumps([(v.get("name"), v.get("weight"), v.get("payload")) for v in variants],
                       sort_keys=True, default=str)
-
 
 
 def convert_unleash(data: Any, environment: str | None = None,

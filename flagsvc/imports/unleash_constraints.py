@@ -4,7 +4,8 @@ Checked against yggdrasil (tests/test_imports.py): Unleash matches a constraint 
 field for `NOT_IN` and for any `inverted` operator; `IN` / `NOT_IN` compare exact text
 (flagsvc's `exact` also equates "12" and "12.0"); SEMVER and DATE operators read strict
 SemVer 2.0 and RFC 3339 only; a constraint Unleash cannot compile (an unknown operator, a
-value of the wrong kind) turns the whole toggle off.
+value of the wrong kind) turns the whole toggle off, except a version starting with "v",
+which only fails its strategy.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .filters import make_filter, text_equals
 
 
 class Never(Exception):
-    """The strategy can never match (an empty IN list, 0 %)."""
+    """The strategy can never match (an empty IN list, 0 %, a "v1.2.3" version)."""
 
 
 class ToggleOff(Exception):
@@ -118,8 +119,15 @@ def choices(c: Any, place: Callable[[str], str], environment: str | None,
             raise ToggleOff(f"{op} on {field} needs a `value` string")
         if op.startswith("NUM_") and to_number(value) is None:
             raise ToggleOff(f"{op} on {field}: {value!r} is no number")
-        if op.startswith("SEMVER_") and not SEMVER.match(value):  # only this strategy fails
-            raise Never(f"{op} on {field}: {value!r} is no semantic version")
+        if op.startswith("SEMVER_"):
+            value = value.strip()  # Unleash trims it
+            if value.startswith("v"):  # Unleash reads it as false for this strategy
+                raise Never(f"{op} on {field}: {value!r} starts with v")
+            if to_number(value) is not None and not SEMVER.match(value):
+                raise Unimportable(f"{op} on {field}: Unleash compares {value!r} as a number, "
+                                   "flagsvc as a version")
+            if not SEMVER.match(value):  # Unleash cannot compile it: the toggle is off
+                raise ToggleOff(f"{op} on {field}: {value!r} is no semantic version")
         if op.startswith("DATE_") and not DATE_VALUE.match(value):
             raise ToggleOff(f"{op} on {field}: {value!r} is no RFC 3339 date-time")
     if field == "environment" and environment is not None:

@@ -28,6 +28,11 @@ def _definition(flag: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in flag.items() if k not in _META}, sort_keys=True)
 
 
+def same_rules(current: dict[str, Any], changes: dict[str, Any]) -> bool:
+    """Would applying `changes` to the stored flag `current` leave its definition as it is?"""
+    return _definition({**current, **changes}) == _definition(current)
+
+
 class FlagsMixin:
     conn: Any
 
@@ -181,7 +186,7 @@ class FlagsMixin:
                     self._audit(conn, project_id, "restored", before, restored)
                     done["restored"].append(flag["key"])
                     before = restored
-                if _definition({**before, **flag}) == _definition(before):
+                if same_rules(before, flag):
                     done["unchanged"].append(flag["key"])
                     continue
                 conn.execute("UPDATE flags SET definition = ?, version = version + 1, "
