@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..engine import Context, compile_flag, evaluate
+from ..engine import Context, compile_flag, evaluate, validate_flag
 from ..engine.operators import to_number
 from . import Unimportable
 from .filters import make_filter, text_equals
@@ -131,6 +131,11 @@ def choices(c: Any, place: Callable[[str], str], environment: str | None,
                 raise ToggleOff(f"{op} on {field}: {value!r} is no semantic version")
         if op.startswith("DATE_") and not DATE_VALUE.match(value):
             raise ToggleOff(f"{op} on {field}: {value!r} is no RFC 3339 date-time")
+        if op == "REGEX":
+            problem = validate_flag({"key": "probe", "conditions": [{"properties": [
+                make_filter("person", field, "regex", value)]}]})
+            if problem:  # Unleash's (Rust) engine refuses it too: only this strategy fails
+                raise Never(f"REGEX on {field}: {value!r} cannot be compiled")
     if field == "environment" and environment is not None:
         probe = make_filter("person", field, operator, value, negate, ci)
         if _static(probe, field, environment):
