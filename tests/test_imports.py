@@ -815,3 +815,54 @@ def test_flagsvc_files_with_odd_keys_are_422s(client, h, skip):
     r = client.post("/api/flags/import", headers=h,
                     json={"format": "flagsvc", "data": data, "skip_unimportable": skip})
     assert r.status_code == 422 and r.json["errors"]
+
+
+# ------------------------------------------------------------------ fourth review
+
+
+@pytest.mark.parametrize(("constraint", "contexts"), [
+    ({"contextName": "v", "operator": "REGEX", "value": "(x", "inverted": True},
+     [{"userId": "u", "properties": {"v": "x"}}, {"userId": "u"}]),
+    ({"contextName": "v", "operator": "SEMVER_EQ", "value": " v1.2.3"},
+     [{"userId": "u", "properties": {"x": "1", "v": "1.2.3"}}]),
+    ({"contextName": "v", "operator": "SEMVER_EQ", "value": "\n1.2.3"},
+     [{"userId": "u", "properties": {"x": "1", "v": "1.2.3"}}]),
+    ({"contextName": "v", "operator": "SEMVER_EQ", "value": "\t1.2.3 "},
+     [{"userId": "u", "properties": {"x": "1", "v": "1.2.3"}}]),
+])
+def test_unleash_fourth_review_constraints(constraint, contexts):
+    toggle = {"name": "t", "enabled": True, "strategies": [
+        {"name": "default", "constraints": [constraint]},
+        {"name": "default", "constraints": [
+            {"contextName": "x", "operator": "IN", "values": ["1"]}]}]}
+    ours, theirs = _answers({"version": 2, "features": [toggle]}, contexts)
+    assert ours == theirs
+
+
+def test_unleash_regex_only_re2_refuses_is_refused():
+    toggle = unleash_toggle(constraints=[
+        {"contextName": "v", "operator": "REGEX", "value": "^\\p{Alphabetic}+$"}])
+    assert "regex" in convert_unleash({"features": [toggle]}).skipped["billing"]
+
+
+@pytest.mark.parametrize("via", ["segment", "override"])
+def test_unleash_shared_fields_count_segments_and_overrides(via):
+    first = {"name": "flexibleRollout", "parameters": {"rollout": "100", "stickiness": ORG,
+                                                       "groupId": "t"},
+             "constraints": [{"contextName": "plan", "operator": "IN",
+                              "values": ["enterprise"]}]}
+    toggle = {"name": "t", "enabled": True, "strategies": [first]}
+    state = {"version": 2, "features": [toggle]}
+    if via == "segment":
+        toggle["strategies"].append({"name": "default", "segments": [1]})
+        state["segments"] = [{"id": 1, "constraints": [
+            {"contextName": "plan", "operator": "IN", "values": ["pro"]}]}]
+    else:
+        toggle["strategies"].append({"name": "default"})
+        toggle["variants"] = [{"name": "a", "weight": 1000, "stickiness": "default"},
+                              {"name": "b", "weight": 0, "stickiness": "default",
+                               "overrides": [{"contextName": "plan", "values": ["pro"]}]}]
+    ours, theirs = _answers(state, [{"userId": "u1", "properties": {"plan": "pro"}},
+                                    {"userId": "u2", "properties": {"plan": "enterprise",
+                                                                    ORG: "o"}}])
+    assert ours == theirs

@@ -128,18 +128,26 @@ class _Converter:
             return where
         return place
 
-    def _shared_fields(self, strategies: list[Mapping[str, Any]]) -> set[str]:
-        """Context fields that strategies bucketing on different identifiers read."""
+    def _shared_fields(self, feature: Mapping[str, Any],
+                       strategies: list[Mapping[str, Any]]) -> set[str]:
+        """Context fields that strategies bucketing on different identifiers read (in their
+        constraints, their segments' or the feature variants' overrides)."""
+        overrides = {o.get("contextName") for v in _listed(feature.get("variants"))
+                     for o in _listed(v.get("overrides"))}
         seen: dict[str, set[Any]] = {}
         for s in strategies:
             params = s.get("parameters")
             stickiness = params.get("stickiness") if isinstance(params, Mapping) else None
             bucket = stickiness if isinstance(stickiness, str) and stickiness not in (
                 "", "default", "userId") else PERSON
-            constraints = s.get("constraints")
-            for c in constraints if isinstance(constraints, list) else []:
-                if isinstance(c, Mapping) and isinstance(c.get("contextName"), str):
-                    seen.setdefault(c["contextName"], set()).add(bucket)
+            read = set(overrides)
+            constraints = list(_listed(s.get("constraints")))
+            for seg in _listed(s.get("segments"), of=(int, str)):
+                constraints += _listed(self.segments.get(seg))
+            read |= {c.get("contextName") for c in constraints}
+            for name in read:
+                if isinstance(name, str):
+                    seen.setdefault(name, set()).add(bucket)
         return {f for f, buckets in seen.items() if len(buckets) > 1}
 
     # ------------------------------------------------------------ one toggle
@@ -165,7 +173,7 @@ class _Converter:
                                                          "strategies"))
                     if s.get("disabled") is not True]
         strategies = [s for _, s in numbered]
-        self.shared = self._shared_fields(strategies)
+        self.shared = self._shared_fields(feature, strategies)
         rules = []
         for i, strategy in numbered:
             placed = dict(self.placed)
@@ -399,6 +407,12 @@ class _Converter:
                 for alt in rule.alternatives:
                     out.append({**base, "properties": [*alt, match], "variant": v.get("name")})
         return out
+
+
+def _listed(value: Any, of: type | tuple[type, ...] = Mapping) -> list[Any]:
+    """The entries of type `of` of a list from the export (anything else: none): for
+    looking ahead, where the conversion itself reports what is malformed."""
+    return [v for v in value if isinstance(v, of)] if isinstance(value, list) else []
 
 
 def _present(bucket: str) -> dict[str, Any]:

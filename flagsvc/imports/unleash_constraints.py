@@ -11,10 +11,11 @@ which only fails its strategy.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..engine import Context, compile_flag, evaluate, validate_flag
+from ..engine import Context, compile_flag, evaluate
 from ..engine.operators import to_number
 from . import Unimportable
 from .filters import make_filter, text_equals
@@ -64,6 +65,26 @@ def _static(f: dict[str, Any], field: str, value: str) -> bool:
     result = evaluate({"probe": flag}, "probe",
                       Context(distinct_id="probe", person_properties={field: value}))
     return bool(result and result.enabled)
+
+
+_NO_RUST_SUPPORT = re.compile(r"\(\?<?[=!]|\\[1-9]")  # lookaround, backreferences
+_SYNTAX_ERRORS = ("missing )", "unbalanced parenthesis", "unterminated character set",
+                  "nothing to repeat", "multiple repeat")
+
+
+def _fails_everywhere(pattern: str) -> bool:
+    r"""A regex that no engine compiles (Unleash's Rust one included): lookaround,
+    backreferences, broken syntax. One that only RE2 refuses (`\p{Alphabetic}`) is not:
+    its flag is refused instead, by the engine's check."""
+    if _NO_RUST_SUPPORT.search(pattern):
+        return True
+    try:
+        with warnings.catch_warnings():  # Python's own hints on patterns it still compiles
+            warnings.simplefilter("ignore")
+            re.compile(pattern)
+    except re.error as e:
+        return any(msg in str(e) for msg in _SYNTAX_ERRORS)
+    return False
 
 
 def _network(text: str) -> bool:
@@ -121,9 +142,9 @@ def choices(c: Any, place: Callable[[str], str], environment: str | None,
         if op.startswith("NUM_") and to_number(value) is None:
             raise ToggleOff(f"{op} on {field}: {value!r} is no number")
         if op.startswith("SEMVER_"):
-            value = value.strip()  # Unleash trims it
             if value.startswith("v"):  # Unleash reads it as false for this strategy
                 raise Never(f"{op} on {field}: {value!r} starts with v")
+            value = value.strip(" \t")  # then trims spaces and tabs (only those)
             if to_number(value) is not None and not SEMVER.match(value):
                 raise Unimportable(f"{op} on {field}: Unleash compares {value!r} as a number, "
                                    "flagsvc as a version")
@@ -131,11 +152,12 @@ def choices(c: Any, place: Callable[[str], str], environment: str | None,
                 raise ToggleOff(f"{op} on {field}: {value!r} is no semantic version")
         if op.startswith("DATE_") and not DATE_VALUE.match(value):
             raise ToggleOff(f"{op} on {field}: {value!r} is no RFC 3339 date-time")
-        if op == "REGEX":
-            problem = validate_flag({"key": "probe", "conditions": [{"properties": [
-                make_filter("person", field, "regex", value)]}]})
-            if problem:  # Unleash's (Rust) engine refuses it too: only this strategy fails
-                raise Never(f"REGEX on {field}: {value!r} cannot be compiled")
+        if op == "REGEX" and _fails_everywhere(value):
+            # Unleash's (Rust) engine refuses it too and fails only this constraint: false,
+            # or true when inverted
+            if inverted:
+                return [[]]
+            raise Never(f"REGEX on {field}: {value!r} cannot be compiled")
     if field == "environment" and environment is not None:
         probe = make_filter("person", field, operator, value, negate, ci)
         if _static(probe, field, environment):
