@@ -866,3 +866,10 @@ def test_unleash_shared_fields_count_segments_and_overrides(via):
                                     {"userId": "u2", "properties": {"plan": "enterprise",
                                                                     ORG: "o"}}])
     assert ours == theirs
+
+
+def test_posthog_file_shapes_are_checked_not_dropped():
+    with pytest.raises(Unimportable, match="flags must be a list of objects"):
+        convert_posthog({"flags": [posthog_flag(index=None), 1]})
+    off = posthog_flag(index=None) | {"active": "false"}
+    assert "active must be true or false" in convert_posthog([off]).skipped["billing"]

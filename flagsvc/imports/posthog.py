@@ -88,7 +88,7 @@ class _Converter:
             raise Unimportable("group_type_mapping must be an object: index -> name")
         if not isinstance(self.cohorts, Mapping):
             raise Unimportable("cohorts must be an object: id -> property group")
-        self.flags = [f for f in raw if isinstance(f, Mapping)]
+        self.flags = objects(raw, "flags")
         self.group_types = {str(k): str(v) for k, v in dict(mapping).items()}
         self.keys_by_id = {str(f.get("id")): f.get("key") for f in self.flags}
         self.keys = {str(f.get("key")) for f in self.flags}
@@ -164,11 +164,12 @@ class _Converter:
         if hashed or sum(1 for v in variants if v["weight"]) > 1:
             self.result.warn(key, "PostHog's hash (SHA-1) differs from flagsvc's: a partial "
                                   "rollout or variant split keeps its shares, not its members")
-        out: dict[str, Any] = {
-            "key": key, "name": str(flag.get("name") or ""), "active": bool(flag.get("active",
-                                                                                    True)),
-            "bucket_by": bucket_by, "conditions": conditions,
-        }
+        active = flag.get("active", True)
+        if not isinstance(active, bool):
+            raise Unimportable(f"active must be true or false, not {active!r}")
+        out: dict[str, Any] = {"key": key, "name": str(flag.get("name") or ""),
+                               "active": active, "bucket_by": bucket_by,
+                               "conditions": conditions}
         if variants:
             out["variants"] = variants
         payloads = {str(k): _payload(v) for k, v in
