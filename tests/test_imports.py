@@ -873,3 +873,48 @@ def test_posthog_file_shapes_are_checked_not_dropped():
         convert_posthog({"flags": [posthog_flag(index=None), 1]})
     off = posthog_flag(index=None) | {"active": "false"}
     assert "active must be true or false" in convert_posthog([off]).skipped["billing"]
+
+
+_PH_COHORT_FILTERS = st.builds(
+    lambda key, op, v, neg: {"key": key, "type": "person", "operator": op, "value": v,
+                             **({"negation": True} if neg else {})},
+    st.sampled_from(["plan", "email"]), st.sampled_from(["exact", "icontains", "is_not"]),
+    st.sampled_from(["pro", "acme", "free"]), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(inner=st.lists(_PH_COHORT_FILTERS, min_size=1, max_size=3),
+       outer=st.lists(_PH_COHORT_FILTERS, max_size=2),
+       inner_type=st.sampled_from(["AND", "OR"]), outer_type=st.sampled_from(["AND", "OR"]),
+       nested_not=st.booleans(), top_not=st.booleans(),
+       plan=st.sampled_from(["pro", "free", "PRO", "x"]),
+       email=st.sampled_from(["me@acme.com", "you@free.fr", "x"]))
+def test_posthog_cohorts_inlined_match_as_posthog(inner, outer, inner_type, outer_type,
+                                                   nested_not, top_not, plan, email):
+    """Cohorts given as properties, nested in each other and tested with in / not_in, match
+    exactly when PostHog's local evaluation says they do."""
+    from posthog.feature_flags import InconclusiveMatchError, match_feature_flag_properties
+
+    cohorts = {
+        "1": {"type": inner_type, "values": [{"type": "AND", "values": inner}]},
+        "2": {"type": outer_type, "values": [
+            *outer, {"key": "id", "type": "cohort", "value": 1,
+                     **({"operator": "not_in"} if nested_not else {})}]},
+    }
+    flag = posthog_flag(index=None, properties=[
+        {"key": "id", "type": "cohort", "value": 2,
+         **({"operator": "not_in"} if top_not else {})}])
+    result = convert_posthog({"flags": [flag], "cohorts": cohorts})
+    assert not result.skipped, result.skipped
+    props = {"plan": plan, "email": email}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = match_feature_flag_properties(
+                flag, "user-1", props, cohort_properties=cohorts, bucketing_value="user-1",
+                property_matching_version=2)
+    except InconclusiveMatchError:
+        return
+    ours = evaluate(compile_flags(result.flags), "billing",
+                    Context("user-1", person_properties=props))
+    assert ours.enabled is bool(theirs), (cohorts, top_not, props)

@@ -31,7 +31,8 @@ from ..engine.compile import PERSON
 from . import KEY, Converted, Unimportable, no_constant, object_of, objects
 from .filters import text_equals
 
-MAX_EXPANSION = 16  # conditions one PostHog condition may become (OR cohorts multiply)
+MAX_EXPANSION = 64  # conditions one PostHog condition may become (cohorts multiply them)
+MAX_COHORT_DEPTH = 10
 # PostHog operator -> (flagsvc operator, negate, case_insensitive)
 _OPERATORS: dict[str, tuple[str, bool, bool]] = {
     "exact": ("exact", False, True), "is_not": ("exact", True, True),
@@ -285,27 +286,40 @@ class _Converter:
             f["value"] = None
         return [[f]]
 
-    def _cohort(self, key: str, prop: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
-        cohort = self.cohorts.get(str(prop.get("value")))
-        if not isinstance(cohort, Mapping) or prop.get("operator") == "not_in" or prop.get(
-                "negation"):
-            raise Unimportable(f"cohort {prop.get('value')}: only a cohort given as "
-                               "properties in the file, and tested with `in`, is inlined")
-        return self._group_of(key, cohort, prop.get("value"))
+    def _cohort(self, key: str, prop: Mapping[str, Any], depth: int = 0
+                ) -> list[list[dict[str, Any]]]:
+        """A cohort given as properties in the file, inlined (`not_in`: its negation; inside a
+        cohort `negation` flips it too, as PostHog's matcher reads it)."""
+        cohort_id = prop.get("value")
+        cohort = self.cohorts.get(str(cohort_id))
+        if not isinstance(cohort, Mapping):
+            raise Unimportable(f"cohort {cohort_id}: PostHog computes its members (only a "
+                               "cohort given as properties in the file is inlined)")
+        if depth > MAX_COHORT_DEPTH:
+            raise Unimportable(f"cohort {cohort_id}: cohorts nested deeper than "
+                               f"{MAX_COHORT_DEPTH} (or in a cycle)")
+        if prop.get("operator") not in (None, "exact", "in", "not_in"):
+            raise Unimportable(f"cohort {cohort_id}: operator {prop.get('operator')!r}")
+        choices = self._group_of(key, cohort, cohort_id, depth)
+        if (prop.get("operator") == "not_in") != (depth > 0 and prop.get("negation") is True):
+            self.result.warn(key, f"not in cohort {cohort_id}: a property that is absent or "
+                                  "null never matches in flagsvc; PostHog may match it")
+            return _negated(choices)
+        return choices
 
-    def _group_of(self, key: str, group: Mapping[str, Any], cohort: Any
+    def _group_of(self, key: str, group: Mapping[str, Any], cohort: Any, depth: int
                   ) -> list[list[dict[str, Any]]]:
         """A cohort's property group ({"type": AND|OR, "values": [...]}) as ORed choices."""
-        values = group.get("values") or []
         parts = []
-        for v in values:
-            if isinstance(v, Mapping) and ("values" in v or v.get("type") in ("AND", "OR")):
-                parts.append(self._group_of(key, v, cohort))
-            elif isinstance(v, Mapping) and v.get("type") in ("person", "group"):
+        for v in objects(group.get("values"), f"cohort {cohort} values"):
+            if "values" in v or v.get("type") in ("AND", "OR"):
+                parts.append(self._group_of(key, v, cohort, depth))
+            elif v.get("type") == "cohort":
+                parts.append(self._cohort(key, v, depth + 1))
+            elif v.get("type") in ("person", "group"):
                 parts.append(self._property(key, v, in_cohort=True))
             else:
-                what = v.get("type") if isinstance(v, Mapping) else v
-                raise Unimportable(f"cohort {cohort}: a {what!r} filter (behavioural or nested "
+                raise Unimportable(f"cohort {cohort}: a {v.get('type')!r} filter (behavioural "
                                    "cohorts are computed by PostHog)")
         if not parts:
             return [[]]
@@ -314,7 +328,31 @@ class _Converter:
         out: list[list[dict[str, Any]]] = [[]]
         for part in parts:
             out = [a + c for a, c in product(out, part)]
+            if len(out) > MAX_EXPANSION:
+                raise Unimportable(f"cohort {cohort} would become more than {MAX_EXPANSION} "
+                                   "conditions")
         return out
+
+
+def _negated(choices: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """NOT (OR of ANDs) as an OR of ANDs: every alternative fails, each by one filter."""
+    out: list[list[dict[str, Any]]] = [[]]
+    for alternative in choices:  # NOT(a AND b) = NOT a OR NOT b
+        out = [done + [_negated_filter(f)] for done in out for f in alternative]
+        if len(out) > MAX_EXPANSION:
+            raise Unimportable(f"a `not_in` cohort would become more than {MAX_EXPANSION} "
+                               "conditions")
+    return out
+
+
+def _negated_filter(f: dict[str, Any]) -> dict[str, Any]:
+    swap = {"is_set": "is_not_set", "is_not_set": "is_set"}
+    if f.get("operator") in swap:
+        return {**f, "operator": swap[f["operator"]]}
+    flipped = {**f, "negate": not f.get("negate", False)}
+    if not flipped["negate"]:
+        del flipped["negate"]
+    return flipped
 
 
 def _payload(value: Any) -> Any:
