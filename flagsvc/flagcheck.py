@@ -90,3 +90,13 @@ def flag_problems(store: Any, project_id: int, defn: Mapping[str, Any],
                 f"{MAX_GROUP_TYPES} and this one has {len(existing)} "
                 f"({', '.join(sorted(existing))})")
     return errors
+
+
+def dependency_problems(live: Iterable[Mapping[str, Any]], keys: Iterable[str]
+                        ) -> dict[str, str]:
+    """Of `keys`, the flags whose dependencies (a cycle, a chain too deep) make them unusable
+    among the `live` flags: the check a write runs inside its transaction, so a concurrent
+    edit of another flag cannot close a cycle unseen."""
+    compiled = compile_flags(live)
+    found = {k: compiled[k].error for k in keys if k in compiled}
+    return {k: e for k, e in found.items() if e is not None and "dependency" in e}

@@ -19,7 +19,6 @@ from typing import Any
 from flask import Response, request
 
 from .. import schemas as s
-from ..engine import compile_flags
 from ..errors import (
     BadRequest,
     ConflictError,
@@ -27,7 +26,7 @@ from ..errors import (
     PreconditionRequired,
     ValidationFailed,
 )
-from ..flagcheck import referenced_group_types
+from ..flagcheck import dependency_problems, referenced_group_types
 from ..store import Conflict, LimitExceeded, NotFound
 from . import openapi
 from .adminlib import (
@@ -176,10 +175,8 @@ def no_cycle(key: str) -> Any:
     """A check for Store.create_flag/update_flag: run inside the write transaction, it
     refuses a write that, together with a concurrent edit, closes a dependency cycle."""
     def check(live: list[dict[str, Any]]) -> None:
-        compiled = compile_flags(live).get(key)
-        if compiled is not None and compiled.error and "dependency" in compiled.error:
-            raise ValidationFailed("the flag is not valid",
-                                   errors={"conditions": [compiled.error]})
+        for error in dependency_problems(live, [key]).values():
+            raise ValidationFailed("the flag is not valid", errors={"conditions": [error]})
     return check
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import compile_flags
-from ..flagcheck import flag_problems, referenced_group_types
+from ..flagcheck import dependency_problems, flag_problems, referenced_group_types
 from ..store import Conflict, LimitExceeded
 from ..store.flags import same_rules
 from ..store.projects import MAX_GROUP_TYPES
@@ -74,11 +74,8 @@ def _no_cycle(keys: list[str]) -> Any:
     """The store's in-transaction check: no imported flag closes a dependency cycle with
     flags changed meanwhile."""
     def check(live: list[dict[str, Any]]) -> None:
-        compiled = compile_flags(live)
-        for key in keys:
-            error = compiled[key].error if key in compiled else None
-            if error and "dependency" in error:
-                raise Conflict(f"flag {key}: {error}")
+        for key, error in dependency_problems(live, keys).items():
+            raise Conflict(f"flag {key}: {error}")
     return check
 
 
