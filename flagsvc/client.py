@@ -11,7 +11,8 @@ Two sources:
 
 Either way `get_flag`, `evaluate` and `get_all_flags` answer exactly as the HTTP decide
 endpoint does for the same inputs: same engine, same merging of stored and given
-properties.
+properties, and the project's `client_properties` (contexts.py; what the app passes a
+FlagClient counts as signed: it runs in the app's backend).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from urllib.parse import quote
 import requests
 from cachetools import LRUCache, TTLCache
 
+from .contexts import DEFAULT_POLICY, ContextPolicy, context_policy, resolve_context
 from .engine import CompiledFlag, Context, Evaluation, FlagResult, Resolver, evaluate
 from .service import FlagService, compile_project_flags, hash_context, make_context
 
@@ -68,6 +70,8 @@ class _EmbeddedSource(_Source):
 
     def prepare(self, ctx: Context) -> tuple[Mapping[str, CompiledFlag], Context]:
         flag_set = self.service.flag_set(self.project_id)
+        if flag_set.policy is not DEFAULT_POLICY:  # the project's client_properties
+            ctx = resolve_context(flag_set.policy, ctx, trusted=True).ctx
         return flag_set.compiled, flag_set.prepare(ctx) if flag_set.private_keys else ctx
 
     def resolver(self) -> Resolver:
@@ -135,6 +139,7 @@ class _RemoteSource(_Source):
         self._etag: str | None = None
         self._flags: dict[str, CompiledFlag] = {}
         self._private: tuple[frozenset[str], str] = (frozenset(), "")
+        self._policy: ContextPolicy = DEFAULT_POLICY
         self.last_success: float | None = None
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -186,11 +191,14 @@ class _RemoteSource(_Source):
             keys = frozenset(privacy.get("hashed_keys") or ())
             salt = privacy.get("salt") or ""
             flags = compile_project_flags(body["flags"], keys, salt)
+            # Signed groups are not checked here: this client runs in the app's backend.
+            policy = context_policy(body.get("project"))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             self.last_error = f"bad definitions document: {e}"
             return False
         self._flags = flags
         self._private = (keys, salt)
+        self._policy = policy
         self._etag = r.headers.get("ETag")
         self.last_success = time.time()
         self.last_error = None
@@ -208,6 +216,8 @@ class _RemoteSource(_Source):
 
     def prepare(self, ctx: Context) -> tuple[Mapping[str, CompiledFlag], Context]:
         flags, (keys, salt) = self._flags, self._private
+        if self._policy is not DEFAULT_POLICY:  # the project's client_properties
+            ctx = resolve_context(self._policy, ctx, trusted=True).ctx
         return flags, hash_context(ctx, keys, salt)
 
     def resolver(self) -> Resolver:

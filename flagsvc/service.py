@@ -36,7 +36,9 @@ from typing import Any
 from cachetools import LRUCache, TTLCache
 
 from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_all
+from .contexts import DEFAULT_POLICY, ContextPolicy, Resolved, context_policy, resolve_context
 from .engine.context import EMPTY
+from .limits import check_context
 from .ingest.privacy import hash_flag, hash_given, hashed_keys, policy_of
 from .store import Store
 
@@ -64,6 +66,8 @@ class FlagSet:
     # Private properties stored as keyed hashes (ingest/privacy.py) and the project's key.
     private_keys: frozenset[str] = frozenset()
     salt: str = ""
+    # What requests may claim (client_properties, signed groups): contexts.py.
+    policy: ContextPolicy = DEFAULT_POLICY
 
     def prepare(self, ctx: Context) -> Context:
         """The context with request-given values of hashed private keys hashed as stored."""
@@ -82,9 +86,9 @@ def hash_context(ctx: Context, keys: frozenset[str], salt: str) -> Context:
     (ingest/privacy.py), so equality filters compare like with like."""
     if not keys:
         return ctx
-    return Context(ctx.distinct_id, ctx.groups, hash_given(ctx.person_properties, keys, salt),
-                   {t: hash_given(p, keys, salt) for t, p in ctx.group_properties.items()},
-                   ctx.now)
+    return ctx._replace(
+        person_properties=hash_given(ctx.person_properties, keys, salt),
+        group_properties={t: hash_given(p, keys, salt) for t, p in ctx.group_properties.items()})
 
 
 class StoreResolver:
@@ -251,8 +255,11 @@ class FlagService:
                 keys = hashed_keys(policy_of(project.get("private_properties")))
                 salt = self.read(self.reader.hash_salt, project_id) if keys else ""
                 compiled = compile_project_flags(definitions, keys, salt)
+                signing = (self.read(self.reader.signing_keys, project_id, True)
+                           if project.get("require_signed_groups") else None)
                 fresh = FlagSet(rev, compiled, definitions, _etag(definitions, keys), now,
-                                private_keys=keys, salt=salt)
+                                private_keys=keys, salt=salt,
+                                policy=context_policy(project, signing))
                 self._flags[project_id] = fresh
         except sqlite3.Error as e:
             if current is None:
@@ -287,6 +294,41 @@ class FlagService:
         flag_set = self.flag_set(project_id)
         results = evaluate_all(flag_set.compiled, flag_set.prepare(ctx), resolver, keys)
         return results, resolver.degraded, flag_set
+
+
+@dataclass(slots=True)
+class Decision:
+    """What `evaluate_request` answers: results, whether a lookup failed (the answers may
+    miss stored properties), the flag set they come from, and why the request's groups were
+    ignored (None if they were used)."""
+
+    results: dict[str, FlagResult]
+    degraded: bool
+    flag_set: FlagSet
+    groups_ignored: str | None = None
+
+
+def evaluate_request(service: FlagService, project_id: int, distinct_id: Any = None, groups: Any = None,
+           person_properties: Any = None, group_properties: Any = None, signature: Any = None,
+           keys: Iterable[str] | None = None, now: float | None = None) -> Decision:
+    """Evaluate a public request (decide, OFREP; explain shares `request_context`): its
+    fields checked against the limits (limits.LimitError), its context resolved by the
+    project's policy (contexts.py), then every flag (or `keys`)."""
+    resolved = request_context(service, project_id, distinct_id, groups, person_properties,
+                               group_properties, signature, now)
+    results, degraded, flag_set = service.evaluate_checked(project_id, resolved.ctx, keys)
+    return Decision(results, degraded, flag_set, resolved.groups_ignored)
+
+
+def request_context(service: FlagService, project_id: int, distinct_id: Any = None,
+                    groups: Any = None, person_properties: Any = None,
+                    group_properties: Any = None, signature: Any = None,
+                    now: float | None = None) -> Resolved:
+    """The context of a public request as the project lets it be used (not yet hashed for
+    private keys: `evaluate_checked` does that)."""
+    check_context(distinct_id, groups, person_properties, group_properties, signature)
+    ctx = make_context(distinct_id, groups, person_properties, group_properties, now)
+    return resolve_context(service.flag_set(project_id).policy, ctx, signature, now=ctx.now)
 
 
 def make_context(distinct_id: Any = None, groups: Any = None, person_properties: Any = None,

@@ -19,9 +19,11 @@ def store(db_path):
     s.close()
 
 
+# The fixtures' projects let ingestion create group types (new projects do not: see
+# tests/test_group_types.py), since most tests are about what ingestion does with them.
 @pytest.fixture
 def project(store):
-    return store.create_project("test")
+    return store.create_project("test", ingestion_creates_group_types=True)
 
 
 class LiveServer:
@@ -58,7 +60,7 @@ def start_live_server(db_path, port=0, **config):
 def live_server(db_path):
     """A running server with one project: `live_server.project` has api_token and secret_key."""
     srv = start_live_server(db_path)
-    srv.project = srv.store.create_project("live")
+    srv.project = srv.store.create_project("live", ingestion_creates_group_types=True)
     yield srv
     srv.stop()
 
@@ -78,7 +80,8 @@ def client(app):
 @pytest.fixture
 def app_project(app):
     """A project in the `app` fixture's database (has api_token and secret_key)."""
-    return app.extensions["flagsvc"].store.create_project("app")
+    return app.extensions["flagsvc"].store.create_project(
+        "app", ingestion_creates_group_types=True)
 
 
 def auth(project):

@@ -63,12 +63,19 @@ def definition(flag: Mapping[str, Any]) -> dict[str, Any]:
 
 
 
-def ensure_group_types(project_id: int, defn: Mapping[str, Any]) -> None:
+def ensure_group_types(project_id: int, defn: Mapping[str, Any], create: bool) -> None:
+    """The group types the flag names exist, or are created (`create`); else a 422 naming
+    the field (a typo in bucket_by must not take one of the project's 5 types for good)."""
     store = service().store
     existing = {t["name"] for t in store.group_types(project_id)}
-    for name, where in referenced_group_types(defn).items():
-        if name in existing:
-            continue
+    missing = {n: w for n, w in referenced_group_types(defn).items() if n not in existing}
+    if missing and not create:
+        known = ", ".join(sorted(existing)) or "none yet"
+        raise ValidationFailed("the flag names group types the project does not have", errors={
+            where: [f"{name!r} is not a group type of this project (it has: {known}); send "
+                    "\"create_group_types\": true to create it, or POST /api/group_types"]
+            for name, where in missing.items()})
+    for name, where in missing.items():
         try:
             store.create_group_type(project_id, name)
         except (LimitExceeded, ValueError) as e:
@@ -124,10 +131,11 @@ def list_flags() -> Response:
 @bp.post("/flags")
 def create_flag() -> Response:
     project = admin_project()
-    defn = load(s.FlagInputSchema(), body())
+    defn = load(s.FlagWriteSchema(), body())
     defn.pop("version", None)
+    create = defn.pop("create_group_types")
     check_flag(project["id"], defn)
-    ensure_group_types(project["id"], defn)
+    ensure_group_types(project["id"], defn, create)
     try:
         flag = service().store.create_flag(project["id"], defn, check=no_cycle(defn["key"]))
     except Conflict as e:
@@ -149,18 +157,19 @@ def update_flag(ref: str) -> Response:
     project = admin_project()
     data = body()
     current = stored_flag(project["id"], ref)
-    schema = s.FlagInputSchema()
+    schema = s.FlagWriteSchema()
     if request.method == "PATCH":
         changes = load(schema, data, partial=tuple(f for f in schema.fields if f not in data))
     else:
         changes = load(schema, {"key": current["key"], **data})
+    create = changes.pop("create_group_types", False)
     version = expected_version(changes.pop("version", None))
     if changes.get("key", current["key"]) != current["key"]:
         raise ValidationFailed("a flag's key cannot be changed",
                                errors={"key": ["a flag's key cannot be changed"]})
     merged = {**definition(current), **changes}
     check_flag(project["id"], merged)
-    ensure_group_types(project["id"], merged)
+    ensure_group_types(project["id"], merged, create)
     try:
         flag = service().store.update_flag(project["id"], current["id"], changes, version,
                                            check=no_cycle(current["key"]))

@@ -106,7 +106,8 @@ def _store(project: dict[str, Any], parsed: formats.Parsed) -> IngestResult:
     if result.dropped:
         EVENTS.labels("dropped_group_reference").inc(result.dropped)
     if result.warnings:
-        log.warning("ingestion warnings: %s", "; ".join(result.warnings),
+        more = f" (and {result.more_warnings} more)" if result.more_warnings else ""
+        log.warning("ingestion warnings: %s%s", "; ".join(result.warnings), more,
                     extra={"project": project["id"]})
     return result
 
@@ -117,6 +118,8 @@ def _reply(base: dict[str, Any], parsed: formats.Parsed, result: IngestResult) -
         out["rejected"] = parsed.rejected
     if result.warnings:
         out["warnings"] = result.warnings
+    if result.more_warnings:
+        out["more_warnings"] = result.more_warnings  # past limits.MAX_WARNINGS, not listed
     if result.dropped:
         out["dropped"] = result.dropped  # references to a refused group type
     return out

@@ -11,7 +11,10 @@ from flask import Blueprint, Response, current_app, request
 
 from ..engine import FlagResult
 from ..errors import BadRequest, error_response
-from ..service import FlagService, make_context
+from ..contexts import IGNORED_DESCRIPTIONS
+from ..limits import LimitError, check_flag_keys
+from ..service import Decision, FlagService, evaluate_request
+from ..signing import SIGNATURE_FIELD, SIGNATURE_HEADER
 from .body import query_arg, read_object
 from .common import add_cors, cors_headers, public_project, service
 
@@ -75,9 +78,19 @@ def request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"
 
 
-def render(results: dict[str, FlagResult], wire: dict[tuple, Any]) -> dict[str, Any]:
+def limit_error(e: LimitError) -> BadRequest:
+    """A request field over its documented limit (flagsvc/limits.py) as a 400 naming it."""
+    return BadRequest(str(e), errors={e.field: [e.message]}, code="limit_exceeded")
+
+
+def render(results: dict[str, FlagResult], wire: dict[tuple, Any],
+           groups_ignored: str | None = None) -> dict[str, Any]:
     """The `flags` map. A flag's JSON depends only on its outcome, so each distinct outcome
-    is rendered once per flag set (`wire`, dropped with the set when flags change)."""
+    is rendered once per flag set (`wire`, dropped with the set when flags change). When the
+    request's groups were ignored, `no_group_type` says so."""
+    if groups_ignored is not None:
+        return {key: _ignored_reason(flag_json(r), groups_ignored)
+                if r.reason == "no_group_type" else flag_json(r) for key, r in results.items()}
     out = {}
     for key, r in results.items():
         # (key, enabled, reason, variant, condition_index): within one flag set that is all
@@ -93,6 +106,13 @@ def render(results: dict[str, FlagResult], wire: dict[tuple, Any]) -> dict[str, 
 
 
 _MAX_RENDERED = 50_000
+_SIGNATURE_ENVIRON = "HTTP_" + SIGNATURE_HEADER.upper().replace("-", "_")
+
+
+def _ignored_reason(rendered: dict[str, Any], why: str) -> dict[str, Any]:
+    rendered["reason"]["description"] = (
+        f"{rendered['reason']['description']} ({IGNORED_DESCRIPTIONS[why]})")
+    return rendered
 
 
 class Decide:
@@ -121,18 +141,22 @@ class Decide:
 
     def answer(self, environ: dict[str, Any]) -> dict[str, Any]:
         body = read_object(environ, self.limit)
-        results, errors, wire = self.evaluate(body, environ)
+        decision = self.evaluate(body, environ)
+        results, wire, ignored = decision.results, decision.flag_set.wire, decision.groups_ignored
+        errors = decision.degraded or any(r.reason == "error" for r in results.values())
         flags_path = environ.get("PATH_INFO", "").startswith("/flags")
         version = query_arg(environ, "v")
         if flags_path or (version if version is not None else "3") not in ("1", "2", "3"):
             out = {
-                "flags": render(results, wire),
+                "flags": render(results, wire, ignored),
                 "errorsWhileComputingFlags": errors,
                 "requestId": request_id(),
                 "evaluatedAt": int(time.time() * 1000),
             }
+            if ignored is not None:
+                out["groupsIgnored"] = ignored
             return out if flags_path else {**out, **_LEGACY_CONFIG}
-        return {
+        legacy = {
             "featureFlags": {k: r.value for k, r in results.items()},
             "featureFlagPayloads": {k: payload_json(r.payload) for k, r in results.items()
                                     if r.enabled and r.payload is not None},
@@ -140,9 +164,11 @@ class Decide:
             "requestId": request_id(),
             **_LEGACY_CONFIG,
         }
+        if ignored is not None:
+            legacy["groupsIgnored"] = ignored
+        return legacy
 
-    def evaluate(self, body: dict[str, Any], environ: dict[str, Any]
-                 ) -> tuple[dict[str, FlagResult], bool, dict[tuple, Any]]:
+    def evaluate(self, body: dict[str, Any], environ: dict[str, Any]) -> Decision:
         token = body.get("api_key") or body.get("token") or query_arg(environ, "token")
         project = public_project(token, self.svc)
         keys = body.get("flag_keys_to_evaluate")
@@ -155,11 +181,14 @@ class Decide:
         did = body.get("distinct_id")
         if did is not None and not isinstance(did, (str, int)):
             raise BadRequest("distinct_id must be a string")
-        ctx = make_context(did, body.get("groups"), body.get("person_properties"),
-                           body.get("group_properties"))
-        results, degraded, flag_set = self.svc.evaluate_checked(project["id"], ctx, keys)
-        return (results, degraded or any(r.reason == "error" for r in results.values()),
-                flag_set.wire)
+        signature = body.get(SIGNATURE_FIELD) or environ.get(_SIGNATURE_ENVIRON)
+        try:
+            check_flag_keys(keys)
+            return evaluate_request(self.svc, project["id"], did, body.get("groups"),
+                                    body.get("person_properties"), body.get("group_properties"),
+                                    signature, keys)
+        except LimitError as e:
+            raise limit_error(e) from None
 
 
 def _post() -> Response:

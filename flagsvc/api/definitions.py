@@ -44,7 +44,7 @@ def flag_definitions() -> Response:
     # The flag set's ETag covers flags only; group types and the default group type change
     # what an evaluator does too, so they are folded in.
     basis = json.dumps([flag_set.etag, [(t["name"], t["index"]) for t in types],
-                        project.get("default_group_type")])
+                        project.get("default_group_type"), project.get("client_properties")])
     etag = '"' + hashlib.sha256(basis.encode()).hexdigest()[:32] + '"'
     if _matches(request.headers.get("If-None-Match"), etag):
         resp = Response(status=304)
@@ -52,7 +52,8 @@ def flag_definitions() -> Response:
         return resp
     resp = jsonify(DEFINITIONS.dump({
         "flags": flag_set.definitions, "group_types": types,
-        "project": {"id": pid, "default_group_type": project.get("default_group_type")},
+        "project": {"id": pid, "default_group_type": project.get("default_group_type"),
+                    "client_properties": project.get("client_properties")},
         "privacy": {"hashed_keys": sorted(flag_set.private_keys), "salt": flag_set.salt}}))
     resp.headers["ETag"] = etag
     resp.headers["Cache-Control"] = "no-cache"

@@ -11,9 +11,9 @@ from typing import Any
 from flask import Response, request
 
 from .. import schemas as s
-from ..errors import NotFoundError, ValidationFailed
+from ..errors import ConflictError, NotFoundError, ValidationFailed
 from ..ingest import privacy
-from ..store import LimitExceeded, NotFound
+from ..store import Conflict, LimitExceeded, NotFound
 from .adminlib import body, bp, json_response, load, query
 from .common import admin_project, service
 
@@ -41,6 +41,37 @@ def create_group_type() -> Response:
         raise ValidationFailed(str(e), errors={"name": [str(e)]}) from None
     created = next(t for t in store.group_types(project["id"]) if t["name"] == name)
     return json_response(s.GroupTypeSchema().dump(created), 201)
+
+
+@bp.patch("/group_types/<name>")
+def rename_group_type(name: str) -> Response:
+    """Rename an unused group type (no flag names it); its groups follow."""
+    project = admin_project()
+    new_name = load(s.GroupTypeInputSchema(), body())["name"]
+    try:
+        renamed = service().store.rename_group_type(project["id"], name, new_name)
+    except NotFound as e:
+        raise NotFoundError(str(e)) from None
+    except Conflict as e:
+        raise ConflictError(str(e), errors={"name": [str(e)]}) from None
+    service().invalidate(project["id"])
+    created = next(t for t in service().store.group_types(project["id"])
+                   if t["name"] == renamed["name"])
+    return json_response(s.GroupTypeSchema().dump(created))
+
+
+@bp.delete("/group_types/<name>")
+def delete_group_type(name: str) -> Response:
+    """Delete an unused group type and its groups (its slot is free again)."""
+    project = admin_project()
+    try:
+        deleted = service().store.delete_group_type(project["id"], name)
+    except NotFound as e:
+        raise NotFoundError(str(e)) from None
+    except Conflict as e:
+        raise ConflictError(str(e), errors={"name": [str(e)]}) from None
+    service().invalidate(project["id"])
+    return json_response(s.GroupTypeDeletedSchema().dump(deleted))
 
 
 def _property_filters() -> dict[str, Any]:
@@ -110,8 +141,24 @@ def get_person(distinct_id: str) -> Response:
 @bp.get("/project")
 def get_project() -> Response:
     project = admin_project()
-    fresh = service().store.get_project(project["id"])
-    return json_response(s.ProjectSchema().dump(fresh))
+    return json_response(s.ProjectSchema().dump(_project_view(project["id"])))
+
+
+def _project_view(project_id: int) -> dict[str, Any]:
+    """The project's settings with its live signing keys (prefixes only)."""
+    store = service().store
+    return {**(store.get_project(project_id) or {}),
+            "signing_keys": store.signing_keys(project_id)}
+
+
+@bp.post("/project/signing_keys")
+def rotate_signing_key() -> Response:
+    """A new signing key, shown in this answer only; older keys verify for the grace."""
+    project = admin_project()
+    grace = load(s.SigningKeyRotateSchema(), body())["grace_seconds"]
+    created = service().store.rotate_signing_key(project["id"], grace)
+    service().invalidate(project["id"])
+    return json_response(s.SigningKeyCreatedSchema().dump(created), 201)
 
 
 @bp.patch("/project")
@@ -136,6 +183,11 @@ def update_project() -> Response:
             raise ValidationFailed(
                 "these flags could no longer match once those properties are stored as keyed "
                 "hashes; change them first", errors=broken)
+    if changes.get("require_signed_groups") and not store.signing_keys(project["id"]):
+        message = ("create a signing key first (POST /api/project/signing_keys): without one "
+                   "every request's groups would be ignored")
+        raise ValidationFailed(message, errors={"require_signed_groups": [message]})
     # A new policy also rewrites what is already stored (Store.update_project).
-    updated = store.update_project(project["id"], **changes)
-    return json_response(s.ProjectSchema().dump(updated))
+    store.update_project(project["id"], **changes)
+    service().invalidate(project["id"])
+    return json_response(s.ProjectSchema().dump(_project_view(project["id"])))

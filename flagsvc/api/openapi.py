@@ -70,18 +70,18 @@ def admin_ops() -> dict[tuple[str, str], Op]:
     f = "/api/flags"
     return {
         (f, "get"): admin("List flags", (200, s.FlagListSchema), query=s.FlagListQuerySchema),
-        (f, "post"): admin("Create a flag", (201, s.FlagSchema), body=s.FlagInputSchema,
+        (f, "post"): admin("Create a flag", (201, s.FlagSchema), body=s.FlagWriteSchema,
                            errors=("409",), headers={**ETAG, "Location": "the new flag's URL"},
                            description="Engine problems (operators, regexes, dates, semver, CIDR, "
                                        "dependency cycles) and a 6th group type are 422s."),
         (f + "/{ref}", "get"): admin("Get a flag by id or key", (200, s.FlagSchema),
                                      errors=("404",), headers=ETAG),
         (f + "/{ref}", "put"): admin(
-            "Replace a flag's rules", (200, s.FlagSchema), body=s.FlagInputSchema,
+            "Replace a flag's rules", (200, s.FlagSchema), body=s.FlagWriteSchema,
             errors=("404", "409", "428"), headers=ETAG, request_headers=IF_MATCH,
             description="Needs the version read (`version` in the body or `If-Match`)."),
         (f + "/{ref}", "patch"): admin(
-            "Change some fields of a flag", (200, s.FlagSchema), body=s.FlagInputSchema,
+            "Change some fields of a flag", (200, s.FlagSchema), body=s.FlagWriteSchema,
             errors=("404", "409", "428"), headers=ETAG, request_headers=IF_MATCH,
             description="Needs the version read (`version` in the body or `If-Match`)."),
         (f + "/{ref}", "delete"): admin("Soft-delete a flag", (200, s.FlagSchema),
@@ -118,6 +118,17 @@ def admin_ops() -> dict[tuple[str, str], Op]:
             "Create a group type", (201, s.GroupTypeSchema), body=s.GroupTypeInputSchema,
             tag="groups", description="200 if it exists; a 6th group type is a 422.",
             also_ok={200: "The group type already existed"}),
+        ("/api/group_types/{name}", "patch"): admin(
+            "Rename an unused group type", (200, s.GroupTypeSchema), body=s.GroupTypeInputSchema,
+            tag="groups", errors=("404", "409"),
+            description="Its groups, parent links and the default group type follow; 409 if "
+                        "a flag (deleted ones included) names it or the new name exists."),
+        ("/api/group_types/{name}", "delete"): admin(
+            "Delete an unused group type with its groups", (200, s.GroupTypeDeletedSchema),
+            tag="groups", errors=("404", "409"),
+            description="409 if a flag (deleted ones included) names it, or it is the "
+                        "project's default_group_type. Its groups and their memberships are "
+                        "deleted; stored events keep theirs."),
         ("/api/groups", "get"): admin(
             "List or search groups", (200, s.GroupPageSchema), query=s.GroupQuerySchema,
             tag="groups", description="Filter by property with `properties.<key>=<value>` "
@@ -138,6 +149,11 @@ def admin_ops() -> dict[tuple[str, str], Op]:
         ("/api/project", "get"): admin("Project settings", (200, s.ProjectSchema), tag="project"),
         ("/api/project", "patch"): admin("Change project settings", (200, s.ProjectSchema),
                                          body=s.ProjectPatchSchema, tag="project"),
+        ("/api/project/signing_keys", "post"): admin(
+            "Create (rotate) the project's signing key", (201, s.SigningKeyCreatedSchema),
+            body=s.SigningKeyRotateSchema, tag="project",
+            description="The key is in this answer only. Older keys keep verifying for "
+                        "`grace_seconds` (default 3600; 0 revokes them now)."),
         (f + "/definitions", "get"): admin(
             "Flag definitions for in-process evaluators", (200, s.DefinitionsSchema),
             tag="definitions", headers={"ETag": "strong; send it back as If-None-Match"},

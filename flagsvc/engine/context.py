@@ -12,6 +12,8 @@ EMPTY: Mapping[str, Any] = MappingProxyType({})  # shared, so it must never chan
 
 class Context(NamedTuple):
     """Who is asking. `now` is Unix seconds (for relative dates), given by the caller.
+    `fill`: stored properties win over the request's, which only fill keys the store lacks
+    (a project's `client_properties: fill`); else the request's win per key.
     (A named tuple: immutable and cheap to build, which matters per evaluation.)"""
 
     distinct_id: str | None = None
@@ -19,6 +21,7 @@ class Context(NamedTuple):
     person_properties: Mapping[str, Any] = EMPTY
     group_properties: Mapping[str, Mapping[str, Any]] = EMPTY
     now: float = 0.0
+    fill: bool = False
 
 
 class Resolver(Protocol):

@@ -58,7 +58,8 @@ class Evaluation:
         return found  # type: ignore[return-value]
 
     def properties(self, source: str, group_type: str | None) -> Mapping[str, Any] | None:
-        """Stored properties overlaid with the request's (request wins per key)."""
+        """Stored properties merged with the request's (request wins per key, or the store
+        with `ctx.fill`)."""
         slot = group_type if source == "group" else PERSON
         props = self._props.get(slot, _MISSING)  # type: ignore[arg-type]
         if props is _MISSING:
@@ -76,7 +77,9 @@ class Evaluation:
         given = self.ctx.group_properties.get(group_type)  # type: ignore[arg-type]
         if not given:
             return stored
-        return {**stored, **given} if stored else given
+        if not stored:
+            return given
+        return {**given, **stored} if self.ctx.fill else {**stored, **given}
 
     def _person_props(self) -> Mapping[str, Any]:
         did = self.ctx.distinct_id
@@ -86,7 +89,9 @@ class Evaluation:
         stored = self._lookup(self.resolver.person_properties, str(did))
         if not given:
             return stored
-        return {**stored, **given} if stored else given
+        if not stored:
+            return given
+        return {**given, **stored} if self.ctx.fill else {**stored, **given}
 
     def filter_properties(self, source: int, group_type: str | None,
                           key: str) -> Mapping[str, Any] | None:

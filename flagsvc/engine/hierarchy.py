@@ -2,7 +2,8 @@
 
 The request names some groups (`{type: key}`). The key of type T is the request's own
 if it names T; otherwise it is inferred by walking up parent links from each named group
-in turn, at most MAX_DEPTH steps, stopping at a cycle. No key is ever made up: a type
+in turn (the first MAX_STARTS of them: the work per request is bounded whatever the size
+of its map), at most MAX_DEPTH steps, stopping at a cycle. No key is ever made up: a type
 that cannot be found is None (the caller reports `no_group_type`).
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from .context import Resolver
 
 MAX_DEPTH = 10
+MAX_STARTS = 10  # named groups inference walks from, at most (flagsvc.limits)
 
 Path = tuple[tuple[str, str], ...]
 
@@ -25,9 +27,13 @@ def find_group_key(
     key = groups.get(group_type)
     if key is not None and key != "":  # an empty key names no group
         return str(key), None
+    starts = 0
     for start_type, start_key in groups.items():
         if start_key is None or start_key == "":
             continue
+        starts += 1
+        if starts > MAX_STARTS:
+            break
         node = (start_type, str(start_key))
         path = [node]
         seen = {node}

@@ -42,12 +42,12 @@ from typing import Any
 
 import orjson
 
+from ..limits import MAX_EVENT_NESTING, MAX_ID_LENGTH, MAX_NAME_LENGTH, call_problem
 from .model import Call
 
 MIN_TIMESTAMP = 946684800.0  # 2000-01-01T00:00:00Z
-MAX_ID_LENGTH = 200  # distinct ids, group keys, message ids
-MAX_NAME_LENGTH = 200  # event names, group type names
-MAX_DEPTH = 64  # nesting of one event; deeper is refused (keeps every later step bounded)
+# The limits (flagsvc/limits.py); MAX_DEPTH: nesting of one event, deeper is refused.
+MAX_DEPTH = MAX_EVENT_NESTING
 ILLEGAL_IDS = frozenset({"undefined", "null", "None", "NaN", "[object Object]"})
 
 SEGMENT_TYPES = {"identify": "identify", "group": "group", "track": "track", "page": "track",
@@ -279,7 +279,11 @@ def each(items: list[Any], one: Callable[[Any], Call], id_key: str, opts: Option
         try:
             # Private properties are scrubbed by Store.ingest, inside its transaction, with
             # the policy current at commit time.
-            parsed.calls.append(one(item))
+            call = one(item)
+            problem = call_problem(call)  # the limits every format shares (limits.py)
+            if problem is not None:
+                raise EventError(problem)
+            parsed.calls.append(call)
         except Exception as e:  # one malformed event never costs the batch its good events
             reason = str(e) if isinstance(e, EventError) else (
                 f"malformed event ({type(e).__name__})")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..limits import MAX_WARNINGS, bounded_warning
+
 KINDS = ("identify", "group", "track", "alias")
 
 
@@ -47,3 +49,17 @@ class IngestResult:
     duplicates: int = 0
     dropped: int = 0
     warnings: list[str] = field(default_factory=list)
+    more_warnings: int = 0  # distinct warnings past limits.MAX_WARNINGS, counted only
+    _seen: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    def warn(self, message: str) -> None:
+        """Add a warning once (a set, not a scan of the list: one request may repeat one
+        thousands of times), listing at most MAX_WARNINGS, each cut to MAX_WARNING_LENGTH."""
+        message = bounded_warning(message)
+        if message in self._seen:
+            return
+        self._seen.add(message)
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+        else:
+            self.more_warnings += 1

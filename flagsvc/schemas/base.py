@@ -56,6 +56,15 @@ class BucketBy(fields.String):
         super().__init__(validate=[validate.Length(1, 100), _bucket_by], **kwargs)
 
 
+class StrictBoolean(fields.Boolean):
+    """true or false, nothing else ("false" and 0 are not read as booleans)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if type(value) is not bool:
+            raise ValidationError("must be true or false")
+        return value
+
+
 class ErrorSchema(Schema):
     """The one error body of every endpoint."""
 

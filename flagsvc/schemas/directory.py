@@ -6,7 +6,8 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from ..store.groups import RECENT_EVENTS_SCANNED
-from .base import MAX_SQL_INT, GroupTypeName, Timestamp
+from ..store.projects import CLIENT_PROPERTIES
+from .base import MAX_SQL_INT, GroupTypeName, StrictBoolean, Timestamp
 from .flags import FlagSchema
 
 
@@ -22,6 +23,11 @@ class GroupTypeListSchema(Schema):
 
 class GroupTypeInputSchema(Schema):
     name = GroupTypeName(required=True)
+
+
+class GroupTypeDeletedSchema(Schema):
+    name = fields.String()
+    groups_deleted = fields.Integer(metadata={"description": "groups of the type deleted"})
 
 
 class GroupRefSchema(Schema):
@@ -118,7 +124,29 @@ class ProjectSchema(Schema):
     default_group_type = fields.String()
     private_properties = fields.Dict(keys=fields.String(), values=fields.String())
     event_retention_days = fields.Integer()
+    ingestion_creates_group_types = fields.Boolean()
+    client_properties = fields.String()
+    require_signed_groups = fields.Boolean()
+    signing_keys = fields.List(fields.Nested(lambda: SigningKeySchema()), metadata={
+        "description": "the keys that verify signatures now (prefixes only)"})
     created_at = Timestamp(allow_none=True)
+
+
+class SigningKeySchema(Schema):
+    prefix = fields.String()
+    created_at = Timestamp(allow_none=True)
+    expires_at = Timestamp(allow_none=True, metadata={"description": "end of its grace"})
+
+
+class SigningKeyRotateSchema(Schema):
+    grace_seconds = fields.Float(load_default=3600.0, validate=validate.Range(0, 30 * 86400))
+
+
+class SigningKeyCreatedSchema(Schema):
+    signing_key = fields.String(metadata={"description": "shown only in this answer"})
+    prefix = fields.String()
+    created_at = Timestamp()
+    previous_keys_expire_at = Timestamp()
 
 
 class ProjectPatchSchema(Schema):
@@ -129,6 +157,14 @@ class ProjectPatchSchema(Schema):
         values=fields.String(validate=validate.OneOf(["drop", "hash"])),
         metadata={"description": "property key -> \"drop\" or \"hash\""})
     event_retention_days = fields.Integer(strict=True, validate=validate.Range(1, 3650))
+    ingestion_creates_group_types = StrictBoolean(metadata={
+        "description": "whether ingestion (the public token) may create group types besides "
+                       "the default one; off for new projects"})
+    client_properties = fields.String(validate=validate.OneOf(CLIENT_PROPERTIES), metadata={
+        "description": "how decide's person/group properties meet the stored ones: "
+                       "override (request wins), fill (stored wins), ignore"})
+    require_signed_groups = StrictBoolean(metadata={
+        "description": "decide uses a request's groups only with a valid $signature"})
 
 
 # -------------------------------------------------------- definitions (in-process evaluators)
@@ -137,6 +173,8 @@ class ProjectPatchSchema(Schema):
 class DefinitionsProjectSchema(Schema):
     id = fields.Integer()
     default_group_type = fields.String()
+    client_properties = fields.String(metadata={
+        "description": "override / fill / ignore: evaluators merge given properties so"})
 
 
 class DefinitionsPrivacySchema(Schema):

@@ -105,6 +105,16 @@ class FlagInputSchema(Schema):
         return data
 
 
+class FlagWriteSchema(FlagInputSchema):
+    """A flag as create / replace / patch take it: the rules, and whether group types they
+    name that the project lacks may be created (not part of the stored flag)."""
+
+    create_group_types = fields.Boolean(load_default=False, load_only=True, metadata={
+        "description": "create the group types the flag names that the project does not "
+                       "have yet (else such a flag is a 422: a typo in bucket_by would "
+                       "otherwise take one of the project's 5 group types for good)"})
+
+
 class FlagSchema(Schema):
     """A flag as the admin API returns it."""
 

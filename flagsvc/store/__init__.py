@@ -18,15 +18,16 @@ from .db import (
     transaction,
 )
 from .flags import FlagsMixin
+from .group_types import GroupTypeNotAllowed, GroupTypesMixin
 from .groups import GroupsMixin
 from .ingest import IngestMixin
 from .projects import ProjectsMixin
 
-__all__ = ["Conflict", "LimitExceeded", "MigrationError", "NotFound", "Store", "StoreError",
+__all__ = ["Conflict", "GroupTypeNotAllowed", "LimitExceeded", "MigrationError", "NotFound", "Store", "StoreError",
            "transaction"]
 
 
-class Store(ProjectsMixin, FlagsMixin, GroupsMixin, IngestMixin):
+class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin):
     """All reads and writes of one SQLite file (one connection per thread)."""
 
     def __init__(self, path: str, synchronous: str = "FULL", migrate_now: bool = True,

@@ -39,9 +39,12 @@ class _Batch(_Loading):
         self.types: dict[str, str] = {}  # group type -> "" if usable, else why not
         self.inserted_persons: set[int] = set()  # ids of the persons write() inserted
         self.result = IngestResult()
-        row = conn.execute("SELECT default_group_type, private_properties, hash_salt "
-                           "FROM projects WHERE id = ?", (project_id,)).fetchone()
+        row = conn.execute("SELECT default_group_type, private_properties, hash_salt, "
+                           "ingestion_creates_group_types FROM projects WHERE id = ?",
+                           (project_id,)).fetchone()
         self.default_type = row[0] if row else "organization"
+        # Whether this batch may create group types besides the default one (the setting).
+        self.creates_types = bool(row[3]) if row else False
         # The privacy policy as of this transaction: a policy changed after the request was
         # parsed still applies to what this batch stores (Store.update_project rewrites the
         # stored data under the same write lock).
@@ -56,15 +59,16 @@ class _Batch(_Loading):
         refused = self.types.get(group_type)
         if refused is None:
             try:
-                self.store.ensure_group_type(self.conn, self.pid, group_type)
+                self.store.ensure_group_type(
+                    self.conn, self.pid, group_type,
+                    create=self.creates_types or group_type == self.default_type)
                 refused = ""
-            except (LimitExceeded, ValueError) as e:
+            except (LimitExceeded, ValueError) as e:  # GroupTypeNotAllowed too
                 refused = f"dropped group type {group_type!r}: {e}"
             self.types[group_type] = refused
         if refused:
             self.result.dropped += 1
-            if refused not in self.result.warnings:  # once per request of the batch
-                self.result.warnings.append(refused)
+            self.result.warn(refused)  # once per request of the batch
         return not refused
 
     # ------------------------------------------------------------ applying
@@ -95,7 +99,7 @@ class _Batch(_Loading):
                 if call.parent_type and not self.type_ok(call.parent_type):
                     pass
                 elif (call.parent_type or gtype, call.parent_key) == (gtype, call.group_key):
-                    self.result.warnings.append(
+                    self.result.warn(
                         f"ignored parent of {gtype}/{call.group_key}: a group "
                         "cannot be its own parent")
                 else:

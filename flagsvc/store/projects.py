@@ -10,9 +10,10 @@ import sqlite3
 import time
 from typing import Any
 
-from .db import Conflict, LimitExceeded, NotFound, dumps, transaction
+from .db import Conflict, NotFound, dumps, transaction
+from .group_types import MAX_GROUP_TYPES
 
-MAX_GROUP_TYPES = 5
+__all__ = ["MAX_GROUP_TYPES", "ProjectsMixin"]
 API_PREFIX = "phc_"
 SECRET_PREFIX = "fsk_"
 TOKEN_KINDS = ("api", "secret")
@@ -29,14 +30,23 @@ def new_token(prefix: str) -> str:
 def _project_row(row: sqlite3.Row | tuple | None) -> dict[str, Any] | None:
     if row is None:
         return None
-    (pid, name, api_token, dgt, private, retention, rev, created) = row
+    (pid, name, api_token, dgt, private, retention, rev, created, creates, client,
+     signed) = row
     return {"id": pid, "name": name, "api_token": api_token, "default_group_type": dgt,
             "private_properties": json.loads(private), "event_retention_days": retention,
-            "flags_rev": rev, "created_at": created}
+            "flags_rev": rev, "created_at": created,
+            "ingestion_creates_group_types": bool(creates), "client_properties": client,
+            "require_signed_groups": bool(signed)}
 
 
 _PROJECT_COLS = ("id, name, api_token, default_group_type, private_properties, "
-                 "event_retention_days, flags_rev, created_at")
+                 "event_retention_days, flags_rev, created_at, ingestion_creates_group_types, "
+                 "client_properties, require_signed_groups")
+# Settings that change how decide evaluates: evaluators reload as after a flag edit.
+_EVALUATION_SETTINGS = {"private_properties", "default_group_type", "client_properties",
+                        "require_signed_groups"}
+CLIENT_PROPERTIES = ("override", "fill", "ignore")
+SIGNING_PREFIX = "fsg_"
 
 
 class ProjectsMixin:
@@ -44,10 +54,12 @@ class ProjectsMixin:
 
     def create_project(self, name: str, api_token: str | None = None,
                        secret_key: str | None = None,
-                       only_if_none: bool = False) -> dict[str, Any] | None:
+                       only_if_none: bool = False,
+                       ingestion_creates_group_types: bool = False) -> dict[str, Any] | None:
         """A new project; the returned dict is the only place the secret key appears in clear.
         `only_if_none`: create it only if the database has no project yet (checked in the
-        same transaction, so several starting workers create exactly one); else None."""
+        same transaction, so several starting workers create exactly one); else None.
+        A new project's ingestion creates no group type but its default one (README)."""
         api_token = api_token or new_token(API_PREFIX)
         secret_key = secret_key or new_token(SECRET_PREFIX)
         now = time.time()
@@ -57,9 +69,10 @@ class ProjectsMixin:
                 if only_if_none and conn.execute("SELECT 1 FROM projects LIMIT 1").fetchone():
                     return None
                 cur = conn.execute(
-                    "INSERT INTO projects (name, api_token, hash_salt, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (name, api_token, secrets.token_hex(16), now))
+                    "INSERT INTO projects (name, api_token, hash_salt, created_at, "
+                    "ingestion_creates_group_types) VALUES (?, ?, ?, ?, ?)",
+                    (name, api_token, secrets.token_hex(16), now,
+                     int(ingestion_creates_group_types)))
                 pid = cur.lastrowid
                 for kind, tok in (("api", api_token), ("secret", secret_key)):
                     conn.execute(
@@ -118,14 +131,18 @@ class ProjectsMixin:
         return value
 
     def update_project(self, project_id: int, **settings: Any) -> dict[str, Any]:
-        allowed = {"name", "default_group_type", "private_properties", "event_retention_days"}
+        allowed = {"name", "default_group_type", "private_properties", "event_retention_days",
+                   "ingestion_creates_group_types", "client_properties", "require_signed_groups"}
         sets, args = [], []
         for k, v in settings.items():
             if k not in allowed:
                 raise ValueError(f"unknown project setting {k}")
+            if k == "client_properties" and v not in CLIENT_PROPERTIES:
+                raise ValueError(f"client_properties must be one of {CLIENT_PROPERTIES}")
             sets.append(f"{k} = ?")
-            args.append(json.dumps(v) if k == "private_properties" else v)
-        if {"private_properties", "default_group_type"} & settings.keys():
+            args.append(json.dumps(v) if k == "private_properties" else (
+                int(v) if isinstance(v, bool) else v))
+        if _EVALUATION_SETTINGS & settings.keys():
             # These change how flags evaluate: evaluators reload as after a flag edit.
             sets.append("flags_rev = flags_rev + 1")
         if sets:
@@ -190,36 +207,34 @@ class ProjectsMixin:
                                   (project_id,)).fetchone()
         return row[0] if row else -1
 
-    # ------------------------------------------------------------ group types
+    # ------------------------------------------------------------ signing keys
 
-    def group_types(self, project_id: int) -> list[dict[str, Any]]:
-        rows = self.conn().execute(
-            "SELECT name, idx, created_at FROM group_types WHERE project_id = ? ORDER BY idx",
-            (project_id,)).fetchall()
-        return [{"name": n, "index": i, "created_at": c} for n, i, c in rows]
-
-    def ensure_group_type(self, conn: sqlite3.Connection, project_id: int, name: str) -> int:
-        """The index of group type `name`, created if new; LimitExceeded past 5 types.
-        Call inside a write transaction."""
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"a group type name must be a non-empty string, not {name!r}")
-        row = conn.execute("SELECT idx FROM group_types WHERE project_id = ? AND name = ?",
-                           (project_id, name)).fetchone()
-        if row:
-            return row[0]
-        used = {r[0] for r in conn.execute("SELECT idx FROM group_types WHERE project_id = ?",
-                                           (project_id,))}
-        free = [i for i in range(MAX_GROUP_TYPES) if i not in used]
-        if not free:
-            raise LimitExceeded(
-                f"a project has at most {MAX_GROUP_TYPES} group types; {name!r} would be the "
-                f"{len(used) + 1}th")
-        conn.execute("INSERT INTO group_types (project_id, name, idx, created_at) "
-                     "VALUES (?, ?, ?, ?)", (project_id, name, free[0], time.time()))
-        return free[0]
-
-    def create_group_type(self, project_id: int, name: str) -> dict[str, Any]:
+    def rotate_signing_key(self, project_id: int, grace_seconds: float = 3600.0,
+                           new_value: str | None = None) -> dict[str, Any]:
+        """A new signing key (returned in clear: the only time it is shown); the project's
+        other keys keep verifying for `grace_seconds` (0: at once), as token rotation does."""
+        if self.get_project(project_id) is None:
+            raise NotFound(f"project {project_id} does not exist")
+        value = new_value or new_token(SIGNING_PREFIX)
+        now = time.time()
         conn = self.conn()
         with transaction(conn):
-            idx = self.ensure_group_type(conn, project_id, name)
-        return {"name": name, "index": idx}
+            conn.execute(
+                "UPDATE signing_keys SET expires_at = MIN(COALESCE(expires_at, ?), ?) "
+                "WHERE project_id = ?", (now + grace_seconds, now + grace_seconds, project_id))
+            conn.execute("INSERT INTO signing_keys (project_id, key, prefix, created_at) "
+                         "VALUES (?, ?, ?, ?)", (project_id, value, value[:8], now))
+            conn.execute("UPDATE projects SET flags_rev = flags_rev + 1 WHERE id = ?",
+                         (project_id,))
+        return {"signing_key": value, "prefix": value[:8], "created_at": now,
+                "previous_keys_expire_at": now + grace_seconds}
+
+    def signing_keys(self, project_id: int, with_secret: bool = False) -> list[dict[str, Any]]:
+        """The project's keys still verifying (newest first): prefix, created_at, expires_at,
+        and `key` itself only `with_secret` (for the evaluators)."""
+        rows = self.conn().execute(
+            "SELECT key, prefix, created_at, expires_at FROM signing_keys WHERE project_id = ? "
+            "AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC",
+            (project_id, time.time())).fetchall()
+        return [{**({"key": k} if with_secret else {}), "prefix": p, "created_at": c,
+                 "expires_at": e} for k, p, c, e in rows]

@@ -73,7 +73,8 @@ def _unpack(frame: Any) -> Any:
 def _result_frame(result: IngestResult | Exception) -> Any:
     if isinstance(result, Exception):
         return result
-    return (result.stored, result.duplicates, result.dropped, result.warnings)
+    return (result.stored, result.duplicates, result.dropped, result.warnings,
+            result.more_warnings)
 
 
 def socket_path(database: str) -> str:
