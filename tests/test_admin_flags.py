@@ -105,11 +105,22 @@ def test_defaults_of_a_minimal_flag(client, h):
     assert len(flag["conditions"]) == 1 and flag["conditions"][0]["properties"] == []
 
 
-def test_creating_a_flag_creates_its_group_types(client, h):
-    create(client, h, conditions=[{"properties": [
-        {"type": "group", "group_type": "account", "key": "plan", "value": "pro"}]}])
+def test_creating_a_flag_creates_its_group_types_only_when_asked(client, h):
+    """A flag naming a group type the project lacks is a 422 naming the field (a typo in
+    bucket_by would take one of 5 slots for good), unless `create_group_types` is sent; the
+    project's default group type counts as declared."""
+    cond = [{"properties": [{"type": "group", "group_type": "account", "key": "plan",
+                             "value": "pro"}]}]
+    r = client.post("/api/flags", json={**FLAG, "conditions": cond}, headers=h)
+    assert r.status_code == 422
+    assert "conditions[0].properties[0].group_type" in r.get_json()["errors"]
+    typo = client.post("/api/flags", json={**FLAG, "key": "t", "bucket_by": "acount"}, headers=h)
+    assert typo.status_code == 422 and "acount" in typo.get_json()["errors"]["bucket_by"][0]
+    assert client.get("/api/group_types", headers=h).get_json()["group_types"] == []
+    create(client, h, conditions=cond, create_group_types=True)
     names = [t["name"] for t in client.get("/api/group_types", headers=h).get_json()["group_types"]]
     assert names == ["organization", "account"]
+    assert "create_group_types" not in client.get("/api/flags/new-billing", headers=h).get_json()
 
 
 def test_duplicate_key_is_409(client, h):

@@ -62,7 +62,7 @@ def test_admin_operations_use_bearer_auth_and_document_their_errors(app, doc):
     routed = {(openapi_path(r.rule), m) for r in app.url_map.iter_rules()
               if r.rule.startswith("/api/") and r.rule != "/api/openapi.json"
               for m in r.methods - IGNORED_METHODS}
-    assert len(admin) == len(routed) == 25
+    assert len(admin) == len(routed) == 28
     for path, method, op in admin:
         assert op["security"] == [{"bearerAuth": []}], (path, method)
         assert {"401", "403"} <= set(op["responses"]), (path, method)
@@ -78,7 +78,8 @@ def test_admin_operations_use_bearer_auth_and_document_their_errors(app, doc):
 def test_request_bodies_and_path_parameters_resolve(doc):
     create = doc["paths"]["/api/flags"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/FlagInput"}
+        "$ref": "#/components/schemas/FlagWrite"}
+    assert "create_group_types" in doc["components"]["schemas"]["FlagWrite"]["properties"]
     flag_input = doc["components"]["schemas"]["FlagInput"]
     assert flag_input["properties"]["conditions"]["items"] == {
         "$ref": "#/components/schemas/Condition"}

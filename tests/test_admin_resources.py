@@ -143,7 +143,8 @@ def test_project_patch_validation(client, h, body, field):
 
 
 def test_definitions_etag_and_304(client, h):
-    client.post("/api/flags", json={"key": "a", "bucket_by": "account"}, headers=h)
+    client.post("/api/flags", json={"key": "a", "bucket_by": "account", "create_group_types": True},
+                headers=h)
     client.post("/api/flags", json={"key": "b"}, headers=h)
     client.delete("/api/flags/b", headers=h)
     r = client.get("/api/flags/definitions", headers=h)
@@ -155,7 +156,7 @@ def test_definitions_etag_and_304(client, h):
     assert {"id", "key", "version"} <= set(body["flags"][0])
     assert body["flags"][0] == client.get("/api/flags/a", headers=h).get_json()
     assert body["group_types"][0]["name"] == "account"
-    assert set(body["project"]) == {"id", "default_group_type"}
+    assert set(body["project"]) == {"id", "default_group_type", "client_properties"}
     not_modified = client.get("/api/flags/definitions", headers={**h, "If-None-Match": etag})
     assert not_modified.status_code == 304 and not_modified.get_data() == b""
     assert not_modified.headers["ETag"] == etag

@@ -85,19 +85,22 @@ def test_walkthrough_runs_as_written(served):
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout)
+    # The group types were declared (a new project's ingestion creates none but its default).
+    assert [json.loads(line)["name"] for line in outputs[0].splitlines()] == [
+        "account", "workspace", "project"]
     # The Segment calls succeeded, the flag was created.
-    assert outputs[0].count('"success": true') + outputs[0].count('"success":true') == 3, outputs[0]
-    flag = json.loads(outputs[1])
+    assert outputs[1].count('"success": true') + outputs[1].count('"success":true') == 3, outputs[1]
+    flag = json.loads(outputs[2])
     assert flag["key"] == "new-billing" and flag["version"] == 1
     # The preview counts the one account, and explain infers it from the project.
-    preview = json.loads(outputs[2])
+    preview = json.loads(outputs[3])
     assert preview["total"] == 1
-    explained = json.loads(outputs[3])
+    explained = json.loads(outputs[4])
     assert explained["group_key"] == "acme"
     expected = bucket("new-billing", "acme") <= 50
     assert explained["enabled"] is expected
     # The Unleash toggle was imported, its constraint read from the account's properties.
-    imported = json.loads(outputs[4])
+    imported = json.loads(outputs[5])
     assert imported["created"] == ["legacy-search"] and imported["group_types"] == []
     assert imported["context_fields"]["legacy-search"]["plan"] == "group:account"
 

@@ -69,13 +69,16 @@ def ensure_group_types(project_id: int, defn: Mapping[str, Any], create: bool) -
     store = service().store
     existing = {t["name"] for t in store.group_types(project_id)}
     missing = {n: w for n, w in referenced_group_types(defn).items() if n not in existing}
-    if missing and not create:
+    # The project's default group type is declared by its settings: created when named.
+    default = (store.get_project(project_id) or {}).get("default_group_type")
+    if {n for n in missing if n != default} and not create:
+        missing = {n: w for n, w in missing.items() if n != default}
         known = ", ".join(sorted(existing)) or "none yet"
         raise ValidationFailed("the flag names group types the project does not have", errors={
             where: [f"{name!r} is not a group type of this project (it has: {known}); send "
                     "\"create_group_types\": true to create it, or POST /api/group_types"]
             for name, where in missing.items()})
-    for name, where in missing.items():
+    for name, where in missing.items():  # all of them may be created now
         try:
             store.create_group_type(project_id, name)
         except (LimitExceeded, ValueError) as e:

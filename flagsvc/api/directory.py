@@ -43,13 +43,15 @@ def create_group_type() -> Response:
     return json_response(s.GroupTypeSchema().dump(created), 201)
 
 
-@bp.patch("/group_types/<name>")
-def rename_group_type(name: str) -> Response:
+@bp.patch("/group_types/<group_type>")
+def rename_group_type(group_type: str) -> Response:
     """Rename an unused group type (no flag names it); its groups follow."""
     project = admin_project()
+    if group_type not in {t["name"] for t in service().store.group_types(project["id"])}:
+        raise NotFoundError(f"group type {group_type!r} does not exist")
     new_name = load(s.GroupTypeInputSchema(), body())["name"]
     try:
-        renamed = service().store.rename_group_type(project["id"], name, new_name)
+        renamed = service().store.rename_group_type(project["id"], group_type, new_name)
     except NotFound as e:
         raise NotFoundError(str(e)) from None
     except Conflict as e:
@@ -60,12 +62,12 @@ def rename_group_type(name: str) -> Response:
     return json_response(s.GroupTypeSchema().dump(created))
 
 
-@bp.delete("/group_types/<name>")
-def delete_group_type(name: str) -> Response:
+@bp.delete("/group_types/<group_type>")
+def delete_group_type(group_type: str) -> Response:
     """Delete an unused group type and its groups (its slot is free again)."""
     project = admin_project()
     try:
-        deleted = service().store.delete_group_type(project["id"], name)
+        deleted = service().store.delete_group_type(project["id"], group_type)
     except NotFound as e:
         raise NotFoundError(str(e)) from None
     except Conflict as e:

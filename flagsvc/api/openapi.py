@@ -118,12 +118,12 @@ def admin_ops() -> dict[tuple[str, str], Op]:
             "Create a group type", (201, s.GroupTypeSchema), body=s.GroupTypeInputSchema,
             tag="groups", description="200 if it exists; a 6th group type is a 422.",
             also_ok={200: "The group type already existed"}),
-        ("/api/group_types/{name}", "patch"): admin(
+        ("/api/group_types/{group_type}", "patch"): admin(
             "Rename an unused group type", (200, s.GroupTypeSchema), body=s.GroupTypeInputSchema,
             tag="groups", errors=("404", "409"),
             description="Its groups, parent links and the default group type follow; 409 if "
                         "a flag (deleted ones included) names it or the new name exists."),
-        ("/api/group_types/{name}", "delete"): admin(
+        ("/api/group_types/{group_type}", "delete"): admin(
             "Delete an unused group type with its groups", (200, s.GroupTypeDeletedSchema),
             tag="groups", errors=("404", "409"),
             description="409 if a flag (deleted ones included) names it, or it is the "
