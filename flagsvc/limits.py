@@ -44,7 +44,8 @@ MAX_WARNINGS = 20  # warnings listed in one answer (the rest are counted)
 MAX_WARNING_LENGTH = 300  # characters of one warning (and so of the log line listing them)
 
 __all__ = [
-    "MAX_EVENT_GROUPS", "MAX_EVENT_NESTING", "MAX_FLAG_KEYS", "MAX_FLAG_KEY_LENGTH", "MAX_GROUP_TYPE_LENGTH",
+    "MAX_EVENT_GROUPS", "MAX_EVENT_NESTING", "MAX_FLAG_KEYS", "MAX_FLAG_KEY_LENGTH",
+    "MAX_GROUP_TYPE_LENGTH",
     "MAX_HIERARCHY_DEPTH", "MAX_ID_LENGTH", "MAX_INFERENCE_STARTS", "MAX_NAME_LENGTH",
     "MAX_PROPERTIES", "MAX_PROPERTY_KEY_LENGTH", "MAX_REQUEST_GROUPS", "MAX_SIGNATURE_LENGTH",
     "MAX_WARNINGS", "MAX_WARNING_LENGTH", "LimitError", "call_problem", "check_context",

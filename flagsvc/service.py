@@ -35,11 +35,11 @@ from typing import Any
 
 from cachetools import LRUCache, TTLCache
 
-from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_all
 from .contexts import DEFAULT_POLICY, ContextPolicy, Resolved, context_policy, resolve_context
+from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_all
 from .engine.context import EMPTY
-from .limits import check_context
 from .ingest.privacy import hash_flag, hash_given, hashed_keys, policy_of
+from .limits import check_context
 from .store import Store
 
 log = logging.getLogger("flagsvc.service")
@@ -308,9 +308,10 @@ class Decision:
     groups_ignored: str | None = None
 
 
-def evaluate_request(service: FlagService, project_id: int, distinct_id: Any = None, groups: Any = None,
-           person_properties: Any = None, group_properties: Any = None, signature: Any = None,
-           keys: Iterable[str] | None = None, now: float | None = None) -> Decision:
+def evaluate_request(service: FlagService, project_id: int, distinct_id: Any = None,
+                     groups: Any = None, person_properties: Any = None,
+                     group_properties: Any = None, signature: Any = None,
+                     keys: Iterable[str] | None = None, now: float | None = None) -> Decision:
     """Evaluate a public request (decide, OFREP; explain shares `request_context`): its
     fields checked against the limits (limits.LimitError), its context resolved by the
     project's policy (contexts.py), then every flag (or `keys`)."""

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request
 
+from ..contexts import IGNORED_DESCRIPTIONS
 from ..engine import FlagResult
 from ..errors import BadRequest, error_response
-from ..contexts import IGNORED_DESCRIPTIONS
 from ..limits import LimitError, check_flag_keys
 from ..service import Decision, FlagService, evaluate_request
 from ..signing import SIGNATURE_FIELD, SIGNATURE_HEADER

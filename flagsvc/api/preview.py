@@ -14,7 +14,8 @@ from flask import Response
 from .. import schemas as s
 from ..engine import Context, Evaluation, FlagResult, explain
 from ..errors import ValidationFailed
-from ..service import compile_project_flags, make_context
+from ..limits import LimitError
+from ..service import compile_project_flags, request_context
 from .adminlib import body, bp, check_flag, json_response, load, query, stored_flag
 from .common import admin_project, config, service
 
@@ -180,11 +181,17 @@ def flag_groups(ref: str) -> Response:
 
 
 def _explain(project_id: int, defn: Mapping[str, Any], data: Mapping[str, Any]) -> Response:
-    ctx = make_context(data.get("distinct_id"), data.get("groups"), data.get("person_properties"),
-                       data.get("group_properties"))
-    ctx = service().flag_set(project_id).prepare(ctx)  # request values hashed as decide does
+    # The context as decide would use it (limits, client_properties, signed groups) ...
+    try:
+        resolved = request_context(service(), project_id, data.get("distinct_id"),
+                                   data.get("groups"), data.get("person_properties"),
+                                   data.get("group_properties"), data.get("signature"))
+    except LimitError as e:
+        raise ValidationFailed(str(e), errors={e.field: [e.message]}) from None
+    ctx = service().flag_set(project_id).prepare(resolved.ctx)  # ... hashed as decide does
     out = explain(compiled_with(project_id, defn), defn["key"], ctx, service().resolver(project_id))
-    return json_response(s.ExplainSchema().dump(out))
+    return json_response(s.ExplainSchema().dump(
+        {**(out or {}), "groups_ignored": resolved.groups_ignored}))
 
 
 @bp.post("/flags/explain")

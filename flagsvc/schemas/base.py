@@ -9,6 +9,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from ..limits import MAX_GROUP_TYPE_LENGTH
+
 PERSON = "$person"
 
 _GROUP_TYPE = re.compile(r"^[^\s$\x00-\x1f][^\x00-\x1f]*$")
@@ -46,14 +48,28 @@ def _bucket_by(value: str) -> None:
 
 class GroupTypeName(fields.String):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(validate=[validate.Length(1, 100), _group_type_name], **kwargs)
+        super().__init__(validate=[validate.Length(1, MAX_GROUP_TYPE_LENGTH), _group_type_name],
+                         **kwargs)
 
 
 class BucketBy(fields.String):
     """A group type name, or `$person` (bucket on the distinct id)."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(validate=[validate.Length(1, 100), _bucket_by], **kwargs)
+        super().__init__(validate=[validate.Length(1, MAX_GROUP_TYPE_LENGTH), _bucket_by],
+                         **kwargs)
+
+
+class MaxEntries:
+    """A validator: at most `n` entries in a map (apispec does not read it: pair it with
+    metadata {"maxProperties": n} for the OpenAPI document)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, value: Any) -> None:
+        if len(value) > self.n:
+            raise ValidationError(f"{len(value)} entries; the limit is {self.n}")
 
 
 class StrictBoolean(fields.Boolean):

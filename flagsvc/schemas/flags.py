@@ -19,10 +19,11 @@ from marshmallow import (
     validates_schema,
 )
 
+from .. import limits as L
 from ..engine import ALIASES, OPERATORS
-from .base import MAX_SQL_INT, PERSON, BucketBy, GroupTypeName, Timestamp
+from .base import MAX_SQL_INT, PERSON, BucketBy, GroupTypeName, MaxEntries, Timestamp
 
-MAX_KEY_LENGTH = 200
+MAX_KEY_LENGTH = L.MAX_FLAG_KEY_LENGTH
 # Keys a flag cannot take: they are routes under /api/flags/.
 RESERVED_FLAG_KEYS = frozenset({"definitions", "preview", "explain", "import"})
 # Output-only fields of a flag; accepted (and ignored) on input so a GET body can be PUT back.
@@ -246,16 +247,28 @@ class ContextSchema(Schema):
         unknown = EXCLUDE  # decide bodies carry api_key etc.; explain ignores them
 
     distinct_id = fields.String(allow_none=True, load_default=None,
-                                validate=validate.Length(max=400))
+                                validate=validate.Length(max=L.MAX_ID_LENGTH))
     groups = fields.Dict(keys=GroupTypeName(),
-                         values=fields.String(validate=validate.Length(1, 400)),
-                         load_default=dict)
-    person_properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True),
-                                    load_default=dict)
+                         values=fields.String(validate=validate.Length(1, L.MAX_ID_LENGTH)),
+                         load_default=dict, validate=MaxEntries(L.MAX_REQUEST_GROUPS),
+                         metadata={"maxProperties": L.MAX_REQUEST_GROUPS})
+    person_properties = fields.Dict(
+        keys=fields.String(validate=validate.Length(max=L.MAX_PROPERTY_KEY_LENGTH)),
+        values=fields.Raw(allow_none=True), load_default=dict,
+        validate=MaxEntries(L.MAX_PROPERTIES), metadata={"maxProperties": L.MAX_PROPERTIES})
     group_properties = fields.Dict(
-        keys=fields.String(),
-        values=fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True)),
-        load_default=dict)
+        keys=GroupTypeName(),
+        values=fields.Dict(
+            keys=fields.String(validate=validate.Length(max=L.MAX_PROPERTY_KEY_LENGTH)),
+            values=fields.Raw(allow_none=True), validate=MaxEntries(L.MAX_PROPERTIES),
+            metadata={"maxProperties": L.MAX_PROPERTIES}),
+        load_default=dict, validate=MaxEntries(L.MAX_REQUEST_GROUPS),
+        metadata={"maxProperties": L.MAX_REQUEST_GROUPS})
+    signature = fields.String(data_key="$signature", load_default=None, allow_none=True,
+                              validate=validate.Length(max=L.MAX_SIGNATURE_LENGTH), metadata={
+                                  "description": "signature of {distinct_id, groups} by the "
+                                                 "project's signing key (or the "
+                                                 "X-Flagsvc-Signature header)"})
 
 
 class ExplainRequestSchema(ContextSchema):
@@ -302,3 +315,6 @@ class ExplainSchema(Schema):
     bucket = fields.Integer(allow_none=True)
     payload = fields.Raw(allow_none=True)
     conditions = fields.List(fields.Nested(ExplainConditionSchema))
+    groups_ignored = fields.String(allow_none=True, metadata={
+        "description": "why the request's groups were not used, as decide would not "
+                       "(unsigned_groups, bad_signature with require_signed_groups), or null"})

@@ -3,15 +3,37 @@ handlers parse bodies themselves, on the hot path."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
+from ..limits import (
+    MAX_FLAG_KEY_LENGTH,
+    MAX_FLAG_KEYS,
+    MAX_GROUP_TYPE_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_PROPERTIES,
+    MAX_WARNING_LENGTH,
+    MAX_WARNINGS,
+)
 from .flags import ContextSchema
+
+
+def _id(**kw):  # type: ignore[no-untyped-def]
+    return fields.String(validate=validate.Length(max=MAX_ID_LENGTH), **kw)
+
+
+def _props(**kw):  # type: ignore[no-untyped-def]
+    meta = {"maxProperties": MAX_PROPERTIES, **kw.pop("metadata", {})}
+    return fields.Dict(metadata=meta, **kw)
+
 
 
 class DecideRequestSchema(ContextSchema):
     api_key = fields.String(metadata={"description": "the project's public api token"})
     token = fields.String(metadata={"description": "same as api_key"})
-    flag_keys_to_evaluate = fields.List(fields.String())
+    flag_keys_to_evaluate = fields.List(
+        fields.String(validate=validate.Length(max=MAX_FLAG_KEY_LENGTH)),
+        validate=validate.Length(max=MAX_FLAG_KEYS))
 
 
 class DecideReasonSchema(Schema):
@@ -42,6 +64,9 @@ class DecideResponseSchema(Schema):
     featureFlagPayloads = fields.Dict(keys=fields.String(), values=fields.String(),
                                       metadata={"description": "legacy /decide?v=3"})
     errorsWhileComputingFlags = fields.Boolean()
+    groupsIgnored = fields.String(metadata={
+        "description": "present when the request's groups were not used (require_signed_groups): "
+                       "unsigned_groups or bad_signature"})
     requestId = fields.String()
     evaluatedAt = fields.Integer(metadata={"description": "Unix milliseconds"})
     # posthog-js reads these from /decide answers; constant, documented for completeness.
@@ -58,17 +83,19 @@ class DecideResponseSchema(Schema):
 
 class SegmentMessageSchema(Schema):
     type = fields.String(metadata={"description": "identify, group, track, page, screen, alias"})
-    userId = fields.String()
-    anonymousId = fields.String()
-    groupId = fields.String()
-    previousId = fields.String()
-    event = fields.String()
-    traits = fields.Dict()
-    properties = fields.Dict()
-    context = fields.Dict(metadata={"description": "context.groupId attributes a track to a group"})
+    userId = _id()
+    anonymousId = _id()
+    groupId = _id()
+    groupType = fields.String(validate=validate.Length(max=MAX_GROUP_TYPE_LENGTH))
+    previousId = _id()
+    event = fields.String(validate=validate.Length(max=MAX_NAME_LENGTH))
+    traits = _props()
+    properties = _props()
+    context = fields.Dict(metadata={"description": "context.groupId attributes a track to a "
+                                                   "group; context.groups {type: key}"})
     timestamp = fields.String()
     sentAt = fields.String()
-    messageId = fields.String()
+    messageId = _id()
 
 
 class SegmentRequestSchema(SegmentMessageSchema):
@@ -78,12 +105,13 @@ class SegmentRequestSchema(SegmentMessageSchema):
 
 
 class PostHogEventSchema(Schema):
-    event = fields.String(metadata={"description": "$identify, $groupidentify, $set, or any event"})
-    distinct_id = fields.String()
-    properties = fields.Dict(metadata={"description": "$set, $set_once, $unset, $groups, "
-                                                      "$group_type, $group_key, $group_set"})
+    event = fields.String(validate=validate.Length(max=MAX_NAME_LENGTH), metadata={
+        "description": "$identify, $groupidentify, $set, or any event"})
+    distinct_id = _id()
+    properties = _props(metadata={"description": "$set, $set_once, $unset, $groups, "
+                                                 "$group_type, $group_key, $group_set"})
     timestamp = fields.String()
-    uuid = fields.String()
+    uuid = _id()
 
 
 class PostHogCaptureSchema(PostHogEventSchema):
@@ -93,10 +121,10 @@ class PostHogCaptureSchema(PostHogEventSchema):
 
 
 class AccoilRequestSchema(Schema):
-    userId = fields.String()
-    groupId = fields.String()
-    event = fields.String()
-    traits = fields.Dict()
+    userId = _id()
+    groupId = _id()
+    event = fields.String(validate=validate.Length(max=MAX_NAME_LENGTH))
+    traits = _props()
     timestamp = fields.Raw()
 
 
@@ -106,7 +134,10 @@ class IngestResponseSchema(Schema):
     rejected = fields.List(fields.Dict(), metadata={
         "description": "the events of a partly good batch that were refused: "
                        "[{index, reason, message_id}] (the good ones are stored)"})
-    warnings = fields.List(fields.String())
+    warnings = fields.List(fields.String(validate=validate.Length(max=MAX_WARNING_LENGTH)),
+                           validate=validate.Length(max=MAX_WARNINGS))
+    more_warnings = fields.Integer(metadata={
+        "description": "distinct warnings past the listed ones, counted only"})
     dropped = fields.Integer(metadata={
         "description": "references to a refused group type (a project has at most 5), dropped"})
 

@@ -23,8 +23,8 @@ from .groups import GroupsMixin
 from .ingest import IngestMixin
 from .projects import ProjectsMixin
 
-__all__ = ["Conflict", "GroupTypeNotAllowed", "LimitExceeded", "MigrationError", "NotFound", "Store", "StoreError",
-           "transaction"]
+__all__ = ["Conflict", "GroupTypeNotAllowed", "LimitExceeded", "MigrationError", "NotFound",
+           "Store", "StoreError", "transaction"]
 
 
 class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin):
