@@ -44,7 +44,8 @@ def ev(**kw):
 
 def _stored(store, pid):
     conn = store.conn()
-    return tuple(conn.execute(f"SELECT count(*) FROM {t} WHERE project_id = ?", (pid,)).fetchone()[0]
+    return tuple(conn.execute(f"SELECT count(*) FROM {t} WHERE project_id = ?",
+                              (pid,)).fetchone()[0]
                  for t in ("events", "groups", "persons", "group_types"))
 
 
@@ -58,7 +59,8 @@ DECIDE_OVER = [
     ("groups.organization", {"groups": {"organization": "k" * OVER}}),
     ("person_properties", {"person_properties": {f"p{i}": 1 for i in range(L.MAX_PROPERTIES + 1)}}),
     ("person_properties", {"person_properties": {"p" * (L.MAX_PROPERTY_KEY_LENGTH + 1): 1}}),
-    ("group_properties", {"group_properties": {f"t{i}": {} for i in range(L.MAX_REQUEST_GROUPS + 1)}}),
+    ("group_properties",
+     {"group_properties": {f"t{i}": {} for i in range(L.MAX_REQUEST_GROUPS + 1)}}),
     ("group_properties.organization",
      {"group_properties": {"organization": {f"p{i}": 1 for i in range(L.MAX_PROPERTIES + 1)}}}),
     ("flag_keys_to_evaluate", {"flag_keys_to_evaluate": ["f"] * (L.MAX_FLAG_KEYS + 1)}),
@@ -122,7 +124,8 @@ def test_inference_walks_from_at_most_max_starts_groups_in_process():
     assert len(walked) == L.MAX_INFERENCE_STARTS
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n_groups=st.integers(0, L.MAX_REQUEST_GROUPS + 3),
        key_len=st.sampled_from([0, 1, L.MAX_ID_LENGTH, L.MAX_ID_LENGTH + 1]),
        id_len=st.sampled_from([1, L.MAX_ID_LENGTH, L.MAX_ID_LENGTH + 1]),
@@ -155,7 +158,8 @@ INGEST_OVER = [
     ("property name", ev(properties={"p" * (L.MAX_PROPERTY_KEY_LENGTH + 1): 1})),
     ("$set", ev(event="$identify", properties={"$set": _many(L.MAX_PROPERTIES + 1)})),
     ("group traits", ev(event="$groupidentify", properties={
-        "$group_type": "organization", "$group_key": "o", "$group_set": _many(L.MAX_PROPERTIES + 1)})),
+        "$group_type": "organization", "$group_key": "o",
+        "$group_set": _many(L.MAX_PROPERTIES + 1)})),
     ("$group_key", ev(event="$groupidentify", properties={
         "$group_type": "organization", "$group_key": "k" * OVER})),
 ]
