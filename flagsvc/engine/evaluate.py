@@ -251,7 +251,7 @@ class Evaluation:
                 props = self.properties("person", None)
             else:
                 given = self.ctx.group_properties.get(bucket_by)
-                if given and flag.fast_keys <= given.keys():
+                if given and flag.fast_keys <= given.keys() and not self.ctx.fill:
                     props = given  # the request gives every key the flag reads: no lookup
                 else:
                     props = self.properties("group", bucket_by)
@@ -284,8 +284,9 @@ def evaluate(
             ident, given = ctx.distinct_id, ctx.person_properties
         else:
             ident, given = ctx.groups.get(bucket_by), ctx.group_properties.get(bucket_by)
-        if ident.__class__ is str and ident and (
-                resolver is NULL_RESOLVER or (given and flag.fast_keys <= given.keys())):
+        # (With `ctx.fill` stored values win, so they must be looked up.)
+        if ident.__class__ is str and ident and (resolver is NULL_RESOLVER or (
+                given and flag.fast_keys <= given.keys() and not ctx.fill)):
             try:
                 return fast(ident, given or EMPTY, ctx.now, None)
             except Exception:  # never expected; the general path reports it properly
