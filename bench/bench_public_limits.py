@@ -7,8 +7,10 @@
 3. decide with a 10,000-entry map (issue 14: 8 clients sending those raised everyone's p50
    from 2.6 ms to 1.8 s): the CPU one such request costs.
 
-Run against any checkout: `PYTHONPATH=<checkout> python bench/bench_public_limits.py`
-(before/after figures in bench/RELIABILITY.md were measured side by side in one session).
+Run against any checkout: `PYTHONPATH=<checkout> python bench/bench_public_limits.py`, or
+against a running server (`flagsvc serve`): `python bench/bench_public_limits.py --url
+http://127.0.0.1:8000 --token phc_... --secret fsk_...` (before/after figures in
+bench/RELIABILITY.md were measured side by side in one session).
 """
 
 from __future__ import annotations
@@ -34,7 +36,35 @@ def _post(client, path, body):
     return client.post(path, data=json.dumps(body), headers={"Content-Type": "application/json"})
 
 
+def over_http(url: str, token: str, secret: str) -> None:
+    import requests
+
+    admin = {"Authorization": f"Bearer {secret}"}
+    requests.post(url + "/api/flags", headers=admin, timeout=30, json={
+        "key": "org-flag", "bucket_by": "organization", "conditions": [{}]})
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+    groups = {a + b + c: "k" for a in alphabet for b in alphabet for c in alphabet}
+    groups = dict(list(groups.items())[:442_722])
+    for what, path, body in (
+            ("decide, 442,722-entry groups map", "/flags/?v=2",
+             {"api_key": token, "distinct_id": "u", "groups": groups}),
+            ("ingest, one event naming 40,000 group types", "/batch/",
+             {"api_key": token, "batch": [{"event": "e", "distinct_id": "u",
+                                           "uuid": str(uuid.uuid4()), "properties": {
+                                               "$groups": {f"junk{i}": "k"
+                                                           for i in range(40_000)}}}]})):
+        started = time.perf_counter()
+        r = requests.post(url + path, data=json.dumps(body), timeout=120,
+                          headers={"Content-Type": "application/json"})
+        print(f"{what}: HTTP {r.status_code}, {time.perf_counter() - started:.2f} s, "
+              f"{len(r.content)} bytes")
+
+
 def main() -> None:
+    if "--url" in sys.argv:
+        args = dict(zip(sys.argv[1::2], sys.argv[2::2], strict=False))
+        over_http(args["--url"], args["--token"], args["--secret"])
+        return
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app({"DATABASE": f"{tmp}/a.db", "LOG_LEVEL": "ERROR"})
         store = app.extensions["flagsvc"].store

@@ -88,31 +88,31 @@ def check_context(distinct_id: Any = None, groups: Any = None, person_properties
             isinstance(distinct_id, int) and len(str(distinct_id)) > MAX_ID_LENGTH):
         raise LimitError("distinct_id", f"longer than {MAX_ID_LENGTH} characters")
     if isinstance(groups, Mapping) and groups:
-        if len(groups) > MAX_REQUEST_GROUPS:
-            raise LimitError("groups", f"{len(groups)} entries; the limit is "
-                                       f"{MAX_REQUEST_GROUPS}")
+        _check_types(groups, "groups", "entries")
         for gtype, key in groups.items():
-            if _too_long(gtype, MAX_GROUP_TYPE_LENGTH):
-                raise LimitError("groups", f"a group type is longer than "
-                                           f"{MAX_GROUP_TYPE_LENGTH} characters")
             if _too_long(key, MAX_ID_LENGTH):
                 raise LimitError(f"groups.{gtype}", f"longer than {MAX_ID_LENGTH} characters")
     problem = properties_problem(person_properties, "person_properties")
     if problem is not None:
         raise problem
     if isinstance(group_properties, Mapping) and group_properties:
-        if len(group_properties) > MAX_REQUEST_GROUPS:
-            raise LimitError("group_properties", f"{len(group_properties)} group types; the "
-                                                 f"limit is {MAX_REQUEST_GROUPS}")
+        _check_types(group_properties, "group_properties", "group types")
         for gtype, props in group_properties.items():
-            if _too_long(gtype, MAX_GROUP_TYPE_LENGTH):
-                raise LimitError("group_properties", f"a group type is longer than "
-                                                     f"{MAX_GROUP_TYPE_LENGTH} characters")
             problem = properties_problem(props, f"group_properties.{gtype}")
             if problem is not None:
                 raise problem
     if _too_long(signature, MAX_SIGNATURE_LENGTH):
         raise LimitError("$signature", f"longer than {MAX_SIGNATURE_LENGTH} characters")
+
+
+def _check_types(by_type: Mapping[Any, Any], field: str, noun: str) -> None:
+    """A map keyed by group type: at most MAX_REQUEST_GROUPS entries, names within bounds."""
+    if len(by_type) > MAX_REQUEST_GROUPS:
+        raise LimitError(field, f"{len(by_type)} {noun}; the limit is {MAX_REQUEST_GROUPS}")
+    for gtype in by_type:
+        if _too_long(gtype, MAX_GROUP_TYPE_LENGTH):
+            raise LimitError(field, f"a group type is longer than {MAX_GROUP_TYPE_LENGTH} "
+                                    "characters")
 
 
 def check_flag_keys(keys: Any) -> None:
