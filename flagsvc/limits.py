@@ -68,14 +68,13 @@ def _too_long(value: Any, limit: int) -> bool:
 
 def properties_problem(props: Any, where: str) -> LimitError | None:
     """The first limit a properties object breaks (entries, key length), else None."""
-    if not isinstance(props, Mapping) or not props:
+    if not props or not (type(props) is dict or isinstance(props, Mapping)):
         return None
     if len(props) > MAX_PROPERTIES:
         return LimitError(where, f"{len(props)} properties; the limit is {MAX_PROPERTIES}")
-    for key in props:
-        if _too_long(key, MAX_PROPERTY_KEY_LENGTH):
-            return LimitError(where, f"a property name is longer than "
-                                     f"{MAX_PROPERTY_KEY_LENGTH} characters")
+    if any(len(key) > MAX_PROPERTY_KEY_LENGTH for key in props if key.__class__ is str):
+        return LimitError(where, f"a property name is longer than "
+                                 f"{MAX_PROPERTY_KEY_LENGTH} characters")
     return None
 
 
@@ -84,18 +83,23 @@ def check_context(distinct_id: Any = None, groups: Any = None, person_properties
     """Raise LimitError for the first field of an evaluation context over its limit. Cheap
     (length checks; property names are looked at only when there are some), as it runs on
     every decide request."""
-    if _too_long(distinct_id, MAX_ID_LENGTH) or (
-            isinstance(distinct_id, int) and len(str(distinct_id)) > MAX_ID_LENGTH):
+    if distinct_id is not None and len(str(distinct_id)) > MAX_ID_LENGTH:
         raise LimitError("distinct_id", f"longer than {MAX_ID_LENGTH} characters")
-    if isinstance(groups, Mapping) and groups:
-        _check_types(groups, "groups", "entries")
+    # (`type(...) is dict` first: what JSON bodies hold, and cheaper than an ABC check.)
+    if groups and (type(groups) is dict or isinstance(groups, Mapping)):
+        if len(groups) > MAX_REQUEST_GROUPS or any(
+                len(t) > MAX_GROUP_TYPE_LENGTH for t in groups if isinstance(t, str)):
+            _check_types(groups, "groups", "entries")
         for gtype, key in groups.items():
             if _too_long(key, MAX_ID_LENGTH):
                 raise LimitError(f"groups.{gtype}", f"longer than {MAX_ID_LENGTH} characters")
-    problem = properties_problem(person_properties, "person_properties")
-    if problem is not None:
-        raise problem
-    if isinstance(group_properties, Mapping) and group_properties:
+    if person_properties and (type(person_properties) is dict
+                              or isinstance(person_properties, Mapping)):
+        problem = properties_problem(person_properties, "person_properties")
+        if problem is not None:
+            raise problem
+    if group_properties and (type(group_properties) is dict
+                             or isinstance(group_properties, Mapping)):
         _check_types(group_properties, "group_properties", "group types")
         for gtype, props in group_properties.items():
             problem = properties_problem(props, f"group_properties.{gtype}")
