@@ -265,3 +265,22 @@ def test_the_readme_limits_table_lists_every_limit_with_its_value():
     assert set(rows) == set(named)
     for name, value in named.items():
         assert int(rows[name].replace(",", "")) == value, name
+
+
+@settings(max_examples=150, deadline=None)
+@given(n_groups=st.integers(0, L.MAX_EVENT_GROUPS + 2),
+       type_len=st.sampled_from([1, L.MAX_GROUP_TYPE_LENGTH, L.MAX_GROUP_TYPE_LENGTH + 1]),
+       n_props=st.sampled_from([0, 1, L.MAX_PROPERTIES, L.MAX_PROPERTIES + 1]),
+       prop_len=st.sampled_from([1, L.MAX_PROPERTY_KEY_LENGTH, L.MAX_PROPERTY_KEY_LENGTH + 1]),
+       where=st.sampled_from(["properties", "person_set", "person_set_once", "group_set"]))
+def test_a_call_is_over_a_limit_exactly_when_one_is_passed(n_groups, type_len, n_props, prop_len,
+                                                           where):
+    props = {("k" * prop_len if i == 0 else f"p{i}"): i for i in range(n_props)}
+    call = Call("track", "m", time.time(), distinct_id="u", event="e",
+                groups={f"{i:03d}" + "t" * (type_len - 3 if type_len > 3 else 0): "k"
+                        for i in range(n_groups)}, **{where: props})
+    over = (n_groups > L.MAX_EVENT_GROUPS
+            or (n_groups and max(len(t) for t in call.groups) > L.MAX_GROUP_TYPE_LENGTH)
+            or n_props > L.MAX_PROPERTIES
+            or (n_props and prop_len > L.MAX_PROPERTY_KEY_LENGTH))
+    assert (L.call_problem(call) is not None) == bool(over)
