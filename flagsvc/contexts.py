@@ -1,7 +1,7 @@
 """What a request may claim: the one place a context meets its project's policy.
 
 Decide (`/flags`, `/decide`), OFREP, explain and both FlagClients all pass the context they
-built through `resolve_context` (`service.evaluate_request` does it for the HTTP
+built through `resolve_context` (`evaluation.evaluate_request` does it for the HTTP
 surfaces), so they answer alike:
 
 - `client_properties`: `override` (the request's person/group properties win per key),

@@ -35,11 +35,10 @@ from typing import Any
 
 from cachetools import LRUCache, TTLCache
 
-from .contexts import DEFAULT_POLICY, ContextPolicy, Resolved, context_policy, resolve_context
+from .contexts import DEFAULT_POLICY, ContextPolicy, context_policy
 from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_all
 from .engine.context import EMPTY
 from .ingest.privacy import hash_flag, hash_given, hashed_keys, policy_of
-from .limits import check_context
 from .store import Store
 
 log = logging.getLogger("flagsvc.service")
@@ -294,42 +293,6 @@ class FlagService:
         flag_set = self.flag_set(project_id)
         results = evaluate_all(flag_set.compiled, flag_set.prepare(ctx), resolver, keys)
         return results, resolver.degraded, flag_set
-
-
-@dataclass(slots=True)
-class Decision:
-    """What `evaluate_request` answers: results, whether a lookup failed (the answers may
-    miss stored properties), the flag set they come from, and why the request's groups were
-    ignored (None if they were used)."""
-
-    results: dict[str, FlagResult]
-    degraded: bool
-    flag_set: FlagSet
-    groups_ignored: str | None = None
-
-
-def evaluate_request(service: FlagService, project_id: int, distinct_id: Any = None,
-                     groups: Any = None, person_properties: Any = None,
-                     group_properties: Any = None, signature: Any = None,
-                     keys: Iterable[str] | None = None, now: float | None = None) -> Decision:
-    """Evaluate a public request (decide, OFREP; explain shares `request_context`): its
-    fields checked against the limits (limits.LimitError), its context resolved by the
-    project's policy (contexts.py), then every flag (or `keys`)."""
-    resolved = request_context(service, project_id, distinct_id, groups, person_properties,
-                               group_properties, signature, now)
-    results, degraded, flag_set = service.evaluate_checked(project_id, resolved.ctx, keys)
-    return Decision(results, degraded, flag_set, resolved.groups_ignored)
-
-
-def request_context(service: FlagService, project_id: int, distinct_id: Any = None,
-                    groups: Any = None, person_properties: Any = None,
-                    group_properties: Any = None, signature: Any = None,
-                    now: float | None = None) -> Resolved:
-    """The context of a public request as the project lets it be used (not yet hashed for
-    private keys: `evaluate_checked` does that)."""
-    check_context(distinct_id, groups, person_properties, group_properties, signature)
-    ctx = make_context(distinct_id, groups, person_properties, group_properties, now)
-    return resolve_context(service.flag_set(project_id).policy, ctx, signature, now=ctx.now)
 
 
 def make_context(distinct_id: Any = None, groups: Any = None, person_properties: Any = None,

@@ -12,8 +12,9 @@ from flask import Blueprint, Response, current_app, request
 from ..contexts import IGNORED_DESCRIPTIONS
 from ..engine import FlagResult
 from ..errors import BadRequest, error_response
+from ..evaluation import Decision, evaluate_request
 from ..limits import LimitError, check_flag_keys
-from ..service import Decision, FlagService, evaluate_request
+from ..service import FlagService
 from ..signing import SIGNATURE_FIELD, SIGNATURE_HEADER
 from .body import query_arg, read_object
 from .common import add_cors, cors_headers, public_project, service

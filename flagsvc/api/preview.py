@@ -14,8 +14,9 @@ from flask import Response
 from .. import schemas as s
 from ..engine import Context, Evaluation, FlagResult, explain
 from ..errors import ValidationFailed
+from ..evaluation import request_context
 from ..limits import LimitError
-from ..service import compile_project_flags, request_context
+from ..service import compile_project_flags
 from .adminlib import body, bp, check_flag, json_response, load, query, stored_flag
 from .common import admin_project, config, service
 
