@@ -58,6 +58,45 @@ def over_http(url: str, token: str, secret: str) -> None:
                           headers={"Content-Type": "application/json"})
         print(f"{what}: HTTP {r.status_code}, {time.perf_counter() - started:.2f} s, "
               f"{len(r.content)} bytes")
+    _p50_beside_hostile(url, token)
+
+
+def _p50_beside_hostile(url: str, token: str, seconds: float = 8.0) -> None:
+    """Everyone's decide p50 alone, then while 8 clients send 10,000-entry maps."""
+    import threading
+
+    import requests
+
+    small = json.dumps({"api_key": token, "distinct_id": "u",
+                        "groups": {f"{i:x}": "k" for i in range(10_000)}})
+    normal = json.dumps({"api_key": token, "distinct_id": "u", "groups": {"organization": "o"}})
+    headers = {"Content-Type": "application/json"}
+    stop = threading.Event()
+
+    def hostile() -> None:
+        with requests.Session() as s:
+            while not stop.is_set():
+                s.post(url + "/flags/?v=2", data=small, headers=headers, timeout=60)
+
+    def p50() -> float:
+        times, end = [], time.monotonic() + seconds
+        with requests.Session() as s:
+            while time.monotonic() < end:
+                t = time.perf_counter()
+                s.post(url + "/flags/?v=2", data=normal, headers=headers, timeout=60)
+                times.append(time.perf_counter() - t)
+        return statistics.median(times) * 1000
+
+    alone = p50()
+    threads = [threading.Thread(target=hostile, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    loaded = p50()
+    stop.set()
+    for t in threads:
+        t.join()
+    print(f"decide p50: {alone:.1f} ms alone, {loaded:.1f} ms beside 8 clients sending "
+          "10,000-entry maps")
 
 
 def main() -> None:
