@@ -26,14 +26,16 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
+import orjson
 from flask import Blueprint, Response, request
 
-from ..errors import BadRequest, PayloadTooLarge
-from ..ingest import formats, posthog_format, privacy
+from ..errors import APIError, BadRequest, PayloadTooLarge
+from ..ingest import amplitude, formats, posthog_format, privacy
 from ..ingest.model import IngestResult
 from ..metrics import EVENTS
-from .body import read_json
+from .body import parse_json, raw_body, read_json
 from .common import add_cors, basic_auth_user, config, public_project, service
 
 log = logging.getLogger("flagsvc.capture")
@@ -154,9 +156,11 @@ def accoil(kind: str) -> dict[str, Any]:
 # ------------------------------------------------------------ PostHog
 
 @_route("/batch", "/capture", "/e", "/i/v0/e", "/track", "/engage")
-def posthog() -> dict[str, Any]:
+def posthog() -> Any:
     received = time.time()
     body = read_json(request, config("MAX_BODY_BYTES"))
+    if request.path.rstrip("/") == "/batch" and amplitude.is_amplitude_batch(body):
+        return _amplitude_answer(received, lambda: body, None)
     events, _ = _parse(lambda: posthog_format.posthog_events(body))
     token, from_event = posthog_format.posthog_token(body, events)
     token = token or request.args.get("token") or request.args.get("api_key")
@@ -166,3 +170,69 @@ def posthog() -> dict[str, Any]:
         body, _options(project, received), event_token=token if from_event else None,
         sent_at=request.args.get("_"), default_event="$set" if engage else None))
     return _reply({"status": 1}, parsed, _store(project, parsed))
+
+
+# ------------------------------------------------------------ Amplitude
+
+def _amplitude_error(status: int, message: str, **extra: Any) -> Response:
+    """Amplitude's error shape: the SDKs read `code` and the events_with_* index lists."""
+    body = {"code": status, "error": message, **extra}
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
+def _amplitude_answer(received: float, body_of: Callable[[], Any],
+                      identify: bool | None) -> Response:
+    """Parse, store, answer as Amplitude: 200 `{code, events_ingested, ...}`; a batch with bad
+    events stores the good ones and answers 400 listing the bad ones' indices, so the SDK
+    drops them and re-sends the rest (stored once: `insert_id`)."""
+    try:
+        body = body_of()
+        project = public_project(body.get("api_key") if isinstance(body, dict) else None)
+        opts = _options(project, received)
+        if identify is None:
+            parsed, ignored = _parse(lambda: amplitude.parse_events(body, opts))
+        else:
+            items = _parse(lambda: amplitude.identification(body.get("identification")))
+            parsed, ignored = _parse(lambda: amplitude.parse_identify(items, identify, opts))
+        try:
+            result = _store(project, parsed)
+        except BadRequest:  # every event bad: the same answer as a partial batch, nothing stored
+            result = IngestResult()
+    except APIError as e:
+        return _amplitude_error(e.status, str(e))
+    extra = _reply({}, parsed, result)
+    if ignored:
+        extra["ignored_operations"] = ignored
+    if parsed.rejected:
+        first = parsed.rejected[0]["reason"]
+        return _amplitude_error(400, f"{len(parsed.rejected)} of {parsed.total} events were "
+                                f"rejected: {first}", events_ingested=result.stored,
+                                events_with_invalid_fields={
+                                    "event": [r["index"] for r in parsed.rejected]}, **extra)
+    answer = {"code": 200, "events_ingested": result.stored + result.duplicates,
+              "payload_size_bytes": request.content_length or 0,
+              "server_upload_time": int(received * 1000), **extra}
+    return Response(orjson.dumps(answer), status=200, mimetype="application/json")
+
+
+def _amplitude_form() -> Any:
+    """/identify and /groupidentify: a form (`api_key`, `identification`) or a JSON body."""
+    data = raw_body(request.environ, config("MAX_BODY_BYTES"))
+    if request.mimetype == "application/x-www-form-urlencoded" or data[:8] == b"api_key=":
+        form = parse_qs(data.decode("utf-8", "replace"))
+        return {k: v[0] for k, v in form.items()}
+    return parse_json(data)
+
+
+@_route("/2/httpapi")
+def amplitude_httpapi() -> Response:
+    received = time.time()
+    return _amplitude_answer(received, lambda: read_json(request, config("MAX_BODY_BYTES")),
+                             None)
+
+
+@_route("/identify", "/groupidentify")
+def amplitude_identify() -> Response:
+    received = time.time()
+    group = request.path.rstrip("/").endswith("groupidentify")
+    return _amplitude_answer(received, _amplitude_form, group)
