@@ -88,7 +88,8 @@ const amp = require('@amplitude/analytics-node');
   const codes = [];
   const r = (p) => p.promise.then(x => codes.push(x.code));
   const g = (t, k, props) => { const i = new amp.Identify();
-    for (const [a, b] of Object.entries(props)) i.set(a, b); return r(amp.groupIdentify(t, k, i)); };
+    for (const [a, b] of Object.entries(props)) i.set(a, b);
+    return r(amp.groupIdentify(t, k, i)); };
   const id = new amp.Identify(); id.set('email', 'jane@acme.io');
   await Promise.all([
     r(amp.identify(id, {user_id: 'u1'})),

@@ -57,7 +57,9 @@ def _groups(value: Any) -> dict[str, str]:
 
 def _ops(props: dict[str, Any], what: str, ignored: set[str]) -> tuple[dict, dict, list]:
     """`$set`, `$setOnce`, `$unset` of a user/group property object (bare keys are $set)."""
-    set_, once, unset = {}, {}, []
+    set_: dict[str, Any] = {}
+    once: dict[str, Any] = {}
+    unset: list[str] = []
     for key, value in props.items():
         if key == "$set":
             set_.update(obj(props, key, f"{what}.$set"))
