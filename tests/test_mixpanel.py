@@ -123,5 +123,7 @@ def test_bad_records_refused_with_field_and_nothing_stored(live_server, pid):
                                                                     "distinct_id": "d"}})
     assert r.status_code == 401 and r.json()["status"] == 0
     r = requests.post(live_server.url + "/track", data={"data": "%%%"}, timeout=5)
-    assert r.status_code == 400 and r.text == "0"
+    # undecodable data: the verbose shape (the answer must say why)
+    assert r.status_code == 400 and r.json() == {
+        "status": 0, "error": "data is neither JSON nor base64 of JSON"}
     assert live_server.store.count_events(pid) == 0
