@@ -102,7 +102,13 @@ def test_out_of_order_profiles_and_ops(live_server, pid):
 
 
 def test_mixpanel_group_keys_setting(live_server, pid):
-    live_server.store.update_project(pid, mixpanel_group_keys={"company_id": "account"})
+    admin = {"Authorization": f"Bearer {live_server.project['secret_key']}"}
+    r = requests.patch(live_server.url + "/api/project", headers=admin, timeout=5,
+                       json={"mixpanel_group_keys": {"company_id": ""}})
+    assert r.status_code in (400, 422), r.text  # a group type name is required
+    r = requests.patch(live_server.url + "/api/project", headers=admin, timeout=5,
+                       json={"mixpanel_group_keys": {"company_id": "account"}})
+    assert r.status_code == 200 and r.json()["mixpanel_group_keys"] == {"company_id": "account"}
     tok = live_server.project["api_token"]
     _send(live_server, "/groups", {"$token": tok, "$group_key": "company_id",
                                    "$group_id": "c1", "$set": {"plan": "pro"}})
