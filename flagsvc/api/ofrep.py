@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request
 
+from .. import ofconvention as ofc
 from ..engine import FlagResult
-from ..engine.compile import PERSON
 from ..errors import APIError, Unauthorized
 from ..evaluation import evaluate_request
 from ..limits import LimitError
-from ..signing import SIGNATURE_FIELD, SIGNATURE_HEADER
+from ..signing import SIGNATURE_HEADER
 from .body import read_json
 from .common import add_cors, public_project, service
 from .decide import payload_json
@@ -45,85 +45,34 @@ class OfrepError(Exception):
         self.status, self.code, self.details = status, code, details
 
 
-# flagsvc reasons -> OFREP reasons. A miss of a rollout is the split's doing; a variant
-# picked by hash is a split too; a plain condition match is targeting.
-_REASONS = {
-    "condition_match": "TARGETING_MATCH",
-    "out_of_rollout_bound": "SPLIT",
-    "no_condition_match": "DEFAULT",
-    "no_group_type": "DEFAULT",
-    "dependency_off": "DEFAULT",
-    "flag_disabled": "DISABLED",
-    "error": "ERROR",
-}
-
-
-def ofrep_reason(r: FlagResult) -> str:
-    if r.reason == "condition_match" and r.variant is not None:
-        return "SPLIT"
-    return _REASONS.get(r.reason, "UNKNOWN")
-
-
-def ofrep_metadata(r: FlagResult) -> dict[str, Any]:
-    """Flag metadata (OFREP allows only string, number and boolean values): the flag's id and
-    version, flagsvc's own reason code, what it bucketed by, and the payload as a JSON
-    string (as PostHog sends it), when the flag is on and has one."""
-    meta: dict[str, Any] = {"reasonCode": r.reason}
-    if r.flag_id is not None:
-        meta["flagId"] = r.flag_id
-    if r.version is not None:
-        meta["version"] = r.version
-    if r.bucket_by is not None:
-        meta["bucketBy"] = "person" if r.bucket_by == PERSON else r.bucket_by
-    if r.condition_index is not None:
-        meta["conditionIndex"] = r.condition_index
-    if r.enabled and r.payload is not None:
-        meta["payload"] = payload_json(r.payload)
-    return meta
-
-
-def evaluation_json(r: FlagResult, targeting_key: Any) -> dict[str, Any]:
+def evaluation_json(r: FlagResult, distinct_id: Any) -> dict[str, Any]:
     """One flag's OFREP answer: success, or the failure a person-bucketed flag gets without
     a targetingKey."""
-    if r.reason == "no_group_type" and r.bucket_by == PERSON and targeting_key is None:
+    meta = ofc.metadata(r, payload_json)
+    if ofc.needs_targeting_key(r, distinct_id):
         return {"key": r.key, "errorCode": "TARGETING_KEY_MISSING",
                 "errorDetails": "this flag is bucketed by person: the context needs a "
-                                "targetingKey", "metadata": ofrep_metadata(r)}
-    variant = r.variant if r.enabled and r.variant is not None else ("on" if r.enabled
-                                                                      else "off")
-    return {"key": r.key, "value": r.value, "reason": ofrep_reason(r), "variant": variant,
-            "metadata": ofrep_metadata(r)}
+                                "targetingKey", "metadata": meta}
+    return {"key": r.key, "value": r.value, "reason": ofc.reason(r),
+            "variant": ofc.variant(r), "metadata": meta}
 
 
 def parse_context(body: Any) -> dict[str, Any]:
-    """The request's OFREP context as evaluate_request's arguments (INVALID_CONTEXT if it
-    does not follow the convention)."""
+    """The request's OFREP context as evaluate_request's arguments."""
     if not isinstance(body, dict):
         raise OfrepError(400, "PARSE_ERROR", "the body must be a JSON object")
-    context = body.get("context", {})
+    context = body.get("context")
     if context is None:
         context = {}
     if not isinstance(context, dict):
         raise OfrepError(400, "INVALID_CONTEXT", "context must be an object")
     attrs = dict(context)
-    targeting_key = attrs.pop("targetingKey", None)
-    if targeting_key is not None and not isinstance(targeting_key, (str, int)):
-        raise OfrepError(400, "INVALID_CONTEXT", "targetingKey must be a string")
-    if targeting_key == "":
-        targeting_key = None
-    groups = attrs.pop("groups", None)
-    if groups is not None and not (isinstance(groups, dict) and all(
-            isinstance(v, (str, int)) for v in groups.values())):
-        raise OfrepError(400, "INVALID_CONTEXT", "groups must be an object {type: key}")
-    group_properties = attrs.pop("group_properties", None)
-    if group_properties is not None and not (isinstance(group_properties, dict) and all(
-            isinstance(v, dict) for v in group_properties.values())):
-        raise OfrepError(400, "INVALID_CONTEXT",
-                         "group_properties must be an object {type: {property: value}}")
-    signature = attrs.pop(SIGNATURE_FIELD, None) or request.headers.get(SIGNATURE_HEADER)
-    return {"distinct_id": targeting_key, "groups": groups,
-            "group_properties": group_properties, "person_properties": attrs or None,
-            "signature": signature}
+    try:
+        args = ofc.context_arguments(attrs.pop("targetingKey", None), attrs)
+    except ofc.InvalidContext as e:
+        raise OfrepError(400, "INVALID_CONTEXT", str(e)) from None
+    args["signature"] = args["signature"] or request.headers.get(SIGNATURE_HEADER)
+    return args
 
 
 def _token() -> str | None:
