@@ -23,7 +23,7 @@ def server(live_server):
 @pytest.fixture
 def of_client(server):
     token = server.project["api_token"]
-    api.set_provider(OFREPProvider(server.url,
+    api.set_provider_and_wait(OFREPProvider(server.url,
                                    headers_factory=lambda: {"Authorization": f"Bearer {token}"}))
     yield api.get_client()
     api.clear_providers()
