@@ -123,7 +123,7 @@ class FlagsvcProvider(AbstractProvider):
         r = self._result(key, context)
         if not r.enabled or r.payload is None:
             return self._details(r, default)
-        value = r.payload
+        value: Any = r.payload
         if isinstance(value, bool) or not isinstance(value, types):
             raise TypeMismatchError(f"{key!r}'s payload is not {name}")
         return self._details(r, float(value) if name == "a float" else value)

@@ -35,7 +35,8 @@ SCENARIO = """async () => {
   posthog.group('project', 'p1');
   await new Promise(resolve => {
     const stop = posthog.onFeatureFlags(() => {
-      if (posthog.getFeatureFlag('ab-test') !== undefined && posthog.getFeatureFlag('ab-test') !== false) {
+      const v = posthog.getFeatureFlag('ab-test');
+      if (v !== undefined && v !== false) {
         stop(); resolve();
       }
     });

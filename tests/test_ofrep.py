@@ -63,8 +63,9 @@ def test_stock_provider_person_properties_and_errors(of_client):
     assert off.value is False and off.reason == Reason.DISABLED
     missing = of_client.get_boolean_details("no-such-flag", True, alice)
     assert missing.value is True and missing.error_code == ErrorCode.FLAG_NOT_FOUND
-    mismatch = of_client.get_float_details("enterprise-only", 7.0,  # (bool is an int in Python)
-                                             EvaluationContext(attributes={"groups": {"account": "a1"}}))
+    # (a float, as bool is an int in Python and the stock provider checks with isinstance)
+    account = EvaluationContext(attributes={"groups": {"account": "a1"}})
+    mismatch = of_client.get_float_details("enterprise-only", 7.0, account)
     assert mismatch.value == 7.0 and mismatch.error_code == ErrorCode.TYPE_MISMATCH
     nokey = of_client.get_boolean_details("acme-people", True, EvaluationContext())
     assert nokey.value is True and nokey.error_code == ErrorCode.TARGETING_KEY_MISSING
