@@ -123,10 +123,12 @@ class FlagsvcProvider(AbstractProvider):
         r = self._result(key, context)
         if not r.enabled or r.payload is None:
             return self._details(r, default)
-        value: Any = r.payload
+        value = r.payload
         if isinstance(value, bool) or not isinstance(value, types):
             raise TypeMismatchError(f"{key!r}'s payload is not {name}")
-        return self._details(r, float(value) if name == "a float" else value)
+        if name == "a float":
+            value = float(value)  # type: ignore[arg-type]
+        return self._details(r, value)
 
     def resolve_boolean_details(self, flag_key: str, default_value: bool,
                                 evaluation_context: EvaluationContext | None = None
