@@ -193,6 +193,27 @@ def public_ops() -> dict[tuple[str, str], Op]:
             f"Accoil {kind}", "ingestion", (200, s.IngestResponseSchema),
             body=s.AccoilRequestSchema, errors=ingest_errors, auth="basicAuth",
             description="`Authorization: Basic <token>` (the raw api token).")
+    for path in ("/array/{token}/config", "/array/{token}/config.js"):
+        ops[(path, "get")] = Op(
+            "posthog-js remote config" + (" (script)" if path.endswith(".js") else ""),
+            "decide", (200, s.RemoteConfigSchema), errors=("401",), auth=None,
+            description="`token`: the public api token. Flags on, every PostHog product "
+                        "flagsvc does not have off; the .js form sets "
+                        "`window._POSTHOG_REMOTE_CONFIG[token]`.")
+    ofrep = ("OFREP (OpenFeature Remote Evaluation Protocol). Errors have `errorCode` and "
+             "`errorDetails` (and `key` for one flag): 400 PARSE_ERROR, INVALID_CONTEXT or "
+             "TARGETING_KEY_MISSING, 404 FLAG_NOT_FOUND; 401 for an unknown token. Auth: "
+             "`X-API-Key` or `Authorization: Bearer` with the public api token.")
+    ops[("/ofrep/v1/evaluate/flags/{key}", "post")] = Op(
+        "OFREP: evaluate one flag", "openfeature", (200, s.OfrepEvaluationSchema),
+        body=s.OfrepRequestSchema, errors=("400", "401", "404", "413", "503"),
+        auth="ofrepAuth", description=ofrep)
+    ops[("/ofrep/v1/evaluate/flags", "post")] = Op(
+        "OFREP: evaluate every flag", "openfeature", (200, s.OfrepBulkSchema),
+        body=s.OfrepRequestSchema, errors=("400", "401", "413", "503"), auth="ofrepAuth",
+        description=ofrep + " 304 with an empty body when If-None-Match is the answer's ETag.",
+        headers={"ETag": "Of this answer (context and flags)"},
+        request_headers=("If-None-Match",))
     ops[("/healthz", "get")] = Op("Liveness", "operations", (200, s.HealthSchema), auth=None)
     ops[("/readyz", "get")] = Op("Readiness (the database answers)", "operations",
                                  (200, s.HealthSchema), errors=("503",), auth=None)
@@ -305,6 +326,9 @@ def build(app: Flask) -> dict[str, Any]:
     spec.components.security_scheme(
         "basicAuth", {"type": "http", "scheme": "basic",
                       "description": "The project's public api token as user name (or raw)"})
+    spec.components.security_scheme(
+        "ofrepAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                      "description": "The public api token (or `Authorization: Bearer` with it)"})
     spec.components.schema("Error", schema=s.ErrorSchema)
     spec.components.schema("FlagInput", schema=s.FlagInputSchema)
     spec.components.schema("Flag", schema=s.FlagSchema)

@@ -74,6 +74,7 @@ from .flags import (
     VariantSchema,
 )
 from .imports import FlagImportResultSchema, FlagImportSchema
+from .ofrep import OfrepBulkSchema, OfrepEvaluationSchema, OfrepRequestSchema, RemoteConfigSchema
 from .public import (
     AccoilRequestSchema,
     DecideFlagMetadataSchema,
@@ -90,6 +91,10 @@ from .public import (
 )
 
 __all__ = [
+    "OfrepBulkSchema",
+    "OfrepEvaluationSchema",
+    "OfrepRequestSchema",
+    "RemoteConfigSchema",
     "FLAG_READ_ONLY",
     "MAX_KEY_LENGTH",
     "OPERATOR_NAMES",
