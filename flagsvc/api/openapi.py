@@ -200,6 +200,12 @@ def public_ops() -> dict[tuple[str, str], Op]:
             description="`token`: the public api token. Flags on, every PostHog product "
                         "flagsvc does not have off; the .js form sets "
                         "`window._POSTHOG_REMOTE_CONFIG[token]`.")
+    ops[("/flags/definitions", "get")] = Op(
+        "posthog-node local-evaluation poll: no definitions (every flag through /flags)",
+        "decide", (200, None), errors=("401",), auth=None, request_headers=("If-None-Match",),
+        description="`?token=<api_token>`. Answers `{flags: [], group_type_mapping: {}, "
+                    "cohorts: {}}` with an ETag; flagsvc's own definitions are "
+                    "/api/flags/definitions.")
     ofrep = ("OFREP (OpenFeature Remote Evaluation Protocol). Errors have `errorCode` and "
              "`errorDetails` (and `key` for one flag): 400 PARSE_ERROR, INVALID_CONTEXT or "
              "TARGETING_KEY_MISSING, 404 FLAG_NOT_FOUND; 401 for an unknown token. Auth: "

@@ -1,8 +1,11 @@
-"""What posthog-js fetches besides decide (SPEC §5.1): the remote config,
+"""What PostHog's SDKs fetch besides decide (SPEC §5.1). posthog-js: the remote config,
 `GET /array/<api_token>/config` (JSON) and `/array/<api_token>/config.js` (a script that sets
 `window._POSTHOG_REMOTE_CONFIG[token]`), in the shape PostHog's own server answers: feature
 flags on, every PostHog product flagsvc does not have off, so the stock SDK loads nothing else
-and logs no error.
+and logs no error. posthog-node with a personal API key: its local-evaluation poll,
+`GET /flags/definitions?token=<api_token>`, answered with no definitions in PostHog's format
+(flagsvc's own definitions are `GET /api/flags/definitions` for FlagClient), so the client
+evaluates every flag through /flags and its poll neither fails nor logs.
 """
 
 from __future__ import annotations
@@ -71,3 +74,17 @@ def config_js(token: str) -> Response:
 
 def _preflight() -> bool:
     return request.method == "OPTIONS"
+
+
+# posthog-node's local-evaluation poll: nothing to evaluate locally, every flag goes to /flags.
+_NO_DEFINITIONS = orjson.dumps({"flags": [], "group_type_mapping": {}, "cohorts": {}})
+_NO_DEFINITIONS_ETAG = '"flagsvc-no-local-definitions"'
+
+
+@bp.route("/flags/definitions", methods=["GET"])
+def posthog_local_definitions() -> Response:
+    public_project(request.args.get("token"))
+    if _NO_DEFINITIONS_ETAG in request.headers.get("If-None-Match", ""):
+        return Response(status=304, headers={"ETag": _NO_DEFINITIONS_ETAG})
+    return Response(_NO_DEFINITIONS, mimetype="application/json",
+                    headers={"ETag": _NO_DEFINITIONS_ETAG})
