@@ -119,3 +119,31 @@ def test_bulk_etag_304_and_cors(server):
     assert pre.status_code == 204
     assert pre.headers["Access-Control-Allow-Origin"] == "http://app.example"
     assert "if-none-match" in pre.headers["Access-Control-Allow-Headers"].lower()
+
+
+def test_signed_contexts_and_client_properties_apply_to_ofrep(server):
+    """OFREP goes through decide's request path: with require_signed_groups an unsigned
+    `groups` attribute is ignored, a `$signature` attribute (or header) restores it."""
+    import time
+
+    from flagsvc import sign_context
+
+    auth = {"Authorization": f"Bearer {server.project['secret_key']}"}
+    r = requests.post(f"{server.url}/api/project/signing_keys", json={}, headers=auth,
+                      timeout=10)
+    assert r.status_code == 201, r.text
+    key = r.json()["signing_key"]
+    r = requests.patch(f"{server.url}/api/project", json={"require_signed_groups": True},
+                       headers=auth, timeout=10)
+    assert r.status_code == 200, r.text
+    time.sleep(0.6)  # settings reach evaluators within cache_seconds
+    groups = {"account": "a1"}
+    unsigned = post(server, "/enterprise-only", {"context": {"groups": groups}})
+    assert unsigned.json()["value"] is False
+    signed = {"context": {"groups": groups, "$signature": sign_context(key, None, groups)}}
+    assert post(server, "/enterprise-only", signed).json()["value"] is True
+    header = post(server, "/enterprise-only", {"context": {"groups": groups}},
+                  **{"X-Flagsvc-Signature": sign_context(key, None, groups)})
+    assert header.json()["value"] is True
+    forged = {"context": {"groups": groups, "$signature": sign_context("nope", None, groups)}}
+    assert post(server, "/enterprise-only", forged).json()["value"] is False
