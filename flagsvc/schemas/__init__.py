@@ -74,7 +74,13 @@ from .flags import (
     VariantSchema,
 )
 from .imports import FlagImportResultSchema, FlagImportSchema
-from .ofrep import OfrepBulkSchema, OfrepEvaluationSchema, OfrepRequestSchema, RemoteConfigSchema
+from .ofrep import (
+    OfrepBulkSchema,
+    OfrepErrorSchema,
+    OfrepEvaluationSchema,
+    OfrepRequestSchema,
+    RemoteConfigSchema,
+)
 from .public import (
     AccoilRequestSchema,
     DecideFlagMetadataSchema,
@@ -92,6 +98,7 @@ from .public import (
 
 __all__ = [
     "OfrepBulkSchema",
+    "OfrepErrorSchema",
     "OfrepEvaluationSchema",
     "OfrepRequestSchema",
     "RemoteConfigSchema",

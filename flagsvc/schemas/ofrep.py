@@ -25,6 +25,14 @@ class OfrepEvaluationSchema(Schema):
     errorDetails = fields.String(metadata={"description": "failures only"})
 
 
+class OfrepErrorSchema(Schema):
+    key = fields.String(metadata={"description": "single-flag errors"})
+    errorCode = fields.String(metadata={"description": (
+        "FLAG_NOT_FOUND, PARSE_ERROR, TARGETING_KEY_MISSING, INVALID_CONTEXT (absent on 401)")})
+    errorDetails = fields.String(required=True)
+    metadata = fields.Dict()
+
+
 class OfrepBulkSchema(Schema):
     flags = fields.List(fields.Nested(OfrepEvaluationSchema))
 
