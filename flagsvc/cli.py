@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 
 from .config import load_config
@@ -195,6 +196,18 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0 if check == "ok" else 1
 
 
+def _warn_unused_tokens(store: Store, config: Mapping[str, Any]) -> None:
+    """FLAGSVC_API_TOKEN / FLAGSVC_SECRET_KEY choose the tokens of a *new* database only: on
+    an existing one that has no such token, say so instead of letting every call get 401."""
+    for setting, kind in (("API_TOKEN", "api"), ("SECRET_KEY", "secret")):
+        token = config.get(setting)
+        if token and store.project_for_token(token, kind) is None:
+            print(f"warning: FLAGSVC_{setting} is set, but no project of the existing database "
+                  f"{config['DATABASE']} has that token: the variable only chooses the tokens "
+                  "of a new database. Use the tokens printed when this database was created, "
+                  "or point FLAGSVC_DATABASE at a new file.", file=sys.stderr)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import ensure_default_project
 
@@ -208,6 +221,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _print_project(project, False, out=sys.stderr)
         if config.get("SECRET_KEY"):
             print("  secret_key: the one in FLAGSVC_SECRET_KEY", file=sys.stderr)
+    else:
+        _warn_unused_tokens(store, config)
     store.close()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flagsvc-metrics-")

@@ -143,3 +143,19 @@ def test_serve_keeps_the_preview_budget_inside_the_worker_timeout(cli, monkeypat
     assert cli("serve", "--timeout", timeout)[0] == 0
     assert seen["timeout"] == int(timeout)
     assert os.environ["FLAGSVC_PREVIEW_SECONDS"] == expected
+
+
+def test_serve_warns_when_token_variables_are_not_the_existing_databases(store, capsys):
+    """The walk-through trap: an existing database ignores FLAGSVC_API_TOKEN/SECRET_KEY;
+    `serve` says so instead of leaving every call to get 401."""
+    from flagsvc.cli import _warn_unused_tokens
+
+    project = store.create_project("p")
+    _warn_unused_tokens(store, {"DATABASE": "x.db", "API_TOKEN": project["api_token"],
+                                "SECRET_KEY": project["secret_key"]})
+    assert capsys.readouterr().err == ""
+    _warn_unused_tokens(store, {"DATABASE": "x.db", "API_TOKEN": "phc_other",
+                                "SECRET_KEY": "fsk_other"})
+    err = capsys.readouterr().err
+    assert "FLAGSVC_API_TOKEN is set, but no project" in err
+    assert "FLAGSVC_SECRET_KEY is set, but no project" in err
