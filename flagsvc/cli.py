@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -15,8 +17,16 @@ from .imports import FORMATS
 from .store import Conflict, MigrationError, Store
 
 
-def _store(migrate_now: bool = True) -> Store:
+class CommandError(Exception):
+    """A command cannot run as asked; its message is the one line the operator sees."""
+
+
+def _store(migrate_now: bool = True, must_exist: bool = False) -> Store:
     config = load_config()
+    if must_exist and not os.path.exists(config["DATABASE"]):
+        # a read command must not leave an empty database behind a typo in FLAGSVC_DATABASE
+        raise CommandError(f"no database at {config['DATABASE']} (FLAGSVC_DATABASE); "
+                           "`flagsvc serve` or `flagsvc migrate` creates one")
     return Store(config["DATABASE"], synchronous=config["SYNCHRONOUS"], migrate_now=migrate_now)
 
 
@@ -53,7 +63,7 @@ def cmd_project_create(args: argparse.Namespace) -> int:
 
 
 def cmd_project_list(args: argparse.Namespace) -> int:
-    for p in _store().list_projects():
+    for p in _store(must_exist=True).list_projects():
         print(f"{p['id']}\t{p['name']}\t{p['api_token']}")
     return 0
 
@@ -70,7 +80,7 @@ def cmd_project_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_flags_export(args: argparse.Namespace) -> int:
-    flags = _store().list_flags(args.project)
+    flags = _store(must_exist=True).list_flags(args.project)
     drop = ("id", "version", "created_at", "updated_at", "deleted")
     out = [{k: v for k, v in f.items() if k not in drop} for f in flags]
     text = json.dumps({"flags": out}, indent=2)
@@ -189,11 +199,22 @@ def _field_summary(fields: dict[str, dict[str, str]]) -> dict[str, str]:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    store = _store()
+    store = _store(must_exist=True)
     store.backup(args.path)
     check = Store(args.path, migrate_now=False).integrity_check()
     print(f"backup written to {args.path} (integrity: {check})")
     return 0 if check == "ok" else 1
+
+
+def _check_bind_free(bind: str) -> None:
+    host, _, port = bind.rpartition(":")
+    if not port.isdigit():
+        return  # a unix socket or gunicorn's own syntax: gunicorn checks it
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
+    except OSError as e:
+        raise CommandError(f"cannot listen on {bind}: {e.strerror or e}") from None
 
 
 def _warn_unused_tokens(store: Store, config: Mapping[str, Any]) -> None:
@@ -212,6 +233,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .app import ensure_default_project
 
     config = load_config()
+    _check_bind_free(args.bind)  # before a new database's one-time secret key is printed
     store = Store(config["DATABASE"], synchronous=config["SYNCHRONOUS"])
     project = ensure_default_project(store, config)
     if project is not None:
@@ -240,14 +262,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flagsvc", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"flagsvc {_version()}")
+    sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("serve", help="run the HTTP service (gunicorn)")
-    p.add_argument("--bind", default=os.environ.get("FLAGSVC_BIND", "127.0.0.1:8000"))
-    p.add_argument("--workers", type=int, default=None, help="default: 2 x CPUs + 1 (max 8)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--timeout", type=int, default=30)
-    p.add_argument("--no-access-log", action="store_true")
+    p.add_argument("--bind", default=os.environ.get("FLAGSVC_BIND", "127.0.0.1:8000"),
+                   help="HOST:PORT to listen on (default 127.0.0.1:8000, or FLAGSVC_BIND)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: 2 x CPUs + 1, at most 8)")
+    p.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
+    p.add_argument("--timeout", type=int, default=30,
+                   help="seconds before a busy worker is restarted (default 30)")
+    p.add_argument("--no-access-log", action="store_true", help="do not log every request")
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
@@ -302,12 +328,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flagsvc")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:  # bare `flagsvc`: what it can do, not an error
+        parser.print_help()
+        return 0
     try:
         return args.func(args)
-    except MigrationError as e:  # the database needs a hand first: say what, no traceback
+    except (MigrationError, CommandError) as e:  # say what, no traceback
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (sqlite3.OperationalError, PermissionError) as e:  # e.g. an unwritable database
+        print(f"error: database {load_config()['DATABASE']}: {e}", file=sys.stderr)
         return 2
 
 

@@ -159,3 +159,38 @@ def test_serve_warns_when_token_variables_are_not_the_existing_databases(store, 
     err = capsys.readouterr().err
     assert "FLAGSVC_API_TOKEN is set, but no project" in err
     assert "FLAGSVC_SECRET_KEY is set, but no project" in err
+
+
+def test_bare_command_prints_help_and_version_is_known(cli):
+    code, out, _ = cli()
+    assert code == 0 and "serve" in out and "project" in out
+    with pytest.raises(SystemExit) as exit_:
+        cli("--version")
+    assert exit_.value.code == 0
+
+
+def test_read_commands_do_not_create_a_database(cli, db_path):
+    import os
+
+    code, _, err = cli("project", "list")
+    assert code == 2 and "no database at" in err
+    assert not os.path.exists(db_path)
+
+
+def test_unwritable_database_is_one_line(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("FLAGSVC_DATABASE", str(tmp_path / "missing-dir" / "x.db"))
+    code, _, err = cli("migrate")
+    assert code == 2 and err.startswith("error: database") and "Traceback" not in err
+
+
+def test_serve_refuses_a_port_in_use_before_printing_a_secret(cli, db_path):
+    import os
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = cli("serve", "--bind", f"127.0.0.1:{port}")
+    assert code == 2 and "cannot listen on" in err and "secret_key" not in out + err
+    assert not os.path.exists(db_path)
