@@ -145,6 +145,9 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
         "errorlog": "-",
         "child_exit": _child_exit,
         "post_worker_init": _post_worker_init,
+        # gunicorn >= 25.1 opens a control socket at one path per user ($HOME/.gunicorn):
+        # every instance of the user shares it, and stopping one removed another's.
+        "control_socket_disable": True,
     }
     if database and database != ":memory:":
         from .config import load_config

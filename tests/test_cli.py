@@ -194,3 +194,12 @@ def test_serve_refuses_a_port_in_use_before_printing_a_secret(cli, db_path):
         code, out, err = cli("serve", "--bind", f"127.0.0.1:{port}")
     assert code == 2 and "cannot listen on" in err and "secret_key" not in out + err
     assert not os.path.exists(db_path)
+
+
+def test_serve_opens_no_control_socket_shared_by_every_instance():
+    """gunicorn >= 25.1's control socket lives at one path per user: two `flagsvc serve`
+    of one user shared it, and stopping one removed the other's."""
+    from flagsvc import server
+
+    app = server._Gunicorn(server.gunicorn_options())
+    assert app.cfg.control_socket_disable is True
