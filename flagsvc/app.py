@@ -177,6 +177,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def _http_error(e: HTTPException) -> tuple[Response, int]:
         code = (e.name or "error").lower().replace(" ", "_")
         body = {"code": code, "message": e.description, "detail": e.description}
-        return Response(json.dumps(body), mimetype="application/json"), e.code or 500
+        response = Response(json.dumps(body), mimetype="application/json")
+        # keep what the exception says beyond its body: a 405's Allow, a 401's challenge
+        for name, value in e.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, e.code or 500
 
     return app

@@ -273,3 +273,9 @@ def test_token_rotation_under_load_needs_no_downtime(tmp_path):
             assert r.status_code == 401
         assert requests.post(srv.url + "/flags/?v=2", json={"api_key": newest},
                              timeout=10).status_code == 200
+
+
+def test_method_not_allowed_keeps_its_allow_header(client):
+    r = client.delete("/healthz")
+    assert r.status_code == 405 and r.is_json
+    assert "GET" in r.headers["Allow"]
