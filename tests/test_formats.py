@@ -108,7 +108,7 @@ def fields(call):
     out = {"kind": call.kind}
     for k in ("distinct_id", "event", "properties", "person_set", "person_set_once",
               "person_unset", "group_type", "group_key", "group_set", "parent_key",
-              "parent_type", "groups", "previous_id"):
+              "parent_type", "groups", "previous_id", "bare_group"):
         v = getattr(call, k)
         if v not in (None, {}, []):
             out[k] = v
@@ -144,11 +144,11 @@ SEGMENT_CASES = [
     ("group: parent_group_id null clears the parent",
      {"type": "group", "groupId": "w1", "traits": {"parent_group_id": None}},
      {"kind": "group", "group_type": "organization", "group_key": "w1", "parent_key": ""}),
-    ("track: properties and context.groupId of the default type",
+    ("track: properties and a bare context.groupId (typed by the store)",
      {"type": "track", "userId": "u1", "event": "Clicked", "properties": {"b": 1},
       "context": {"groupId": "acme", "library": {"name": "x"}}},
      {"kind": "track", "distinct_id": "u1", "event": "Clicked", "properties": {"b": 1},
-      "groups": {"organization": "acme"}}),
+      "bare_group": "acme"}),
     ("track: context.groupType and context.groups",
      {"type": "track", "userId": "u1", "event": "E",
       "context": {"groupId": "p1", "groupType": "project", "groups": {"account": "a1"}}},
@@ -238,7 +238,7 @@ def test_segment_batch_context_is_a_default_for_each_message():
         {"type": "track", "userId": "u1", "event": "e"},
         {"type": "track", "userId": "u1", "event": "e", "context": {"groupId": "other"}}]}
     calls = formats.parse_segment(body, "import", opts()).calls
-    assert [c.groups for c in calls] == [{"organization": "acme"}, {"organization": "other"}]
+    assert [c.bare_group for c in calls] == ["acme", "other"]
 
 
 def test_partial_batch_reports_index_reason_and_message_id():
@@ -297,7 +297,7 @@ def test_accoil_messages_accept_camel_and_snake_case():
     b = formats.parse_accoil({"user_id": "u1", "event": "Task Completed", "context": {
         "groupId": "proj"}}, "track", opts()).calls[0]
     assert fields(b) == {"kind": "track", "distinct_id": "u1", "event": "Task Completed",
-                         "groups": {"organization": "proj"}}
+                         "bare_group": "proj"}
 
 
 # ------------------------------------------------------------ PostHog

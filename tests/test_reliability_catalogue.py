@@ -200,3 +200,80 @@ def test_hierarchy_cycles_and_deep_chains_do_not_hang_decide(app, client, app_pr
         assert r.status_code == 200
         assert r.get_json()["flags"]["by-account"]["reason"]["code"] == "no_group_type"
     assert time.perf_counter() - started < 2.0
+
+
+# Amplitude and Mixpanel answer in their own shapes (the stock SDKs read them): Amplitude
+# `{code, error}`, Mixpanel verbose `{status: 0, error}`; the same rule: 4xx, nothing stored.
+def amp(*events, key=T):
+    return {"api_key": key, "events": list(events)}
+
+
+def mp_form(data: str, verbose: bool = True) -> bytes:
+    from urllib.parse import urlencode
+    return urlencode({"data": data, **({"verbose": 1} if verbose else {})}).encode()
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+TOOL_CASES = [
+    ("amplitude: events is a string", "/2/httpapi", {"api_key": T, "events": "x"}, {}, 400,
+     "events"),
+    ("amplitude: unknown api key", "/2/httpapi", amp({"event_type": "e", "user_id": "u"},
+                                                      key="nope"), {}, 401, "token"),
+    ("amplitude: no user_id nor device_id", "/2/httpapi", amp({"event_type": "e"}), {}, 400,
+     "user_id"),
+    ("amplitude: time is a string", "/batch", amp({"event_type": "e", "user_id": "u",
+                                                   "time": "soon"}), {}, 400, "time"),
+    ("amplitude: time before 2000", "/2/httpapi", amp({"event_type": "e", "user_id": "u",
+                                                       "time": 1000}), {}, 400, "2000"),
+    ("amplitude: unknown user property operation", "/2/httpapi",
+     amp({"event_type": "$identify", "user_id": "u", "user_properties": {"$bogus": {}}}), {},
+     400, "$bogus"),
+    ("amplitude: $groupidentify without groups", "/2/httpapi",
+     amp({"event_type": "$groupidentify", "group_properties": {"$set": {"a": 1}}}), {}, 400,
+     "groups"),
+    ("amplitude: identification not JSON", "/groupidentify",
+     b"api_key=__TOKEN__&identification=%7Bnope", FORM, 400, "identification"),
+    ("amplitude: 10,000-deep event", "/2/httpapi",
+     raw('{"api_key": "__TOKEN__", "events": [{"event_type": "e", "user_id": "u", '
+         '"event_properties": {"a": ' + DEEP + '}}]}'), {}, 400, "JSON"),
+    ("mixpanel: data neither JSON nor base64", "/track", mp_form("%%%"), FORM, 400, "base64"),
+    ("mixpanel: track without distinct_id", "/track",
+     mp_form('{"event": "e", "properties": {"token": "__TOKEN__"}}'), FORM, 400, "distinct_id"),
+    ("mixpanel: unknown token", "/engage",
+     mp_form('{"$token": "nope", "$distinct_id": "u", "$set": {"a": 1}}'), FORM, 401, "token"),
+    ("mixpanel: $unset is not a list", "/engage",
+     mp_form('{"$token": "__TOKEN__", "$distinct_id": "u", "$unset": "a"}'), FORM, 400,
+     "$unset"),
+    ("mixpanel: group without $group_id", "/groups",
+     mp_form('{"$token": "__TOKEN__", "$group_key": "account", "$set": {"a": 1}}'), FORM, 400,
+     "$group_id"),
+    ("mixpanel: $set is a list", "/groups",
+     mp_form('{"$token": "__TOKEN__", "$group_key": "account", "$group_id": "a", '
+             '"$set": [1]}'), FORM, 400, "$set"),
+    ("mixpanel: time in the far future", "/track",
+     mp_form('{"event": "e", "properties": {"token": "__TOKEN__", "distinct_id": "u", '
+             '"time": 99999999999}}'), FORM, 400, "future"),
+]
+
+
+@pytest.mark.parametrize("name,path,body,headers,status,says", TOOL_CASES,
+                         ids=[c[0] for c in TOOL_CASES])
+def test_amplitude_and_mixpanel_bad_input_is_4xx_naming_the_field_and_stores_nothing(
+        client, app_project, seeded, name, path, body, headers, status, says):
+    import json
+    token = app_project["api_token"]
+    if isinstance(body, dict):
+        data = json.dumps(body).replace(T, token).encode()
+    else:
+        data = body.replace(T.encode(), token.encode())
+    hdrs = {"Content-Type": "application/json", **headers}
+    before = counts(seeded)
+    r = client.post(path, data=data, headers=hdrs)
+    assert r.status_code == status, (name, r.status_code, r.get_data()[:300])
+    reply = r.get_json()
+    if path in ("/track", "/engage", "/groups"):
+        assert reply["status"] == 0
+    else:
+        assert reply["code"] == status
+    assert says in reply["error"], reply
+    assert counts(seeded) == before, name

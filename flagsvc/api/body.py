@@ -40,7 +40,7 @@ def query_arg(environ: dict[str, Any], name: str) -> str | None:
     return values[0] if values else None
 
 
-def raw_body(environ: dict[str, Any], limit: int) -> bytes:
+def raw_body(environ: dict[str, Any], limit: int, form_data: bool = True) -> bytes:
     """The body bytes, decompressed if the client says so (header or PostHog's
     `compression=gzip-js` / `base64` query), within `limit` bytes. Works on the WSGI environ
     (no framework request object), so the decide path can skip Flask."""
@@ -68,7 +68,7 @@ def raw_body(environ: dict[str, Any], limit: int) -> bytes:
         raise BadRequest(f"unsupported Content-Encoding {encoding!r}", code="invalid_body")
     if data[:2] == b"\x1f\x8b":  # gzip sent without saying so
         return _gunzip(data, limit)
-    if compression == "base64" or data[:5] == b"data=":
+    if form_data and (compression == "base64" or data[:5] == b"data="):
         form = parse_qs(data.decode("latin-1"))
         if "data" in form:
             try:

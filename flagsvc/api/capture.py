@@ -26,14 +26,16 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
+import orjson
 from flask import Blueprint, Response, request
 
-from ..errors import BadRequest, PayloadTooLarge
-from ..ingest import formats, posthog_format, privacy
+from ..errors import APIError, BadRequest, PayloadTooLarge
+from ..ingest import amplitude, formats, mixpanel, posthog_format, privacy
 from ..ingest.model import IngestResult
 from ..metrics import EVENTS
-from .body import read_json
+from .body import parse_json, raw_body, read_json
 from .common import add_cors, basic_auth_user, config, public_project, service
 
 log = logging.getLogger("flagsvc.capture")
@@ -52,14 +54,14 @@ def _preflight() -> Response | None:
     return None
 
 
-def _route(*paths: str) -> Callable:
+def _route(*paths: str, get: bool = False) -> Callable:
     """Register a view on each path with and without a trailing slash (no redirects:
     clients POST to either form)."""
     def register(view: Callable) -> Callable:
+        methods = ["GET", "POST", "OPTIONS"] if get else ["POST", "OPTIONS"]
         for path in paths:
             for rule in (path, path + "/"):
-                bp.add_url_rule(rule, view_func=view, methods=["POST", "OPTIONS"],
-                                strict_slashes=False)
+                bp.add_url_rule(rule, view_func=view, methods=methods, strict_slashes=False)
         return view
     return register
 
@@ -153,10 +155,16 @@ def accoil(kind: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------ PostHog
 
-@_route("/batch", "/capture", "/e", "/i/v0/e", "/track", "/engage")
-def posthog() -> dict[str, Any]:
+@_route("/batch", "/capture", "/e", "/i/v0/e")
+def posthog() -> Any:
     received = time.time()
     body = read_json(request, config("MAX_BODY_BYTES"))
+    if request.path.rstrip("/") == "/batch" and amplitude.is_amplitude_batch(body):
+        return _amplitude_answer(received, lambda: body, None)
+    return _posthog_answer(received, body)
+
+
+def _posthog_answer(received: float, body: Any) -> dict[str, Any]:
     events, _ = _parse(lambda: posthog_format.posthog_events(body))
     token, from_event = posthog_format.posthog_token(body, events)
     token = token or request.args.get("token") or request.args.get("api_key")
@@ -166,3 +174,138 @@ def posthog() -> dict[str, Any]:
         body, _options(project, received), event_token=token if from_event else None,
         sent_at=request.args.get("_"), default_event="$set" if engage else None))
     return _reply({"status": 1}, parsed, _store(project, parsed))
+
+
+# ------------------------------------------------------------ Amplitude
+
+def _amplitude_error(status: int, message: str, **extra: Any) -> Response:
+    """Amplitude's error shape: the SDKs read `code` and the events_with_* index lists."""
+    body = {"code": status, "error": message, **extra}
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
+def _amplitude_answer(received: float, body_of: Callable[[], Any],
+                      identify: bool | None) -> Response:
+    """Parse, store, answer as Amplitude: 200 `{code, events_ingested, ...}`; a batch with bad
+    events stores the good ones and answers 400 listing the bad ones' indices, so the SDK
+    drops them and re-sends the rest (stored once: `insert_id`)."""
+    try:
+        body = body_of()
+        project = public_project(body.get("api_key") if isinstance(body, dict) else None)
+        opts = _options(project, received)
+        if identify is None:
+            parsed, ignored = _parse(lambda: amplitude.parse_events(body, opts))
+        else:
+            items = _parse(lambda: amplitude.identification(body.get("identification")))
+            parsed, ignored = _parse(lambda: amplitude.parse_identify(items, identify, opts))
+        try:
+            result = _store(project, parsed)
+        except BadRequest:  # every event bad: the same answer as a partial batch, nothing stored
+            result = IngestResult()
+    except APIError as e:
+        return _amplitude_error(e.status, str(e))
+    extra = _reply({}, parsed, result)
+    if ignored:
+        extra["ignored_operations"] = ignored
+    if parsed.rejected:
+        first = parsed.rejected[0]["reason"]
+        return _amplitude_error(400, f"{len(parsed.rejected)} of {parsed.total} events were "
+                                f"rejected: {first}", events_ingested=result.stored,
+                                events_with_invalid_fields={
+                                    "event": [r["index"] for r in parsed.rejected]}, **extra)
+    answer = {"code": 200, "events_ingested": result.stored + result.duplicates,
+              "payload_size_bytes": request.content_length or 0,
+              "server_upload_time": int(received * 1000), **extra}
+    return Response(orjson.dumps(answer), status=200, mimetype="application/json")
+
+
+def _amplitude_form() -> Any:
+    """/identify and /groupidentify: a form (`api_key`, `identification`) or a JSON body."""
+    data = raw_body(request.environ, config("MAX_BODY_BYTES"))
+    if request.mimetype == "application/x-www-form-urlencoded" or data[:8] == b"api_key=":
+        form = parse_qs(data.decode("utf-8", "replace"))
+        return {k: v[0] for k, v in form.items()}
+    return parse_json(data)
+
+
+@_route("/2/httpapi")
+def amplitude_httpapi() -> Response:
+    received = time.time()
+    return _amplitude_answer(received, lambda: read_json(request, config("MAX_BODY_BYTES")),
+                             None)
+
+
+@_route("/identify", "/groupidentify")
+def amplitude_identify() -> Response:
+    received = time.time()
+    group = request.path.rstrip("/").endswith("groupidentify")
+    return _amplitude_answer(received, _amplitude_form, group)
+
+
+# ------------------------------------------------------------ Mixpanel (and PostHog /track)
+
+def _mixpanel_payload() -> tuple[Any, dict[str, str]]:
+    """The decoded `data` (query, form field or whole body) and the form's other fields."""
+    fields = {k: v for k, v in request.args.items()}
+    raw = raw_body(request.environ, config("MAX_BODY_BYTES"), form_data=False)
+    if "data" not in fields and raw.strip():
+        if request.mimetype == "application/x-www-form-urlencoded" or raw[:5] == b"data=":
+            fields.update({k: v[0] for k, v in parse_qs(raw.decode("latin-1")).items()})
+            if "data" not in fields:
+                raise BadRequest("the form has no data field", code="invalid_body")
+        else:
+            return _parse(lambda: mixpanel.decode_data(raw)), fields
+    if "data" not in fields:
+        raise BadRequest("data is required (a query argument, a form field or the body)",
+                         code="invalid_body")
+    data = fields["data"]
+    if request.mimetype == "application/x-www-form-urlencoded" or raw[:5] == b"data=":
+        data = data.encode("latin-1").decode("utf-8", "replace")
+    return _parse(lambda: mixpanel.decode_data(data)), fields
+
+
+def _mixpanel_reply(fields: dict[str, str], status: int, error: str | None,
+                    **extra: Any) -> Response:
+    """Mixpanel's answers: `1` / `0`, or with verbose=1 `{"status": 1, "error": null}`."""
+    if fields.get("verbose") in ("1", "true"):
+        body = orjson.dumps({"status": 0 if error else 1, "error": error, **extra})
+        return Response(body, status=status, mimetype="application/json")
+    return Response(b"0" if error else b"1", status=status, mimetype="text/plain")
+
+
+def _group_keys(project: dict[str, Any]) -> dict[str, str]:
+    keys = {t["name"]: t["name"] for t in service().store.group_types(project["id"])}
+    keys.update(project.get("mixpanel_group_keys") or {})
+    return keys
+
+
+@_route("/track", "/engage", "/groups", get=True)
+def mixpanel_or_posthog() -> Any:
+    received = time.time()
+    endpoint = request.path.strip("/").split("/")[-1]
+    fields: dict[str, str] = {"verbose": "1"}
+    try:
+        payload, fields = _mixpanel_payload()
+    except APIError as e:
+        return _mixpanel_reply(fields, e.status, str(e))
+    items = payload if isinstance(payload, list) else [payload]
+    if endpoint != "groups" and not mixpanel.is_mixpanel(items):
+        return _posthog_answer(received, payload)  # PostHog's /track, /engage: its errors
+    try:
+        project = public_project(mixpanel.token_of(items))
+        opts = _options(project, received)
+        parsed, ignored = _parse(lambda: mixpanel.parse(
+            mixpanel.records(payload), endpoint, opts, _group_keys(project)))
+        try:
+            result = _store(project, parsed)
+        except BadRequest:  # every record bad: answered below like a partial batch
+            result = IngestResult()
+    except APIError as e:
+        return _mixpanel_reply(fields, e.status, str(e))
+    extra = _reply({}, parsed, result)
+    if ignored:
+        extra["ignored_operations"] = ignored
+    if parsed.rejected:
+        return _mixpanel_reply(fields, 400, f"{len(parsed.rejected)} of {parsed.total} records "
+                               f"were rejected: {parsed.rejected[0]['reason']}", **extra)
+    return _mixpanel_reply(fields, 200, None, **extra)

@@ -186,9 +186,28 @@ def public_ops() -> dict[tuple[str, str], Op]:
     for path in ("/batch", "/capture", "/e", "/i/v0/e", "/track", "/engage"):
         for p in (path, path + "/"):
             ops[(p, "post")] = Op(
-                "PostHog capture", "ingestion", (200, s.IngestResponseSchema),
+                "PostHog capture" + (" (or Amplitude Batch API: an `events` list)"
+                                     if path == "/batch" else ""),
+                "ingestion", (200, s.IngestResponseSchema),
                 body=s.PostHogCaptureSchema, errors=ingest_errors, auth=None,
                 description="`api_key` / `token` in the body; gzip accepted.")
+    mixpanel = ("Mixpanel `data=` (JSON or base64 JSON; query, form or body) with the token "
+                "inside; answers `1`/`0` or, with verbose=1, {status, error}. Records without "
+                "a Mixpanel token are PostHog capture.")
+    for path in ("/track", "/engage", "/groups"):
+        for p in (path, path + "/"):
+            for method in ("get", "post"):
+                if method == "post" and path != "/groups":
+                    continue  # documented above as PostHog capture, same handler
+                ops[(p, method)] = Op(f"Mixpanel {path[1:]}", "ingestion", (200, None),
+                                      errors=ingest_errors, auth=None, description=mixpanel)
+    amplitude = ("Amplitude: `api_key` in the body (or form); answers {code, events_ingested} "
+                 "or {code, error, events_with_invalid_fields}.")
+    for path, what in (("/2/httpapi", "HTTP V2 API"), ("/identify", "Identify API"),
+                       ("/groupidentify", "Group Identify API")):
+        for p in (path, path + "/"):
+            ops[(p, "post")] = Op(f"Amplitude {what}", "ingestion", (200, None),
+                                  errors=ingest_errors, auth=None, description=amplitude)
     for kind in ("identify", "group", "track"):
         ops[(f"/v2/{kind}", "post")] = Op(
             f"Accoil {kind}", "ingestion", (200, s.IngestResponseSchema),

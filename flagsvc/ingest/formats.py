@@ -24,8 +24,11 @@ Decisions (documented in the capture blueprint too):
   `group_type`, else the project's default. `group_type`, `parent_group_id` and
   `parent_group_type` are structure, not properties: they are removed from the stored traits
   (the parent is shown as the group's `parent`). `parent_group_id: null` clears the parent.
-- Segment/Accoil events are attributed to `context.groupId` (type `context.groupType`, else
-  the default type) and to every pair of `context.groups` (`{type: key}`).
+- Segment/Accoil events are attributed to `context.groupId` (type `context.groupType`), to
+  every pair of `context.groups` and of `integrations.Amplitude.groups` (`{type: key}`). A
+  `context.groupId` without a type is a bare key (`Call.bare_group`), resolved in the
+  store's transaction: the project's group with that key in any type; none → the default
+  type; several types → the default type, with a warning (store/batch.py `_bare`).
 - Segment identify carrying both `userId` and `anonymousId` also merges the anonymous
   person into the user (an alias), as PostHog's `$identify` with `$anon_distinct_id` does.
 """
@@ -336,12 +339,15 @@ def segment_call(msg: Any, opts: Options, kind: str | None = None, sent_at: Any 
                 if msg.get(key) is not None:
                     call.properties.setdefault(key, msg[key])
     if mtype != "group":
-        call.groups = group_pairs(context.get("groups"), "context.groups")
+        amplitude = obj(obj(msg, "integrations"), "Amplitude", "integrations.Amplitude")
+        call.groups = group_pairs(amplitude.get("groups"), "integrations.Amplitude.groups")
+        call.groups.update(group_pairs(context.get("groups"), "context.groups"))
         gid = ident(context.get("groupId"), "context.groupId")
-        if gid is not None:
-            gtype = context.get("groupType")
-            call.groups[opts.default_group_type if gtype in (None, "")
-                        else name(gtype, "context.groupType")] = gid
+        gtype = context.get("groupType")
+        if gid is not None and gtype in (None, ""):
+            call.bare_group = gid  # resolved against the stored groups at write time
+        elif gid is not None:
+            call.groups[name(gtype, "context.groupType")] = gid
     return call
 
 

@@ -34,6 +34,9 @@ class Call:
     parent_type: str | None = None
     groups: dict[str, str] = field(default_factory=dict)  # event attributed to these groups
     previous_id: str | None = None  # alias: the id being merged into distinct_id
+    # A group key named without a type (Segment/Accoil `context.groupId` alone): attributed
+    # to the project's group with that key whatever its type (store/batch.py `_bare`).
+    bare_group: str | None = None
     # The client gave a message id but no timestamp (`timestamp` is then the receive time,
     # less a PostHog `offset`, which a retry does not repeat): the id is checked against
     # every stored event marked so, not only those of nearby days (store/ingest.py `_fresh`).

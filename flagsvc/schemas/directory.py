@@ -127,6 +127,7 @@ class ProjectSchema(Schema):
     ingestion_creates_group_types = fields.Boolean()
     client_properties = fields.String()
     require_signed_groups = fields.Boolean()
+    mixpanel_group_keys = fields.Dict(keys=fields.String(), values=fields.String())
     signing_keys = fields.List(fields.Nested(lambda: SigningKeySchema()), metadata={
         "description": "the keys that verify signatures now (prefixes only)"})
     created_at = Timestamp(allow_none=True)
@@ -165,6 +166,11 @@ class ProjectPatchSchema(Schema):
                        "override (request wins), fill (stored wins), ignore"})
     require_signed_groups = StrictBoolean(metadata={
         "description": "decide uses a request's groups only with a valid $signature"})
+    mixpanel_group_keys = fields.Dict(
+        keys=fields.String(validate=validate.Length(1, 200)), values=GroupTypeName(),
+        validate=validate.Length(max=50), metadata={
+            "description": "Mixpanel group key (`$group_key`, an event property such as "
+                           "company_id) -> group type of this project"})
 
 
 # -------------------------------------------------------- definitions (in-process evaluators)

@@ -73,8 +73,30 @@ class _Batch(_Loading):
 
     # ------------------------------------------------------------ applying
 
+    def _bare(self, call: Call) -> None:
+        """A group key without a type becomes a typed group of the event: the group with
+        that key of whichever type (created earlier in this batch or stored); none → the
+        default type; several types → the default type, with a warning (SPEC §3)."""
+        key, call.bare_group = call.bare_group, None
+        if key is None:
+            return
+        if key not in self.key_types:
+            self.load_key_types({key})
+        types = sorted({*self.new_by_key.get(key, ()), *(t for t, _ in self.key_types[key])})
+        if len(types) == 1:
+            gtype = types[0]
+        else:
+            gtype = self.default_type
+            if types:
+                self.result.warn(f"group id {key!r} without a type names groups of several "
+                                 f"types ({', '.join(types)}); attributed to the default "
+                                 f"type {gtype!r}")
+        call.groups.setdefault(gtype, key)
+
     def apply(self, call: Call) -> None:
         ts = call.timestamp
+        if call.bare_group is not None:
+            self._bare(call)
         person = self.person(call.distinct_id) if call.distinct_id else None
         if person is not None:
             changed = apply_set(person.properties, person.stamps, call.person_set, ts)

@@ -31,17 +31,18 @@ def _project_row(row: sqlite3.Row | tuple | None) -> dict[str, Any] | None:
     if row is None:
         return None
     (pid, name, api_token, dgt, private, retention, rev, created, creates, client,
-     signed) = row
+     signed, mixpanel_keys) = row
     return {"id": pid, "name": name, "api_token": api_token, "default_group_type": dgt,
             "private_properties": json.loads(private), "event_retention_days": retention,
             "flags_rev": rev, "created_at": created,
             "ingestion_creates_group_types": bool(creates), "client_properties": client,
-            "require_signed_groups": bool(signed)}
+            "require_signed_groups": bool(signed),
+            "mixpanel_group_keys": json.loads(mixpanel_keys)}
 
 
 _PROJECT_COLS = ("id, name, api_token, default_group_type, private_properties, "
                  "event_retention_days, flags_rev, created_at, ingestion_creates_group_types, "
-                 "client_properties, require_signed_groups")
+                 "client_properties, require_signed_groups, mixpanel_group_keys")
 # Settings that change how decide evaluates: evaluators reload as after a flag edit.
 _EVALUATION_SETTINGS = {"private_properties", "default_group_type", "client_properties",
                         "require_signed_groups"}
@@ -132,7 +133,8 @@ class ProjectsMixin:
 
     def update_project(self, project_id: int, **settings: Any) -> dict[str, Any]:
         allowed = {"name", "default_group_type", "private_properties", "event_retention_days",
-                   "ingestion_creates_group_types", "client_properties", "require_signed_groups"}
+                   "ingestion_creates_group_types", "client_properties", "require_signed_groups",
+                   "mixpanel_group_keys"}
         sets, args = [], []
         for k, v in settings.items():
             if k not in allowed:
@@ -140,7 +142,7 @@ class ProjectsMixin:
             if k == "client_properties" and v not in CLIENT_PROPERTIES:
                 raise ValueError(f"client_properties must be one of {CLIENT_PROPERTIES}")
             sets.append(f"{k} = ?")
-            args.append(json.dumps(v) if k == "private_properties" else (
+            args.append(json.dumps(v) if k in ("private_properties", "mixpanel_group_keys") else (
                 int(v) if isinstance(v, bool) else v))
         if _EVALUATION_SETTINGS & settings.keys():
             # These change how flags evaluate: evaluators reload as after a flag edit.

@@ -1,0 +1,157 @@
+"""Amplitude HTTP V2 / Batch API and Identify / Group Identify API bodies → normalized `Call`s.
+
+Shared checks, times and ids are formats.py's. Amplitude-specific decisions:
+- Body: `{"api_key", "events": [...], "options"?}` (HTTP V2 `/2/httpapi` and Batch `/batch`);
+  `/identify` takes `identification` (one object or a list), `/groupidentify` takes
+  `identification` of `{group_type, group_value, group_properties}`; both as a form
+  (`api_key=…&identification=<JSON>`) or as a JSON body.
+- Event time: `time` in milliseconds since the epoch (missing → receive time). Amplitude has
+  no client send-time field in these APIs (`upload_time` is set by Amplitude's servers), so
+  no clock-skew correction is possible; the SDKs stamp `time` when the event happens.
+- Message id: `insert_id` (the SDKs set one per event); missing → derived from the content.
+- `$identify` events (and `/identify`): `user_properties` operations `$set`, `$setOnce`,
+  `$unset` are applied; bare keys are `$set`. `$add`, `$append`, `$prepend`, `$preInsert`,
+  `$postInsert`, `$remove`, `$clearAll` are not applied: they are reported as a warning-level
+  rejection of that operation only (`ignored_operations` in the answer), never silently lost.
+- `$groupidentify` events (and `/groupidentify`): one group per `groups` pair, with
+  `group_properties` `$set` / `$setOnce` (set when absent is treated as set) / `$unset`;
+  `parent_group_id` / `parent_group_type` there set the group's parent as in every format.
+- `groups` on any event attribute it to those groups (`{type: key}`; a list value takes its
+  first key). The set_group convention (`user_properties.$set {type: key}` with `groups`)
+  needs nothing more: the groups attribute the call, the user properties are stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .formats import (
+    EventError,
+    FormatError,
+    Options,
+    Parsed,
+    check_event,
+    check_time,
+    each,
+    group_pairs,
+    ident,
+    message_id_of,
+    name,
+    obj,
+    structure,
+)
+from .model import Call
+
+APPLIED_OPS = ("$set", "$setOnce", "$unset")
+UNSUPPORTED_OPS = ("$add", "$append", "$prepend", "$preInsert", "$postInsert", "$remove",
+                   "$clearAll")
+
+
+def _groups(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):  # Amplitude allows a list of keys per type: the first is used
+        value = {k: (v[0] if isinstance(v, list) and v else v) for k, v in value.items()}
+    return group_pairs(value, "groups")
+
+
+def _ops(props: dict[str, Any], what: str, ignored: set[str]) -> tuple[dict, dict, list]:
+    """`$set`, `$setOnce`, `$unset` of a user/group property object (bare keys are $set)."""
+    set_: dict[str, Any] = {}
+    once: dict[str, Any] = {}
+    unset: list[str] = []
+    for key, value in props.items():
+        if key == "$set":
+            set_.update(obj(props, key, f"{what}.$set"))
+        elif key == "$setOnce":
+            once.update(obj(props, key, f"{what}.$setOnce"))
+        elif key == "$unset":
+            unset.extend(obj(props, key, f"{what}.$unset").keys())
+        elif key in UNSUPPORTED_OPS:
+            ignored.add(key)
+        elif key.startswith("$"):
+            raise EventError(f"{what} operation {key!r} is not an Amplitude operation")
+        else:
+            set_[key] = value
+    return set_, once, unset
+
+
+def amplitude_call(ev: Any, opts: Options, ignored: set[str]) -> Call:
+    ev = check_event(ev, opts)
+    etype = name(ev.get("event_type"), "event_type")
+    user = ident(ev.get("user_id"), "user_id")
+    device = ident(ev.get("device_id"), "device_id")
+    time_ms = ev.get("time")
+    if time_ms is not None and (isinstance(time_ms, bool) or not isinstance(time_ms, int)):
+        raise EventError("time must be an integer number of milliseconds")
+    ts = check_time(opts.received_at if time_ms is None else time_ms / 1000.0, opts)
+    mid = message_id_of(ev.get("insert_id"), f"amplitude:{etype}", ev, opts)
+    groups = _groups(ev.get("groups"))
+    call = Call(kind="track", message_id=mid, timestamp=ts, distinct_id=user or device,
+                exact_id=time_ms is None and ident(ev.get("insert_id"), "insert_id") is not None)
+    if etype == "$groupidentify":
+        if len(groups) != 1:
+            raise EventError("$groupidentify needs exactly one groups pair {type: key}")
+        (gtype, key), = groups.items()
+        call.kind, call.group_key = "group", key
+        set_, once, unset = _ops(obj(ev, "group_properties"), "group_properties", ignored)
+        structure(call, {**once, **set_}, gtype, opts)
+        call.group_unset = unset
+        return call
+    if call.distinct_id is None:
+        raise EventError("user_id or device_id is required")
+    call.groups = groups
+    set_, once, unset = _ops(obj(ev, "user_properties"), "user_properties", ignored)
+    call.person_set, call.person_set_once, call.person_unset = set_, once, unset
+    if etype == "$identify":
+        call.kind = "identify"
+    else:
+        call.event = etype
+        call.properties = dict(obj(ev, "event_properties"))
+    return call
+
+
+def is_amplitude_batch(body: Any) -> bool:
+    """An Amplitude Batch body (`events` list) rather than PostHog's (`batch` list)."""
+    return isinstance(body, dict) and isinstance(body.get("events"), list) \
+        and "batch" not in body
+
+
+def parse_events(body: Any, opts: Options) -> tuple[Parsed, list[str]]:
+    if not isinstance(body, dict):
+        raise FormatError("body must be a JSON object")
+    events = body.get("events")
+    if not isinstance(events, list):
+        raise FormatError("body must have an `events` list")
+    ignored: set[str] = set()
+    parsed = each(events, lambda e: amplitude_call(e, opts, ignored), "insert_id", opts)
+    return parsed, sorted(ignored)
+
+
+def identification(raw: Any) -> list[Any]:
+    """`identification` of /identify or /groupidentify: JSON text (a form) or already JSON."""
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise FormatError(f"identification is not valid JSON: {e}") from None
+    if isinstance(raw, dict):
+        return [raw]
+    if not isinstance(raw, list):
+        raise FormatError("identification must be a JSON object or a list of them")
+    return raw
+
+
+def parse_identify(items: list[Any], group: bool, opts: Options) -> tuple[Parsed, list[str]]:
+    events = []
+    for item in items:
+        if not isinstance(item, dict):
+            events.append(item)
+        elif group:
+            events.append({"event_type": "$groupidentify", "insert_id": item.get("insert_id"),
+                           "groups": {item.get("group_type"): item.get("group_value")},
+                           "group_properties": item.get("group_properties"),
+                           "time": item.get("time")})
+        else:
+            events.append({**item, "event_type": "$identify"})
+    return parse_events({"events": events}, opts)
