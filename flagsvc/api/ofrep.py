@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .. import ofconvention as ofc
 from ..engine import FlagResult
-from ..errors import APIError, Unauthorized
+from ..errors import APIError
 from ..evaluation import evaluate_request
 from ..limits import LimitError
 from ..signing import SIGNATURE_HEADER
@@ -112,11 +112,6 @@ def _ofrep_error(e: OfrepError) -> Response:
     if key is not None:
         data = {"key": key, **data}
     return _json(e.status, data)
-
-
-@bp.errorhandler(Unauthorized)
-def _unauthorized(e: Unauthorized) -> Response:
-    return _json(401, {"errorDetails": e.message})
 
 
 @bp.route("/evaluate/flags/<path:key>", methods=["POST", "OPTIONS"])

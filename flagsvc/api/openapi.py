@@ -228,9 +228,10 @@ def public_ops() -> dict[tuple[str, str], Op]:
                     "/api/flags/definitions.")
     ofrep = ("OFREP (OpenFeature Remote Evaluation Protocol). Errors have `errorCode` and "
              "`errorDetails` (and `key` for one flag): 400 PARSE_ERROR, INVALID_CONTEXT or "
-             "TARGETING_KEY_MISSING, 404 FLAG_NOT_FOUND; 401 for an unknown token. Auth: "
+             "TARGETING_KEY_MISSING, 404 FLAG_NOT_FOUND; 401 (flagsvc's error body) for an "
+             "unknown token. Auth: "
              "`X-API-Key` or `Authorization: Bearer` with the public api token.")
-    ofrep_errors = {c: s.OfrepErrorSchema for c in ("400", "401", "404")}
+    ofrep_errors = {c: s.OfrepErrorSchema for c in ("400", "404")}
     ops[("/ofrep/v1/evaluate/flags/{key}", "post")] = Op(
         "OFREP: evaluate one flag", "openfeature", (200, s.OfrepEvaluationSchema),
         body=s.OfrepRequestSchema, errors=("400", "401", "404", "413", "503"),

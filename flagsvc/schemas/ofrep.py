@@ -28,7 +28,7 @@ class OfrepEvaluationSchema(Schema):
 class OfrepErrorSchema(Schema):
     key = fields.String(metadata={"description": "single-flag errors"})
     errorCode = fields.String(metadata={"description": (
-        "FLAG_NOT_FOUND, PARSE_ERROR, TARGETING_KEY_MISSING, INVALID_CONTEXT (absent on 401)")})
+        "FLAG_NOT_FOUND, PARSE_ERROR, TARGETING_KEY_MISSING, INVALID_CONTEXT")})
     errorDetails = fields.String(required=True)
     metadata = fields.Dict()
 
