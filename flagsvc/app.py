@@ -158,9 +158,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["flagsvc"] = FlagService(store, settings["CACHE_SECONDS"],
                                             settings["CACHE_SIZE"])
 
-    from .api import admin, capture, decide, definitions, health
+    from .api import admin, capture, decide, definitions, health, ofrep, remote_config
 
-    for bp in (health.bp, decide.bp, capture.bp, definitions.bp, admin.bp):
+    for bp in (health.bp, decide.bp, capture.bp, definitions.bp, remote_config.bp, ofrep.bp,
+               admin.bp):
         app.register_blueprint(bp)
 
     app.wsgi_app = _Instrumented(app, _Routing(app, app.wsgi_app))  # type: ignore[method-assign]

@@ -53,6 +53,7 @@ class Op:
     headers: dict[str, str] = field(default_factory=dict)  # response headers -> description
     request_headers: tuple[str, ...] = ()
     also_ok: dict[int, str] = field(default_factory=dict)  # other success statuses -> meaning
+    error_bodies: dict[str, Any] = field(default_factory=dict)  # status -> its own schema
 
 
 def admin(summary: str, ok: tuple[int, Any], body: Any = None, query: Any = None,
@@ -212,6 +213,34 @@ def public_ops() -> dict[tuple[str, str], Op]:
             f"Accoil {kind}", "ingestion", (200, s.IngestResponseSchema),
             body=s.AccoilRequestSchema, errors=ingest_errors, auth="basicAuth",
             description="`Authorization: Basic <token>` (the raw api token).")
+    for path in ("/array/{token}/config", "/array/{token}/config.js"):
+        ops[(path, "get")] = Op(
+            "posthog-js remote config" + (" (script)" if path.endswith(".js") else ""),
+            "decide", (200, s.RemoteConfigSchema), errors=("401",), auth=None,
+            description="`token`: the public api token. Flags on, every PostHog product "
+                        "flagsvc does not have off; the .js form sets "
+                        "`window._POSTHOG_REMOTE_CONFIG[token]`.")
+    ops[("/flags/definitions", "get")] = Op(
+        "posthog-node local-evaluation poll: no definitions (every flag through /flags)",
+        "decide", (200, None), errors=("401",), auth=None, request_headers=("If-None-Match",),
+        description="`?token=<api_token>`. Answers `{flags: [], group_type_mapping: {}, "
+                    "cohorts: {}}` with an ETag; flagsvc's own definitions are "
+                    "/api/flags/definitions.")
+    ofrep = ("OFREP (OpenFeature Remote Evaluation Protocol). Errors have `errorCode` and "
+             "`errorDetails` (and `key` for one flag): 400 PARSE_ERROR, INVALID_CONTEXT or "
+             "TARGETING_KEY_MISSING, 404 FLAG_NOT_FOUND; 401 for an unknown token. Auth: "
+             "`X-API-Key` or `Authorization: Bearer` with the public api token.")
+    ofrep_errors = {c: s.OfrepErrorSchema for c in ("400", "401", "404")}
+    ops[("/ofrep/v1/evaluate/flags/{key}", "post")] = Op(
+        "OFREP: evaluate one flag", "openfeature", (200, s.OfrepEvaluationSchema),
+        body=s.OfrepRequestSchema, errors=("400", "401", "404", "413", "503"),
+        auth="ofrepAuth", description=ofrep, error_bodies=ofrep_errors)
+    ops[("/ofrep/v1/evaluate/flags", "post")] = Op(
+        "OFREP: evaluate every flag", "openfeature", (200, s.OfrepBulkSchema),
+        body=s.OfrepRequestSchema, errors=("400", "401", "413", "503"), auth="ofrepAuth",
+        description=ofrep + " 304 with an empty body when If-None-Match is the answer's ETag.",
+        headers={"ETag": "Of this answer (context and flags)"},
+        request_headers=("If-None-Match",), error_bodies=ofrep_errors)
     ops[("/healthz", "get")] = Op("Liveness", "operations", (200, s.HealthSchema), auth=None)
     ops[("/readyz", "get")] = Op("Readiness (the database answers)", "operations",
                                  (200, s.HealthSchema), errors=("503",), auth=None)
@@ -292,7 +321,11 @@ def _operation(path: str, method: str, op: Op) -> dict[str, Any]:
     if "If-None-Match" in op.request_headers:
         responses["304"] = {"description": "Not modified (empty body)"}
     for code in op.errors:
-        responses[code] = ERRORS[code][0]
+        if code in op.error_bodies:
+            responses[code] = {"description": ERRORS[code][1],
+                               "content": {JSON: {"schema": op.error_bodies[code]}}}
+        else:
+            responses[code] = ERRORS[code][0]
     out: dict[str, Any] = {
         "summary": op.summary, "tags": [op.tag], "responses": responses,
         "operationId": method + re.sub(r"[^A-Za-z0-9]+", "_", path).rstrip("_"),
@@ -324,6 +357,9 @@ def build(app: Flask) -> dict[str, Any]:
     spec.components.security_scheme(
         "basicAuth", {"type": "http", "scheme": "basic",
                       "description": "The project's public api token as user name (or raw)"})
+    spec.components.security_scheme(
+        "ofrepAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                      "description": "The public api token (or `Authorization: Bearer` with it)"})
     spec.components.schema("Error", schema=s.ErrorSchema)
     spec.components.schema("FlagInput", schema=s.FlagInputSchema)
     spec.components.schema("Flag", schema=s.FlagSchema)

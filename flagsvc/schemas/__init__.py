@@ -74,6 +74,13 @@ from .flags import (
     VariantSchema,
 )
 from .imports import FlagImportResultSchema, FlagImportSchema
+from .ofrep import (
+    OfrepBulkSchema,
+    OfrepErrorSchema,
+    OfrepEvaluationSchema,
+    OfrepRequestSchema,
+    RemoteConfigSchema,
+)
 from .public import (
     AccoilRequestSchema,
     DecideFlagMetadataSchema,
@@ -90,6 +97,11 @@ from .public import (
 )
 
 __all__ = [
+    "OfrepBulkSchema",
+    "OfrepErrorSchema",
+    "OfrepEvaluationSchema",
+    "OfrepRequestSchema",
+    "RemoteConfigSchema",
     "FLAG_READ_ONLY",
     "MAX_KEY_LENGTH",
     "OPERATOR_NAMES",

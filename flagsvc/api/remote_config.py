@@ -1,0 +1,90 @@
+"""What PostHog's SDKs fetch besides decide (SPEC §5.1). posthog-js: the remote config,
+`GET /array/<api_token>/config` (JSON) and `/array/<api_token>/config.js` (a script that sets
+`window._POSTHOG_REMOTE_CONFIG[token]`), in the shape PostHog's own server answers: feature
+flags on, every PostHog product flagsvc does not have off, so the stock SDK loads nothing else
+and logs no error. posthog-node with a personal API key: its local-evaluation poll,
+`GET /flags/definitions?token=<api_token>`, answered with no definitions in PostHog's format
+(flagsvc's own definitions are `GET /api/flags/definitions` for FlagClient), so the client
+evaluates every flag through /flags and its poll neither fails nor logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, request
+
+from .common import add_cors, public_project
+
+bp = Blueprint("remote_config", __name__)
+bp.after_request(add_cors)
+
+# Browsers and proxies may keep the answer briefly (it only changes with the token).
+_CACHE = "public, max-age=300"
+
+
+def remote_config(token: str) -> dict[str, Any]:
+    """The config of one project: the fields posthog-js (1.4xx) reads, each explicitly off
+    except flags. `hasFeatureFlags` true makes posthog-js load flags from /flags right away;
+    no `analytics.endpoint`, so events keep going to the default capture path."""
+    return {
+        "token": token,
+        "supportedCompression": ["gzip", "gzip-js"],
+        "hasFeatureFlags": True,
+        "captureDeadClicks": False,
+        "capturePerformance": False,
+        "autocapture_opt_out": True,
+        "autocaptureExceptions": False,
+        "errorTracking": {"autocaptureExceptions": False, "suppressionRules": []},
+        "elementsChainAsString": True,
+        "sessionRecording": False,
+        "heatmaps": False,
+        "surveys": False,
+        "productTours": False,
+        "conversations": False,
+        "logs": False,
+        "defaultIdentifiedOnly": True,
+        "siteApps": [],
+    }
+
+
+@bp.route("/array/<token>/config", methods=["GET", "OPTIONS"])
+def config_json(token: str) -> Response:
+    if _preflight():
+        return Response(status=204)
+    public_project(token)
+    return Response(orjson.dumps(remote_config(token)), mimetype="application/json",
+                    headers={"Cache-Control": _CACHE})
+
+
+@bp.route("/array/<token>/config.js", methods=["GET", "OPTIONS"])
+def config_js(token: str) -> Response:
+    if _preflight():
+        return Response(status=204)
+    public_project(token)
+    entry = orjson.dumps({"config": remote_config(token), "siteApps": []}).decode()
+    script = ("(function() {\n"
+              "  window._POSTHOG_REMOTE_CONFIG = window._POSTHOG_REMOTE_CONFIG || {};\n"
+              f"  window._POSTHOG_REMOTE_CONFIG[{orjson.dumps(token).decode()}] = {entry};\n"
+              "})();\n")
+    return Response(script, mimetype="application/javascript",
+                    headers={"Cache-Control": _CACHE})
+
+
+def _preflight() -> bool:
+    return request.method == "OPTIONS"
+
+
+# posthog-node's local-evaluation poll: nothing to evaluate locally, every flag goes to /flags.
+_NO_DEFINITIONS = orjson.dumps({"flags": [], "group_type_mapping": {}, "cohorts": {}})
+_NO_DEFINITIONS_ETAG = '"flagsvc-no-local-definitions"'
+
+
+@bp.route("/flags/definitions", methods=["GET"])
+def posthog_local_definitions() -> Response:
+    public_project(request.args.get("token"))
+    if _NO_DEFINITIONS_ETAG in request.headers.get("If-None-Match", ""):
+        return Response(status=304, headers={"ETag": _NO_DEFINITIONS_ETAG})
+    return Response(_NO_DEFINITIONS, mimetype="application/json",
+                    headers={"ETag": _NO_DEFINITIONS_ETAG})
