@@ -163,3 +163,43 @@ def test_posthog_batch_still_works_on_batch(live_server, pid):
               path="/batch/")
     assert r.status_code == 200 and r.json() == {"status": 1}
     assert live_server.store.count_events(pid) == 1
+
+
+def test_client_upload_time_corrects_clock_skew(live_server, pid):
+    """A client clock an hour fast: its newer write (by its own clock) still wins over a
+    write the server saw later only if it really was later once corrected."""
+    key = live_server.project["api_token"]
+    now = time.time()
+    fast = now + 3600
+    ev = {"event_type": "$groupidentify", "groups": {"account": "s1"}, "insert_id": "s",
+          "time": int(fast * 1000), "group_properties": {"$set": {"plan": "fast"}}}
+    from datetime import UTC, datetime
+    upload = datetime.fromtimestamp(fast, UTC).isoformat()
+    r = _post(live_server, {"api_key": key, "events": [ev], "client_upload_time": upload})
+    assert r.status_code == 200, r.text  # without the correction: an hour ahead, but allowed
+    later = {**ev, "insert_id": "t", "time": int((now + 60) * 1000),
+             "group_properties": {"$set": {"plan": "later"}}}
+    assert _post(live_server, {"api_key": key, "events": [later]}).status_code == 200
+    assert live_server.store.get_group(pid, "account", "s1")["properties"] == {"plan": "later"}
+    r = _post(live_server, {"api_key": key, "events": [ev], "client_upload_time": "soon"})
+    assert r.status_code == 400 and "client_upload_time" in r.json()["error"]
+
+
+def test_python_client_partial_batch_keeps_the_good_events_once(live_server, pid):
+    """The stock SDK on Amplitude's 400 with events_with_invalid_fields: the bad event is
+    dropped (callback 400) and the good ones queued for a retry (which the SDK may not get
+    to before shutdown); flagsvc stored them on the first request, so they are kept exactly
+    once either way."""
+    results = []
+    client = Amplitude(live_server.project["api_token"], Config(
+        server_url=live_server.url + "/2/httpapi", flush_queue_size=10,
+        callback=lambda e, code, msg: results.append((e.event_type, code))))
+    client.track(BaseEvent("good-1", user_id="u1"))
+    client.track(BaseEvent("bad", user_id="u1", time=1000))  # before 2000
+    client.track(BaseEvent("good-2", user_id="u1"))
+    client.flush()
+    time.sleep(0.3)
+    client.flush()
+    client.shutdown()
+    assert ("bad", 400) in results and all(code == 200 for t, code in results if t != "bad")
+    assert live_server.store.count_events(pid) == 2

@@ -5,9 +5,10 @@ Shared checks, times and ids are formats.py's. Amplitude-specific decisions:
   `/identify` takes `identification` (one object or a list), `/groupidentify` takes
   `identification` of `{group_type, group_value, group_properties}`; both as a form
   (`api_key=…&identification=<JSON>`) or as a JSON body.
-- Event time: `time` in milliseconds since the epoch (missing → receive time). Amplitude has
-  no client send-time field in these APIs (`upload_time` is set by Amplitude's servers), so
-  no clock-skew correction is possible; the SDKs stamp `time` when the event happens.
+- Event time: `time` in milliseconds since the epoch (missing → receive time), corrected for
+  client clock skew with the request's `client_upload_time` (ISO-8601, sent by the
+  JavaScript SDKs, analytics-node included): ``time + (received_at - client_upload_time)``.
+  The Python SDK sends no upload time: its `time` is taken as is.
 - Message id: `insert_id` (the SDKs set one per event); missing → derived from the content.
 - `$identify` events (and `/identify`): `user_properties` operations `$set`, `$setOnce`,
   `$unset` are applied; bare keys are `$set`. `$add`, `$append`, `$prepend`, `$preInsert`,
@@ -40,6 +41,7 @@ from .formats import (
     message_id_of,
     name,
     obj,
+    parse_time,
     structure,
 )
 from .model import Call
@@ -76,7 +78,7 @@ def _ops(props: dict[str, Any], what: str, ignored: set[str]) -> tuple[dict, dic
     return set_, once, unset
 
 
-def amplitude_call(ev: Any, opts: Options, ignored: set[str]) -> Call:
+def amplitude_call(ev: Any, opts: Options, ignored: set[str], skew: float = 0.0) -> Call:
     ev = check_event(ev, opts)
     etype = name(ev.get("event_type"), "event_type")
     user = ident(ev.get("user_id"), "user_id")
@@ -84,7 +86,7 @@ def amplitude_call(ev: Any, opts: Options, ignored: set[str]) -> Call:
     time_ms = ev.get("time")
     if time_ms is not None and (isinstance(time_ms, bool) or not isinstance(time_ms, int)):
         raise EventError("time must be an integer number of milliseconds")
-    ts = check_time(opts.received_at if time_ms is None else time_ms / 1000.0, opts)
+    ts = check_time(opts.received_at if time_ms is None else time_ms / 1000.0 + skew, opts)
     mid = message_id_of(ev.get("insert_id"), f"amplitude:{etype}", ev, opts)
     groups = _groups(ev.get("groups"))
     call = Call(kind="track", message_id=mid, timestamp=ts, distinct_id=user or device,
@@ -124,7 +126,12 @@ def parse_events(body: Any, opts: Options) -> tuple[Parsed, list[str]]:
     if not isinstance(events, list):
         raise FormatError("body must have an `events` list")
     ignored: set[str] = set()
-    parsed = each(events, lambda e: amplitude_call(e, opts, ignored), "insert_id", opts)
+    try:
+        sent = parse_time(body.get("client_upload_time"), "client_upload_time")
+    except EventError as e:
+        raise FormatError(str(e)) from None
+    skew = 0.0 if sent is None else opts.received_at - sent
+    parsed = each(events, lambda e: amplitude_call(e, opts, ignored, skew), "insert_id", opts)
     return parsed, sorted(ignored)
 
 
