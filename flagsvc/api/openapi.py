@@ -190,7 +190,9 @@ def public_ops() -> dict[tuple[str, str], Op]:
                                      if path == "/batch" else ""),
                 "ingestion", (200, s.IngestResponseSchema),
                 body=s.PostHogCaptureSchema, errors=ingest_errors, auth=None,
-                description="`api_key` / `token` in the body; gzip accepted.")
+                description="`api_key` / `token` in the body; gzip accepted.",
+                error_bodies=({c: s.SharedIngestErrorSchema for c in ingest_errors}
+                              if path in ("/batch", "/track", "/engage") else {}))
     mixpanel = ("Mixpanel `data=` (JSON or base64 JSON; query, form or body) with the token "
                 "inside; answers `1`/`0` or, with verbose=1, {status, error}. Records without "
                 "a Mixpanel token are PostHog capture.")
@@ -200,14 +202,18 @@ def public_ops() -> dict[tuple[str, str], Op]:
                 if method == "post" and path != "/groups":
                     continue  # documented above as PostHog capture, same handler
                 ops[(p, method)] = Op(f"Mixpanel {path[1:]}", "ingestion", (200, None),
-                                      errors=ingest_errors, auth=None, description=mixpanel)
+                                      errors=ingest_errors, auth=None, description=mixpanel,
+                                      error_bodies={c: s.MixpanelErrorSchema
+                                                    for c in ingest_errors})
     amplitude = ("Amplitude: `api_key` in the body (or form); answers {code, events_ingested} "
                  "or {code, error, events_with_invalid_fields}.")
     for path, what in (("/2/httpapi", "HTTP V2 API"), ("/identify", "Identify API"),
                        ("/groupidentify", "Group Identify API")):
         for p in (path, path + "/"):
             ops[(p, "post")] = Op(f"Amplitude {what}", "ingestion", (200, None),
-                                  errors=ingest_errors, auth=None, description=amplitude)
+                                  errors=ingest_errors, auth=None, description=amplitude,
+                                  error_bodies={c: s.AmplitudeErrorSchema
+                                                for c in ingest_errors})
     for kind in ("identify", "group", "track"):
         ops[(f"/v2/{kind}", "post")] = Op(
             f"Accoil {kind}", "ingestion", (200, s.IngestResponseSchema),

@@ -83,6 +83,9 @@ from .ofrep import (
 )
 from .public import (
     AccoilRequestSchema,
+    AmplitudeErrorSchema,
+    MixpanelErrorSchema,
+    SharedIngestErrorSchema,
     DecideFlagMetadataSchema,
     DecideFlagSchema,
     DecideReasonSchema,
@@ -97,6 +100,9 @@ from .public import (
 )
 
 __all__ = [
+    "AmplitudeErrorSchema",
+    "MixpanelErrorSchema",
+    "SharedIngestErrorSchema",
     "OfrepBulkSchema",
     "OfrepErrorSchema",
     "OfrepEvaluationSchema",

@@ -144,3 +144,34 @@ class IngestResponseSchema(Schema):
 
 class HealthSchema(Schema):
     status = fields.String()
+
+
+class AmplitudeErrorSchema(Schema):
+    """Amplitude's error answer, which its SDKs parse (`code` decides retry or drop)."""
+
+    code = fields.Integer(required=True, metadata={"description": "the HTTP status"})
+    error = fields.String(required=True)
+    events_with_invalid_fields = fields.Dict(
+        metadata={"description": "field -> indexes of the refused events (partial batches)"})
+    missing_field = fields.String()
+
+
+class MixpanelErrorSchema(Schema):
+    """Mixpanel's refusal ({status: 0, error}), as its SDKs read it."""
+
+    status = fields.Integer(required=True, metadata={"description": "0: refused"})
+    error = fields.String(required=True)
+
+
+class SharedIngestErrorSchema(Schema):
+    """/track, /engage and /batch take PostHog and Mixpanel (or Amplitude) bodies: a refusal
+    is in the shape of the tool whose body it was ({code, message} or {status, error}...)."""
+
+    code = fields.Raw()
+    message = fields.String()
+    detail = fields.String()
+    errors = fields.Raw()
+    status = fields.Integer()
+    error = fields.String()
+    events_with_invalid_fields = fields.Dict()
+    missing_field = fields.String()
