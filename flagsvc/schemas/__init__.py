@@ -84,8 +84,6 @@ from .ofrep import (
 from .public import (
     AccoilRequestSchema,
     AmplitudeErrorSchema,
-    MixpanelErrorSchema,
-    SharedIngestErrorSchema,
     DecideFlagMetadataSchema,
     DecideFlagSchema,
     DecideReasonSchema,
@@ -93,10 +91,12 @@ from .public import (
     DecideResponseSchema,
     HealthSchema,
     IngestResponseSchema,
+    MixpanelErrorSchema,
     PostHogCaptureSchema,
     PostHogEventSchema,
     SegmentMessageSchema,
     SegmentRequestSchema,
+    SharedIngestErrorSchema,
 )
 
 __all__ = [
