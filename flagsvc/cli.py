@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -210,11 +211,18 @@ def _check_bind_free(bind: str) -> None:
     host, _, port = bind.rpartition(":")
     if not port.isdigit():
         return  # a unix socket or gunicorn's own syntax: gunicorn checks it
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
-    except OSError as e:
-        raise CommandError(f"cannot listen on {bind}: {e.strerror or e}") from None
+    # As gunicorn binds: SO_REUSEADDR (connections in TIME_WAIT of a previous run do not
+    # count) and a few tries (a killed predecessor's processes may hold it a moment longer).
+    for attempt in range(5):
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
+            return
+        except OSError as e:
+            if attempt == 4:
+                raise CommandError(f"cannot listen on {bind}: {e.strerror or e}") from None
+            time.sleep(0.5)
 
 
 def _warn_unused_tokens(store: Store, config: Mapping[str, Any]) -> None:
