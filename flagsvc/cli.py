@@ -15,7 +15,7 @@ from typing import Any
 
 from .config import load_config
 from .imports import FORMATS
-from .store import Conflict, MigrationError, Store
+from .store import Conflict, MigrationError, Store, StoreError, is_postgres
 
 
 class CommandError(Exception):
@@ -24,7 +24,8 @@ class CommandError(Exception):
 
 def _store(migrate_now: bool = True, must_exist: bool = False) -> Store:
     config = load_config()
-    if must_exist and not os.path.exists(config["DATABASE"]):
+    if must_exist and not is_postgres(config["DATABASE"]) and not os.path.exists(
+            config["DATABASE"]):
         # a read command must not leave an empty database behind a typo in FLAGSVC_DATABASE
         raise CommandError(f"no database at {config['DATABASE']} (FLAGSVC_DATABASE); "
                            "`flagsvc serve` or `flagsvc migrate` creates one")
@@ -201,7 +202,10 @@ def _field_summary(fields: dict[str, dict[str, str]]) -> dict[str, str]:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     store = _store(must_exist=True)
-    store.backup(args.path)
+    try:
+        store.backup(args.path)
+    except StoreError as e:  # PostgreSQL: pg_dump's job
+        raise CommandError(str(e)) from None
     check = Store(args.path, migrate_now=False).integrity_check()
     print(f"backup written to {args.path} (integrity: {check})")
     return 0 if check == "ok" else 1

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from typing import Any
+
+from .store.db import DatabaseUnavailable
 
 log = logging.getLogger("flagsvc")
 
@@ -105,7 +106,7 @@ def error_response(e: Exception) -> tuple[int, bytes]:
     with a generic body (the details go to the log, not to the client)."""
     if isinstance(e, APIError):
         return e.status, json.dumps(e.body()).encode()
-    if isinstance(e, sqlite3.OperationalError):
+    if isinstance(e, DatabaseUnavailable):
         log.warning("database unavailable: %s", e)
         err = Unavailable(f"the database is unavailable, retry: {e}")
         return err.status, json.dumps(err.body()).encode()

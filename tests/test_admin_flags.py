@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from flagsvc.store.projects import MAX_GROUP_TYPES
 
+pytestmark = pytest.mark.backends
+
 FLAG = {
     "key": "new-billing",
     "name": "New billing page",

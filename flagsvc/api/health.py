@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 
 from flask import Blueprint, Response, jsonify
 
+from ..store import DatabaseError
 from .common import config, service
 
 bp = Blueprint("health", __name__)
@@ -23,7 +23,7 @@ def readyz() -> tuple[Response, int]:
     """The database answers and is migrated."""
     try:
         service().store.conn().execute("SELECT count(*) FROM schema_migrations").fetchone()
-    except sqlite3.Error as e:
+    except DatabaseError as e:
         return jsonify(status="unavailable", code="unavailable", message=str(e)), 503
     return jsonify(status="ok"), 200
 

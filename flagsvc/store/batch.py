@@ -262,22 +262,23 @@ class _Batch(_Loading):
                     "SELECT ?, group_id, first_seen, last_seen FROM memberships "
                     "WHERE person_id = ? "
                     "ON CONFLICT (person_id, group_id) DO UPDATE SET "
-                    "first_seen = MIN(first_seen, excluded.first_seen), "
-                    "last_seen = MAX(last_seen, excluded.last_seen)", (row.id, other.id))
+                    "first_seen = MIN(memberships.first_seen, excluded.first_seen), "
+                    "last_seen = MAX(memberships.last_seen, excluded.last_seen)",
+                    (row.id, other.id))
                 conn.execute("DELETE FROM memberships WHERE person_id = ?", (other.id,))
                 conn.execute("DELETE FROM persons WHERE id = ?", (other.id,))
         conn.executemany(
             "INSERT INTO memberships (person_id, group_id, first_seen, last_seen) "
             "VALUES (?, ?, ?, ?) "
             "ON CONFLICT (person_id, group_id) DO UPDATE SET "
-            "first_seen = MIN(first_seen, excluded.first_seen), "
-            "last_seen = MAX(last_seen, excluded.last_seen) "
+            "first_seen = MIN(memberships.first_seen, excluded.first_seen), "
+            "last_seen = MAX(memberships.last_seen, excluded.last_seen) "
             # Rewrite the row only for news (see LAST_SEEN_RESOLUTION), either way: no page
             # write else. Events arrive a few seconds out of order (client queues, several
             # devices): moving first_seen back by those rewrote a random page for about half
             # of the known memberships a batch touched (0.18 WAL pages per event in bench_ingest).
-            f"WHERE excluded.first_seen < first_seen - {LAST_SEEN_RESOLUTION} "
-            f"OR excluded.last_seen > last_seen + {LAST_SEEN_RESOLUTION}",
+            f"WHERE excluded.first_seen < memberships.first_seen - {LAST_SEEN_RESOLUTION} "
+            f"OR excluded.last_seen > memberships.last_seen + {LAST_SEEN_RESOLUTION}",
             [(person.id, self.groups[node].id, first, last)
              for first, last, person, node in self.memberships.values()])
         self.log_changes()

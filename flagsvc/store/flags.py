@@ -79,19 +79,19 @@ class FlagsMixin:
         now = time.time()
         conn = self.conn()
         with transaction(conn):
-            try:
-                cur = conn.execute(
-                    "INSERT INTO flags "
-                    "(project_id, key, definition, version, created_at, updated_at) "
-                    "VALUES (?, ?, ?, 1, ?, ?)",
-                    (project_id, flag["key"], _definition(flag), now, now))
-            except sqlite3.IntegrityError:
-                deleted = conn.execute(
-                    "SELECT deleted_at IS NOT NULL FROM flags WHERE project_id = ? AND key = ?",
-                    (project_id, flag["key"])).fetchone()
-                hint = (" (a deleted flag has it: restore it instead)"
-                        if deleted and deleted[0] else "")
-                raise Conflict(f"a flag with key {flag['key']!r} already exists{hint}") from None
+            # Checked first, under the write lock (an IntegrityError would abort a
+            # PostgreSQL transaction); the unique key stays underneath.
+            deleted = conn.execute(
+                "SELECT deleted_at IS NOT NULL FROM flags WHERE project_id = ? AND key = ?",
+                (project_id, flag["key"])).fetchone()
+            if deleted is not None:
+                hint = " (a deleted flag has it: restore it instead)" if deleted[0] else ""
+                raise Conflict(f"a flag with key {flag['key']!r} already exists{hint}")
+            cur = conn.execute(
+                "INSERT INTO flags "
+                "(project_id, key, definition, version, created_at, updated_at) "
+                "VALUES (?, ?, ?, 1, ?, ?)",
+                (project_id, flag["key"], _definition(flag), now, now))
             created = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
                                              (cur.lastrowid,)).fetchone())
             self._check_live(conn, project_id, check)

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from typing import Any
 
-from .db import Conflict, NotFound, dumps, transaction
+from .db import Conflict, IntegrityError, NotFound, dumps, transaction
 from .group_types import MAX_GROUP_TYPES
 
 __all__ = ["MAX_GROUP_TYPES", "ProjectsMixin"]
@@ -79,7 +79,7 @@ class ProjectsMixin:
                     conn.execute(
                         "INSERT INTO tokens (project_id, kind, token_hash, prefix, created_at) "
                         "VALUES (?, ?, ?, ?, ?)", (pid, kind, token_hash(tok), tok[:8], now))
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise Conflict("that token is already in use by another project") from None
         project = self.get_project(pid)
         assert project is not None
