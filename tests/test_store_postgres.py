@@ -149,8 +149,8 @@ def test_same_version_edits_on_several_nodes_exactly_one_wins(nodes):
     flag = nodes[0].create_flag(pid, {"key": "f", "conditions": []})
     for round_ in range(5):
         version = nodes[0].get_flag(pid, "f")["version"]
-        results = _all_at_once(len(nodes), lambda i, v=version: nodes[i].update_flag(
-            pid, flag["id"], {"name": f"r{round_}n{i}"}, v))
+        results = _all_at_once(len(nodes), lambda i, v=version, r=round_: nodes[i].update_flag(
+            pid, flag["id"], {"name": f"r{r}n{i}"}, v))
         wins = [r for r in results if isinstance(r, dict)]
         assert len(wins) == 1, results
         assert all(isinstance(r, Conflict) for r in results if not isinstance(r, dict))
