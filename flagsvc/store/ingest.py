@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import sqlite3
 import time
+from contextlib import nullcontext
 from typing import Any
 
 from ..ingest import privacy
@@ -28,6 +29,11 @@ __all__ = ["CHANGES_KEPT", "EXPIRE_CHUNK", "LAST_SEEN_RESOLUTION", "IngestMixin"
            "dedupe_days"]
 
 EXPIRE_CHUNK = 1000  # expired events a batch may delete, at least (twice its size if more)
+
+
+def pipelined(conn: Any) -> Any:
+    """PostgreSQL: the writes of a batch in one pipeline (pg.py); SQLite has no round trips."""
+    return conn.pipeline() if getattr(conn, "dialect", None) == "postgresql" else nullcontext()
 
 
 def dedupe_day(timestamp: float) -> int:
@@ -141,9 +147,10 @@ class IngestMixin:
                 for call in calls:
                     batch.apply(call)
                 results[i].stored = len(calls)
-            batch.write(every, payloads)
-            if every:
-                self._expire_events(conn, pid, batch.now, len(every))
+            with pipelined(conn):
+                batch.write(every, payloads)
+                if every:
+                    self._expire_events(conn, pid, batch.now, len(every))
         return results
 
     @staticmethod

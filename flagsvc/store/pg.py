@@ -72,11 +72,52 @@ def _two_arg_minmax(sql: str) -> str:
     return "".join(out)
 
 
-_cache: dict[str, str] = {}
+_IN_LIST = re.compile(r"\bIN \(\s*%s(?:\s*,\s*%s)*\s*\)")
+# (statement, [(first parameter, count)] of each IN list to pass as one array)
+_cache: dict[str, tuple[str, list[tuple[int, int]]]] = {}
+
+
+def _in_lists(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """`x IN (%s, %s, ...)` -> `x = ANY(%s)`: one statement text whatever the number of
+    values, so PostgreSQL plans it once (a prepared statement) instead of parsing and
+    planning each chunk length anew; the values then travel as one array parameter."""
+    runs: list[tuple[int, int]] = []
+    out, pos, shift = [], 0, 0
+    for m in _IN_LIST.finditer(text):
+        first = text.count("%s", 0, m.start()) - shift
+        n = m.group(0).count("%s")
+        runs.append((first, n))
+        shift += n - 1
+        out += [text[pos:m.start()], "= ANY(%s)"]
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out), runs
+
+
+def pack(args: Sequence[Any], runs: list[tuple[int, int]]) -> tuple[Any, ...]:
+    """The parameters with each IN list's values gathered into one list (see _in_lists)."""
+    if not runs:
+        return tuple(args)
+    # runs are in order, each `first` counted in the packed numbering
+    out: list[Any] = []
+    i = 0
+    for first, n in runs:
+        while len(out) < first:
+            out.append(args[i])
+            i += 1
+        out.append(list(args[i:i + n]))
+        i += n
+    out += args[i:]
+    return tuple(out)
 
 
 def translate(sql: str) -> str:
-    """The PostgreSQL text of one of the store's SQLite statements (cached)."""
+    """The PostgreSQL text of one of the store's SQLite statements."""
+    return translated(sql)[0]
+
+
+def translated(sql: str) -> tuple[str, list[tuple[int, int]]]:
+    """The PostgreSQL text of a statement and its IN lists (cached)."""
     done = _cache.get(sql)
     if done is not None:
         return done
@@ -91,8 +132,8 @@ def translate(sql: str) -> str:
     out = _two_arg_minmax(out)
     if _RETURNING_ID.match(out) and "RETURNING" not in out.upper():
         out += " RETURNING id"
-    _cache[sql] = out
-    return out
+    result = _cache[sql] = _in_lists(out)
+    return result
 
 
 class PgCursor:
@@ -110,10 +151,16 @@ class PgCursor:
             self.lastrowid = row[0] if row else None
 
     def fetchone(self) -> Any:
-        return self._cur.fetchone() if self._cur.description else None
+        try:  # (in a pipeline, the answer is waited for here)
+            return self._cur.fetchone()
+        except psycopg.ProgrammingError:  # a statement that returns no rows
+            return None
 
     def fetchall(self) -> list[Any]:
-        return self._cur.fetchall() if self._cur.description else []
+        try:
+            return self._cur.fetchall()
+        except psycopg.ProgrammingError:
+            return []
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
@@ -134,9 +181,12 @@ class PgConnection:
         return self._tx is not None
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> PgCursor:
-        text = translate(sql)
+        text, runs = translated(sql)
         cur = self.raw.cursor()
-        cur.execute(text, tuple(args) or None, prepare=None)
+        # Unnamed statements, planned for their values: a prepared statement's generic
+        # plan for `project_id = $1 AND day = ANY($2) AND message_id = ANY($3)` reads every
+        # event of the project (one project holds them all); the custom plan seeks the keys.
+        cur.execute(text, pack(args, runs) or None, prepare=False)
         return PgCursor(cur, text.endswith("RETURNING id"))
 
     def executemany(self, sql: str, rows: Any) -> PgCursor:
@@ -145,6 +195,14 @@ class PgConnection:
         if rows:
             cur.executemany(translate(sql), rows)
         return PgCursor(cur, False)
+
+    @contextmanager
+    def pipeline(self) -> Iterator[PgConnection]:
+        """Statements sent without waiting for each answer (psycopg's pipeline mode): an
+        ingestion batch's writes cost one round trip instead of one each; a statement whose
+        rows are fetched still waits for them."""
+        with self.raw.pipeline():
+            yield self
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[PgConnection]:

@@ -12,14 +12,16 @@ import uuid
 
 import requests
 
-from .harness import API_TOKEN, admin
+from .harness import API_TOKEN, SECRET_KEY, admin
 
 FLAG = "scaleout-flag"
+# The project's tokens, read at each call (bench/bench_scaleout.py sets its own)
+TOKENS = {"api": API_TOKEN, "secret": SECRET_KEY}
 
 
 def create_flag(url: str, key: str = FLAG) -> dict:
     """On for organizations on the enterprise plan (100 %)."""
-    r = requests.post(url + "/api/flags", headers=admin(), timeout=10, json={
+    r = requests.post(url + "/api/flags", headers=admin(TOKENS["secret"]), timeout=10, json={
         "key": key, "bucket_by": "organization",
         "conditions": [{"properties": [{"type": "group", "group_type": "organization",
                                         "key": "plan", "operator": "exact",
@@ -31,14 +33,14 @@ def create_flag(url: str, key: str = FLAG) -> dict:
 
 def decide(session: requests.Session, url: str, org: str, key: str = FLAG) -> bool | None:
     r = session.post(url + "/flags/?v=2", timeout=10, json={
-        "api_key": API_TOKEN, "distinct_id": "u-" + org, "groups": {"organization": org}})
+        "api_key": TOKENS["api"], "distinct_id": "u-" + org, "groups": {"organization": org}})
     r.raise_for_status()
     flag = r.json()["flags"].get(key)
     return None if flag is None else bool(flag["enabled"])
 
 
 def set_plan(session: requests.Session, url: str, org: str, plan: str) -> None:
-    r = session.post(url + "/batch/", timeout=10, json={"api_key": API_TOKEN, "batch": [
+    r = session.post(url + "/batch/", timeout=10, json={"api_key": TOKENS["api"], "batch": [
         {"event": "$groupidentify", "distinct_id": "u-" + org, "uuid": str(uuid.uuid4()),
          "properties": {"$group_type": "organization", "$group_key": org,
                         "$group_set": {"plan": plan}}}]})
@@ -46,7 +48,7 @@ def set_plan(session: requests.Session, url: str, org: str, plan: str) -> None:
 
 
 def version(session: requests.Session, url: str, key: str = FLAG) -> int:
-    r = session.get(f"{url}/api/flags/{key}", headers=admin(), timeout=10)
+    r = session.get(f"{url}/api/flags/{key}", headers=admin(TOKENS["secret"]), timeout=10)
     r.raise_for_status()
     return r.json()["version"]
 
@@ -54,7 +56,7 @@ def version(session: requests.Session, url: str, key: str = FLAG) -> int:
 def set_active(session: requests.Session, url: str, active: bool, at_version: int,
                key: str = FLAG) -> None:
     r = session.patch(f"{url}/api/flags/{key}", json={"active": active}, timeout=10,
-                      headers={**admin(), "If-Match": f'"{at_version}"'})
+                      headers={**admin(TOKENS["secret"]), "If-Match": f'"{at_version}"'})
     r.raise_for_status()
 
 
