@@ -51,6 +51,12 @@ SETTINGS = [
             "the default to half its --timeout (gunicorn kills a longer request).", float),
     Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
     Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
+    Setting("METRICS_TOKEN", None,
+            "If set, /metrics answers only requests with `Authorization: Bearer <token>` "
+            "(Prometheus: `authorization: {credentials: <token>}`); others get 401."),
+    Setting("MIN_FREE_BYTES", 16 * 1024 * 1024,
+            "/readyz fails (503 disk_full) when the database's filesystem has less free "
+            "space than this; 0 turns the check off.", int),
 ]
 
 

@@ -157,10 +157,22 @@ def test_pipelined_and_kept_alive_requests_are_all_answered_in_order(server):
     # the second request in pieces, after the first was answered on the same connection
     with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /hea")
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        assert _response(sock).startswith(b"HTTP/1.1 200 OK")
         time.sleep(0.3)
         sock.sendall(b"lthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        assert _response(sock).startswith(b"HTTP/1.1 200 OK")
+
+
+def _response(sock: socket.socket) -> bytes:
+    """One whole response (headers and its Content-Length of body) from a kept-alive socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
 
 
 def test_chunked_bodies_and_bad_framing(server):
@@ -218,3 +230,18 @@ def test_expect_continue_only_for_http_1_1_requests_with_a_body():
         framing = Framing(body_limit=100)
         framing.step(bytearray(head + b"\r\n\r\n"))
         assert framing.wants_continue is wanted, head
+
+
+def test_serve_the_gunicorn_conf_and_the_docker_image_all_use_the_buffering_worker():
+    import re
+    from pathlib import Path
+
+    from flagsvc import gunicorn_conf
+    from flagsvc.server import gunicorn_options
+
+    worker = "flagsvc.http_worker.BufferingWorker"
+    assert gunicorn_options()["worker_class"] == worker
+    assert gunicorn_conf.worker_class == worker  # type: ignore[attr-defined]
+    dockerfile = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.M)
+    assert cmd and json.loads(cmd.group(1))[:2] == ["flagsvc", "serve"]
