@@ -30,7 +30,6 @@ from urllib.parse import parse_qs
 
 import orjson
 from flask import Blueprint, Response, request
-
 from werkzeug.exceptions import HTTPException
 
 from ..errors import BadRequest, PayloadTooLarge, error_body
