@@ -45,6 +45,8 @@ from .directory import (
     SigningKeyCreatedSchema,
     SigningKeyRotateSchema,
     SigningKeySchema,
+    TokenRotatedSchema,
+    TokenRotateSchema,
     StoredPropertiesSchema,
 )
 from .flags import (
@@ -170,6 +172,8 @@ __all__ = [
     "SigningKeyCreatedSchema",
     "SigningKeyRotateSchema",
     "SigningKeySchema",
+    "TokenRotateSchema",
+    "TokenRotatedSchema",
     "PropertyFilterSchema",
     "SegmentMessageSchema",
     "SegmentRequestSchema",

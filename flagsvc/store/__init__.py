@@ -22,12 +22,13 @@ from .group_types import GroupTypeNotAllowed, GroupTypesMixin
 from .groups import GroupsMixin
 from .ingest import IngestMixin
 from .projects import ProjectsMixin
+from .users import ROLES, UsersMixin
 
-__all__ = ["Conflict", "GroupTypeNotAllowed", "LimitExceeded", "MigrationError", "NotFound",
+__all__ = ["ROLES", "Conflict", "GroupTypeNotAllowed", "LimitExceeded", "MigrationError", "NotFound",
            "Store", "StoreError", "transaction"]
 
 
-class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin):
+class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin, UsersMixin):
     """All reads and writes of one SQLite file (one connection per thread)."""
 
     def __init__(self, path: str, synchronous: str = "FULL", migrate_now: bool = True,
