@@ -45,9 +45,9 @@ from .directory import (
     SigningKeyCreatedSchema,
     SigningKeyRotateSchema,
     SigningKeySchema,
+    StoredPropertiesSchema,
     TokenRotatedSchema,
     TokenRotateSchema,
-    StoredPropertiesSchema,
 )
 from .flags import (
     FLAG_READ_ONLY,

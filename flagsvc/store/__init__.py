@@ -24,8 +24,8 @@ from .ingest import IngestMixin
 from .projects import ProjectsMixin
 from .users import ROLES, UsersMixin
 
-__all__ = ["ROLES", "Conflict", "GroupTypeNotAllowed", "LimitExceeded", "MigrationError", "NotFound",
-           "Store", "StoreError", "transaction"]
+__all__ = ["ROLES", "Conflict", "GroupTypeNotAllowed", "LimitExceeded", "MigrationError",
+           "NotFound", "Store", "StoreError", "transaction"]
 
 
 class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin, UsersMixin):
