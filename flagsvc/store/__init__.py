@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from .catalog import CatalogMixin
 from .db import (
     BUSY_TIMEOUT_MS,
     WAL_AUTOCHECKPOINT_PAGES,
@@ -28,7 +29,8 @@ __all__ = ["ROLES", "Conflict", "GroupTypeNotAllowed", "LimitExceeded", "Migrati
            "NotFound", "Store", "StoreError", "transaction"]
 
 
-class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin, UsersMixin):
+class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin, UsersMixin,
+            CatalogMixin):
     """All reads and writes of one SQLite file (one connection per thread)."""
 
     def __init__(self, path: str, synchronous: str = "FULL", migrate_now: bool = True,
