@@ -78,11 +78,11 @@ def when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-@bp.app_template_filter("tojson_text")
-def tojson_text(value: Any) -> str:
-    """A JSON value as plain text (escaped by autoescape like any text, so markup in an
-    ingested value is shown as it is)."""
-    return json.dumps(value, ensure_ascii=False)
+@bp.app_template_filter("value_text")
+def value_text(value: Any) -> str:
+    """A property value as plain text: a string as it is, anything else as JSON. Escaped by
+    autoescape like any text, so markup in an ingested value is shown as its characters."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 @bp.errorhandler(HTTPException)
