@@ -12,6 +12,7 @@ import pytest
 
 from flagsvc import accounts
 from flagsvc.app import create_app
+from flagsvc.console.manage import diff
 from flagsvc.ingest.model import Call
 
 PASSWORD = "correct horse battery"
@@ -167,7 +168,8 @@ def test_console_changes_are_audited_with_the_user(world):
     entry = client.get("/api/audit").get_json()["entries"][0]
     assert entry["actor"] == "user editor@example.com" and entry["action"] == "updated"
     page = client.get("/ui/audit").get_data(as_text=True)
-    assert "user editor@example.com" in page and "active" in page
+    assert "user editor@example.com" in page
+    assert '<span class="add">+ false</span>' in page  # the flag had no "active" before
     listing = client.get("/ui/").get_data(as_text=True)
     assert "by user editor@example.com" in listing
 
@@ -202,3 +204,15 @@ def test_a_signed_out_user_is_never_sent_off_site(world):
     r = client.post("/ui/signin", data={"email": "admin@example.com", "password": PASSWORD,
                                         "next": "//evil.example.com/"})
     assert r.headers["Location"] == "/ui/"
+
+
+def test_audit_diff_shows_the_changed_lines_of_each_changed_field():
+    before = {"key": "f", "version": 1, "conditions": [{"rollout_percentage": 30,
+                                                         "properties": []}], "name": "a"}
+    after = {**before, "version": 2, "conditions": [{"rollout_percentage": 100,
+                                                      "properties": []}]}
+    (change,) = diff(before, after)  # name and the bookkeeping version are not changes
+    assert change["field"] == "conditions"
+    assert ("del", '  "rollout_percentage": 30') in change["lines"]
+    assert ("add", '  "rollout_percentage": 100') in change["lines"]
+    assert [f["field"] for f in diff(None, before)] == ["conditions", "key", "name"]
