@@ -83,6 +83,8 @@ def signed_in(browser, console, email, **context):
     # it also means the escaping tests below hold without the CSP's help
     ctx = browser.new_context(bypass_csp=True, **context)
     page = ctx.new_page()
+    page.errors = []  # uncaught exceptions of the console's scripts
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
     page.goto(console.url + "/ui/")
     assert "/ui/signin" in page.url  # not signed in yet: the sign-in page
     page.fill("#email", email)
@@ -90,6 +92,11 @@ def signed_in(browser, console, email, **context):
     page.click("button[type=submit]")
     page.wait_for_url(console.url + "/ui/")
     return page
+
+
+def close(page):
+    assert page.errors == [], page.errors
+    page.context.close()
 
 
 def shot(page, name):
@@ -187,7 +194,7 @@ def test_editor_creates_a_group_flag_watching_the_blast_radius(browser, console)
     entry = requests.get(console.url + "/api/audit?limit=1", headers=admin(),
                          timeout=10).json()["entries"][0]
     assert entry["actor"] == "user editor@example.com" and entry["flag_key"] == "new-billing"
-    page.context.close()
+    close(page)
 
 
 def test_explain_says_why_a_user_of_a_project_gets_the_flag(browser, console):
@@ -206,7 +213,7 @@ def test_explain_says_why_a_user_of_a_project_gets_the_flag(browser, console):
     text = page.text_content("#explain")
     assert "condition_match" in text and "acct-00" in text  # proj-1 > ws-1 > acct-00
     assert "project proj-1" in text
-    page.context.close()
+    close(page)
 
 
 def test_second_editor_sees_the_conflict(browser, console):
@@ -236,8 +243,8 @@ def test_second_editor_sees_the_conflict(browser, console):
                              ".includes('Saved version 3')")
     stored = requests.get(console.url + "/api/flags/shared-edit", headers=admin(), timeout=10)
     assert stored.json()["description"] == "the admin's edit"
-    first.context.close()
-    second.context.close()
+    close(first)
+    close(second)
 
 
 def test_a_viewer_cannot_change_anything(browser, console):
@@ -271,7 +278,7 @@ def test_a_viewer_cannot_change_anything(browser, console):
     assert flag.json()["version"] == 1 and flag.json()["active"] is True
     assert requests.get(console.url + "/api/flags/by-viewer", headers=admin(),
                         timeout=10).status_code == 404
-    page.context.close()
+    close(page)
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -320,7 +327,7 @@ def test_a_forged_cross_site_form_post_is_refused(browser, console, evil_site):
     entries = requests.get(console.url + "/api/audit?flag_id=target", headers=admin(),
                            timeout=10).json()["entries"]
     assert [e["action"] for e in entries] == ["created"]
-    page.context.close()
+    close(page)
 
 
 def test_ingested_markup_is_shown_as_text(browser, console):
@@ -338,7 +345,7 @@ def test_ingested_markup_is_shown_as_text(browser, console):
     page.goto(console.url + "/ui/groups/account/acct-00")
     assert "ws-1" in page.text_content("main") and "proj-1" in page.text_content("main")
     shot(page, "group-profile")
-    page.context.close()
+    close(page)
 
 
 def test_works_at_a_phones_width(browser, console):
@@ -355,4 +362,4 @@ def test_works_at_a_phones_width(browser, console):
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     shot(page, "flag-editor-phone")
-    page.context.close()
+    close(page)
