@@ -68,13 +68,14 @@ def _limit(e: Exception, defn: Mapping[str, Any]) -> ValidationFailed:
 
 
 def create_flag(service: Any, project_id: int, defn: dict[str, Any],
-                create_group_types: bool) -> dict[str, Any]:
+                create_group_types: bool, actor: str | None = None) -> dict[str, Any]:
+    """`actor`, in this and every command: who the audit log names."""
     store = service.store
     check_flag(store, project_id, defn)
     types = group_types_to_create(store, project_id, defn, create_group_types)
     try:
         flag = store.create_flag(project_id, defn, check=no_cycle([defn["key"]]),
-                                 group_types=types)
+                                 group_types=types, actor=actor)
     except Conflict as e:
         raise ConflictError(str(e), errors={"key": [str(e)]}) from None
     except LimitExceeded as e:
@@ -85,7 +86,8 @@ def create_flag(service: Any, project_id: int, defn: dict[str, Any],
 
 def update_flag(service: Any, project_id: int, current: dict[str, Any],
                 changes: dict[str, Any], expected_version: int | None,
-                create_group_types: bool, on_conflict: Any) -> dict[str, Any]:
+                create_group_types: bool, on_conflict: Any,
+                actor: str | None = None) -> dict[str, Any]:
     """`changes` applied to the stored flag `current` if it is still at
     `expected_version`; `on_conflict(Conflict)` makes the error of a stale version."""
     from .schemas import FLAG_READ_ONLY
@@ -97,7 +99,8 @@ def update_flag(service: Any, project_id: int, current: dict[str, Any],
     types = group_types_to_create(store, project_id, merged, create_group_types)
     try:
         flag = store.update_flag(project_id, current["id"], changes, expected_version,
-                                 check=no_cycle([current["key"]]), group_types=types)
+                                 check=no_cycle([current["key"]]), group_types=types,
+                                 actor=actor)
     except Conflict as e:
         raise on_conflict(e) from None
     except NotFound as e:
@@ -109,21 +112,24 @@ def update_flag(service: Any, project_id: int, current: dict[str, Any],
 
 
 def set_flag_deleted(service: Any, project_id: int, flag_id: int, deleted: bool,
-                     expected_version: int | None, on_conflict: Any) -> dict[str, Any]:
+                     expected_version: int | None, on_conflict: Any,
+                     actor: str | None = None) -> dict[str, Any]:
     try:
-        flag = service.store.set_flag_deleted(project_id, flag_id, deleted, expected_version)
+        flag = service.store.set_flag_deleted(project_id, flag_id, deleted, expected_version,
+                                              actor=actor)
     except Conflict as e:
         raise on_conflict(e) from None
     service.invalidate(project_id)
     return flag
 
 
-def import_flags(service: Any, project_id: int, flags: list[Any], dry_run: bool) -> Any:
+def import_flags(service: Any, project_id: int, flags: list[Any], dry_run: bool,
+                 actor: str | None = None) -> Any:
     """`flagsvc.imports.apply.import_flags` (every flag checked, then all written through
     `Store.write_flag` in one transaction), with this process's caches invalidated."""
     from .imports.apply import import_flags as apply
 
-    done = apply(service.store, project_id, flags, dry_run=dry_run)
+    done = apply(service.store, project_id, flags, dry_run=dry_run, actor=actor)
     if not dry_run and not done.problems and not done.conflict:
         service.invalidate(project_id)
     return done

@@ -36,7 +36,7 @@ from .adminlib import (
     query,
     stored_flag,
 )
-from .common import admin_project, service
+from .common import actor, admin_project, service
 
 bp.add_url_rule("/openapi.json", "openapi", openapi.serve, methods=["GET"])
 
@@ -100,7 +100,7 @@ def _written(flag: dict[str, Any], status: int = 200) -> Response:
 
 @bp.get("/flags")
 def list_flags() -> Response:
-    project = admin_project()
+    project = admin_project("read")
     args = query(s.FlagListQuerySchema())
     flags = service().store.list_flags(project["id"], include_deleted=args["include_deleted"])
     return json_response({"flags": FLAG.dump(flags, many=True)})
@@ -108,16 +108,16 @@ def list_flags() -> Response:
 
 @bp.post("/flags")
 def create_flag() -> Response:
-    project = admin_project()
+    project = admin_project("flags")
     defn = load(s.FlagWriteSchema(), body())
     defn.pop("version", None)
     create = defn.pop("create_group_types")
-    return _written(writes.create_flag(service(), project["id"], defn, create), 201)
+    return _written(writes.create_flag(service(), project["id"], defn, create, actor()), 201)
 
 
 @bp.get("/flags/<ref>")
 def get_flag(ref: str) -> Response:
-    project = admin_project()
+    project = admin_project("read")
     flag = stored_flag(project["id"], ref)
     return json_response(FLAG.dump(flag), etag=flag["version"])
 
@@ -126,7 +126,7 @@ def get_flag(ref: str) -> Response:
 def update_flag(ref: str) -> Response:
     """PUT replaces the rules (omitted fields take their defaults); PATCH changes the fields
     it names. Both need the version the client read; a stale one is a 409."""
-    project = admin_project()
+    project = admin_project("flags")
     data = body()
     current = stored_flag(project["id"], ref)
     schema = s.FlagWriteSchema()
@@ -140,19 +140,21 @@ def update_flag(ref: str) -> Response:
         raise ValidationFailed("a flag's key cannot be changed",
                                errors={"key": ["a flag's key cannot be changed"]})
     flag = writes.update_flag(service(), project["id"], current, changes, version, create,
-                              on_conflict=lambda e: _conflict(project["id"], current["id"], e))
+                              on_conflict=lambda e: _conflict(project["id"], current["id"], e),
+                              actor=actor())
     return _written(flag)
 
 
 def _set_deleted(ref: str, deleted: bool) -> Response:
-    project = admin_project()
+    project = admin_project("flags")
     current = stored_flag(project["id"], ref)
     version = None
     if request.headers.get("If-Match") is not None:
         version = expected_version(None)
     flag = writes.set_flag_deleted(service(), project["id"], current["id"], deleted, version,
                                    on_conflict=lambda e: _conflict(project["id"],
-                                                                   current["id"], e))
+                                                                   current["id"], e),
+                                   actor=actor())
     return _written(flag)
 
 
@@ -169,7 +171,7 @@ def restore_flag(ref: str) -> Response:
 
 @bp.get("/audit")
 def audit() -> Response:
-    project = admin_project()
+    project = admin_project("read")
     args = query(s.AuditQuerySchema())
     flag_id = None
     if args.get("flag_id"):

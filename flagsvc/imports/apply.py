@@ -71,9 +71,10 @@ def skip_unresolved(store: Any, project_id: int, converted: Converted) -> None:
 
 
 def import_flags(store: Any, project_id: int, raw: Iterable[Any],
-                 dry_run: bool = False) -> Applied:
+                 dry_run: bool = False, actor: str | None = None) -> Applied:
     """Check every flag of `raw` (admin API input shape), then write them all or none
-    (`Store.import_flags`: through `Store.write_flag`, as single-flag edits)."""
+    (`Store.import_flags`: through `Store.write_flag`, as single-flag edits); `actor` is who
+    the audit log names."""
     from ..writes import no_cycle  # writes imports this module's caller side
     done = Applied()
     flags = _loaded(raw, done.problems)
@@ -111,7 +112,7 @@ def import_flags(store: Any, project_id: int, raw: Iterable[Any],
         return done
     try:
         written = store.import_flags(project_id, flags, done.group_types,
-                                     check=no_cycle(keys, Conflict))
+                                     check=no_cycle(keys, Conflict), actor=actor)
     except (Conflict, LimitExceeded) as e:  # a concurrent change: nothing was written
         done.conflict = f"{e} (changed while importing; nothing was written, try again)"
         return done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from .catalog import CatalogMixin
 from .db import (
     BUSY_TIMEOUT_MS,
     WAL_AUTOCHECKPOINT_PAGES,
@@ -24,17 +25,19 @@ from .group_types import GroupTypeNotAllowed, GroupTypesMixin
 from .groups import GroupsMixin
 from .ingest import IngestMixin
 from .projects import ProjectsMixin
+from .users import ROLES, UsersMixin
 
 
 def is_postgres(database: str) -> bool:
     return database.startswith(("postgresql://", "postgres://"))
 
-__all__ = ["Conflict", "DatabaseError", "DatabaseUnavailable", "GroupTypeNotAllowed",
+__all__ = ["ROLES", "Conflict", "DatabaseError", "DatabaseUnavailable", "GroupTypeNotAllowed",
            "LimitExceeded", "MigrationError", "NotFound", "Store", "StoreError", "is_postgres",
            "transaction"]
 
 
-class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin):
+class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin, UsersMixin,
+            CatalogMixin):
     """All reads and writes of one SQLite file (one connection per thread). Given a
     `postgresql://` URL instead of a path, `Store(...)` is a `PgStore` (pgstore.py)."""
 

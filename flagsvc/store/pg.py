@@ -44,7 +44,8 @@ class _JsonText(Loader):
 
 
 _MINMAX = re.compile(r"\b(MIN|MAX)\(", re.IGNORECASE)
-_RETURNING_ID = re.compile(r"^\s*INSERT INTO (flags|projects)\b", re.IGNORECASE)
+# INSERTs whose cursor's lastrowid the store reads
+_RETURNING_ID = re.compile(r"^\s*INSERT INTO (flags|projects|users|sessions)\b", re.IGNORECASE)
 
 
 def _two_arg_minmax(sql: str) -> str:
