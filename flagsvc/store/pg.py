@@ -34,6 +34,7 @@ from psycopg_pool import ConnectionPool
 
 WRITE_LOCK = 0x666C6167  # "flag": the writers' advisory lock key
 MIGRATE_LOCK = 0x666C6168  # held while migrating: nodes starting together migrate once
+DOWN_SECONDS = 0.5  # while the server is unreachable, one connection attempt this often
 
 
 class _JsonText(Loader):
@@ -173,9 +174,14 @@ class PgConnection:
 
     dialect = "postgresql"
 
-    def __init__(self, raw: psycopg.Connection) -> None:
+    def __init__(self, raw: psycopg.Connection, on_broken: Any = None) -> None:
         self.raw = raw
         self._tx: Any = None
+        self._on_broken = on_broken  # told when the server goes away under this connection
+
+    def _failed(self, e: psycopg.Error) -> None:
+        if self.raw.broken and self._on_broken is not None:
+            self._on_broken(str(e).strip().splitlines()[0] if str(e).strip() else repr(e))
 
     @property
     def in_transaction(self) -> bool:
@@ -184,17 +190,26 @@ class PgConnection:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> PgCursor:
         text, runs = translated(sql)
         cur = self.raw.cursor()
-        # Unnamed statements, planned for their values: a prepared statement's generic
-        # plan for `project_id = $1 AND day = ANY($2) AND message_id = ANY($3)` reads every
-        # event of the project (one project holds them all); the custom plan seeks the keys.
-        cur.execute(text, pack(args, runs) or None, prepare=False)
-        return PgCursor(cur, text.endswith("RETURNING id"))
+        try:
+            # Unnamed statements, planned for their values: a prepared statement's generic
+            # plan for `project_id = $1 AND day = ANY($2) AND message_id = ANY($3)` reads
+            # every event of the project (one project holds them all); the custom plan
+            # seeks the keys.
+            cur.execute(text, pack(args, runs) or None, prepare=False)
+            return PgCursor(cur, text.endswith("RETURNING id"))
+        except psycopg.OperationalError as e:
+            self._failed(e)
+            raise
 
     def executemany(self, sql: str, rows: Any) -> PgCursor:
         rows = list(rows)
         cur = self.raw.cursor()
-        if rows:
-            cur.executemany(translate(sql), rows)
+        try:
+            if rows:
+                cur.executemany(translate(sql), rows)
+        except psycopg.OperationalError as e:
+            self._failed(e)
+            raise
         return PgCursor(cur, False)
 
     @contextmanager
@@ -207,6 +222,15 @@ class PgConnection:
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[PgConnection]:
+        try:
+            with self._transaction(write) as conn:
+                yield conn
+        except psycopg.OperationalError as e:  # (COMMIT included)
+            self._failed(e)
+            raise
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[PgConnection]:
         with self.raw.transaction() as tx:
             self._tx = tx
             try:
@@ -238,6 +262,7 @@ class PgPool:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: dict[threading.Thread, PgConnection] = {}
+        self._down, self._down_reason, self._probed = False, "", 0.0
 
     def _open(self) -> ConnectionPool:
         return ConnectionPool(self.url, min_size=0, max_size=self.max_size,
@@ -257,11 +282,40 @@ class PgPool:
             with self._lock:  # hand back the connections of threads that have ended first
                 for thread in [t for t in self._all if not t.is_alive()]:
                     self._release(self._all.pop(thread), forget=False)
-            conn = PgConnection(self._pool.getconn())
+            conn = PgConnection(self._checkout(), on_broken=self.mark_down)
             self._local.conn = conn
             with self._lock:
                 self._all[threading.current_thread()] = conn
         return conn
+
+    def mark_down(self, reason: str) -> None:
+        with self._lock:
+            self._down, self._down_reason = True, reason
+
+    def _checkout(self) -> psycopg.Connection:
+        """A connection from the pool. Once the server was seen unreachable (a failed
+        checkout, a connection that broke), fail at once instead of every request waiting
+        out the pool's timeout — decide then serves its caches without delay and writes
+        answer 503 — while one direct connection attempt every DOWN_SECONDS tells when the
+        server is back (then the pool is used again: recovery needs no restart)."""
+        if self._down:
+            with self._lock:
+                probe = time.monotonic() - self._probed >= DOWN_SECONDS
+                if probe:
+                    self._probed = time.monotonic()
+            if not probe:
+                raise psycopg.OperationalError(f"database unreachable: {self._down_reason}")
+            try:
+                psycopg.connect(self.url, connect_timeout=2).close()
+            except psycopg.Error as e:
+                self.mark_down(str(e).strip().splitlines()[0])
+                raise
+            self._down = False
+        try:
+            return self._pool.getconn()
+        except psycopg.OperationalError as e:  # PoolTimeout too
+            self.mark_down(str(e))
+            raise
 
     def _release(self, conn: PgConnection, forget: bool = True) -> None:
         if forget:

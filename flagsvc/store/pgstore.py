@@ -30,7 +30,8 @@ class PgStore(Store):
                  pool_size: int = 32) -> None:
         self.path = path
         self.synchronous = synchronous
-        timeout = 15.0 if busy_timeout_ms is None else max(busy_timeout_ms / 1000, 0.1)
+        # waiting for a pooled connection: at most 5 s (a write then answers 503)
+        timeout = 5.0 if busy_timeout_ms is None else min(max(busy_timeout_ms / 1000, 0.1), 5.0)
         self._pool = PgPool(path, max_size=pool_size, timeout=timeout)  # type: ignore[assignment]
         if migrate_now:
             self.migrate()
