@@ -224,6 +224,29 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0 if check == "ok" else 1
 
 
+def cmd_migrate_data(args: argparse.Namespace) -> int:
+    """Copy a whole installation into an empty database of either backend, verified."""
+    from .store.copy import copy_database
+
+    if not is_postgres(args.source) and not os.path.exists(args.source):
+        raise CommandError(f"no database at {args.source}")
+    source = Store(args.source, migrate_now=False)
+    target = Store(args.target)
+    try:
+        counts = copy_database(source, target)
+    except StoreError as e:
+        raise CommandError(str(e)) from None
+    finally:
+        source.close()
+        target.close()
+    bad = [t for t, a, b in counts if a != b]
+    for table, a, b in counts:
+        print(f"{table:22} {a:>10} -> {b:>10}{'' if a == b else '  MISMATCH'}")
+    print("copied and verified: every table has as many rows in the target as in the source"
+          if not bad else f"counts differ for {', '.join(bad)}", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def _check_bind_free(bind: str) -> None:
     host, _, port = bind.rpartition(":")
     if not port.isdigit():
@@ -389,7 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_users.add_parser(sub, _with_store)
 
-    p = sub.add_parser("backup", help="write a consistent online copy of the database")
+    p = sub.add_parser("migrate-data", help="copy a whole installation into an empty "
+                       "database (SQLite <-> PostgreSQL), verified by counts per table")
+    p.add_argument("source", help="a SQLite path or a postgresql:// URL (read, not changed)")
+    p.add_argument("target", help="an empty database (migrated first): path or URL")
+    p.set_defaults(func=cmd_migrate_data)
+    p = sub.add_parser("backup", help="write a consistent online copy of the database "
+                       "(SQLite; on PostgreSQL it names the pg_dump command)")
     p.add_argument("path")
     p.set_defaults(func=cmd_backup)
     return parser

@@ -158,6 +158,12 @@ class PgCursor:
         except psycopg.ProgrammingError:  # a statement that returns no rows
             return None
 
+    def fetchmany(self, size: int) -> list[Any]:
+        try:
+            return self._cur.fetchmany(size)
+        except psycopg.ProgrammingError:
+            return []
+
     def fetchall(self) -> list[Any]:
         try:
             return self._cur.fetchall()
