@@ -278,7 +278,14 @@ def _warn_unused_tokens(store: Store, config: Mapping[str, Any]) -> None:
 
 
 def secret_key_path(database: str) -> str:
-    """Where a new database's generated secret key is written: beside the database."""
+    """Where a new database's generated secret key is written: beside the database; for a
+    PostgreSQL URL, `flagsvc-<database name>.secret_key` in the working directory (the URL
+    itself may hold a password: it never becomes a file name)."""
+    if is_postgres(database):
+        from urllib.parse import urlsplit
+
+        name = urlsplit(database).path.strip("/") or "postgres"
+        return os.path.abspath(f"flagsvc-{os.path.basename(name)}.secret_key")
     return os.path.abspath(database) + ".secret_key"
 
 

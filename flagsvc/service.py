@@ -270,6 +270,11 @@ class FlagService:
             return current
         return fresh
 
+    def forget_tokens(self) -> None:
+        """Forget cached token lookups (after a rotation made here)."""
+        with self._props_lock:
+            self._tokens.clear()
+
     def invalidate(self, project_id: int | None = None) -> None:
         """Forget cached flags (after a local write, so this process sees it at once)."""
         with self._flags_lock:

@@ -94,3 +94,11 @@ def test_the_target_must_be_empty(tmp_path, pg_url, capsys):
     t = Store(pg_url)
     assert count_tables(t)["projects"] == 1 and count_tables(t)["groups"] == 0
     t.close()
+
+
+def test_backup_on_postgresql_names_pg_dump(pg_url, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FLAGSVC_DATABASE", pg_url)
+    Store(pg_url).close()
+    assert main(["backup", str(tmp_path / "copy.db")]) != 0
+    err = capsys.readouterr().err
+    assert "pg_dump" in err and not (tmp_path / "copy.db").exists()

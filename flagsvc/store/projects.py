@@ -131,7 +131,10 @@ class ProjectsMixin:
                 conn.execute("UPDATE projects SET api_token = ? WHERE id = ?", (value, project_id))
         return value
 
-    def update_project(self, project_id: int, **settings: Any) -> dict[str, Any]:
+    def update_project(self, project_id: int, group_types: Any = (),
+                       **settings: Any) -> dict[str, Any]:
+        """Change settings in one transaction, creating `group_types` in it (a new
+        default_group_type); a new privacy policy rewrites what is stored, in it too."""
         allowed = {"name", "default_group_type", "private_properties", "event_retention_days",
                    "ingestion_creates_group_types", "client_properties", "require_signed_groups",
                    "mixpanel_group_keys"}
@@ -150,6 +153,8 @@ class ProjectsMixin:
         if sets:
             conn = self.conn()
             with transaction(conn):
+                for name in group_types:
+                    self.ensure_group_type(conn, project_id, name)  # type: ignore[attr-defined]
                 conn.execute(f"UPDATE projects SET {', '.join(sets)} WHERE id = ?",
                              (*args, project_id))
                 if "private_properties" in settings:

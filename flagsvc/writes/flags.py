@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import ConflictError, NotFoundError, ValidationFailed
-from .flagcheck import dependency_problems, flag_problems, referenced_group_types
-from .store import Conflict, LimitExceeded, NotFound
+from ..errors import ConflictError, NotFoundError, ValidationFailed
+from ..flagcheck import dependency_problems, flag_problems, referenced_group_types
+from ..store import Conflict, LimitExceeded, NotFound
 
 
 def check_flag(store: Any, project_id: int, defn: Mapping[str, Any]) -> None:
@@ -90,7 +90,7 @@ def update_flag(service: Any, project_id: int, current: dict[str, Any],
                 actor: str | None = None) -> dict[str, Any]:
     """`changes` applied to the stored flag `current` if it is still at
     `expected_version`; `on_conflict(Conflict)` makes the error of a stale version."""
-    from .schemas import FLAG_READ_ONLY
+    from ..schemas import FLAG_READ_ONLY
 
     store = service.store
     merged = {**{k: v for k, v in current.items() if k not in FLAG_READ_ONLY
@@ -127,7 +127,7 @@ def import_flags(service: Any, project_id: int, flags: list[Any], dry_run: bool,
                  actor: str | None = None) -> Any:
     """`flagsvc.imports.apply.import_flags` (every flag checked, then all written through
     `Store.write_flag` in one transaction), with this process's caches invalidated."""
-    from .imports.apply import import_flags as apply
+    from ..imports.apply import import_flags as apply
 
     done = apply(service.store, project_id, flags, dry_run=dry_run, actor=actor)
     if not dry_run and not done.problems and not done.conflict:
