@@ -32,6 +32,14 @@ def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("backends") is None:
         return
     both = metafunc.definition.get_closest_marker("sqlite_only") is None
+    cases = getattr(metafunc.module, "BACKEND_CASES", None)
+    if cases is not None and all(n in metafunc.fixturenames for n in cases[0]):
+        # the module pairs the backend with a parameter of its own
+        names, values = cases
+        if not both:
+            values = [v for v in values if v[0] == "sqlite"]
+        metafunc.parametrize(names, values, indirect=["backend"])
+        return
     metafunc.parametrize("backend", ["sqlite", "postgresql"] if both else ["sqlite"],
                          indirect=True)
 
