@@ -151,6 +151,7 @@ class BufferedConn(TConn):  # type: ignore[misc]
         self.request: bytes | None = None  # the request read, for the thread's parser
         self.partial = False  # handed over before its body arrived: no keep-alive
         self.sent_continue = False
+        self.eof = False  # the client closed its side
 
     def init(self) -> None:
         """In the thread, before gunicorn parses: the parser reads the request from memory."""
@@ -179,6 +180,9 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self.body_seconds = float(settings["BODY_TIMEOUT"])
         self.reading: dict[BufferedConn, None] = {}  # connections reading a request
         self.lingering: dict[BufferedConn, None] = {}  # answered, closing
+        self._next_sweep = 0.0
+        self._busy: dict[int, float] = {}  # app thread -> when its request started
+        self._stuck = False
         self.buffering = not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
 
     def init_process(self) -> None:
@@ -212,33 +216,49 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             return super().enqueue_req(conn)
         conn.buf = bytearray(conn.parser.unreader.take_buffered() if conn.parser else b"")
         conn.framing = Framing(self.body_limit)
-        conn.partial = conn.sent_continue = False
+        conn.partial = conn.sent_continue = conn.eof = False
         conn.deadline = time.monotonic() + self.header_seconds
         conn.sock.setblocking(False)
-        if not self._advance(conn):
+        # Read at once: a kept-alive connection is here because it is readable, and a new
+        # one often has its request waiting already (no extra turn of the poller for them).
+        if self._receive(conn) and not self._advance(conn):
+            if conn.eof:  # closed before its request was whole
+                self._close(conn)
+                return None
             self.reading[conn] = None
             self.poller.register(conn.sock, selectors.EVENT_READ,
                                  partial(self._on_readable, conn))
         return None
 
     def _on_readable(self, conn: BufferedConn, sock: socket.socket) -> None:
-        try:
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:  # the client went away
-                    self._stop_reading(conn)
-                    self._close(conn)
-                    return
-                conn.buf += chunk
-                if len(chunk) < 65536:
-                    break
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
+        if self._receive(conn, registered=True) and not self._advance(conn, registered=True) \
+                and conn.eof:
             self._stop_reading(conn)
             self._close(conn)
-            return
-        self._advance(conn, registered=True)
+
+    def _receive(self, conn: BufferedConn, registered: bool = False) -> bool:
+        """Read what has arrived; False (and closed) if the client went away with nothing
+        sent. A client that sends its request and then closes its side (`eof`) still gets
+        the answer."""
+        try:
+            while True:
+                chunk = conn.sock.recv(65536)
+                if not chunk:
+                    conn.eof = True
+                    break
+                conn.buf += chunk
+                if len(chunk) < 65536:
+                    return True
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:  # reset: nobody to answer
+            conn.eof, conn.buf = True, bytearray()
+        if conn.buf:
+            return True
+        if registered:
+            self._stop_reading(conn)
+        self._close(conn)
+        return False
 
     def _advance(self, conn: BufferedConn, registered: bool = False) -> bool:
         """Look at what arrived; True once the connection has left the reading state
@@ -332,6 +352,9 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         lingering closes past theirs, and on shutdown stop waiting for any request."""
         super().murder_pending()
         now = time.monotonic()
+        if now < self._next_sweep and self.alive:
+            return  # gunicorn calls this after every turn of its loop: look twice a second
+        self._next_sweep = now + 0.5
         for conn in [c for c in self.reading if c.deadline <= now or not self.alive]:
             self._stop_reading(conn)
             if conn.buf:  # a request had begun: say why it ends
@@ -344,7 +367,30 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         for conn in [c for c in self.lingering if c.deadline <= now]:
             self._end_linger(conn)
 
+    def notify(self) -> None:
+        """The heartbeat the arbiter watches. A sync worker running one request longer than
+        --timeout is killed and replaced; threads are not, so a request stuck that long
+        stops the heartbeat and the arbiter replaces this worker the same way (within
+        another --timeout): a runaway request cannot keep an app thread for good."""
+        timeout = self.cfg.timeout
+        now = time.monotonic()
+        if timeout and any(now - started > timeout for started in list(self._busy.values())):
+            if not self._stuck:
+                self._stuck = True
+                self.log.error("a request has run for over %s s: stopping the heartbeat so "
+                               "that gunicorn replaces this worker", timeout)
+            return
+        super().notify()
+
     # ---------------------------------------------------------------- app threads
+
+    def handle(self, conn: Any) -> Any:
+        ident = threading.get_ident()
+        self._busy[ident] = time.monotonic()  # read by notify(), in the main thread
+        try:
+            return super().handle(conn)
+        finally:
+            self._busy.pop(ident, None)
 
     def handle_request(self, req: Any, conn: Any) -> Any:
         if self.buffering:
