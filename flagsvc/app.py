@@ -164,6 +164,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                admin.bp):
         app.register_blueprint(bp)
 
+    from . import console
+
+    console.register(app)
+
     app.wsgi_app = _Instrumented(app, _Routing(app, app.wsgi_app))  # type: ignore[method-assign]
 
     @app.errorhandler(APIError)

@@ -1,4 +1,5 @@
-"""The `flagsvc` command: serve, migrate, project create/rotate, flags export/import, backup."""
+"""The `flagsvc` command: serve, migrate, project create/rotate, flags export/import, user,
+backup."""
 
 from __future__ import annotations
 
@@ -163,7 +164,8 @@ def cmd_flags_import(args: argparse.Namespace) -> int:
     if converted.skipped and not args.skip_unimportable:
         print("nothing was imported (--skip-unimportable imports the others)", file=sys.stderr)
         return 1
-    done = import_flags(store, args.project, converted.flags, dry_run=args.dry_run)
+    done = import_flags(store, args.project, converted.flags, dry_run=args.dry_run,
+                        actor="cli")
     if done.conflict:
         print(f"error: {done.conflict}", file=sys.stderr)
         return 1
@@ -198,6 +200,16 @@ def _field_summary(fields: dict[str, dict[str, str]]) -> dict[str, str]:
                                        else f"a property of group type {group_type}")
             out.setdefault(name, set()).add(text)
     return {k: " / ".join(sorted(v)) for k, v in sorted(out.items())}
+
+
+def _with_store(fn: Any) -> Any:
+    """A command function running `fn(store, args)`; a ValueError is its one-line error."""
+    def command(args: argparse.Namespace) -> int:
+        try:
+            return fn(_store(), args)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+    return command
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -286,6 +298,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         announce_default_project(project, config)
     else:
         _warn_unused_tokens(store, config)
+    if not store.count_users():
+        from .cli_users import FIRST_ADMIN_HINT
+
+        host, _, port = args.bind.rpartition(":")
+        print(FIRST_ADMIN_HINT.format(url=f"http://{host or '127.0.0.1'}:{port}"),
+              file=sys.stderr)
     store.close()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flagsvc-metrics-")
@@ -362,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check and print the converted flags; write nothing")
     p.add_argument("file", nargs="?")
     p.set_defaults(func=cmd_flags_import)
+
+    from . import cli_users
+
+    cli_users.add_parser(sub, _with_store)
 
     p = sub.add_parser("backup", help="write a consistent online copy of the database")
     p.add_argument("path")

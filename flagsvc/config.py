@@ -49,6 +49,10 @@ SETTINGS = [
             "Longest a flag preview or flag-groups listing scans stored groups (≈ 5 µs each) "
             "before answering with what it scanned (complete: false); `flagsvc serve` lowers "
             "the default to half its --timeout (gunicorn kills a longer request).", float),
+    Setting("SESSION_IDLE_SECONDS", 8 * 3600.0,
+            "A console session ends after this long without a request (s).", float),
+    Setting("SESSION_MAX_SECONDS", 7 * 86400.0,
+            "A console session ends this long after sign-in, however active (s).", float),
     Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
     Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
     Setting("METRICS_TOKEN", None,
