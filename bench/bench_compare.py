@@ -45,11 +45,10 @@ def main() -> int:
     n_bodies = args.rounds * 2 * 400
     bodies = [bench_ingest.batch_body(bench_ingest.make_events(rng)) for _ in range(n_bodies)]
     servers = {}
-    for name, path in (("before", os.path.abspath(args.before)), ("after", None)):
+    for name, checkout in (("before", args.before), ("after", None)):
         db = os.path.join(d, f"{name}.db")
         shutil.copy(seed, db)
-        env = {"PYTHONPATH": path} if path else {}
-        servers[name] = common.flagsvc_server(db, workers=args.workers, extra_env=env)
+        servers[name] = common.flagsvc_server(db, workers=args.workers, checkout=checkout)
     results: dict[str, dict[str, list[float]]] = {n: {} for n in servers}
 
     def note(name: str, key: str, value: float) -> None:

@@ -47,11 +47,12 @@ class Framing:
     """How far the request at the start of a buffer has arrived. `step(buf)` returns the
     offset where it ends, `None` while incomplete, `HAND_OVER` when the thread must take
     it as it is (a body announced over the limit — refused from its headers — or a framing
-    gunicorn's parser rejects: those are answered 400 from what arrived) and
-    `TOO_LARGE` for headers over MAX_HEADER_BYTES."""
+    gunicorn's parser rejects: those are answered 400 from what arrived), `TOO_LARGE` for
+    headers over MAX_HEADER_BYTES and `BAD` for a chunk-size line that never ends."""
 
     HAND_OVER = -1
     TOO_LARGE = -2
+    BAD = -3
 
     def __init__(self, body_limit: int) -> None:
         self.body_limit = body_limit
@@ -112,8 +113,8 @@ class Framing:
     def _chunks(self, buf: bytearray) -> int | None:
         while True:
             line_end = buf.find(b"\r\n", self.pos)
-            if line_end < 0:
-                return self.HAND_OVER if len(buf) - self.pos > 4096 else None
+            if line_end < 0:  # a chunk-size line is a few bytes; gunicorn would wait for more
+                return self.BAD if len(buf) - self.pos > 1024 else None
             size_text = bytes(buf[self.pos:line_end]).split(b";")[0].strip()
             try:
                 size = int(size_text, 16)
@@ -280,6 +281,9 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             self._answer(conn, 431, "request_header_fields_too_large",
                          f"request headers are over {MAX_HEADER_BYTES} bytes")
             return True
+        if end == Framing.BAD:
+            self._answer(conn, 400, "invalid_body", "the chunked body is malformed")
+            return True
         # The thread's parser takes this request from the bytes; any the client sent after
         # it stay in the parser's buffer, and gunicorn passes them back here (enqueue_req).
         conn.request, conn.partial = bytes(conn.buf), end == Framing.HAND_OVER
@@ -300,7 +304,8 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
     def _answer(self, conn: BufferedConn, status: int, code: str, message: str) -> None:
         """A short JSON error written from the main thread, then the connection closed."""
         body = json.dumps({"code": code, "message": message, "detail": message}).encode()
-        reason = {408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
+        reason = {400: "Bad Request", 408: "Request Timeout",
+                  431: "Request Header Fields Too Large"}[status]
         head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
         self._send_quietly(conn.sock, head.encode() + body)
