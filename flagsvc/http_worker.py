@@ -38,7 +38,6 @@ from .config import load_config
 
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers, larger: 431 (gunicorn's own limits
 #                               are checked on what arrived, by its parser)
-IO_SECONDS = 10.0  # a thread's socket timeout: writing an answer to a client that reads none
 LINGER_SECONDS = 2.0  # after an answer with Connection: close, how long its FIN may take
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -158,7 +157,9 @@ class BufferedConn(TConn):  # type: ignore[misc]
         """In the thread, before gunicorn parses: the parser reads the request from memory."""
         super().init()
         if self.request is not None:
-            self.sock.settimeout(IO_SECONDS)
+            # Writing the answer to a client that reads none: as long as a request may run
+            # (--timeout; past it the worker is replaced anyway, see notify()).
+            self.sock.settimeout(self.cfg.timeout or None)
             self.parser.unreader.unread(self.request)
             self.request = None
 
