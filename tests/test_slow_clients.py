@@ -19,7 +19,7 @@ import pytest
 import requests
 from stress.harness import API_TOKEN, Server, create_flag
 
-from flagsvc.http_worker import MAX_HEADER_BYTES, Framing
+from flagsvc.http_framing import MAX_HEADER_BYTES, Framing
 
 HEADER_TIMEOUT, BODY_TIMEOUT = 2, 3
 DECIDE_BOUND = 2.0  # seconds: every decide request is answered within this, slow clients or not
