@@ -54,7 +54,7 @@ class Snapshot:
     distinct id) (`pid` None for the remote client's); a table holds one group type's."""
 
     __slots__ = ("flags", "fast", "mode", "hashed", "born", "expires", "pid",
-                 "resolver", "cache", "identity")
+                 "resolver", "cache", "identity", "all_fast")
 
     fast: dict[str, tuple[Any, ...]]
     cache: PropertyCache
@@ -71,6 +71,13 @@ class Snapshot:
                                                        else ("g", pid, f.bucket_by)))
                          for k, f in flags.items()
                          if f.fast is not None and f.fast_value is not None}
+        # get_all_flags without a Context: possible when every flag is of the fast shape,
+        # or off whatever the context (disabled, or broken: its value is False either way)
+        self.all_fast: tuple[tuple[str, Any], ...] | None = tuple(
+            (k, self.fast.get(k)) for k, f in flags.items()
+            if k in self.fast or f.error is not None or not f.active)
+        if len(self.all_fast) != len(flags):
+            self.all_fast = None
         client = policy.client_properties if policy is not DEFAULT_POLICY else None
         self.mode = FILL_MODE if client == FILL else IGNORE_MODE if client == IGNORE else 0
         self.hashed = hashed
