@@ -41,6 +41,7 @@ from .engine.context import EMPTY
 from .ingest.privacy import hash_flag, hash_given, hashed_keys, policy_of
 from .propcache import DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, PropertyCache, size_of
 from .store import Store
+from .store.disk import DiskWatch
 
 log = logging.getLogger("flagsvc.service")
 
@@ -127,8 +128,9 @@ class FlagService:
     """Cached access to flags and properties for evaluation."""
 
     def __init__(self, store: Store, cache_seconds: float = 0.5, cache_size: int = 100_000,
-                 cache_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 min_free_bytes: int = 0, cache_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.store = store
+        self.disk = DiskWatch(min_free_bytes)  # can writes succeed? (/readyz)
         self.reader = store.reader(READ_BUSY_TIMEOUT_MS)
         self.cache_seconds = cache_seconds
         self._flags: dict[int, FlagSet] = {}
