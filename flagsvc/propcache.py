@@ -23,6 +23,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
+intern = sys.intern
+_INTERN_MAX = 64  # longer strings are rarely shared
+
 # Per entry beside the value: the key tuple and its strings (counted separately), the
 # OrderedDict node and slot, the bookkeeping tuple (measured with tracemalloc: ~190 bytes).
 ENTRY_OVERHEAD = 200
@@ -41,6 +44,18 @@ def size_of(value: Any, _depth: int = 0) -> int:
         for v in value:
             size += size_of(v, _depth + 1)
     return size
+
+
+def canonical(value: Any) -> Any:
+    """A property set as the cache keeps it: a dict is copied with its string keys (and
+    short string values) interned — one copy of each property name and common value ("pro")
+    however many sets have it, and the flags' interned names and values (fastpath.py) match
+    them by identity, without reading strings from memory the cache has scattered."""
+    if value.__class__ is not dict:
+        return value
+    return {intern(k) if k.__class__ is str else k:
+            intern(v) if v.__class__ is str and len(v) <= _INTERN_MAX else v
+            for k, v in value.items()}
 
 
 class PropertyCache:
@@ -90,11 +105,16 @@ class PropertyCache:
         return value
 
     def __setitem__(self, key: tuple, value: Any) -> None:
-        self.put(key, value)
+        """Store `value` as it is (`put` makes the canonical copy)."""
+        self.put(key, value, copy=False)
 
-    def put(self, key: tuple, value: Any, generation: int | None = None) -> bool:
-        """Store `value`; with `generation`, only if nothing was evicted since the caller
-        read `self.generation` (False then). An entry larger than the budget is not kept."""
+    def put(self, key: tuple, value: Any, generation: int | None = None,
+            copy: bool = True) -> bool:
+        """Store `value` (as `canonical(value)` unless `copy` is False: the caller passes
+        one already); with `generation`, only if nothing was evicted since the caller read
+        `self.generation` (False then). An entry larger than the budget is not kept."""
+        if copy:
+            value = canonical(value)
         size = ENTRY_OVERHEAD + size_of(key) + size_of(value)
         with self._lock:
             if generation is not None and generation != self.generation:

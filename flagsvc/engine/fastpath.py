@@ -18,6 +18,7 @@ other shape return None and take the general path.
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -50,7 +51,9 @@ class _Source:
 
 def _filter_test(src: _Source, f: Any) -> str:
     """An expression that is the filter's result for `props` (mirrors compile._make_check)."""
-    key = src.bind("k", f.key)
+    # interned, like the property names of cached property sets (propcache.py): a lookup
+    # then matches by identity
+    key = src.bind("k", sys.intern(f.key) if f.key.__class__ is str else f.key)
     if f.operator in ("is_set", "is_not_set"):
         want = (f.operator == "is_set") != f.negate
         return f"(props.get({key}) is not None) is {want}"
@@ -59,7 +62,7 @@ def _filter_test(src: _Source, f: Any) -> str:
         return f"((v := props.get({key})) is not None and not {matcher}(v, now))"
     texts = getattr(f.matcher, "fast_texts", None)
     if texts is not None:
-        t = src.bind("t", texts)
+        t = src.bind("t", frozenset(sys.intern(x) if x.__class__ is str else x for x in texts))
         if getattr(f.matcher, "fast_texts_complete", False):
             return (f"((v := props.get({key})) is not None and "
                     f"((v in {t}) if v.__class__ is str else {matcher}(v, now)))")
