@@ -25,7 +25,7 @@ Unleash gives exactly flagsvc's (same hash), PostHog and GrowthBook say False wh
 conditions exclude the organization. `--smoke` runs only that, on a few hundred orgs
 (CI: tests/test_bench_client.py).
 
-    python bench/bench_client.py [--rounds 5] [--orgs 20000] [--no-record] [--smoke]
+    python bench/bench_client.py [--rounds 9] [--orgs 20000] [--no-record] [--smoke]
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def timed(cases: dict[str, Callable[[], None]], rounds: int, n: int) -> dict[str
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--orgs", type=int, default=common.N_ORGS)
     ap.add_argument("--all-orgs", type=int, default=300, help="orgs for get_all_flags")
     ap.add_argument("--no-record", action="store_true")

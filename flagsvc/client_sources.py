@@ -135,6 +135,7 @@ class EmbeddedSource(_Source):
         # Both are gated by the service's own `cache_seconds` clock: cheap when not due.
         flag_set = self.service.flag_set(self.project_id)
         self.service.sync_changes()
+        self.service.property_cache.compact()
         if previous is not None and previous.identity is flag_set:
             return previous.renewed(now)
         return Snapshot(flag_set.compiled, flag_set.policy, bool(flag_set.private_keys),
@@ -304,6 +305,7 @@ class RemoteSource(_Source):
 
     def snapshot(self, previous: Snapshot | None, now: float) -> Snapshot:
         self._resolver._cache.expire()  # cache_seconds
+        self._resolver._cache.compact()
         state = self._state
         if previous is not None and previous.identity is state:
             return previous.renewed(now)

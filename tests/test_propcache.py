@@ -75,3 +75,16 @@ def test_stored_sets_share_interned_names_and_short_values():
     (kx, *_), (ky,) = x, y
     assert kx is ky is sys.intern("plan") and x["plan"] is y["plan"]
     assert x == {"plan": "pro", "blob": "z" * 500}
+
+
+def test_compact_waits_for_half_the_cache_then_keeps_every_value():
+    cache = PropertyCache()
+    table = cache.table(("g", 1, "org"))
+    for i in range(1500):
+        cache.put(("g", 1, "org", f"o{i}"), _props(i))
+    before = dict(table)
+    assert cache.compact() is True  # 1,500 stored since the start: at least half
+    assert table == before and all(table[k] is not before[k] for k in table)
+    cache.put(("g", 1, "org", "late"), _props(0))
+    assert cache.compact() is False  # one new entry: not worth a pass
+    assert cache.table(("g", 1, "org")) is table
