@@ -26,7 +26,7 @@ import requests
 from .contexts import DEFAULT_POLICY, FILL, IGNORE, ContextPolicy, context_policy, resolve_context
 from .engine import CompiledFlag, Context, Resolver
 from .engine.compile import PERSON
-from .propcache import PropertyCache, canonical
+from .propcache import PropertyCache
 from .service import FlagService, compile_project_flags, hash_context
 
 log = logging.getLogger("flagsvc.client")
@@ -170,7 +170,8 @@ class HttpResolver:
             # Not an answer: keep serving the last one we had (an unknown group is treated
             # as absent for this call only, not cached as absent).
             return tuple(self._last.get(k) for k in keys)
-        values = tuple(canonical(v) for v in parse(found)) if found else (None,) * len(keys)
+        values = (tuple(cache.canonical(v) for v in parse(found)) if found
+                  else (None,) * len(keys))
         for key, value in zip(keys, values, strict=True):
             cache.put(key, value, generation, copy=False)
             self._last.put(key, value, copy=False)  # the same objects: no second copy

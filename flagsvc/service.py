@@ -39,7 +39,7 @@ from .contexts import DEFAULT_POLICY, ContextPolicy, context_policy
 from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_all
 from .engine.context import EMPTY
 from .ingest.privacy import hash_flag, hash_given, hashed_keys, policy_of
-from .propcache import DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, PropertyCache, canonical, size_of
+from .propcache import DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, PropertyCache, size_of
 from .store import Store
 from .store.disk import DiskWatch
 
@@ -215,7 +215,7 @@ class FlagService:
                 cache[key] = value  # retried after the TTL, not on every request
             self._serving_stale("properties", e)
             return value
-        value = canonical(value)  # one copy for both caches (propcache.py)
+        value = self._props.canonical(value)  # one copy for both caches (propcache.py)
         with self._props_lock:
             # If another thread moved through the change log while this read ran, the
             # eviction it did may have been for this very key: do not keep the value.

@@ -1,12 +1,12 @@
 """propcache.PropertyCache: the byte budget and the entry cap hold (oldest out first), ages
 out in bulk, a read that raced an eviction is not stored, tables stay the same objects
-(FlagClient holds them), and stored sets share their property names."""
+(FlagClient holds them), and stored sets share their property names, short values, ints."""
 
 from __future__ import annotations
 
 import sys
 
-from flagsvc.propcache import ENTRY_OVERHEAD, PropertyCache, canonical, size_of
+from flagsvc.propcache import ENTRY_OVERHEAD, PropertyCache, size_of
 
 
 def _props(i: int) -> dict:
@@ -14,7 +14,8 @@ def _props(i: int) -> dict:
 
 
 def test_the_byte_budget_holds_and_the_oldest_leave_first():
-    one = ENTRY_OVERHEAD + size_of(("g", 1, "org", "o-000")) + size_of(canonical(_props(0)))
+    one = (ENTRY_OVERHEAD + size_of(("g", 1, "org", "o-000"))
+           + size_of(PropertyCache().canonical(_props(0))))
     cache = PropertyCache(max_bytes=10 * one + one // 2)
     for i in range(50):
         cache.put(("g", 1, "org", f"o-{i:03d}"), _props(i))
@@ -69,12 +70,13 @@ def test_stored_sets_share_interned_names_and_short_values():
     cache = PropertyCache()
     a, b = "".join(["pl", "an"]), "".join(["pl", "an"])
     assert a is not b
-    cache.put(("g", 1, "org", "x"), {a: "".join(["p", "ro"]), "blob": "z" * 500})
-    cache.put(("g", 1, "org", "y"), {b: "".join(["p", "ro"])})
+    n = int("12345")
+    cache.put(("g", 1, "org", "x"), {a: "".join(["p", "ro"]), "blob": "z" * 500, "n": n})
+    cache.put(("g", 1, "org", "y"), {b: "".join(["p", "ro"]), "n": int("12345")})
     x, y = cache.get(("g", 1, "org", "x")), cache.get(("g", 1, "org", "y"))
-    (kx, *_), (ky,) = x, y
-    assert kx is ky is sys.intern("plan") and x["plan"] is y["plan"]
-    assert x == {"plan": "pro", "blob": "z" * 500}
+    (kx, *_), (ky, _) = x, y
+    assert kx is ky is sys.intern("plan") and x["plan"] is y["plan"] and x["n"] is y["n"]
+    assert x == {"plan": "pro", "blob": "z" * 500, "n": 12345}
 
 
 def test_compact_waits_for_half_the_cache_then_keeps_every_value():
