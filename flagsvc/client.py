@@ -1,17 +1,19 @@
 """`FlagClient`: in-process evaluation with the server's own engine (SPEC §6).
 
-Two sources:
+Two sources (client_sources.py):
 
 * embedded — `FlagClient.from_database("flagsvc.db", api_token=...)` reads the SQLite
-  file the server writes (same machine); flag edits are seen within `cache_seconds`.
+  file the server writes (same machine); flag edits and ingested properties are seen within
+  `cache_seconds` (and the client's 0.1 s clock).
 * remote — `FlagClient.from_server("http://flags:8000", secret_key=...)` polls
   `GET /api/flags/definitions` with `If-None-Match`, fetches group and person properties
-  it lacks on demand through a bounded TTL cache, and keeps serving the last good
-  definitions while the server is unreachable.
+  it lacks on demand (cached for `cache_seconds`), and keeps serving the last good
+  definitions and properties while the server is unreachable.
 
-Either way `get_flag`, `evaluate` and `get_all_flags` answer exactly as the HTTP decide
-endpoint does for the same inputs: same engine, same merging of stored and given
-properties, and the project's `client_properties` (contexts.py; what the app passes a
+Stored properties are cached up to `cache_bytes` (estimated) and `cache_size` entries
+(propcache.py). Either way `get_flag`, `evaluate` and `get_all_flags` answer exactly as the
+HTTP decide endpoint does for the same inputs: same engine, same merging of stored and
+given properties, and the project's `client_properties` (contexts.py; what the app passes a
 FlagClient counts as signed: it runs in the app's backend).
 """
 
