@@ -42,6 +42,9 @@ SETTINGS = [
             "How long a worker reuses flag definitions and group properties before re-checking; "
             "edits reach every worker within this time.", float),
     Setting("CACHE_SIZE", 100_000, "Most group / person property sets cached per worker.", int),
+    Setting("CACHE_BYTES", 64 * 1024 * 1024,
+            "Most bytes (estimated) of property sets cached per worker (and per stale copy).",
+            int),
     Setting("CORS_ORIGINS", "*", "Allowed origins for decide and ingestion (browsers)."),
     Setting("MAX_FUTURE_SECONDS", 86400.0,
             "Events stamped further in the future than this are refused.", float),
