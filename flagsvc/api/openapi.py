@@ -226,6 +226,12 @@ def public_ops() -> dict[tuple[str, str], Op]:
             description="`token`: the public api token. Flags on, every PostHog product "
                         "flagsvc does not have off; the .js form sets "
                         "`window._POSTHOG_REMOTE_CONFIG[token]`.")
+    ops[("/static/{name}", "get")] = Op(
+        "posthog-js's build files (PostHog's snippet loads api_host/static/array.js)",
+        "decide", (302, None), errors=("404",), auth=None,
+        headers={"Location": "the file in FLAGSVC_POSTHOG_JS_ASSETS (a version folder dropped)"},
+        description="flagsvc hosts no posthog-js files: a redirect to the operator's copy "
+                    "(FLAGSVC_POSTHOG_JS_ASSETS), else 404 saying so.")
     ops[("/flags/definitions", "get")] = Op(
         "posthog-node local-evaluation poll: no definitions (every flag through /flags)",
         "decide", (200, None), errors=("401",), auth=None, request_headers=("If-None-Match",),
