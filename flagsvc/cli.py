@@ -1,8 +1,10 @@
-"""The `flagsvc` command: serve, migrate, project create/rotate, flags export/import, backup."""
+"""The `flagsvc` command: serve, migrate, project create/rotate, flags export/import, user,
+backup."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -162,7 +164,8 @@ def cmd_flags_import(args: argparse.Namespace) -> int:
     if converted.skipped and not args.skip_unimportable:
         print("nothing was imported (--skip-unimportable imports the others)", file=sys.stderr)
         return 1
-    done = import_flags(store, args.project, converted.flags, dry_run=args.dry_run)
+    done = import_flags(store, args.project, converted.flags, dry_run=args.dry_run,
+                        actor="cli")
     if done.conflict:
         print(f"error: {done.conflict}", file=sys.stderr)
         return 1
@@ -197,6 +200,16 @@ def _field_summary(fields: dict[str, dict[str, str]]) -> dict[str, str]:
                                        else f"a property of group type {group_type}")
             out.setdefault(name, set()).add(text)
     return {k: " / ".join(sorted(v)) for k, v in sorted(out.items())}
+
+
+def _with_store(fn: Any) -> Any:
+    """A command function running `fn(store, args)`; a ValueError is its one-line error."""
+    def command(args: argparse.Namespace) -> int:
+        try:
+            return fn(_store(), args)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+    return command
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -237,22 +250,60 @@ def _warn_unused_tokens(store: Store, config: Mapping[str, Any]) -> None:
                   "or point FLAGSVC_DATABASE at a new file.", file=sys.stderr)
 
 
+def secret_key_path(database: str) -> str:
+    """Where a new database's generated secret key is written: beside the database."""
+    return os.path.abspath(database) + ".secret_key"
+
+
+def announce_default_project(project: dict[str, Any], config: Mapping[str, Any],
+                             out: Any = None) -> None:
+    """Say that the default project was created, without putting its secret key in the
+    service's log: a generated key is written to `<database>.secret_key` (mode 0600, this
+    user only) and, when a person is at a terminal, also shown there; a key taken from
+    FLAGSVC_SECRET_KEY is never repeated."""
+    out = out or sys.stderr  # looked up now: tests and callers may have replaced it
+    print("created the default project on this new database:", file=out)
+    _print_project({k: v for k, v in project.items() if k != "secret_key"}, False, out=out)
+    if config.get("SECRET_KEY"):
+        print("  secret_key: the one in FLAGSVC_SECRET_KEY", file=out)
+        return
+    path = secret_key_path(config["DATABASE"])
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a deleted database's key: no longer valid
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(project["secret_key"] + "\n")
+    except OSError as e:
+        print(f"  secret_key: could not be written to {path} ({e.strerror or e}); "
+              f"`flagsvc project rotate-secret-key {project['id']}` makes a new one",
+              file=out)
+    else:
+        print(f"  secret_key: in {path} (admin API; readable by this user only, never "
+              "logged): store it somewhere safe, then delete the file", file=out)
+    if out.isatty():  # a person reads this terminal; nothing keeps it
+        print(f"  secret_key: {project['secret_key']}   (shown here because this is a "
+              "terminal)", file=out)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import ensure_default_project
 
     config = load_config()
-    _check_bind_free(args.bind)  # before a new database's one-time secret key is printed
+    _check_bind_free(args.bind)  # before a new database's one-time secret key is made
     store = Store(config["DATABASE"], synchronous=config["SYNCHRONOUS"])
     project = ensure_default_project(store, config)
     if project is not None:
-        print("created the default project on this new database:", file=sys.stderr)
-        if config.get("SECRET_KEY"):  # the operator chose it: never copy it into the logs
-            project = {k: v for k, v in project.items() if k != "secret_key"}
-        _print_project(project, False, out=sys.stderr)
-        if config.get("SECRET_KEY"):
-            print("  secret_key: the one in FLAGSVC_SECRET_KEY", file=sys.stderr)
+        announce_default_project(project, config)
     else:
         _warn_unused_tokens(store, config)
+    if not store.count_users():
+        from .cli_users import FIRST_ADMIN_HINT
+
+        host, _, port = args.bind.rpartition(":")
+        print(FIRST_ADMIN_HINT.format(url=f"http://{host or '127.0.0.1'}:{port}"),
+              file=sys.stderr)
     store.close()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flagsvc-metrics-")
@@ -329,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check and print the converted flags; write nothing")
     p.add_argument("file", nargs="?")
     p.set_defaults(func=cmd_flags_import)
+
+    from . import cli_users
+
+    cli_users.add_parser(sub, _with_store)
 
     p = sub.add_parser("backup", help="write a consistent online copy of the database")
     p.add_argument("path")

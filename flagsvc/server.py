@@ -134,6 +134,9 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
     """gunicorn's settings for `flagsvc serve`; `database`: also run its ingestion writer
     (store/writer.py) from the master."""
     options: dict[str, Any] = {
+        # gthread reading whole requests in its poller before a thread runs them: slow
+        # clients cannot hold the threads (http_worker.py)
+        "worker_class": "flagsvc.http_worker.BufferingWorker",
         "bind": bind,
         "workers": workers or default_workers(),
         "threads": threads,

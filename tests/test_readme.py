@@ -80,11 +80,15 @@ def served(tmp_path):
         proc.wait(timeout=15)
 
 
-def test_walkthrough_runs_as_written(served):
+def test_walkthrough_runs_as_written(served, tmp_path):
     port = served
     outputs = []
+    flagsvc = str(Path(sys.executable).parent / "flagsvc")
     for block in _blocks("bash walkthrough"):
-        script = block.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        script = block.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace(
+            # the server's database (it runs in tmp_path)
+            "FLAGSVC_DATABASE=walkthrough.db", f"FLAGSVC_DATABASE={tmp_path / 'walkthrough.db'}"
+        ).replace(".venv/bin/flagsvc", flagsvc)
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr
@@ -107,6 +111,14 @@ def test_walkthrough_runs_as_written(served):
     imported = json.loads(outputs[5])
     assert imported["created"] == ["legacy-search"] and imported["group_types"] == []
     assert imported["context_fields"]["legacy-search"]["plan"] == "group:account"
+
+    # The first admin was created in the served database, and can sign in to the console.
+    assert "created admin you@example.com" in outputs[6]
+    console = requests.Session()
+    r = console.post(f"http://127.0.0.1:{port}/ui/signin", allow_redirects=False, timeout=10,
+                     data={"email": "you@example.com", "password": "a long walkthrough password"})
+    assert r.status_code == 303 and r.headers["Location"] == "/ui/", r.text[:300]
+    assert "new-billing" in console.get(f"http://127.0.0.1:{port}/ui/", timeout=10).text
 
     python = _blocks("python walkthrough")[0].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
     printed = io.StringIO()

@@ -31,7 +31,8 @@ from flagsvc.app import create_app
 from flagsvc.ingest.model import Call
 
 # Routes that need no token and show nothing of any project.
-OPEN = {"/static/<path:name>", "/healthz", "/readyz", "/metrics", "/api/openapi.json"}
+OPEN = {"/static/<path:name>", "/healthz", "/readyz", "/metrics", "/api/openapi.json",
+        "/ui/static/<path:filename>", "/ui/signin", "/"}
 TOKEN_IN_PATH = "__token__"
 MARK = "alpha"  # every name of project A contains it; B's responses must not
 DATA = "s3cr3t"  # in every stored value of project A (answers may echo a requested name)
@@ -69,7 +70,7 @@ def concrete_paths(app, world):
     """(rule, method, path) for every rule and method, path parameters filled with A's ids."""
     values = {"ref": str(world["flag_a"]["id"]), "group_type": "organization",
               "group_key": f"{MARK}-org", "distinct_id": f"{MARK}-user", "key": f"{MARK}-flag",
-              "token": TOKEN_IN_PATH}
+              "token": TOKEN_IN_PATH, "user_id": "1"}
     out = []
     for rule in app.url_map.iter_rules():
         if rule.rule in OPEN:
@@ -114,6 +115,13 @@ def test_every_route_refuses_bad_tokens_and_stores_nothing(world, who):
     client, a = world["client"], world["a"]
     before = _counts(world["store"])
     for rule, method, path in concrete_paths(world["app"], world):
+        if rule.startswith("/ui/"):  # the console: no session, so the sign-in page
+            r = client.open(path, method=method, headers={"Authorization": f"Bearer {token}"}
+                            if (token := a["secret_key"]) and who == "wrong_kind" else {})
+            assert r.status_code == 303, (who, method, path, r.status_code)
+            assert r.headers["Location"].startswith("/ui/signin"), r.headers["Location"]
+            assert DATA not in r.get_data(as_text=True)  # (the path it was asked is echoed)
+            continue
         is_admin = rule.startswith("/api/")
         token = {"unknown": "fsk_unknown" if is_admin else "phc_unknown",
                  "revoked": world["revoked_secret"] if is_admin else world["revoked_api"],

@@ -38,7 +38,7 @@ from .adminlib import (
     query,
     stored_flag,
 )
-from .common import admin_project, service
+from .common import actor, admin_project, service
 
 bp.add_url_rule("/openapi.json", "openapi", openapi.serve, methods=["GET"])
 
@@ -125,7 +125,7 @@ def _written(project_id: int, flag: dict[str, Any], status: int = 200) -> Respon
 
 @bp.get("/flags")
 def list_flags() -> Response:
-    project = admin_project()
+    project = admin_project("read")
     args = query(s.FlagListQuerySchema())
     flags = service().store.list_flags(project["id"], include_deleted=args["include_deleted"])
     return json_response({"flags": FLAG.dump(flags, many=True)})
@@ -133,14 +133,15 @@ def list_flags() -> Response:
 
 @bp.post("/flags")
 def create_flag() -> Response:
-    project = admin_project()
+    project = admin_project("flags")
     defn = load(s.FlagWriteSchema(), body())
     defn.pop("version", None)
     create = defn.pop("create_group_types")
     check_flag(project["id"], defn)
     ensure_group_types(project["id"], defn, create)
     try:
-        flag = service().store.create_flag(project["id"], defn, check=no_cycle(defn["key"]))
+        flag = service().store.create_flag(project["id"], defn, check=no_cycle(defn["key"]),
+                                           actor=actor())
     except Conflict as e:
         raise ConflictError(str(e), errors={"key": [str(e)]}) from None
     return _written(project["id"], flag, 201)
@@ -148,7 +149,7 @@ def create_flag() -> Response:
 
 @bp.get("/flags/<ref>")
 def get_flag(ref: str) -> Response:
-    project = admin_project()
+    project = admin_project("read")
     flag = stored_flag(project["id"], ref)
     return json_response(FLAG.dump(flag), etag=flag["version"])
 
@@ -157,7 +158,7 @@ def get_flag(ref: str) -> Response:
 def update_flag(ref: str) -> Response:
     """PUT replaces the rules (omitted fields take their defaults); PATCH changes the fields
     it names. Both need the version the client read; a stale one is a 409."""
-    project = admin_project()
+    project = admin_project("flags")
     data = body()
     current = stored_flag(project["id"], ref)
     schema = s.FlagWriteSchema()
@@ -175,7 +176,7 @@ def update_flag(ref: str) -> Response:
     ensure_group_types(project["id"], merged, create)
     try:
         flag = service().store.update_flag(project["id"], current["id"], changes, version,
-                                           check=no_cycle(current["key"]))
+                                           check=no_cycle(current["key"]), actor=actor())
     except Conflict as e:
         raise _conflict(project["id"], current["id"], e) from None
     except NotFound as e:
@@ -193,13 +194,14 @@ def no_cycle(key: str) -> Any:
 
 
 def _set_deleted(ref: str, deleted: bool) -> Response:
-    project = admin_project()
+    project = admin_project("flags")
     current = stored_flag(project["id"], ref)
     version = None
     if request.headers.get("If-Match") is not None:
         version = expected_version(None)
     try:
-        flag = service().store.set_flag_deleted(project["id"], current["id"], deleted, version)
+        flag = service().store.set_flag_deleted(project["id"], current["id"], deleted, version,
+                                                actor=actor())
     except Conflict as e:
         raise _conflict(project["id"], current["id"], e) from None
     return _written(project["id"], flag)
@@ -218,7 +220,7 @@ def restore_flag(ref: str) -> Response:
 
 @bp.get("/audit")
 def audit() -> Response:
-    project = admin_project()
+    project = admin_project("read")
     args = query(s.AuditQuerySchema())
     flag_id = None
     if args.get("flag_id"):

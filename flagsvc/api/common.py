@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 
 from ..errors import Unauthorized
 from ..service import FlagService
@@ -66,14 +66,71 @@ def add_cors(response: Response) -> Response:
     return response
 
 
-def admin_project() -> dict[str, Any]:
-    """The project of the `Authorization: Bearer <secret_key>`; 401 otherwise. The public
-    api token is refused here (403) so a leaked browser token cannot change flags."""
+SESSION_COOKIE = "flagsvc_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def session_policy() -> Any:
+    from ..accounts import SessionPolicy
+
+    return SessionPolicy(config("SESSION_IDLE_SECONDS"), config("SESSION_MAX_SECONDS"))
+
+
+def console_session() -> dict[str, Any] | None:
+    """The signed-in console session of this request (its cookie), looked up once."""
+    from ..accounts import current_session
+
+    if "flagsvc_session" not in g:
+        g.flagsvc_session = current_session(service().store,
+                                            request.cookies.get(SESSION_COOKIE), session_policy())
+    return g.flagsvc_session
+
+
+def session_project(session: dict[str, Any]) -> dict[str, Any] | None:
+    """The project the session has chosen, if its user may still open it (else their first)."""
+    store = service().store
+    allowed = store.user_project_ids(session["user"])
+    pid = session["project_id"] if session["project_id"] in allowed else (
+        allowed[0] if allowed else None)
+    return store.get_project(pid) if pid is not None else None
+
+
+def actor() -> str | None:
+    """Who this request's changes are by, for the audit log: "user <email>" (console) or
+    "secret key <prefix>" (admin API)."""
+    return g.get("flagsvc_actor")
+
+
+def admin_project(need: str = "admin") -> dict[str, Any]:
+    """The project of the `Authorization: Bearer <secret_key>` (which may do anything in
+    it), or of a signed-in console user whose role allows `need` ("read", "flags" or
+    "admin"); 401 otherwise. The public api token is refused here (403) so a leaked browser
+    token cannot change flags. A console user's change must carry the session's CSRF token
+    in `X-CSRF-Token` (a cross-site page can send the cookie, never that header)."""
+    from ..accounts import csrf_ok, may
     from ..errors import Forbidden
 
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
+    if not header and request.cookies.get(SESSION_COOKIE):
+        session = console_session()
+        if session is None:
+            raise Unauthorized("your console session has expired: sign in again")
+        if request.method not in SAFE_METHODS and not csrf_ok(
+                session, request.headers.get(CSRF_HEADER)):
+            raise Forbidden("missing or wrong CSRF token: this change did not come from a "
+                            "flagsvc console page")
+        user = session["user"]
+        if not may(user["role"], need):
+            raise Forbidden(f"a {user['role']} cannot do this (it needs "
+                            f"{'an admin' if need == 'admin' else 'an editor'})")
+        project = session_project(session)
+        if project is None:
+            raise Forbidden("you have no project: ask an admin to give you one")
+        g.flagsvc_actor = f"user {user['email']}"
+        return project
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("admin routes need Authorization: Bearer <secret_key>")
     project = service().project_for_token(token, "secret")
@@ -81,4 +138,5 @@ def admin_project() -> dict[str, Any]:
         if service().project_for_token(token, "api") is not None:
             raise Forbidden("that is the public api token; admin routes need the secret key")
         raise Unauthorized("unknown or revoked secret key")
+    g.flagsvc_actor = f"secret key {token[:8]}"
     return project

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any
 
 from flask import Response, request
@@ -22,7 +23,7 @@ from .common import admin_project, service
 
 @bp.get("/group_types")
 def list_group_types() -> Response:
-    project = admin_project()
+    project = admin_project("read")
     types = service().store.group_types(project["id"])
     return json_response(s.GroupTypeListSchema().dump({"group_types": types}))
 
@@ -96,7 +97,7 @@ def _property_filters() -> dict[str, Any]:
 
 @bp.get("/groups")
 def list_groups() -> Response:
-    project = admin_project()
+    project = admin_project("read")
     args = query(s.GroupQuerySchema())
     rows, total = service().store.list_groups(
         project["id"], group_type=args.get("group_type"), properties=_property_filters(),
@@ -108,7 +109,7 @@ def list_groups() -> Response:
 @bp.get("/groups/<group_type>/<path:group_key>")
 def get_group(group_type: str, group_key: str) -> Response:
     """A group's profile: properties, parent, children, members, recent events."""
-    project = admin_project()
+    project = admin_project("read")
     try:
         group = service().store.get_group(project["id"], group_type, group_key)
     except NotFound as e:
@@ -118,7 +119,7 @@ def get_group(group_type: str, group_key: str) -> Response:
 
 @bp.get("/persons")
 def list_persons() -> Response:
-    project = admin_project()
+    project = admin_project("read")
     args = query(s.PageQuerySchema())
     rows, total = service().store.list_persons(project["id"], limit=args["limit"],
                                                offset=args["offset"])
@@ -128,7 +129,7 @@ def list_persons() -> Response:
 
 @bp.get("/persons/<path:distinct_id>")
 def get_person(distinct_id: str) -> Response:
-    project = admin_project()
+    project = admin_project("read")
     try:
         person = service().store.get_person(project["id"], distinct_id)
     except NotFound as e:
@@ -142,7 +143,7 @@ def get_person(distinct_id: str) -> Response:
 
 @bp.get("/project")
 def get_project() -> Response:
-    project = admin_project()
+    project = admin_project("read")
     return json_response(s.ProjectSchema().dump(_project_view(project["id"])))
 
 
@@ -193,3 +194,15 @@ def update_project() -> Response:
     store.update_project(project["id"], **changes)
     service().invalidate(project["id"])
     return json_response(s.ProjectSchema().dump(_project_view(project["id"])))
+
+
+@bp.post("/project/tokens")
+def rotate_token() -> Response:
+    """A new api token or secret key, shown in this answer only; the old one keeps working
+    for the grace (0: revoked now), as `flagsvc project rotate-*` does."""
+    project = admin_project()
+    req = load(s.TokenRotateSchema(), body())
+    value = service().store.rotate_token(project["id"], req["kind"], req["grace_seconds"])
+    return json_response(s.TokenRotatedSchema().dump({
+        "kind": req["kind"], "token": value,
+        "previous_expire_at": time.time() + req["grace_seconds"]}), 201)

@@ -14,7 +14,7 @@ from ..errors import ConflictError, ValidationFailed
 from ..imports import Unimportable, convert
 from ..imports.apply import import_flags, skip_unresolved
 from .adminlib import body, bp, json_response, load
-from .common import admin_project, service
+from .common import actor, admin_project, service
 
 _OPTIONS = {"unleash": ("environment", "group_types", "fields_"),
             "posthog": ("group_type_mapping",), "flagsvc": ()}
@@ -38,7 +38,7 @@ def _options(req: dict[str, Any]) -> dict[str, Any]:
 
 @bp.post("/flags/import")
 def import_flags_route() -> Response:
-    project = admin_project()
+    project = admin_project("flags")
     req = load(s.FlagImportSchema(), body())
     try:
         converted = convert(req["format"], req["data"], **_options(req))
@@ -52,7 +52,7 @@ def import_flags_route() -> Response:
             "some flags cannot be imported (skip_unimportable imports the others)",
             errors={f"flags.{k}": [v] for k, v in converted.skipped.items()})
     done = import_flags(service().store, project["id"], converted.flags,
-                        dry_run=req["dry_run"])
+                        dry_run=req["dry_run"], actor=actor())
     if done.conflict:
         raise ConflictError(done.conflict)
     if done.problems:

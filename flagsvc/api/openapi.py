@@ -155,6 +155,11 @@ def admin_ops() -> dict[tuple[str, str], Op]:
             body=s.SigningKeyRotateSchema, tag="project",
             description="The key is in this answer only. Older keys keep verifying for "
                         "`grace_seconds` (default 3600; 0 revokes them now)."),
+        ("/api/project/tokens", "post"): admin(
+            "Rotate the project's api token or secret key", (201, s.TokenRotatedSchema),
+            body=s.TokenRotateSchema, tag="project",
+            description="The new token is in this answer only. The old one keeps working "
+                        "for `grace_seconds` (default 3600; 0 revokes it now)."),
         (f + "/definitions", "get"): admin(
             "Flag definitions for in-process evaluators", (200, s.DefinitionsSchema),
             tag="definitions", headers={"ETag": "strong; send it back as If-None-Match"},

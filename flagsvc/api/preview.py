@@ -145,14 +145,14 @@ def draft(project_id: int, data: Any) -> dict[str, Any]:
 
 @bp.post("/flags/preview")
 def preview_draft() -> Response:
-    project = admin_project()
+    project = admin_project("read")
     defn = draft(project["id"], body())
     return json_response(s.PreviewSchema().dump(preview(project["id"], defn)))
 
 
 @bp.get("/flags/<ref>/preview")
 def preview_saved(ref: str) -> Response:
-    project = admin_project()
+    project = admin_project("read")
     flag = stored_flag(project["id"], ref)
     return json_response(s.PreviewSchema().dump(preview(project["id"], flag)))
 
@@ -160,7 +160,7 @@ def preview_saved(ref: str) -> Response:
 @bp.get("/flags/<ref>/groups")
 def flag_groups(ref: str) -> Response:
     """The groups a saved flag is on (or off) for, a page at a time, with their variant."""
-    project = admin_project()
+    project = admin_project("read")
     args = query(s.FlagGroupsQuerySchema())
     flag = stored_flag(project["id"], ref)
     want, limit, offset = args["enabled"], args["limit"], args["offset"]
@@ -197,7 +197,7 @@ def _explain(project_id: int, defn: Mapping[str, Any], data: Mapping[str, Any]) 
 
 @bp.post("/flags/explain")
 def explain_draft() -> Response:
-    project = admin_project()
+    project = admin_project("read")
     data = load(s.ExplainRequestSchema(), body())
     if "flag" not in data:
         raise ValidationFailed("a draft flag is required",
@@ -209,7 +209,7 @@ def explain_draft() -> Response:
 def explain_saved(ref: str) -> Response:
     """Why the flag has its value for a context. A `flag` in the body explains that draft
     (with this flag's key) instead of the saved rules."""
-    project = admin_project()
+    project = admin_project("read")
     data = load(s.ExplainRequestSchema(), body())
     saved = stored_flag(project["id"], ref)
     defn = draft(project["id"], {**data["flag"], "key": saved["key"]}) if "flag" in data else saved

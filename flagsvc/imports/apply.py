@@ -80,8 +80,9 @@ def _no_cycle(keys: list[str]) -> Any:
 
 
 def import_flags(store: Any, project_id: int, raw: Iterable[Any],
-                 dry_run: bool = False) -> Applied:
-    """Check every flag of `raw` (admin API input shape), then write them all or none."""
+                 dry_run: bool = False, actor: str | None = None) -> Applied:
+    """Check every flag of `raw` (admin API input shape), then write them all or none;
+    `actor` is who the audit log names."""
     done = Applied()
     flags = _loaded(raw, done.problems)
     keys = [f["key"] for f in flags]
@@ -117,7 +118,8 @@ def import_flags(store: Any, project_id: int, raw: Iterable[Any],
             (done.unchanged if same_rules(current, f) else done.updated).append(f["key"])
         return done
     try:
-        written = store.import_flags(project_id, flags, done.group_types, check=_no_cycle(keys))
+        written = store.import_flags(project_id, flags, done.group_types, check=_no_cycle(keys),
+                                     actor=actor)
     except (Conflict, LimitExceeded) as e:  # a concurrent change: nothing was written
         done.conflict = f"{e} (changed while importing; nothing was written, try again)"
         return done

@@ -46,6 +46,8 @@ from .directory import (
     SigningKeyRotateSchema,
     SigningKeySchema,
     StoredPropertiesSchema,
+    TokenRotatedSchema,
+    TokenRotateSchema,
 )
 from .flags import (
     FLAG_READ_ONLY,
@@ -170,6 +172,8 @@ __all__ = [
     "SigningKeyCreatedSchema",
     "SigningKeyRotateSchema",
     "SigningKeySchema",
+    "TokenRotateSchema",
+    "TokenRotatedSchema",
     "PropertyFilterSchema",
     "SegmentMessageSchema",
     "SegmentRequestSchema",

@@ -150,6 +150,18 @@ class SigningKeyCreatedSchema(Schema):
     previous_keys_expire_at = Timestamp()
 
 
+class TokenRotateSchema(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(["api", "secret"]), metadata={
+        "description": "api: the public api token; secret: the secret key"})
+    grace_seconds = fields.Float(load_default=3600.0, validate=validate.Range(0, 30 * 86400))
+
+
+class TokenRotatedSchema(Schema):
+    kind = fields.String()
+    token = fields.String(metadata={"description": "shown only in this answer"})
+    previous_expire_at = Timestamp()
+
+
 class ProjectPatchSchema(Schema):
     name = fields.String(validate=validate.Length(1, 200))
     default_group_type = GroupTypeName()

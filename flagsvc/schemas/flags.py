@@ -187,6 +187,9 @@ class AuditEntrySchema(Schema):
     before = fields.Nested(FlagSchema, allow_none=True)
     after = fields.Nested(FlagSchema, allow_none=True)
     created_at = Timestamp()
+    actor = fields.String(allow_none=True, metadata={"description": (
+        "who made the change: \"user <email>\" (web console), \"secret key <prefix>\" "
+        "(admin API), \"cli\"; null for changes made before flagsvc recorded it")})
 
 
 class AuditPageSchema(Schema):

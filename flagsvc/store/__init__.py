@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from .catalog import CatalogMixin
 from .db import (
     BUSY_TIMEOUT_MS,
     WAL_AUTOCHECKPOINT_PAGES,
@@ -22,12 +23,14 @@ from .group_types import GroupTypeNotAllowed, GroupTypesMixin
 from .groups import GroupsMixin
 from .ingest import IngestMixin
 from .projects import ProjectsMixin
+from .users import ROLES, UsersMixin
 
-__all__ = ["Conflict", "GroupTypeNotAllowed", "LimitExceeded", "MigrationError", "NotFound",
-           "Store", "StoreError", "transaction"]
+__all__ = ["ROLES", "Conflict", "GroupTypeNotAllowed", "LimitExceeded", "MigrationError",
+           "NotFound", "Store", "StoreError", "transaction"]
 
 
-class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin):
+class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin, UsersMixin,
+            CatalogMixin):
     """All reads and writes of one SQLite file (one connection per thread)."""
 
     def __init__(self, path: str, synchronous: str = "FULL", migrate_now: bool = True,

@@ -53,14 +53,16 @@ class FlagsMixin:
         return _flag_row(row)
 
     def _audit(self, conn: sqlite3.Connection, project_id: int, action: str,
-               before: dict | None, after: dict | None) -> None:
+               before: dict | None, after: dict | None, actor: str | None) -> None:
+        """The audit entry of a flag change, in the change's transaction. `actor` says who:
+        "user <email>" (console), "secret key <prefix>" (admin API), "cli"."""
         ref = after or before or {}
         conn.execute(
             "INSERT INTO audit_log (project_id, flag_id, flag_key, action, version, before, after, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (project_id, ref.get("id"), ref.get("key"), action, ref.get("version"),
              json.dumps(before) if before is not None else None,
-             json.dumps(after) if after is not None else None, time.time()))
+             json.dumps(after) if after is not None else None, time.time(), actor))
         conn.execute("UPDATE projects SET flags_rev = flags_rev + 1 WHERE id = ?", (project_id,))
 
     def _check_live(self, conn: sqlite3.Connection, project_id: int, check: Any) -> None:
@@ -73,7 +75,7 @@ class FlagsMixin:
                 (project_id,))])
 
     def create_flag(self, project_id: int, flag: dict[str, Any],
-                    check: Any = None) -> dict[str, Any]:
+                    check: Any = None, actor: str | None = None) -> dict[str, Any]:
         """Insert a new flag at version 1; Conflict if the key is taken (deleted flags too).
         `check(live_flags)` runs before the commit and may veto it by raising."""
         now = time.time()
@@ -95,11 +97,12 @@ class FlagsMixin:
             created = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
                                              (cur.lastrowid,)).fetchone())
             self._check_live(conn, project_id, check)
-            self._audit(conn, project_id, "created", None, created)
+            self._audit(conn, project_id, "created", None, created, actor)
         return created
 
     def update_flag(self, project_id: int, flag_id: int | str, changes: dict[str, Any],
-                    expected_version: int | None, check: Any = None) -> dict[str, Any]:
+                    expected_version: int | None, check: Any = None,
+                    actor: str | None = None) -> dict[str, Any]:
         """Apply `changes` if the stored version is `expected_version` (None: any); the
         check and the write are one transaction, so concurrent writers cannot both win."""
         conn = self.conn()
@@ -121,7 +124,7 @@ class FlagsMixin:
             after = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
                                            (before["id"],)).fetchone())
             self._check_live(conn, project_id, check)
-            self._audit(conn, project_id, "updated", before, after)
+            self._audit(conn, project_id, "updated", before, after, actor)
         return after
 
     def _locked_flag(self, conn: sqlite3.Connection, project_id: int,
@@ -134,7 +137,8 @@ class FlagsMixin:
         return _flag_row(row)
 
     def set_flag_deleted(self, project_id: int, flag_id: int | str, deleted: bool,
-                         expected_version: int | None = None) -> dict[str, Any]:
+                         expected_version: int | None = None,
+                         actor: str | None = None) -> dict[str, Any]:
         conn = self.conn()
         with transaction(conn):
             before = self._locked_flag(conn, project_id, flag_id)
@@ -149,11 +153,13 @@ class FlagsMixin:
                 (time.time() if deleted else None, time.time(), before["id"]))
             after = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
                                            (before["id"],)).fetchone())
-            self._audit(conn, project_id, "deleted" if deleted else "restored", before, after)
+            self._audit(conn, project_id, "deleted" if deleted else "restored", before, after,
+                        actor)
         return after
 
     def import_flags(self, project_id: int, flags: list[dict[str, Any]],
-                     group_types: list[str], check: Any = None) -> dict[str, list[str]]:
+                     group_types: list[str], check: Any = None,
+                     actor: str | None = None) -> dict[str, list[str]]:
         """Create, update or restore `flags` by key and create `group_types`, all in one
         transaction (each change audited as the single-flag methods do; a flag whose rules
         are unchanged is left at its version). `check(live_flags)` may veto the whole import
@@ -175,7 +181,7 @@ class FlagsMixin:
                         "updated_at) VALUES (?, ?, ?, 1, ?, ?)",
                         (project_id, flag["key"], _definition(flag), now, now))
                     self._audit(conn, project_id, "created", None, self._row_by_id(
-                        conn, cur.lastrowid))
+                        conn, cur.lastrowid), actor)
                     done["created"].append(flag["key"])
                     continue
                 before = _flag_row(row)
@@ -183,7 +189,7 @@ class FlagsMixin:
                     conn.execute("UPDATE flags SET deleted_at = NULL, version = version + 1, "
                                  "updated_at = ? WHERE id = ?", (now, before["id"]))
                     restored = self._row_by_id(conn, before["id"])
-                    self._audit(conn, project_id, "restored", before, restored)
+                    self._audit(conn, project_id, "restored", before, restored, actor)
                     done["restored"].append(flag["key"])
                     before = restored
                 if same_rules(before, flag):
@@ -193,7 +199,7 @@ class FlagsMixin:
                              "updated_at = ? WHERE id = ?",
                              (_definition({**before, **flag}), now, before["id"]))
                 self._audit(conn, project_id, "updated", before,
-                            self._row_by_id(conn, before["id"]))
+                            self._row_by_id(conn, before["id"]), actor)
                 done["updated"].append(flag["key"])
             self._check_live(conn, project_id, check)
         return done
@@ -205,8 +211,8 @@ class FlagsMixin:
 
     def audit_log(self, project_id: int, flag_id: int | None = None, limit: int = 100,
                   before_id: int | None = None) -> list[dict[str, Any]]:
-        sql = ("SELECT id, flag_id, flag_key, action, version, before, after, created_at "
-               "FROM audit_log WHERE project_id = ?")
+        sql = ("SELECT id, flag_id, flag_key, action, version, before, after, created_at, "
+               "actor FROM audit_log WHERE project_id = ?")
         args: list[Any] = [project_id]
         if flag_id is not None:
             sql += " AND flag_id = ?"
@@ -220,5 +226,14 @@ class FlagsMixin:
         for r in self.conn().execute(sql, args):
             out.append({"id": r[0], "flag_id": r[1], "flag_key": r[2], "action": r[3],
                         "version": r[4], "before": json.loads(r[5]) if r[5] else None,
-                        "after": json.loads(r[6]) if r[6] else None, "created_at": r[7]})
+                        "after": json.loads(r[6]) if r[6] else None, "created_at": r[7],
+                        "actor": r[8]})
         return out
+
+    def last_changes(self, project_id: int) -> dict[int, dict[str, Any]]:
+        """flag id -> its latest audit entry's action, actor and time (the flags list)."""
+        rows = self.conn().execute(
+            "SELECT flag_id, action, actor, created_at FROM audit_log WHERE id IN "
+            "(SELECT MAX(id) FROM audit_log WHERE project_id = ? GROUP BY flag_id)",
+            (project_id,)).fetchall()
+        return {r[0]: {"action": r[1], "actor": r[2], "created_at": r[3]} for r in rows}

@@ -1,0 +1,122 @@
+"""The session gate of every console page, sign-in (with lockout), sign-out, the one-time
+password change, and the project switcher."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlparse
+
+from flask import redirect, render_template, request
+from werkzeug.wrappers import Response
+
+from .. import accounts
+from ..api.common import SESSION_COOKIE, config, console_session, session_policy
+from . import bp
+from .views import SignInNeeded, back_to, check_csrf, render, session, store
+
+OPEN_ENDPOINTS = {"console.signin", "console.static"}
+
+
+@bp.before_request
+def _gate() -> Response | None:
+    """Every page but sign-in needs a session; a user with a one-time password changes it
+    first. State-changing requests are checked for the CSRF token by the routes."""
+    if request.endpoint in OPEN_ENDPOINTS:
+        return None
+    s = console_session()
+    if s is None:
+        return redirect("/ui/signin?next=" + quote(_safe_next(request.full_path)), code=303)
+    if s["user"]["must_change_password"] and request.endpoint != "console.password" and (
+            request.endpoint != "console.signout"):
+        return redirect("/ui/password", code=303)
+    return None
+
+
+@bp.errorhandler(SignInNeeded)
+def _sign_in(_: SignInNeeded) -> Response:
+    return redirect("/ui/signin", code=303)
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    """No page is framed (clickjacking), none cached, and scripts only from this origin."""
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of this console (never another site) is followed after sign-in."""
+    target = (target or "").rstrip("?")
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or not target.startswith("/ui/") or "\\" in target:
+        return "/ui/"
+    return target
+
+
+def _set_cookie(response: Response, value: str, max_age: float | None) -> None:
+    response.set_cookie(SESSION_COOKIE, value, max_age=int(max_age) if max_age else None,
+                        path="/", httponly=True, samesite="Lax", secure=request.is_secure)
+
+
+@bp.route("/signin", methods=["GET", "POST"])
+def signin() -> Response | str | tuple[str, int]:
+    no_users = store().count_users() == 0
+    if request.method == "GET":
+        return render_template("signin.html", next=_safe_next(request.args.get("next")),
+                               no_users=no_users, error=None, email="")
+    email = request.form.get("email", "")
+    try:
+        user = accounts.verify(store(), email, request.form.get("password", ""))
+    except accounts.SignInRefused as e:
+        return render_template("signin.html", next=_safe_next(request.form.get("next")),
+                               no_users=no_users, error=str(e), email=email), 401
+    token, _ = accounts.start_session(store(), user, session_policy())
+    response = back_to("/ui/password" if user["must_change_password"]
+                       else _safe_next(request.form.get("next")))
+    _set_cookie(response, token, config("SESSION_MAX_SECONDS"))
+    return response
+
+
+@bp.post("/signout")
+def signout() -> Response:
+    check_csrf()
+    store().delete_session(session()["id"])
+    response = back_to("/ui/signin")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def password() -> Response | str:
+    error = None
+    if request.method == "POST":
+        check_csrf()
+        s = session()
+        new, again = request.form.get("password", ""), request.form.get("confirm", "")
+        current = request.form.get("current", "")
+        try:
+            accounts.verify(store(), s["user"]["email"], current)
+            if new != again:
+                raise ValueError("the two new passwords differ")
+            accounts.reset_password(store(), s["user"]["id"], new, keep_session=s["id"])
+            return back_to("/ui/")
+        except (accounts.SignInRefused, ValueError) as e:
+            error = str(e)
+    return render("password.html", error=error)
+
+
+@bp.post("/project")
+def switch_project() -> Response:
+    """The switcher: the session opens another of the user's projects."""
+    check_csrf()
+    s = session()
+    wanted = request.form.get("project_id", "")
+    if wanted.isdigit() and int(wanted) in store().user_project_ids(s["user"]):
+        store().set_session_project(s["id"], int(wanted))
+    return back_to("/ui/")

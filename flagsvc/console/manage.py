@@ -1,0 +1,129 @@
+"""Console pages of the project's history and administration: the audit log with
+before/after diffs, project settings and token rotation (their script calls the admin API),
+and users (admins)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+from flask import abort, request
+from werkzeug.wrappers import Response
+
+from .. import accounts
+from ..store import ROLES, Conflict, NotFound
+from . import bp
+from .views import back_to, check_csrf, project, render, require, session, store
+
+BOOKKEEPING = {"id", "version", "created_at", "updated_at", "deleted_at"}
+
+
+def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The fields an audited change changed: name, before and after as JSON text, and the
+    lines of their JSON that changed ("del" / "add", with "same" lines around them)."""
+    before, after = before or {}, after or {}
+    out = []
+    for name in sorted((set(before) | set(after)) - BOOKKEEPING):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        old_text = None if name not in before else json.dumps(old, indent=1, sort_keys=True)
+        new_text = None if name not in after else json.dumps(new, indent=1, sort_keys=True)
+        out.append({"field": name, "before": old_text, "after": new_text,
+                    "lines": _lines(old_text, new_text)})
+    return out
+
+
+def _lines(old: str | None, new: str | None) -> list[tuple[str, str]]:
+    marks = {"-": "del", "+": "add", " ": "same"}
+    lines = []
+    for line in difflib.unified_diff((old or "").splitlines(), (new or "").splitlines(),
+                                     lineterm="", n=2):
+        if line.startswith(("---", "+++")):
+            continue
+        if line.startswith("@@"):
+            lines.append(("gap", "…"))
+            continue
+        lines.append((marks[line[0]], line[1:]))
+    return lines[1:] if lines and lines[0][0] == "gap" else lines
+
+
+@bp.get("/audit")
+def audit() -> str:
+    p = project()
+    flag_key = request.args.get("flag", "").strip()
+    flag_id = None
+    if flag_key:
+        try:
+            flag_id = store().get_flag(p["id"], flag_key)["id"]
+        except NotFound:
+            abort(404, f"no flag {flag_key!r} in this project")
+    before = request.args.get("before", "")
+    entries = store().audit_log(p["id"], flag_id=flag_id, limit=50,
+                                before_id=int(before) if before.isdigit() and len(before) < 19
+                                else None)
+    for e in entries:
+        e["changes"] = diff(e["before"], e["after"])
+    more = entries[-1]["id"] if len(entries) == 50 else None
+    return render("audit.html", entries=entries, flag_key=flag_key, more=more)
+
+
+@bp.get("/settings")
+def settings() -> str:
+    require("admin")
+    p = project()
+    return render("settings.html", settings=store().get_project(p["id"]),
+                  group_types=store().group_types(p["id"]),
+                  signing_keys=store().signing_keys(p["id"]))
+
+
+@bp.get("/users")
+def users() -> str:
+    require("admin")
+    return render("users.html", users=store().list_users(), roles=ROLES, created=None,
+                  error=None, all_projects=store().list_projects())
+
+
+@bp.post("/users")
+def user_create() -> Response | str:
+    require("admin")
+    check_csrf()
+    email, role = request.form.get("email", ""), request.form.get("role", "")
+    error, created = None, None
+    try:
+        if role not in ROLES:
+            raise ValueError("choose a role")
+        user, temporary = accounts.create_user(store(), email, role)
+        created = {"email": user["email"], "password": temporary}
+    except (ValueError, Conflict) as e:
+        error = str(e)
+    return render("users.html", users=store().list_users(), roles=ROLES, created=created,
+                  error=error, all_projects=store().list_projects())
+
+
+@bp.post("/users/<int:user_id>")
+def user_change(user_id: int) -> Response | str:
+    """Change a user's role, disable / enable them, or give them a one-time password."""
+    require("admin")
+    check_csrf()
+    target = store().get_user(user_id)
+    if target is None:
+        abort(404, "no such user")
+    action = request.form.get("action", "")
+    if target["id"] == session()["user"]["id"] and action in ("role", "disable"):
+        abort(409, "you cannot change your own role or disable yourself")
+    created = None
+    if action == "role" and request.form.get("role") in ROLES:
+        store().update_user(user_id, role=request.form["role"])
+    elif action in ("disable", "enable"):
+        store().update_user(user_id, disabled=action == "disable")
+    elif action == "reset":
+        created = {"email": target["email"],
+                   "password": accounts.reset_password(store(), user_id)}
+    else:
+        abort(400, "unknown action")
+    if created:
+        return render("users.html", users=store().list_users(), roles=ROLES, created=created,
+                      error=None, all_projects=store().list_projects())
+    return back_to("/ui/users")

@@ -1,0 +1,193 @@
+"""Console users, the projects they see, and their sessions (migration 0007).
+
+Only SQL lives here: password hashing, lockout and session policy are `flagsvc.accounts`.
+Portable SQL (no SQLite-only functions), through the store's connections and transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from .db import Conflict, NotFound, transaction
+
+ROLES = ("viewer", "editor", "admin")  # each can do what the ones before it can
+
+_UCOLS = ("id, email, password_hash, role, all_projects, must_change_password, failed_logins, "
+          "locked_until, disabled_at, created_at, updated_at")
+
+
+def _user(row: tuple | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    (uid, email, pw, role, all_projects, must_change, failed, locked, disabled, created,
+     updated) = row
+    return {"id": uid, "email": email, "password_hash": pw, "role": role,
+            "all_projects": bool(all_projects), "must_change_password": bool(must_change),
+            "failed_logins": failed, "locked_until": locked, "disabled": disabled is not None,
+            "created_at": created, "updated_at": updated}
+
+
+class UsersMixin:
+    conn: Any
+
+    # ------------------------------------------------------------ users
+
+    def create_user(self, email: str, password_hash: str, role: str,
+                    projects: list[int] | None = None,
+                    must_change_password: bool = False) -> dict[str, Any]:
+        """A new user; `projects` None: every project. Conflict if the email is taken."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        now = time.time()
+        conn = self.conn()
+        try:
+            with transaction(conn):
+                cur = conn.execute(
+                    "INSERT INTO users (email, password_hash, role, all_projects, "
+                    "must_change_password, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (email.lower(), password_hash, role, int(projects is None),
+                     int(must_change_password), now, now))
+                uid = cur.lastrowid
+                for pid in projects or []:
+                    conn.execute("INSERT INTO user_projects (user_id, project_id) VALUES (?, ?)",
+                                 (uid, pid))
+        except sqlite3.IntegrityError as e:
+            if "FOREIGN KEY" in str(e):
+                raise NotFound("no such project") from None
+            raise Conflict(f"a user with email {email.lower()!r} already exists") from None
+        user = self.get_user(uid)  # type: ignore[arg-type]
+        assert user is not None
+        return user
+
+    def get_user(self, user_id: int) -> dict[str, Any] | None:
+        return _user(self.conn().execute(f"SELECT {_UCOLS} FROM users WHERE id = ?",
+                                         (user_id,)).fetchone())
+
+    def user_by_email(self, email: str) -> dict[str, Any] | None:
+        return _user(self.conn().execute(f"SELECT {_UCOLS} FROM users WHERE email = ?",
+                                         (email.strip().lower(),)).fetchone())
+
+    def list_users(self) -> list[dict[str, Any]]:
+        rows = self.conn().execute(f"SELECT {_UCOLS} FROM users ORDER BY email").fetchall()
+        return [u for u in map(_user, rows) if u is not None]
+
+    def count_users(self) -> int:
+        return self.conn().execute("SELECT COUNT(*) FROM users").fetchone()[0]
+
+    def user_project_ids(self, user: dict[str, Any]) -> list[int]:
+        """The projects a user may open (all of them for `all_projects`)."""
+        if user["all_projects"]:
+            rows = self.conn().execute("SELECT id FROM projects ORDER BY id")
+        else:
+            rows = self.conn().execute(
+                "SELECT project_id FROM user_projects WHERE user_id = ? ORDER BY project_id",
+                (user["id"],))
+        return [r[0] for r in rows]
+
+    def update_user(self, user_id: int, role: str | None = None,
+                    disabled: bool | None = None) -> dict[str, Any]:
+        """Change a user's role or disable / enable them (disabling ends their sessions)."""
+        if role is not None and role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        conn = self.conn()
+        now = time.time()
+        with transaction(conn):
+            if conn.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
+                raise NotFound(f"user {user_id} does not exist")
+            if role is not None:
+                conn.execute("UPDATE users SET role = ?, updated_at = ? WHERE id = ?",
+                             (role, now, user_id))
+            if disabled is not None:
+                conn.execute("UPDATE users SET disabled_at = ?, updated_at = ? WHERE id = ?",
+                             (now if disabled else None, now, user_id))
+                if disabled:
+                    conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+        user = self.get_user(user_id)
+        assert user is not None
+        return user
+
+    def set_password(self, user_id: int, password_hash: str, must_change: bool,
+                     keep_session: int | None = None) -> None:
+        """A new password: clears the lockout and ends the user's sessions (but
+        `keep_session`, the one that changed it)."""
+        conn = self.conn()
+        with transaction(conn):
+            cur = conn.execute(
+                "UPDATE users SET password_hash = ?, must_change_password = ?, failed_logins = 0, "
+                "locked_until = NULL, updated_at = ? WHERE id = ?",
+                (password_hash, int(must_change), time.time(), user_id))
+            if cur.rowcount == 0:
+                raise NotFound(f"user {user_id} does not exist")
+            conn.execute("DELETE FROM sessions WHERE user_id = ? AND id <> ?",
+                         (user_id, keep_session if keep_session is not None else -1))
+
+    def record_failed_login(self, user_id: int, lock_after: int, lock_seconds: float,
+                            max_lock_seconds: float) -> dict[str, Any]:
+        """Count a failed sign-in; from the `lock_after`-th on, lock the user for
+        `lock_seconds`, doubling with each further failure up to `max_lock_seconds`."""
+        conn = self.conn()
+        now = time.time()
+        with transaction(conn):
+            row = conn.execute("SELECT failed_logins FROM users WHERE id = ?",
+                               (user_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"user {user_id} does not exist")
+            failed = row[0] + 1
+            locked = None
+            if failed >= lock_after:
+                locked = now + min(max_lock_seconds, lock_seconds * 2 ** (failed - lock_after))
+            conn.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
+                         (failed, locked, user_id))
+        return {"failed_logins": failed, "locked_until": locked}
+
+    def record_sign_in(self, user_id: int) -> None:
+        conn = self.conn()
+        with transaction(conn):
+            conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
+                         (user_id,))
+
+    # ------------------------------------------------------------ sessions
+
+    def create_session(self, user_id: int, token_hash: str, csrf_token: str,
+                       project_id: int | None, expires_at: float) -> int:
+        now = time.time()
+        conn = self.conn()
+        with transaction(conn):
+            conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))  # tidy up
+            cur = conn.execute(
+                "INSERT INTO sessions (token_hash, user_id, csrf_token, project_id, created_at, "
+                "last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (token_hash, user_id, csrf_token, project_id, now, now, expires_at))
+        return cur.lastrowid  # type: ignore[return-value]
+
+    def session_by_token(self, token_hash: str) -> dict[str, Any] | None:
+        """The live session of a cookie, with its user (None once expired or disabled)."""
+        row = self.conn().execute(
+            "SELECT id, user_id, csrf_token, project_id, created_at, last_seen_at, expires_at "
+            "FROM sessions WHERE token_hash = ?", (token_hash,)).fetchone()
+        if row is None or row[6] <= time.time():
+            return None
+        user = self.get_user(row[1])
+        if user is None or user["disabled"]:
+            return None
+        return {"id": row[0], "user": user, "csrf_token": row[2], "project_id": row[3],
+                "created_at": row[4], "last_seen_at": row[5], "expires_at": row[6]}
+
+    def touch_session(self, session_id: int, expires_at: float) -> None:
+        conn = self.conn()
+        with transaction(conn):
+            conn.execute("UPDATE sessions SET last_seen_at = ?, expires_at = ? WHERE id = ?",
+                         (time.time(), expires_at, session_id))
+
+    def set_session_project(self, session_id: int, project_id: int) -> None:
+        conn = self.conn()
+        with transaction(conn):
+            conn.execute("UPDATE sessions SET project_id = ? WHERE id = ?",
+                         (project_id, session_id))
+
+    def delete_session(self, session_id: int) -> None:
+        conn = self.conn()
+        with transaction(conn):
+            conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))

@@ -1,0 +1,101 @@
+"""Console users (issue 17): argon2id hashes, lockout after repeated failures, one-time
+passwords, the `flagsvc user` commands, and the actor every audited change records."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+
+from flagsvc import accounts
+from flagsvc.cli import main
+from flagsvc.store import Conflict
+
+
+def test_passwords_are_argon2id_hashes_and_verify(store):
+    user, temporary = accounts.create_user(store, "Ann@Example.com", "admin",
+                                           "correct horse battery")
+    assert temporary is None and user["email"] == "ann@example.com"
+    assert user["password_hash"].startswith("$argon2id$")
+    assert "correct horse" not in user["password_hash"]
+    assert accounts.verify(store, "ANN@example.com", "correct horse battery")["id"] == user["id"]
+    with pytest.raises(accounts.SignInRefused, match="wrong email or password"):
+        accounts.verify(store, "ann@example.com", "wrong password!")
+    with pytest.raises(accounts.SignInRefused, match="wrong email or password"):
+        accounts.verify(store, "nobody@example.com", "correct horse battery")
+    with pytest.raises(Conflict):
+        accounts.create_user(store, "ann@example.com", "viewer", "another password")
+    with pytest.raises(ValueError, match="at least"):
+        accounts.create_user(store, "short@example.com", "viewer", "short")
+
+
+def test_one_time_password_must_be_changed(store):
+    user, temporary = accounts.create_user(store, "bob@example.com", "viewer")
+    assert temporary and user["must_change_password"]
+    assert accounts.verify(store, "bob@example.com", temporary)["must_change_password"]
+
+
+def test_lockout_after_repeated_failures_even_with_the_right_password(store, monkeypatch):
+    accounts.create_user(store, "eve@example.com", "editor", "correct horse battery")
+    for _ in range(accounts.LOCK_AFTER - 1):
+        with pytest.raises(accounts.SignInRefused, match="wrong"):
+            accounts.verify(store, "eve@example.com", "guess guess guess")
+    with pytest.raises(accounts.SignInRefused, match="try again in 3[01] s"):
+        accounts.verify(store, "eve@example.com", "guess guess guess")
+    with pytest.raises(accounts.SignInRefused, match="too many failed sign-ins"):
+        accounts.verify(store, "eve@example.com", "correct horse battery")
+    # once the lock is over the right password works and the count starts again
+    later = time.time() + accounts.LOCK_SECONDS + 1
+    assert accounts.verify(store, "eve@example.com", "correct horse battery", now=later)
+    assert store.user_by_email("eve@example.com")["failed_logins"] == 0
+
+
+def test_further_failures_double_the_lock(store):
+    user, _ = accounts.create_user(store, "x@example.com", "viewer", "correct horse battery")
+    locks = []
+    for _ in range(accounts.LOCK_AFTER + 2):
+        state = store.record_failed_login(user["id"], accounts.LOCK_AFTER,
+                                          accounts.LOCK_SECONDS, accounts.MAX_LOCK_SECONDS)
+        locks.append(state["locked_until"] and round(state["locked_until"] - time.time()))
+    assert locks[:accounts.LOCK_AFTER - 1] == [None] * (accounts.LOCK_AFTER - 1)
+    assert locks[-3:] == [30, 60, 120]
+
+
+def test_cli_create_list_reset(db_path, monkeypatch, capsys):
+    monkeypatch.setenv("FLAGSVC_DATABASE", db_path)
+    assert main(["user", "create", "admin@example.com", "--role", "admin"]) == 0
+    out = capsys.readouterr().out
+    temporary = out.split("one-time password: ")[1].split()[0]
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["user", "create", "v@example.com", "--role", "viewer", "--password-stdin"]) == 0
+    assert "one-time" not in capsys.readouterr().out
+    assert main(["user", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "admin@example.com\tadmin\tprojects: all\tactive" in listed
+    assert "v@example.com\tviewer" in listed
+    assert main(["user", "create", "v@example.com", "--role", "viewer"]) == 1
+    from flagsvc.store import Store
+
+    store = Store(db_path)
+    assert accounts.verify(store, "admin@example.com", temporary)
+    assert main(["user", "reset", "v@example.com", "--role", "editor"]) == 0
+    assert "one-time password" in capsys.readouterr().out
+    assert store.user_by_email("v@example.com")["role"] == "editor"
+    assert main(["user", "reset", "nobody@example.com"]) == 2
+
+
+def test_first_start_tells_how_to_create_the_first_admin():
+    from flagsvc.cli_users import FIRST_ADMIN_HINT
+
+    assert "flagsvc user create" in FIRST_ADMIN_HINT and "--role admin" in FIRST_ADMIN_HINT
+
+
+def test_api_writes_record_the_secret_key_prefix_as_actor(client, store):
+    project = store.create_project("p")
+    headers = {"Authorization": f"Bearer {project['secret_key']}"}
+    r = client.post("/api/flags", headers=headers, json={"key": "f", "conditions": [{}]})
+    assert r.status_code == 201, r.get_json()
+    entries = client.get("/api/audit", headers=headers).get_json()["entries"]
+    assert entries[0]["actor"] == f"secret key {project['secret_key'][:8]}"
+    assert project["secret_key"] not in str(entries)
