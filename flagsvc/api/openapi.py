@@ -201,13 +201,16 @@ def public_ops() -> dict[tuple[str, str], Op]:
     mixpanel = ("Mixpanel `data=` (JSON or base64 JSON; query, form or body) with the token "
                 "inside; answers `1`/`0` or, with verbose=1, {status, error}. Records without "
                 "a Mixpanel token are PostHog capture.")
-    for path in ("/track", "/engage", "/groups"):
+    for path in ("/track", "/engage", "/groups", "/import"):
         for p in (path, path + "/"):
             for method in ("get", "post"):
-                if method == "post" and path != "/groups":
+                if method == "post" and path not in ("/groups", "/import"):
                     continue  # documented above as PostHog capture, same handler
                 ops[(p, method)] = Op(f"Mixpanel {path[1:]}", "ingestion", (200, None),
-                                      errors=ingest_errors, auth=None, description=mixpanel,
+                                      errors=ingest_errors, auth=None, description=mixpanel + (
+                                          " /import is /track (old events too), with the "
+                                          "project token in each event as on /track."
+                                          if path == "/import" else ""),
                                       error_bodies={c: s.MixpanelErrorSchema
                                                     for c in ingest_errors})
     amplitude = ("Amplitude: `api_key` in the body (or form); answers {code, events_ingested} "
