@@ -152,3 +152,11 @@ def test_python_mixpanel_import_data_goes_in_like_track(live_server, pid):
     bad = Mixpanel("nope", consumer=Consumer(import_url=url + "/import"))
     with pytest.raises(MixpanelException, match="token"):
         bad.import_data("unused-key", "u1", "Signup", old, api_secret="s")
+
+
+def test_python_mixpanel_merge_is_an_alias(live_server, pid):
+    mp = Mixpanel(live_server.project["api_token"], consumer=Consumer(
+        people_url=live_server.url + "/engage", import_url=live_server.url + "/import"))
+    mp.people_set("anon-1", {"plan": "free"})
+    mp.merge("unused-key", "u1", "anon-1", api_secret="s")
+    assert live_server.store.get_person(pid, "u1")["properties"] == {"plan": "free"}
