@@ -148,7 +148,7 @@ _STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_config(config)
-    app = _Flask(__name__)
+    app = _Flask(__name__, static_folder=None)  # /static/ is posthog-js's (remote_config.py)
     app.request_class = _Request
     app.config["FLAGSVC"] = settings
     app.config["MAX_CONTENT_LENGTH"] = None  # bodies are limited (after gunzip) in api/body.py

@@ -52,6 +52,11 @@ SETTINGS = [
             "Longest a flag preview or flag-groups listing scans stored groups (≈ 5 µs each) "
             "before answering with what it scanned (complete: false); `flagsvc serve` lowers "
             "the default to half its --timeout (gunicorn kills a longer request).", float),
+    Setting("POSTHOG_JS_ASSETS", None,
+            "URL prefix of posthog-js's build files (e.g. "
+            "https://cdn.jsdelivr.net/npm/posthog-js@1.449.2/dist): GET /static/<file> "
+            "redirects there, so PostHog's copy-paste snippet (it loads "
+            "api_host/static/array.js) works; unset, /static/ answers 404."),
     Setting("SESSION_IDLE_SECONDS", 8 * 3600.0,
             "A console session ends after this long without a request (s).", float),
     Setting("SESSION_MAX_SECONDS", 7 * 86400.0,
