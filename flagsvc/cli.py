@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import socket
-import sqlite3
 import sys
 import tempfile
 import time
@@ -17,7 +16,10 @@ from typing import Any
 
 from .config import load_config
 from .imports import FORMATS
-from .store import Conflict, MigrationError, Store, StoreError, is_postgres
+from .store import Conflict, DatabaseUnavailable, MigrationError, Store, StoreError, is_postgres
+
+# what makes a command's database unusable as asked: one line, no traceback
+_UNAVAILABLE: tuple[type[BaseException], ...] = (*DatabaseUnavailable, PermissionError)
 
 
 class CommandError(Exception):
@@ -451,9 +453,22 @@ def main(argv: list[str] | None = None) -> int:
     except (MigrationError, CommandError) as e:  # say what, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (sqlite3.OperationalError, PermissionError) as e:  # e.g. an unwritable database
-        print(f"error: database {load_config()['DATABASE']}: {e}", file=sys.stderr)
+    except _UNAVAILABLE as e:  # an unwritable file, no server
+        print(f"error: database {_shown(load_config()['DATABASE'])}: {e}", file=sys.stderr)
         return 2
+
+
+def _shown(database: str) -> str:
+    """The database for a message: a PostgreSQL URL without its password."""
+    if not is_postgres(database):
+        return database
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(database)
+    host = parts.hostname or ""
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
 if __name__ == "__main__":
