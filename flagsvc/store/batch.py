@@ -40,8 +40,11 @@ class _Batch(_Loading):
         self.inserted_persons: set[int] = set()  # ids of the persons write() inserted
         self.result = IngestResult()
         row = conn.execute("SELECT default_group_type, private_properties, hash_salt, "
-                           "ingestion_creates_group_types FROM projects WHERE id = ?",
-                           (project_id,)).fetchone()
+                           "ingestion_creates_group_types, event_retention_days FROM projects "
+                           "WHERE id = ?", (project_id,)).fetchone()
+        # Read here with the rest, not by retention after the writes: on PostgreSQL a read
+        # among the pipelined writes waits for all of them (a round trip).
+        self.retention_days: int | None = row[4] if row else None
         self.default_type = row[0] if row else "organization"
         # Whether this batch may create group types besides the default one (the setting).
         self.creates_types = bool(row[3]) if row else False
