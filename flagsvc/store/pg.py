@@ -197,11 +197,12 @@ class PgConnection:
         text, runs = translated(sql)
         cur = self.raw.cursor()
         try:
-            # Unnamed statements, planned for their values: a prepared statement's generic
-            # plan for `project_id = $1 AND day = ANY($2) AND message_id = ANY($3)` reads
-            # every event of the project (one project holds them all); the custom plan
-            # seeks the keys.
-            cur.execute(text, pack(args, runs) or None, prepare=False)
+            # A statement with an IN list runs unnamed, planned for its values: the generic
+            # plan of a prepared `project_id = $1 AND day = ANY($2) AND message_id =
+            # ANY($3)` reads every event of the project (one project holds them all). The
+            # others (point reads of decide, mostly) are prepared after a few runs
+            # (psycopg's default), which spares PostgreSQL parsing and planning them.
+            cur.execute(text, pack(args, runs) or None, prepare=False if runs else None)
             return PgCursor(cur, text.endswith("RETURNING id"))
         except psycopg.OperationalError as e:
             self._failed(e)
