@@ -104,6 +104,11 @@ def shot(page, name):
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def open_editor(page, url):
+    page.goto(url)
+    page.wait_for_selector("#flag-form[data-ready]")  # its script has built the form
+
+
 def wait_blast(page, enabled):
     page.wait_for_function(
         "n => { const b = document.getElementById('blast');"
@@ -127,6 +132,8 @@ def eventually(check, seconds=5.0):
 def test_editor_creates_a_group_flag_watching_the_blast_radius(browser, console):
     page = signed_in(browser, console, "editor@example.com")
     page.click("text=New flag")
+    page.wait_for_url(console.url + "/ui/flags/new")
+    page.wait_for_selector("#flag-form[data-ready]")
     page.fill("#f-key", "new-billing")
     page.fill("#f-name", "New billing page")
     page.select_option("#f-bucket", "account")
@@ -204,7 +211,7 @@ def test_explain_says_why_a_user_of_a_project_gets_the_flag(browser, console):
              "value": ["enterprise"]}]}]})
     assert r.status_code == 201, r.text
     page = signed_in(browser, console, "viewer@example.com")
-    page.goto(console.url + "/ui/flags/explained")
+    open_editor(page, console.url + "/ui/flags/explained")
     page.fill("#x-distinct", "user-42")
     page.select_option("#x-type", "project")
     page.fill("#x-key", "proj-1")
@@ -223,7 +230,7 @@ def test_second_editor_sees_the_conflict(browser, console):
     first = signed_in(browser, console, "editor@example.com")
     second = signed_in(browser, console, "admin@example.com")
     for page in (first, second):
-        page.goto(console.url + "/ui/flags/shared-edit")
+        open_editor(page, console.url + "/ui/flags/shared-edit")
         wait_blast(page, len(ACCOUNTS) + 1)
     first.fill("#f-name", "Renamed by the editor")
     first.click("#save")
@@ -254,7 +261,7 @@ def test_a_viewer_cannot_change_anything(browser, console):
     page = signed_in(browser, console, "viewer@example.com")
     assert page.locator("text=New flag").count() == 0
     assert page.locator("nav >> text=Settings").count() == 0
-    page.goto(console.url + "/ui/flags/viewer-sees")
+    open_editor(page, console.url + "/ui/flags/viewer-sees")
     assert page.locator("#save").count() == 0
     assert page.is_disabled("#f-name") and page.is_disabled("#f-active")
     # the requests the page would make, made anyway with the session's own CSRF token

@@ -300,4 +300,5 @@
   flagForm.addEventListener("submit", (e) => save(e, false));
   $("explain-form").addEventListener("submit", explain);
   form.renderAll();
+  flagForm.dataset.ready = "true";  // (tests wait for it before typing)
 })();
