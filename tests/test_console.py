@@ -216,3 +216,23 @@ def test_audit_diff_shows_the_changed_lines_of_each_changed_field():
     assert ("del", '  "rollout_percentage": 30') in change["lines"]
     assert ("add", '  "rollout_percentage": 100') in change["lines"]
     assert [f["field"] for f in diff(None, before)] == ["conditions", "key", "name"]
+
+
+def test_settings_changes_and_rotations_are_audited_without_secrets(world):
+    client, _ = sign_in(world["app"], "admin@example.com")
+    headers = {"X-CSRF-Token": csrf_of(client)}
+    assert client.patch("/api/project", headers=headers, json={
+        "name": "renamed", "client_properties": "fill"}).status_code == 200
+    r = client.post("/api/project/tokens", headers=headers, json={"kind": "secret"})
+    secret = r.get_json()["token"]
+    entries = client.get("/api/audit").get_json()["entries"]
+    rotated, updated = entries[0], entries[1]
+    assert updated["action"] == "settings_updated" and updated["actor"] == "user admin@example.com"
+    assert updated["project"] == {"before": {"name": "p1", "client_properties": "override"},
+                                  "after": {"name": "renamed", "client_properties": "fill"}}
+    assert updated["before"] is None and updated["flag_key"] is None
+    assert rotated["action"] == "secret_key_rotated"
+    assert rotated["project"]["after"]["prefix"] == secret[:8]
+    page = client.get("/ui/audit").get_data(as_text=True)
+    assert secret not in page and secret not in str(entries)
+    assert "settings updated" in page and "+ &#34;renamed&#34;" in page
