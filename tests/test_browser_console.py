@@ -191,6 +191,7 @@ def test_editor_creates_a_group_flag_watching_the_blast_radius(browser, console)
     page.click("#confirm-cancel")
     assert requests.get(console.url + "/api/flags/new-billing", headers=admin(),
                         timeout=10).json()["version"] == 2
+    page.check("#f-active")
 
     page.goto(console.url + "/ui/")
     assert "by user editor@example.com" in page.text_content("#flags-table")
@@ -220,6 +221,29 @@ def test_explain_says_why_a_user_of_a_project_gets_the_flag(browser, console):
     text = page.text_content("#explain")
     assert "condition_match" in text and "acct-00" in text  # proj-1 > ws-1 > acct-00
     assert "project proj-1" in text
+    close(page)
+
+
+def test_delete_and_restore_from_the_editor(browser, console):
+    r = requests.post(console.url + "/api/flags", headers=admin(), timeout=10,
+                      json={"key": "to-delete", "conditions": [{}]})
+    assert r.status_code == 201, r.text
+    page = signed_in(browser, console, "editor@example.com")
+    open_editor(page, console.url + "/ui/flags/to-delete")
+    page.click("#delete")
+    page.wait_for_selector("#confirm[open]")
+    assert page.text_content("#confirm-ok") == "Yes, delete"
+    page.click("#confirm-ok")
+    page.wait_for_url(console.url + "/ui/?state=deleted")
+    assert "to-delete" in page.text_content("#flags-table")
+    assert requests.get(console.url + "/api/flags/to-delete", headers=admin(),
+                        timeout=10).json()["deleted"] is True
+    open_editor(page, console.url + "/ui/flags/to-delete")
+    assert page.locator("#save").count() == 0  # a deleted flag is restored, not edited
+    page.click("#restore")
+    page.wait_for_selector("#save")
+    assert requests.get(console.url + "/api/flags/to-delete", headers=admin(),
+                        timeout=10).json()["deleted"] is False
     close(page)
 
 

@@ -27,6 +27,8 @@ def rollout_summary(flag: dict[str, Any]) -> str:
 
 
 def _matches(flag: dict[str, Any], q: str, state: str) -> bool:
+    if flag["deleted"] != (state == "deleted"):
+        return False
     if state == "active" and not flag.get("active", True):
         return False
     if state == "inactive" and flag.get("active", True):
@@ -41,7 +43,8 @@ def flags_list() -> str:
     q, state = request.args.get("q", "").strip(), request.args.get("state", "all")
     changes = store().last_changes(p["id"])
     rows = [{"flag": f, "rollout": rollout_summary(f), "change": changes.get(f["id"])}
-            for f in store().list_flags(p["id"]) if _matches(f, q, state)]
+            for f in store().list_flags(p["id"], include_deleted=state == "deleted")
+            if _matches(f, q, state)]
     return render("flags.html", rows=rows, q=q, state=state)
 
 

@@ -146,8 +146,9 @@
 
   // ------------------------------------------------------------------ save, conflicts
 
-  function ask(lines) {
+  function ask(lines, yes) {
     const dialog = $("confirm");
+    $("confirm-ok").textContent = yes || "Yes, save";
     $("confirm-text").replaceChildren(...lines.map((l) => el("li", {}, l)));
     return new Promise((resolve) => {
       dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), {once: true});
@@ -249,6 +250,22 @@
     };
   }
 
+  async function remove() {
+    if (!(await ask(["Delete " + base.key + ": it evaluates to false for everyone. Its key " +
+      "and history are kept, and it can be restored."], "Yes, delete"))) return;
+    const r = await api("DELETE", "/api/flags/" + encodeURIComponent(base.key), undefined,
+      {"If-Match": String(base.version)});
+    if (r.status === 409) { await conflict(state.draft); return; }
+    if (!r.ok) { status("Not deleted: " + errorLines(r.data).join(" · "), "error-text"); return; }
+    window.location.assign("/ui/?state=deleted");
+  }
+
+  async function restore() {
+    const r = await api("POST", "/api/flags/" + encodeURIComponent(base.key) + "/restore");
+    if (!r.ok) { status("Not restored: " + errorLines(r.data).join(" · "), "error-text"); return; }
+    window.location.reload();
+  }
+
   // ------------------------------------------------------------------ explain
 
   async function explain(event) {
@@ -299,6 +316,8 @@
   });
   flagForm.addEventListener("submit", (e) => save(e, false));
   $("explain-form").addEventListener("submit", explain);
+  if ($("delete")) $("delete").addEventListener("click", remove);
+  if ($("restore")) $("restore").addEventListener("click", restore);
   form.renderAll();
   flagForm.dataset.ready = "true";  // (tests wait for it before typing)
 })();
