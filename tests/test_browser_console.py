@@ -312,6 +312,39 @@ def test_a_viewer_cannot_change_anything(browser, console):
     close(page)
 
 
+def test_admin_rotates_the_api_token_and_manages_users(browser, console):
+    page = signed_in(browser, console, "admin@example.com")
+    page.click("nav >> text=Settings")
+    page.wait_for_url(console.url + "/ui/settings")
+    old = page.text_content("#api-token")
+    assert old == API_TOKEN
+    page.fill("#t-grace", "60")  # the old token keeps working a minute (other tests use it)
+    page.once("dialog", lambda d: d.accept())
+    page.click("#rotate-form button[type=submit]")
+    page.wait_for_selector("#new-token")
+    new = page.text_content("#new-token")
+    assert new.startswith("phc_") and new != old and page.text_content("#api-token") == new
+    r = requests.post(console.url + "/flags/?v=2", json={"api_key": new, "distinct_id": "u"},
+                      timeout=10)
+    assert r.status_code == 200
+    shot(page, "settings")
+    page.click("nav >> text=Users")
+    page.fill("#u-email", "pm@example.com")
+    page.select_option("#u-role", "viewer")
+    page.click("text=Add user")
+    page.wait_for_selector("#one-time-password")
+    assert len(page.text_content("#one-time-password")) >= 12
+    assert "pm@example.com" in page.text_content("#users-table")
+    page.goto(console.url + "/ui/users")  # (the screenshot without the one-time password)
+    shot(page, "users")
+    entries = requests.get(console.url + "/api/audit?limit=5", headers=admin(),
+                           timeout=10).json()["entries"]
+    rotated = next(e for e in entries if e["action"] == "api_token_rotated")
+    assert rotated["actor"] == "user admin@example.com"
+    assert rotated["project"]["after"]["prefix"] == new[:8]
+    close(page)
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass

@@ -236,3 +236,23 @@ def test_settings_changes_and_rotations_are_audited_without_secrets(world):
     page = client.get("/ui/audit").get_data(as_text=True)
     assert secret not in page and secret not in str(entries)
     assert "settings updated" in page and "+ &#34;renamed&#34;" in page
+
+
+def test_admin_sets_a_users_projects(world):
+    store = world["store"]
+    other = store.create_project("p2")
+    admin, _ = sign_in(world["app"], "admin@example.com")
+    token = csrf_of(admin)
+    r = admin.post("/ui/users", data={"csrf_token": token, "email": "new@example.com",
+                                      "role": "viewer", "project": [str(other["id"])]})
+    assert r.status_code == 200 and "one-time-password" in r.get_data(as_text=True)
+    user = store.user_by_email("new@example.com")
+    assert store.user_project_ids(user) == [other["id"]]
+    viewer = store.user_by_email("viewer@example.com")
+    r = admin.post(f"/ui/users/{viewer['id']}", data={
+        "csrf_token": token, "action": "projects", "project": [str(world["project"]["id"])]})
+    assert r.status_code == 303
+    assert store.user_project_ids(store.get_user(viewer["id"])) == [world["project"]["id"]]
+    admin.post(f"/ui/users/{viewer['id']}", data={"csrf_token": token, "action": "projects",
+                                                  "all_projects": "1"})
+    assert store.get_user(viewer["id"])["all_projects"] is True

@@ -78,11 +78,26 @@ def settings() -> str:
                   signing_keys=store().signing_keys(p["id"]))
 
 
+def _users_page(created: dict[str, Any] | None = None, error: str | None = None) -> str:
+    users = store().list_users()
+    for u in users:
+        u["project_ids"] = None if u["all_projects"] else store().user_project_ids(u)
+    return render("users.html", users=users, roles=ROLES, created=created, error=error,
+                  all_projects=store().list_projects())
+
+
+def _chosen_projects() -> list[int] | None:
+    """The projects ticked in a users form; None for "every project"."""
+    if request.form.get("all_projects"):
+        return None
+    known = {p["id"] for p in store().list_projects()}
+    return sorted({int(v) for v in request.form.getlist("project") if v.isdigit()} & known)
+
+
 @bp.get("/users")
 def users() -> str:
     require("admin")
-    return render("users.html", users=store().list_users(), roles=ROLES, created=None,
-                  error=None, all_projects=store().list_projects())
+    return _users_page()
 
 
 @bp.post("/users")
@@ -94,17 +109,18 @@ def user_create() -> Response | str:
     try:
         if role not in ROLES:
             raise ValueError("choose a role")
-        user, temporary = accounts.create_user(store(), email, role)
+        user, temporary = accounts.create_user(store(), email, role,
+                                               projects=_chosen_projects())
         created = {"email": user["email"], "password": temporary}
     except (ValueError, Conflict) as e:
         error = str(e)
-    return render("users.html", users=store().list_users(), roles=ROLES, created=created,
-                  error=error, all_projects=store().list_projects())
+    return _users_page(created, error)
 
 
 @bp.post("/users/<int:user_id>")
 def user_change(user_id: int) -> Response | str:
-    """Change a user's role, disable / enable them, or give them a one-time password."""
+    """Change a user's role or projects, disable / enable them, or give them a one-time
+    password."""
     require("admin")
     check_csrf()
     target = store().get_user(user_id)
@@ -118,12 +134,13 @@ def user_change(user_id: int) -> Response | str:
         store().update_user(user_id, role=request.form["role"])
     elif action in ("disable", "enable"):
         store().update_user(user_id, disabled=action == "disable")
+    elif action == "projects":
+        store().set_user_projects(user_id, _chosen_projects())
     elif action == "reset":
         created = {"email": target["email"],
                    "password": accounts.reset_password(store(), user_id)}
     else:
         abort(400, "unknown action")
     if created:
-        return render("users.html", users=store().list_users(), roles=ROLES, created=created,
-                      error=None, all_projects=store().list_projects())
+        return _users_page(created)
     return back_to("/ui/users")
