@@ -105,6 +105,7 @@ def test_one_time_password_must_be_changed_first(world):
     client, r = sign_in(world["app"], "new@example.com", temporary)
     assert r.headers["Location"] == "/ui/password"
     assert client.get("/ui/").headers["Location"] == "/ui/password"
+    assert client.get("/api/flags").status_code == 403  # the API waits for it too
     page = client.get("/ui/password").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     r = client.post("/ui/password", data={"csrf_token": token, "current": temporary,
