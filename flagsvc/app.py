@@ -156,7 +156,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     setup_logging(settings["LOG_LEVEL"])
     store = Store(settings["DATABASE"], synchronous=settings["SYNCHRONOUS"])
     app.extensions["flagsvc"] = FlagService(store, settings["CACHE_SECONDS"],
-                                            settings["CACHE_SIZE"])
+                                            settings["CACHE_SIZE"], settings["MIN_FREE_BYTES"])
 
     from .api import admin, capture, decide, definitions, health, ofrep, remote_config
 
@@ -174,6 +174,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.errorhandler(sqlite3.OperationalError)
     @app.errorhandler(Exception)
     def _error(e: Exception) -> Response:
+        app.extensions["flagsvc"].disk.saw(e)  # a write that failed on a full disk: /readyz
         status, body = error_response(e)
         return Response(body, status=status, mimetype="application/json")
 

@@ -4,6 +4,7 @@ backup."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -249,20 +250,52 @@ def _warn_unused_tokens(store: Store, config: Mapping[str, Any]) -> None:
                   "or point FLAGSVC_DATABASE at a new file.", file=sys.stderr)
 
 
+def secret_key_path(database: str) -> str:
+    """Where a new database's generated secret key is written: beside the database."""
+    return os.path.abspath(database) + ".secret_key"
+
+
+def announce_default_project(project: dict[str, Any], config: Mapping[str, Any],
+                             out: Any = None) -> None:
+    """Say that the default project was created, without putting its secret key in the
+    service's log: a generated key is written to `<database>.secret_key` (mode 0600, this
+    user only) and, when a person is at a terminal, also shown there; a key taken from
+    FLAGSVC_SECRET_KEY is never repeated."""
+    out = out or sys.stderr  # looked up now: tests and callers may have replaced it
+    print("created the default project on this new database:", file=out)
+    _print_project({k: v for k, v in project.items() if k != "secret_key"}, False, out=out)
+    if config.get("SECRET_KEY"):
+        print("  secret_key: the one in FLAGSVC_SECRET_KEY", file=out)
+        return
+    path = secret_key_path(config["DATABASE"])
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a deleted database's key: no longer valid
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(project["secret_key"] + "\n")
+    except OSError as e:
+        print(f"  secret_key: could not be written to {path} ({e.strerror or e}); "
+              f"`flagsvc project rotate-secret-key {project['id']}` makes a new one",
+              file=out)
+    else:
+        print(f"  secret_key: in {path} (admin API; readable by this user only, never "
+              "logged): store it somewhere safe, then delete the file", file=out)
+    if out.isatty():  # a person reads this terminal; nothing keeps it
+        print(f"  secret_key: {project['secret_key']}   (shown here because this is a "
+              "terminal)", file=out)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import ensure_default_project
 
     config = load_config()
-    _check_bind_free(args.bind)  # before a new database's one-time secret key is printed
+    _check_bind_free(args.bind)  # before a new database's one-time secret key is made
     store = Store(config["DATABASE"], synchronous=config["SYNCHRONOUS"])
     project = ensure_default_project(store, config)
     if project is not None:
-        print("created the default project on this new database:", file=sys.stderr)
-        if config.get("SECRET_KEY"):  # the operator chose it: never copy it into the logs
-            project = {k: v for k, v in project.items() if k != "secret_key"}
-        _print_project(project, False, out=sys.stderr)
-        if config.get("SECRET_KEY"):
-            print("  secret_key: the one in FLAGSVC_SECRET_KEY", file=sys.stderr)
+        announce_default_project(project, config)
     else:
         _warn_unused_tokens(store, config)
     if not store.count_users():

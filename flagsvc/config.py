@@ -28,6 +28,13 @@ SETTINGS = [
             "SQLite synchronous mode: FULL (durable on power loss) or NORMAL."),
     Setting("MAX_BODY_BYTES", 5 * 1024 * 1024,
             "Largest request body accepted, after gzip decompression (bytes).", int),
+    Setting("HEADER_TIMEOUT", 10.0,
+            "Seconds a client has to send a request's headers (`flagsvc serve`): slower "
+            "connections are answered 408 and closed before any worker thread sees them.",
+            float),
+    Setting("BODY_TIMEOUT", 30.0,
+            "Seconds a client has to send a request's body once its headers arrived "
+            "(`flagsvc serve`; 408 past that).", float),
     Setting("MAX_EVENT_BYTES", 1024 * 1024,
             "Largest single event in an ingestion batch (bytes).", int),
     Setting("MAX_BATCH_EVENTS", 5000, "Most events in one ingestion request.", int),
@@ -48,6 +55,12 @@ SETTINGS = [
             "A console session ends this long after sign-in, however active (s).", float),
     Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
     Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
+    Setting("METRICS_TOKEN", None,
+            "If set, /metrics answers only requests with `Authorization: Bearer <token>` "
+            "(Prometheus: `authorization: {credentials: <token>}`); others get 401."),
+    Setting("MIN_FREE_BYTES", 16 * 1024 * 1024,
+            "/readyz fails (503 disk_full) when the database's filesystem has less free "
+            "space than this; 0 turns the check off.", int),
 ]
 
 

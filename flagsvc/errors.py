@@ -99,16 +99,24 @@ class Unavailable(APIError):
     code = "unavailable"
 
 
-def error_response(e: Exception) -> tuple[int, bytes]:
-    """Status and JSON body for an exception raised while handling a request: an APIError
-    as itself, a database that cannot be reached as 503 (retry), anything else as a 500
-    with a generic body (the details go to the log, not to the client)."""
+def error_body(e: Exception) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body (flagsvc's shape) for an exception raised while handling a
+    request: an APIError as itself, a database that cannot be reached as 503 (retry),
+    anything else as a 500 with a generic body (the details go to the log, not to the
+    client). Routes of tools with an error shape of their own (Amplitude, Mixpanel) take
+    the status and `message` from here."""
     if isinstance(e, APIError):
-        return e.status, json.dumps(e.body()).encode()
+        return e.status, e.body()
     if isinstance(e, sqlite3.OperationalError):
         log.warning("database unavailable: %s", e)
         err = Unavailable(f"the database is unavailable, retry: {e}")
-        return err.status, json.dumps(err.body()).encode()
+        return err.status, err.body()
     log.exception("unexpected error", exc_info=e)
-    return 500, json.dumps({"code": "internal_error", "message": "internal error",
-                            "detail": "internal error"}).encode()
+    return 500, {"code": "internal_error", "message": "internal error",
+                 "detail": "internal error"}
+
+
+def error_response(e: Exception) -> tuple[int, bytes]:
+    """error_body, serialized."""
+    status, body = error_body(e)
+    return status, json.dumps(body).encode()

@@ -134,6 +134,9 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
     """gunicorn's settings for `flagsvc serve`; `database`: also run its ingestion writer
     (store/writer.py) from the master."""
     options: dict[str, Any] = {
+        # gthread reading whole requests in its poller before a thread runs them: slow
+        # clients cannot hold the threads (http_worker.py)
+        "worker_class": "flagsvc.http_worker.BufferingWorker",
         "bind": bind,
         "workers": workers or default_workers(),
         "threads": threads,
@@ -148,6 +151,10 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
         # gunicorn >= 25.1 opens a control socket at one path per user ($HOME/.gunicorn):
         # every instance of the user shares it, and stopping one removed another's.
         "control_socket_disable": True,
+        # The npm mixpanel client sends each track as a GET with the event base64 in the
+        # query: gunicorn's default request-line limit (4094 bytes) refused events of ~3 KB
+        # with an HTML 414. 8190 is gunicorn's largest bounded value (0 would be unbounded).
+        "limit_request_line": 8190,
     }
     if database and database != ":memory:":
         from .config import load_config

@@ -40,6 +40,7 @@ from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_a
 from .engine.context import EMPTY
 from .ingest.privacy import hash_flag, hash_given, hashed_keys, policy_of
 from .store import Store
+from .store.disk import DiskWatch
 
 log = logging.getLogger("flagsvc.service")
 
@@ -125,8 +126,10 @@ class StoreResolver:
 class FlagService:
     """Cached access to flags and properties for evaluation."""
 
-    def __init__(self, store: Store, cache_seconds: float = 0.5, cache_size: int = 100_000) -> None:
+    def __init__(self, store: Store, cache_seconds: float = 0.5, cache_size: int = 100_000,
+                 min_free_bytes: int = 0) -> None:
         self.store = store
+        self.disk = DiskWatch(min_free_bytes)  # can writes succeed? (/readyz)
         self.reader = store.reader(READ_BUSY_TIMEOUT_MS)
         self.cache_seconds = cache_seconds
         self._flags: dict[int, FlagSet] = {}

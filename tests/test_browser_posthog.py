@@ -9,6 +9,7 @@ import functools
 import http.server
 import json
 import shutil
+import subprocess
 import threading
 import time
 
@@ -61,13 +62,28 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+# An app that installs posthog-js from npm and bundles it (esbuild here, as webpack or vite
+# would): the default entry, the lazy-loading module.
+NPM_ENTRY = "import posthog from 'posthog-js';\nwindow.posthog = posthog;\n"
+
+
+def bundle(site, entry_source, outfile, *packages):
+    """Bundles `entry_source` (imports from tests/js's node_modules) into site/outfile."""
+    modules = node_modules("esbuild", *packages)
+    (site / f"{outfile}.entry.js").write_text(entry_source)
+    subprocess.run([str(modules / ".bin" / "esbuild"), str(site / f"{outfile}.entry.js"),
+                    "--bundle", "--format=iife", f"--outfile={site / outfile}"], check=True,
+                   env={"NODE_PATH": str(modules), "PATH": "/usr/bin:/bin"},
+                   capture_output=True, timeout=120)
+
+
 @pytest.fixture
 def static_site(tmp_path):
     """A static server for the page and posthog-js's own build files."""
     dist = node_modules("posthog-js") / "posthog-js" / "dist"
     site = tmp_path / "site"
     site.mkdir()
-    for name in ("array.full.js", "array.js"):
+    for name in ("array.full.js", "array.js", "array.no-external.js"):
         shutil.copy(dist / name, site / name)
     handler = functools.partial(_Quiet, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -95,18 +111,9 @@ def _events(live_server, event=None):
     return [r for r in rows if event is None or r[0] == event]
 
 
-# The lazy build (array.js, like the npm module) loads its surveys bundle from api_host's
-# /static/ even when the remote config says surveys are off; flagsvc does not host
-# posthog-js's files, so the README says: full build, or `disable_surveys: true`.
-@pytest.mark.parametrize("build,extra", [("array.full.js", ""),
-                                         ("array.js", ", disable_surveys: true")])
-def test_posthog_js_runs_clean_against_flagsvc(live_server, static_site, browser, build, extra):
-    _seed(live_server.store, live_server.project["id"])
-    site, origin = static_site
-    (site / "index.html").write_text(PAGE % {
-        "build": build, "extra": extra, "token": json.dumps(live_server.project["api_token"]),
-        "host": json.dumps(live_server.url)})
-    page = browser.new_page()
+def _watch(page, live_server):
+    """Collects every console error, page error, failed request and 4xx/5xx answer from
+    flagsvc (problems) and the paths asked of flagsvc."""
     problems: list[str] = []
     flagsvc_paths: list[str] = []
     page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
@@ -119,6 +126,29 @@ def test_posthog_js_runs_clean_against_flagsvc(live_server, static_site, browser
             if r.status >= 400:
                 problems.append(f"{r.status}: {r.url}")
     page.on("response", on_response)
+    return problems, flagsvc_paths
+
+
+# Every build a page can use, each with posthog-js's default options (nothing disabled):
+# the full build; the lazy builds, which load each product's bundle from api_host's /static/
+# when the remote config turns it on (array.js, what PostHog's snippet loads, and the npm
+# module, bundled); the build with no loader, which reads the JSON config instead of
+# config.js. None may make a failing request or log an error.
+BUILDS = ["array.full.js", "array.js", "array.no-external.js", "npm-module.js"]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_posthog_js_runs_clean_against_flagsvc(live_server, static_site, browser, build):
+    _seed(live_server.store, live_server.project["id"])
+    site, origin = static_site
+    if build == "npm-module.js":
+        bundle(site, NPM_ENTRY, build, "posthog-js")
+    token = live_server.project["api_token"]
+    (site / "index.html").write_text(PAGE % {
+        "build": build, "extra": "", "token": json.dumps(token),
+        "host": json.dumps(live_server.url)})
+    page = browser.new_page()
+    problems, flagsvc_paths = _watch(page, live_server)
     page.goto(f"{origin}/index.html")
     out = page.evaluate(SCENARIO)
     # Events go out in batches (posthog-js flushes every few seconds): wait for the rows.
@@ -126,10 +156,17 @@ def test_posthog_js_runs_clean_against_flagsvc(live_server, static_site, browser
     while time.time() < deadline and not (
             _events(live_server, "clicked") and _events(live_server, "$feature_flag_called")):
         page.wait_for_timeout(250)
+    # A lazy product loaded late (after flags, or on the first events) still shows here.
+    page.wait_for_timeout(1000)
     page.close()
     assert problems == [], "\n".join(problems)
-    assert any(p.startswith(f"/array/{live_server.project['api_token']}/config")
-               for p in flagsvc_paths), flagsvc_paths
+    assert not [p for p in flagsvc_paths if p.startswith("/static/")], flagsvc_paths
+    # The loader builds take config.js as the script posthog-js expects (it sets the global
+    # it reads: had it not, posthog-js would fall back to the JSON config); the build with
+    # no loader asks the JSON.
+    config_paths = {p for p in flagsvc_paths if p.startswith(f"/array/{token}/")}
+    expected = "config" if build == "array.no-external.js" else "config.js"
+    assert config_paths == {f"/array/{token}/{expected}"}, flagsvc_paths
     variant = _expected_variant("a1")
     assert out["variant"] == variant
     assert out["payload"] == {"color": "blue" if variant == "control" else "green"}
@@ -140,3 +177,32 @@ def test_posthog_js_runs_clean_against_flagsvc(live_server, static_site, browser
     clicked = _events(live_server, "clicked")
     assert clicked and clicked[0][1] == "alice"
     assert json.loads(clicked[0][3]) == {"project": "p1"}
+
+
+# posthog-js's debug mode logs what its products do with the config (an error for a bundle
+# that failed to load, a product it could not start); PostHog's snippet today also passes
+# `defaults`, which turns on newer behaviour (history-change pageviews, head-injected
+# scripts). Neither may show an error against flagsvc.
+@pytest.mark.parametrize("build", ["array.js", "npm-module.js"])
+def test_posthog_js_debug_mode_and_defaults_log_no_error(live_server, static_site, browser,
+                                                         build):
+    _seed(live_server.store, live_server.project["id"])
+    site, origin = static_site
+    if build == "npm-module.js":
+        bundle(site, NPM_ENTRY, build, "posthog-js")
+    (site / "index.html").write_text(PAGE % {
+        "build": build, "extra": ", debug: true, defaults: '2026-08-29'",
+        "token": json.dumps(live_server.project["api_token"]),
+        "host": json.dumps(live_server.url)})
+    page = browser.new_page()
+    problems, flagsvc_paths = _watch(page, live_server)
+    warnings: list[str] = []
+    page.on("console", lambda m: m.type == "warning" and warnings.append(m.text))
+    page.goto(f"{origin}/index.html")
+    out = page.evaluate(SCENARIO)
+    page.wait_for_timeout(3000)
+    page.close()
+    assert problems == [], "\n".join(problems)
+    assert out["variant"] == _expected_variant("a1")
+    # The one warning expected: surveys, told nothing, stay unloaded.
+    assert all("Surveys" in w for w in warnings), warnings

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +206,64 @@ def test_serve_opens_no_control_socket_shared_by_every_instance():
 
     app = server._Gunicorn(server.gunicorn_options())
     assert app.cfg.control_socket_disable is True
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["log", "terminal"])
+def test_a_generated_secret_key_goes_to_a_private_file_never_to_the_log(db_path, terminal):
+    from flagsvc.app import ensure_default_project
+    from flagsvc.cli import announce_default_project, secret_key_path
+    from flagsvc.store import Store
+
+    store = Store(db_path)
+    config = {"DATABASE": db_path}
+    project = ensure_default_project(store, config)
+    out = _Terminal() if terminal else io.StringIO()
+    announce_default_project(project, config, out=out)
+    path = secret_key_path(db_path)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    key = Path(path).read_text().strip()
+    assert key == project["secret_key"] and store.project_for_token(key, "secret")
+    printed = out.getvalue()
+    assert project["api_token"] in printed and path in printed
+    assert (key in printed) is terminal  # shown only to a person at a terminal
+
+
+def test_a_chosen_secret_key_is_neither_printed_nor_written(db_path):
+    from flagsvc.app import ensure_default_project
+    from flagsvc.cli import announce_default_project, secret_key_path
+    from flagsvc.store import Store
+
+    config = {"DATABASE": db_path, "SECRET_KEY": "fsk_chosen_by_the_operator"}
+    project = ensure_default_project(Store(db_path), config)
+    out = _Terminal()
+    announce_default_project(project, config, out=out)
+    assert "fsk_chosen" not in out.getvalue() and "FLAGSVC_SECRET_KEY" in out.getvalue()
+    assert not os.path.exists(secret_key_path(db_path))
+
+
+@pytest.mark.parametrize("gunicorn_conf", [False, True], ids=["flagsvc-serve", "wsgi"])
+def test_serve_on_a_new_database_logs_no_secret_key(tmp_path, gunicorn_conf):
+    """The service's log (stdout and stderr to a file, as under Docker or systemd)."""
+    import requests
+    from stress.harness import Server
+
+    from flagsvc.cli import secret_key_path
+
+    srv = Server(str(tmp_path / "new.db"), workers=1, env={"FLAGSVC_SECRET_KEY": ""},
+                 gunicorn_conf=gunicorn_conf)
+    srv.start()
+    try:
+        key = Path(secret_key_path(srv.db_path)).read_text().strip()
+        r = requests.get(srv.url + "/api/flags", headers={"Authorization": f"Bearer {key}"},
+                         timeout=5)
+        assert r.status_code == 200
+    finally:
+        srv.stop()
+    log = srv.logs()
+    assert key.startswith("fsk_") and key not in log and "fsk_" not in log
+    assert secret_key_path(srv.db_path) in log

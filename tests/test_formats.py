@@ -128,9 +128,11 @@ SEGMENT_CASES = [
     ("numeric ids become strings",
      {"type": "identify", "userId": 7, "traits": None},
      {"kind": "identify", "distinct_id": "7"}),
-    ("group: default type, membership, traits",
+    # (no type: resolved when stored, as a bare id — the stored group's type, else the
+    # default type: tests/test_group_attribution.py)
+    ("group: no type, membership, traits",
      {"type": "group", "userId": "u1", "groupId": "acme", "traits": {"plan": "pro"}},
-     {"kind": "group", "distinct_id": "u1", "group_type": "organization", "group_key": "acme",
+     {"kind": "group", "distinct_id": "u1", "group_key": "acme",
       "group_set": {"plan": "pro"}}),
     ("group: trait group_type and parent are structure, not properties",
      {"type": "group", "groupId": "w1", "traits": {
@@ -143,7 +145,7 @@ SEGMENT_CASES = [
      {"kind": "group", "group_type": "account", "group_key": "5"}),
     ("group: parent_group_id null clears the parent",
      {"type": "group", "groupId": "w1", "traits": {"parent_group_id": None}},
-     {"kind": "group", "group_type": "organization", "group_key": "w1", "parent_key": ""}),
+     {"kind": "group", "group_key": "w1", "parent_key": ""}),
     ("track: properties and a bare context.groupId (typed by the store)",
      {"type": "track", "userId": "u1", "event": "Clicked", "properties": {"b": 1},
       "context": {"groupId": "acme", "library": {"name": "x"}}},
@@ -175,10 +177,12 @@ def test_segment_message(msg, expected):
     assert fields(formats.segment_call(msg, opts())) == expected
 
 
-def test_segment_group_uses_the_project_default_type():
+def test_segment_group_without_a_type_is_typed_by_the_store():
+    # the stored group with that key, else the project's default type: applied at write time
+    # (tests/test_group_attribution.py), as for an event's bare context.groupId
     call = formats.segment_call({"type": "group", "groupId": "a"},
                                 opts(default_group_type="account"))
-    assert call.group_type == "account"
+    assert call.group_type is None and call.group_key == "a"
 
 
 def test_segment_path_type_overrides_the_message_type():
@@ -291,8 +295,8 @@ def test_accoil_messages_accept_camel_and_snake_case():
     a = formats.parse_accoil({"groupId": "w1", "userId": "u1", "traits": {
         "name": "Eng", "parent_group_id": "acme_123"}, "timestamp": int(NOW * 1000)},
         "group", opts()).calls[0]
-    assert fields(a) == {"kind": "group", "distinct_id": "u1", "group_type": "organization",
-                         "group_key": "w1", "group_set": {"name": "Eng"}, "parent_key": "acme_123"}
+    assert fields(a) == {"kind": "group", "distinct_id": "u1", "group_key": "w1",
+                         "group_set": {"name": "Eng"}, "parent_key": "acme_123"}
     assert a.timestamp == NOW
     b = formats.parse_accoil({"user_id": "u1", "event": "Task Completed", "context": {
         "groupId": "proj"}}, "track", opts()).calls[0]

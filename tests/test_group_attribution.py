@@ -70,3 +70,107 @@ def test_ambiguous_bare_id_goes_to_default_type_with_a_warning(live_server):
         timeout=5)
     assert r.status_code == 200 and "warnings" not in r.json()
     assert live_server.store.get_group(pid, "organization", "new") is not None
+
+
+def _segment(client, project, *messages):
+    r = client.post("/v1/batch", json={"writeKey": project["api_token"],
+                                        "batch": list(messages)})
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()
+
+
+def _hierarchy(client, project, t=None):
+    stamp = {"timestamp": t} if t else {}
+    return _segment(client, project,
+                    {"type": "group", "userId": "u1", "groupId": "a1", **stamp,
+                     "traits": {"group_type": "account", "plan": "enterprise"}},
+                    {"type": "group", "userId": "u1", "groupId": "w1", **stamp,
+                     "traits": {"group_type": "workspace", "parent_group_id": "a1"}},
+                    {"type": "group", "userId": "u1", "groupId": "p1", **stamp,
+                     "traits": {"group_type": "project", "parent_group_id": "w1"}})
+
+
+def _bucket_account(client, project):
+    r = client.post("/flags/?v=2", json={"api_key": project["api_token"],
+                                         "distinct_id": "x", "groups": {"project": "p1"}})
+    return r.get_json()["flags"]["ab"]
+
+
+def test_group_call_without_a_type_updates_the_declared_group(app, client):
+    """The seed's client-side form, `analytics.group('p1', {name})`, names the project group
+    the app declared: its traits land there, and no default-type group (nor type) appears
+    — in a new project, where ingestion may create no type but the default one."""
+    store = app.extensions["flagsvc"].store
+    project = store.create_project("fresh")
+    for gtype in ("account", "workspace", "project"):
+        store.create_group_type(project["id"], gtype)
+    _hierarchy(client, project)
+    out = _segment(client, project,
+                   {"type": "group", "userId": "u2", "groupId": "p1", "traits": {"name": "API"}})
+    assert "warnings" not in out
+    p1 = store.get_group(project["id"], "project", "p1")
+    assert p1["properties"] == {"name": "API"}
+    assert p1["parent"] == {"group_type": "workspace", "group_key": "w1"}
+    assert {t["name"] for t in store.group_types(project["id"])} == {
+        "account", "workspace", "project"}
+    # an id no group has yet: the default type, as before
+    _segment(client, project, {"type": "group", "userId": "u2", "groupId": "acme",
+                               "traits": {"name": "Acme"}})
+    assert store.get_group(project["id"], "organization", "acme")["properties"] == {
+        "name": "Acme"}
+
+
+def test_bare_id_event_delivered_before_the_group_call_that_declares_it(app, client,
+                                                                       app_project):
+    """Out of order: the track with context.groupId 'p1' arrives before group('p1',
+    {group_type: 'project'}). It can only be filed under the default type then; that
+    placeholder (no properties, no parent) must not make 'p1' ambiguous afterwards."""
+    store = app.extensions["flagsvc"].store
+    pid = app_project["id"]
+    store.create_flag(pid, {"key": "ab", "bucket_by": "account", "conditions": [{}]})
+    _segment(client, app_project, {"type": "track", "userId": "u1", "event": "early",
+                                   "messageId": "m-early", "context": {"groupId": "p1"},
+                                   "timestamp": "2026-01-01T00:00:00Z"})
+    _hierarchy(client, app_project)
+    out = _segment(client, app_project, {"type": "track", "userId": "u1", "event": "late",
+                                         "context": {"groupId": "p1"}})
+    assert "warnings" not in out
+    events = [e["event"] for e in store.get_group(pid, "project", "p1")["recent_events"]]
+    assert "late" in events
+    assert store.get_group(pid, "account", "a1")["last_seen"] is not None
+    assert _bucket_account(client, app_project)["enabled"] is True
+    # a group call without a type goes to the declared group too, not to the placeholder
+    _segment(client, app_project, {"type": "group", "userId": "u1", "groupId": "p1",
+                                   "traits": {"name": "API"}})
+    assert store.get_group(pid, "project", "p1")["properties"] == {"name": "API"}
+    assert store.get_group(pid, "organization", "p1")["properties"] == {}
+
+
+def test_bare_group_id_duplicates_and_out_of_order_deliveries(app, client, app_project):
+    """Segment's retries (same messageId) change nothing; an older delivery of a bare-id
+    group call never overwrites a newer trait, nor moves the group's last_seen back."""
+    store = app.extensions["flagsvc"].store
+    pid = app_project["id"]
+    _hierarchy(client, app_project, "2026-01-01T00:00:00Z")
+    track = {"type": "track", "userId": "u1", "event": "Task Completed", "messageId": "m1",
+             "context": {"groupId": "p1"}, "timestamp": "2026-01-02T00:00:00Z"}
+    for _ in range(3):
+        _segment(client, app_project, track)
+    assert store.count_events(pid) == 4  # the three group calls and one track
+    p1 = store.get_group(pid, "project", "p1")
+    assert [e["event"] for e in p1["recent_events"]].count("Task Completed") == 1
+    seen = p1["last_seen"]
+    newer = {"type": "group", "userId": "u1", "groupId": "p1", "messageId": "g-new",
+             "timestamp": "2026-01-03T00:00:00Z", "traits": {"stage": "ga"}}
+    older = {**newer, "messageId": "g-old", "timestamp": "2026-01-01T12:00:00Z",
+             "traits": {"stage": "beta"}}
+    _segment(client, app_project, newer)
+    _segment(client, app_project, older)
+    _segment(client, app_project, newer)
+    p1 = store.get_group(pid, "project", "p1")
+    assert p1["properties"] == {"stage": "ga"}
+    assert p1["last_seen"] >= seen
+    late_track = {**track, "messageId": "m0", "timestamp": "2025-12-31T00:00:00Z"}
+    _segment(client, app_project, late_track)
+    assert store.get_group(pid, "project", "p1")["last_seen"] == p1["last_seen"]
+    assert [t["name"] for t in store.group_types(pid)] == ["account", "workspace", "project"]

@@ -86,6 +86,20 @@ def test_decide_takes_every_field_at_its_limit(client, app_project):
     assert r.status_code == 200, r.get_json()
 
 
+@pytest.mark.parametrize("path", ["/flags/?v=2", "/decide/?v=3"])
+def test_a_4_9_mb_distinct_id_is_refused_with_a_clear_400(client, store, app_project, path):
+    """Issue 14 item 6: decide took a 4.9 MB distinct_id (and hashed it, per flag)."""
+    store.create_flag(app_project["id"], {"key": "f", "conditions": [{}]})
+    started = time.perf_counter()
+    r = client.post(path, data=json.dumps({"api_key": app_project["api_token"],
+                                           "distinct_id": "d" * 4_900_000}),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.get_json()["code"] == "limit_exceeded"
+    assert list(r.get_json()["errors"]) == ["distinct_id"]
+    assert f"longer than {L.MAX_ID_LENGTH} characters" in json.dumps(r.get_json())
+    assert len(r.data) < 1000 and time.perf_counter() - started < 2.0
+
+
 def test_the_442722_entry_groups_map_is_refused_at_once(client, store, app_project):
     """Issue 14's attack: a ~5 MB groups map for a flag whose bucket type the request lacks
     took 30 s of CPU (inference walked from every entry). Now a 400 before any lookup."""

@@ -30,8 +30,11 @@ const {OFREPProvider} = require('@openfeature/ofrep-provider');
   const b = await client.getBooleanDetails('enterprise-only', false, ctx);
   const missing = await client.getBooleanDetails('no-such-flag', true, ctx);
   const person = await client.getBooleanValue('acme-people', false, {targetingKey: 'alice'});
+  const mismatch = await client.getNumberDetails('ab-test', 7, ctx);
+  const nokey = await client.getBooleanDetails('acme-people', true, ctx);
+  const invalid = await client.getBooleanDetails('ab-test', true, {groups: ['p1']});
   await OpenFeature.close();
-  console.log(JSON.stringify({s, b, missing, person}));
+  console.log(JSON.stringify({s, b, missing, person, mismatch, nokey, invalid}));
 })().catch(e => { console.error(e); process.exit(1); });
 """
 
@@ -47,6 +50,10 @@ def test_node_openfeature_ofrep_provider(server):
     assert out["b"]["value"] is True and out["b"]["reason"] == "TARGETING_MATCH"
     assert out["missing"]["value"] is True and out["missing"]["errorCode"] == "FLAG_NOT_FOUND"
     assert out["person"] is True
+    assert out["mismatch"]["value"] == 7 and out["mismatch"]["errorCode"] == "TYPE_MISMATCH"
+    assert out["nokey"]["value"] is True
+    assert out["nokey"]["errorCode"] == "TARGETING_KEY_MISSING"
+    assert out["invalid"]["value"] is True and out["invalid"]["errorCode"] == "INVALID_CONTEXT"
 
 
 POSTHOG_NODE = """
@@ -62,6 +69,8 @@ const {PostHog} = require('posthog-node');
   const variant = await ph.getFeatureFlag('ab-test', 'alice', {groups});
   const payload = await ph.getFeatureFlagPayload('ab-test', 'alice', variant, {groups});
   const on = await ph.isFeatureEnabled('enterprise-only', 'alice', {groups});
+  // The seed's PostHog (Node.js) form of an event attributed to the project.
+  ph.capture({distinctId: 'alice', event: 'Task Completed', properties: {task_id: 't1'}, groups});
   await new Promise(r => setTimeout(r, 1500));
   await ph.shutdown();
   console.log(JSON.stringify({variant, payload, on, errors}));
@@ -79,6 +88,12 @@ def test_posthog_node(server, personal):
     assert out["payload"] == {"color": "blue" if variant == "control" else "green"}
     assert out["on"] is True
     assert out["errors"] == []
+    rows = server.store.conn().execute(
+        "SELECT event, groups FROM events WHERE project_id = ? AND distinct_id = 'alice'",
+        [server.project["id"]]).fetchall()
+    assert ("Task Completed", {"project": "p1"}) in [
+        (e, json.loads(g or "null")) for e, g in rows], rows
+    assert "$feature_flag_called" in {e for e, _ in rows}
 
 
 def test_posthog_node_local_evaluation_poll_gets_no_definitions(server):

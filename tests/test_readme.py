@@ -60,12 +60,16 @@ def served(tmp_path):
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        # The walk-through's first request only once /healthz answers. Any failure before
+        # then is a server still starting: a refused connection, and also a read timeout
+        # (gunicorn's master accepts on the bound socket before a worker has booted; on a
+        # loaded machine that takes over a second, and ReadTimeout is no ConnectionError).
+        deadline = time.monotonic() + 60
         while True:
             try:
-                if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                if requests.get(url + "/healthz", timeout=2).status_code == 200:
                     break
-            except requests.RequestException:  # not listening yet, or a worker still booting
+            except requests.RequestException:
                 pass
             assert proc.poll() is None, proc.stdout.read().decode()
             assert time.monotonic() < deadline, "server did not start"

@@ -10,6 +10,7 @@ quickly and never hang on it.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import time
 
@@ -253,6 +254,47 @@ TOOL_CASES = [
     ("mixpanel: time in the far future", "/track",
      mp_form('{"event": "e", "properties": {"token": "__TOKEN__", "distinct_id": "u", '
              '"time": 99999999999}}'), FORM, 400, "future"),
+    # the paths and encodings the rows above do not reach
+    ("amplitude: /identify form without user_id", "/identify",
+     b'api_key=__TOKEN__&identification=%5B%7B%22user_properties%22%3A%7B%7D%7D%5D', FORM,
+     400, "user_id"),
+    ("amplitude: /groupidentify JSON without group_value", "/groupidentify",
+     {"api_key": T, "identification": [{"group_type": "account",
+                                        "group_properties": {"$set": {"a": 1}}}]}, {}, 400,
+     "group_value"),
+    ("amplitude: /identify unknown api key", "/identify",
+     b'api_key=nope&identification=%7B%22user_id%22%3A%22u%22%7D', FORM, 401, "token"),
+    ("amplitude: /batch events is an object", "/batch", {"api_key": T, "events": {"a": 1}},
+     {}, 400, "events"),
+    ("amplitude: truncated gzip", "/2/httpapi",
+     gzip.compress(b'{"api_key": "__TOKEN__", "events": []}')[:-6],
+     {"Content-Encoding": "gzip"}, 400, "gzip"),
+    ("amplitude: body over the limit (6 MiB)", "/2/httpapi",
+     raw('{"api_key": "__TOKEN__", "pad": "' + "x" * (6 * MiB) + '"}'), {}, 413, "limit"),
+    ("amplitude: group types beyond the 6th are dropped, not created", "/2/httpapi",
+     amp({"event_type": "$groupidentify", "groups": {"sixth": "k"},
+          "group_properties": {"$set": {"a": 1}}}), {}, 200, "sixth"),
+    ("mixpanel: engage without $distinct_id", "/engage",
+     mp_form('{"$token": "__TOKEN__", "$set": {"a": 1}}'), FORM, 400, "$distinct_id"),
+    ("mixpanel: form without a data field", "/track", b"verbose=1&ip=0", FORM, 400, "data"),
+    ("mixpanel: data is a number", "/groups", mp_form("5"), FORM, 400, "JSON"),
+    ("mixpanel: base64 of not JSON", "/track",
+     mp_form(base64.b64encode(b"{nope").decode()), FORM, 400, "JSON"),
+    ("mixpanel: the body is data, truncated gzip", "/track?verbose=1",
+     gzip.compress(b'[{"event": "e", "properties": {}}]')[:-6],
+     {"Content-Encoding": "gzip"}, 400, "gzip"),
+    ("mixpanel: not verbose, still refused", "/track",
+     mp_form('{"event": "e", "properties": {"token": "__TOKEN__"}}', verbose=False), FORM,
+     400, "0"),
+    ("mixpanel: $groups is a list", "/track",
+     mp_form('{"event": "e", "properties": {"token": "__TOKEN__", "distinct_id": "u", '
+             '"$groups": ["p1"]}}'), FORM, 400, "$groups"),
+    ("mixpanel: group types beyond the 6th are dropped, not created", "/groups",
+     mp_form('{"$token": "__TOKEN__", "$group_key": "sixth", "$group_id": "k", '
+             '"$set": {"a": 1}}'), FORM, 200, "sixth"),
+    ("segment: bare groupId is not a string", "/v1/track",
+     {"writeKey": T, "userId": "u", "event": "e", "context": {"groupId": {"id": 1}}}, {}, 400,
+     "groupId"),
 ]
 
 
@@ -270,10 +312,23 @@ def test_amplitude_and_mixpanel_bad_input_is_4xx_naming_the_field_and_stores_not
     before = counts(seeded)
     r = client.post(path, data=data, headers=hdrs)
     assert r.status_code == status, (name, r.status_code, r.get_data()[:300])
-    reply = r.get_json()
-    if path in ("/track", "/engage", "/groups"):
-        assert reply["status"] == 0
+    after = counts(seeded)
+    if status == 200:  # a 6th group type: the type and its group are not created, and said
+        reply = r.get_json()
+        assert says in " ".join(reply["warnings"]) and reply["dropped"] == 1, reply
+        assert after["group_types"] == before["group_types"] == 5
+        assert after["groups"] == before["groups"], name
+        return
+    if path.startswith("/v1/"):
+        reply = r.get_json()
+        assert reply["code"] and says in reply["message"], reply
+    elif path.split("?")[0] in ("/track", "/engage", "/groups"):
+        if b"verbose=1" not in data and "verbose=1" not in path:
+            assert r.get_data() == b"0"  # Mixpanel's non-verbose refusal
+        else:
+            reply = r.get_json()
+            assert reply["status"] == 0 and says in reply["error"], reply
     else:
-        assert reply["code"] == status
-    assert says in reply["error"], reply
-    assert counts(seeded) == before, name
+        reply = r.get_json()
+        assert reply["code"] == status and says in reply["error"], reply
+    assert after == before, name

@@ -136,3 +136,62 @@ def test_definitions_endpoint_is_a_clear_503_during_an_outage(degraded):
     time.sleep(0.1)
     again = client.get("/api/flags/definitions", headers=headers)
     assert again.status_code == 503 and again.get_json()["code"]
+
+
+def _batch(token, n=50):
+    import uuid
+
+    return {"api_key": token, "batch": [
+        {"event": "e", "distinct_id": f"u{i}", "uuid": str(uuid.uuid4()),
+         "properties": {"blob": "x" * 2000}} for i in range(n)]}
+
+
+def test_readyz_fails_while_writes_hit_a_full_database_and_recovers(client, app, app_project,
+                                                                     monkeypatch):
+    """SQLITE_FULL, as a full disk gives it, produced with SQLite's max_page_count on the
+    connection the app writes with (the test client runs in this thread)."""
+    from flagsvc.store import disk
+
+    monkeypatch.setattr(disk, "PROBE_EVERY", 0.0)
+    conn = app.extensions["flagsvc"].store.conn()
+    token = app_project["api_token"]
+    assert client.post("/batch/", json=_batch(token)).status_code == 200
+    assert client.get("/readyz").status_code == 200
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+    r = client.post("/batch/", json=_batch(token))
+    assert r.status_code == 503, r.get_json()
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["code"] == "disk_full"
+    assert "database or disk is full" in ready.get_json()["message"]
+    assert client.post("/flags/?v=2", json={"api_key": token}).status_code == 200  # reads work
+
+    conn.execute("PRAGMA max_page_count = 1073741823")  # space returns
+    assert client.get("/readyz").status_code == 200  # the probe found room; no traffic needed
+    assert client.post("/batch/", json=_batch(token)).status_code == 200
+    # the probe left nothing behind
+    assert conn.execute("SELECT count(*) FROM schema_migrations WHERE applied_at = 0"
+                        ).fetchone()[0] == 0
+
+
+def test_readyz_fails_when_the_filesystem_is_nearly_full(client, app, monkeypatch):
+    import shutil as real_shutil
+
+    from flagsvc.store import disk
+
+    usage = real_shutil.disk_usage("/")
+    free = {"bytes": usage.free}
+    monkeypatch.setattr(disk.shutil, "disk_usage",
+                        lambda path: usage._replace(free=free["bytes"]))
+    assert client.get("/readyz").status_code == 200
+    free["bytes"] = 4096
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["code"] == "disk_full"
+    assert "4096 bytes free" in ready.get_json()["message"]
+    free["bytes"] = 10 * 1024 * 1024 * 1024
+    assert client.get("/readyz").status_code == 200
+    app.extensions["flagsvc"].disk.min_free = 0  # FLAGSVC_MIN_FREE_BYTES=0: not checked
+    free["bytes"] = 0
+    assert client.get("/readyz").status_code == 200

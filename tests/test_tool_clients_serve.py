@@ -1,5 +1,5 @@
 """Every tool's stock client against a real `flagsvc serve` (gunicorn workers + the ingestion
-writer process): Amplitude (Python), Mixpanel (Python and npm), Segment (npm, bare groupId)
+writer process): Amplitude (Python and npm), Mixpanel (Python and npm), Segment (npm, bare groupId)
 each describe account > workspace > project with their own group keys; decide with only
 {project} gives the account's bucket (flagsvc.engine's variant_target of the account key)."""
 
@@ -81,14 +81,46 @@ def test_mixpanel_python_and_node_against_serve(server):
     out = run_node("""
 const mp = require('mixpanel').init(process.env.KEY, {host: process.env.HOST,
   port: +process.env.PORT, protocol: 'http'});
-mp.groups.set('project', 'p-mp', {parent_group_id: 'w-mp', parent_group_type: 'workspace'}, (e) => {
-  if (e) { console.log(JSON.stringify({error: String(e)})); return; }
-  mp.track('Task Completed', {distinct_id: 'u1', project: 'p-mp'}, (e2) =>
-    console.log(JSON.stringify({error: e2 ? String(e2) : null})));
-});
+const p = (f) => new Promise((ok) => f((e) => ok(e ? String(e) : null)));
+(async () => {
+  // the seed's forms: a parent by its bare id, the event's group in $groups
+  const errors = [await p(cb => mp.groups.set('project', 'p-mp', {parent_group_id: 'w-mp'}, cb)),
+    await p(cb => mp.track('Task Completed', {distinct_id: 'u1', task_id: 't1',
+                                              $groups: {project: 'p-mp'}}, cb)),
+    // each track is a GET with the event in the query: ~5 KB of it passes gunicorn
+    await p(cb => mp.track('Big', {distinct_id: 'u1', project: 'p-mp',
+                                   notes: 'x'.repeat(4000)}, cb))];
+  console.log(JSON.stringify({errors}));
+})();
 """, env={"KEY": API_TOKEN, "HOST": u.hostname, "PORT": str(u.port)})
-    assert out == {"error": None}
+    assert out == {"errors": [None, None, None]}
     _decided(server, "mp")
+    events = requests.get(f"{server.url}/api/groups/project/p-mp", headers=admin(),
+                          timeout=10).json()["recent_events"]
+    assert {"Task Completed", "Big"} <= {e["event"] for e in events}
+
+
+def test_amplitude_node_against_serve(server):
+    out = run_node("""
+const amp = require('@amplitude/analytics-node');
+(async () => {
+  amp.init(process.env.KEY, {serverUrl: process.env.URL + '/2/httpapi', flushIntervalMillis: 50});
+  const g = (t, k, props) => { const i = new amp.Identify();
+    for (const [a, b] of Object.entries(props)) i.set(a, b);
+    return amp.groupIdentify(t, k, i).promise; };
+  const results = [];
+  results.push(await g('account', 'a-ampn', {plan: 'enterprise'}));
+  results.push(await g('workspace', 'w-ampn', {parent_group_id: 'a-ampn'}));
+  results.push(await g('project', 'p-ampn', {parent_group_id: 'w-ampn'}));
+  results.push(await amp.setGroup('project', 'p-ampn', {user_id: 'u1'}).promise);
+  results.push(await amp.track('Task Completed', {task_id: 't1'},
+                               {user_id: 'u1', groups: {project: 'p-ampn'}}).promise);
+  await amp.flush().promise;
+  console.log(JSON.stringify({codes: results.map(r => r.code)}));
+})();
+""", env={"KEY": API_TOKEN, "URL": server.url})
+    assert out == {"codes": [200] * 5}, out
+    _decided(server, "ampn")
 
 
 def test_segment_node_bare_group_id_against_serve(server):

@@ -30,8 +30,9 @@ from urllib.parse import parse_qs
 
 import orjson
 from flask import Blueprint, Response, request
+from werkzeug.exceptions import HTTPException
 
-from ..errors import APIError, BadRequest, PayloadTooLarge
+from ..errors import BadRequest, PayloadTooLarge, error_body
 from ..ingest import amplitude, formats, mixpanel, posthog_format, privacy
 from ..ingest.model import IngestResult
 from ..metrics import EVENTS
@@ -114,6 +115,16 @@ def _store(project: dict[str, Any], parsed: formats.Parsed) -> IngestResult:
     return result
 
 
+def _failure(e: Exception) -> tuple[int, str]:
+    """Status and message of any exception a request raised, for the routes that answer in a
+    tool's own error shape (Amplitude, Mixpanel): their stock clients read that shape on
+    every error — a 503 of a busy database or a 500 included — and fail on flagsvc's."""
+    if isinstance(e, HTTPException):
+        return e.code or 500, e.description or e.name
+    status, body = error_body(e)
+    return status, body["message"]
+
+
 def _reply(base: dict[str, Any], parsed: formats.Parsed, result: IngestResult) -> dict:
     out = dict(base)
     if parsed.rejected:
@@ -158,7 +169,15 @@ def accoil(kind: str) -> dict[str, Any]:
 @_route("/batch", "/capture", "/e", "/i/v0/e")
 def posthog() -> Any:
     received = time.time()
-    body = read_json(request, config("MAX_BODY_BYTES"))
+    try:
+        body = read_json(request, config("MAX_BODY_BYTES"))
+    except Exception as e:
+        if request.path.rstrip("/") != "/batch":
+            raise
+        # /batch is Amplitude's Batch API too, and an unread body does not tell whose: an
+        # answer both read (Amplitude's numeric `code`, PostHog's `detail`).
+        status, message = _failure(e)
+        return _amplitude_error(status, message, message=message, detail=message)
     if request.path.rstrip("/") == "/batch" and amplitude.is_amplitude_batch(body):
         return _amplitude_answer(received, lambda: body, None)
     return _posthog_answer(received, body)
@@ -178,9 +197,9 @@ def _posthog_answer(received: float, body: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------ Amplitude
 
-def _amplitude_error(status: int, message: str, **extra: Any) -> Response:
+def _amplitude_error(status: int, error: str, **extra: Any) -> Response:
     """Amplitude's error shape: the SDKs read `code` and the events_with_* index lists."""
-    body = {"code": status, "error": message, **extra}
+    body = {"code": status, "error": error, **extra}
     return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
@@ -202,8 +221,8 @@ def _amplitude_answer(received: float, body_of: Callable[[], Any],
             result = _store(project, parsed)
         except BadRequest:  # every event bad: the same answer as a partial batch, nothing stored
             result = IngestResult()
-    except APIError as e:
-        return _amplitude_error(e.status, str(e))
+    except Exception as e:  # every failure in Amplitude's shape
+        return _amplitude_error(*_failure(e))
     extra = _reply({}, parsed, result)
     if ignored:
         extra["ignored_operations"] = ignored
@@ -283,25 +302,33 @@ def _group_keys(project: dict[str, Any]) -> dict[str, str]:
 def mixpanel_or_posthog() -> Any:
     received = time.time()
     endpoint = request.path.strip("/").split("/")[-1]
-    fields: dict[str, str] = {"verbose": "1"}
+    # Until the form is read: the query's verbose, else verbose (the Python client sends it in
+    # the form; a JSON answer with status 0 is what it and the verbose Node client read).
+    fields: dict[str, str] = {"verbose": request.args.get("verbose", "1")}
     try:
         payload, fields = _mixpanel_payload()
-    except APIError as e:
-        return _mixpanel_reply(fields, e.status, str(e))
+    except Exception as e:  # every failure in Mixpanel's shape
+        return _mixpanel_reply(fields, *_failure(e))
     items = payload if isinstance(payload, list) else [payload]
     if endpoint != "groups" and not mixpanel.is_mixpanel(items):
         return _posthog_answer(received, payload)  # PostHog's /track, /engage: its errors
     try:
-        project = public_project(mixpanel.token_of(items))
-        opts = _options(project, received)
-        parsed, ignored = _parse(lambda: mixpanel.parse(
-            mixpanel.records(payload), endpoint, opts, _group_keys(project)))
-        try:
-            result = _store(project, parsed)
-        except BadRequest:  # every record bad: answered below like a partial batch
-            result = IngestResult()
-    except APIError as e:
-        return _mixpanel_reply(fields, e.status, str(e))
+        return _mixpanel_answer(received, payload, endpoint, fields)
+    except Exception as e:
+        return _mixpanel_reply(fields, *_failure(e))
+
+
+def _mixpanel_answer(received: float, payload: Any, endpoint: str,
+                     fields: dict[str, str]) -> Response:
+    items = payload if isinstance(payload, list) else [payload]
+    project = public_project(mixpanel.token_of(items))
+    opts = _options(project, received)
+    parsed, ignored = _parse(lambda: mixpanel.parse(
+        mixpanel.records(payload), endpoint, opts, _group_keys(project)))
+    try:
+        result = _store(project, parsed)
+    except BadRequest:  # every record bad: answered below like a partial batch
+        result = IngestResult()
     extra = _reply({}, parsed, result)
     if ignored:
         extra["ignored_operations"] = ignored

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import sqlite3
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from .common import config, service
 
@@ -20,11 +21,16 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """The database answers and is migrated."""
+    """The database answers, is migrated, and can be written (store/disk.py): on a full
+    disk decide still answers but every ingestion fails, so the service is not ready."""
+    svc = service()
     try:
-        service().store.conn().execute("SELECT count(*) FROM schema_migrations").fetchone()
+        svc.store.conn().execute("SELECT count(*) FROM schema_migrations").fetchone()
+        problem = svc.disk.problem(svc.store)
     except sqlite3.Error as e:
         return jsonify(status="unavailable", code="unavailable", message=str(e)), 503
+    if problem:
+        return jsonify(status="unavailable", code="disk_full", message=problem), 503
     return jsonify(status="ok"), 200
 
 
@@ -34,6 +40,11 @@ def metrics() -> Response:
 
     if not config("METRICS"):
         return Response("metrics are disabled\n", status=404, mimetype="text/plain")
+    token = config("METRICS_TOKEN")
+    if token and not _bearer_is(token):
+        return Response("a bearer token is required (FLAGSVC_METRICS_TOKEN)\n", status=401,
+                        mimetype="text/plain",
+                        headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -41,3 +52,9 @@ def metrics() -> Response:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _bearer_is(token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                               token.encode())

@@ -40,7 +40,10 @@ def remote_config(token: str) -> dict[str, Any]:
         "elementsChainAsString": True,
         "sessionRecording": False,
         "heatmaps": False,
-        "surveys": False,
+        # Not false: posthog-js (1.449) loads its surveys bundle from api_host's
+        # /static/ whenever the key is a boolean or a list, even false; only an absent
+        # (null) key keeps it from asking flagsvc for a file it does not host.
+        "surveys": None,
         "productTours": False,
         "conversations": False,
         "logs": False,

@@ -93,7 +93,8 @@ def amplitude_call(ev: Any, opts: Options, ignored: set[str], skew: float = 0.0)
                 exact_id=time_ms is None and ident(ev.get("insert_id"), "insert_id") is not None)
     if etype == "$groupidentify":
         if len(groups) != 1:
-            raise EventError("$groupidentify needs exactly one groups pair {type: key}")
+            raise EventError("$groupidentify needs exactly one groups pair {type: key} "
+                             "(on /groupidentify: group_type and group_value)")
         (gtype, key), = groups.items()
         call.kind, call.group_key = "group", key
         set_, once, unset = _ops(obj(ev, "group_properties"), "group_properties", ignored)
@@ -114,9 +115,9 @@ def amplitude_call(ev: Any, opts: Options, ignored: set[str], skew: float = 0.0)
 
 
 def is_amplitude_batch(body: Any) -> bool:
-    """An Amplitude Batch body (`events` list) rather than PostHog's (`batch` list)."""
-    return isinstance(body, dict) and isinstance(body.get("events"), list) \
-        and "batch" not in body
+    """An Amplitude Batch body (`events`) rather than PostHog's (`batch` list); an `events`
+    that is not a list is Amplitude's to refuse, naming the field."""
+    return isinstance(body, dict) and "events" in body and "batch" not in body
 
 
 def parse_events(body: Any, opts: Options) -> tuple[Parsed, list[str]]:

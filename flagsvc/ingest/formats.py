@@ -263,8 +263,9 @@ def structure(call: Call, traits: dict[str, Any], explicit_type: Any, opts: Opti
     """Fill the group type and parent of a group call from its fields and traits; the
     structure traits are not stored as properties."""
     gtype = explicit_type if explicit_type not in (None, "") else traits.get("group_type")
-    call.group_type = (opts.default_group_type if gtype in (None, "")
-                       else name(gtype, "group type"))
+    # No type: resolved at write time as a bare id (the stored group with that key, else the
+    # default type), like an event's context.groupId (SPEC §3).
+    call.group_type = None if gtype in (None, "") else name(gtype, "group type")
     if "parent_group_id" in traits:
         parent = ident(traits["parent_group_id"], "parent_group_id")
         call.parent_key = parent if parent is not None else ""  # "" clears the parent

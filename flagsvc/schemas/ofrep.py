@@ -42,7 +42,8 @@ class RemoteConfigSchema(Schema):
     hasFeatureFlags = fields.Boolean()
     supportedCompression = fields.List(fields.String())
     sessionRecording = fields.Boolean()
-    surveys = fields.Boolean()
+    surveys = fields.Boolean(allow_none=True, metadata={"description": (
+        "always null: posthog-js loads its surveys bundle for any boolean, false included")})
     heatmaps = fields.Boolean()
     autocaptureExceptions = fields.Boolean()
     siteApps = fields.List(fields.Raw())

@@ -74,24 +74,34 @@ class _Batch(_Loading):
     # ------------------------------------------------------------ applying
 
     def _bare(self, call: Call) -> None:
-        """A group key without a type becomes a typed group of the event: the group with
-        that key of whichever type (created earlier in this batch or stored); none → the
-        default type; several types → the default type, with a warning (SPEC §3)."""
+        """A group key without a type becomes a typed group of the event (bare_type)."""
         key, call.bare_group = call.bare_group, None
-        if key is None:
-            return
+        if key is not None:
+            call.groups.setdefault(self.bare_type(key), key)
+
+    def bare_type(self, key: str) -> str:
+        """The type of a group key named without one (SPEC §3): the type of the group with
+        that key (created earlier in this batch or stored); none → the default type; several
+        → the default type, with a warning. A default-type group with neither properties nor
+        a parent does not count when another type has the key: that is what an event with
+        the bare id leaves when it arrives before the group() call that declares the id
+        (out of order), and it must not make the declared group ambiguous for good."""
         if key not in self.key_types:
             self.load_key_types({key})
         types = sorted({*self.new_by_key.get(key, ()), *(t for t, _ in self.key_types[key])})
+        if len(types) > 1 and self.default_type in types and self._placeholder(key):
+            types.remove(self.default_type)
         if len(types) == 1:
-            gtype = types[0]
-        else:
-            gtype = self.default_type
-            if types:
-                self.result.warn(f"group id {key!r} without a type names groups of several "
-                                 f"types ({', '.join(types)}); attributed to the default "
-                                 f"type {gtype!r}")
-        call.groups.setdefault(gtype, key)
+            return types[0]
+        if types:
+            self.result.warn(f"group id {key!r} without a type names groups of several "
+                             f"types ({', '.join(types)}); attributed to the default "
+                             f"type {self.default_type!r}")
+        return self.default_type
+
+    def _placeholder(self, key: str) -> bool:
+        row = self.group(self.default_type, key)
+        return not row.properties and row.parent_key is None
 
     def apply(self, call: Call) -> None:
         ts = call.timestamp
@@ -112,6 +122,8 @@ class _Batch(_Loading):
         if call.kind == "alias" and call.previous_id and call.distinct_id:
             self.alias(call.distinct_id, call.previous_id, ts)
         touched: list[tuple[str, str]] = []
+        if call.kind == "group" and call.group_type is None and call.group_key:
+            call.group_type = self.bare_type(call.group_key)
         gtype = call.group_type or self.default_type
         if call.kind == "group" and call.group_key and self.type_ok(gtype):
             row = self.group(gtype, call.group_key)

@@ -1,0 +1,247 @@
+"""Slow clients cannot hold `flagsvc serve` (issue 14 item 1): its gunicorn worker reads
+whole requests in its poller before a thread runs them (flagsvc/http_worker.py).
+
+Against a real server with 2 workers x 1 thread: dozens of slowloris (a header line at a
+time) and slow-body (a byte at a time) connections, while a normal client's decide requests
+keep being answered; the slow ones are answered 408 and closed at their deadlines. Then
+the HTTP details a buffering reader must keep: Expect: 100-continue, pipelining, keep-alive,
+chunked bodies, a body announced too large. Loopback only; every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import time
+
+import pytest
+import requests
+from stress.harness import API_TOKEN, Server, create_flag
+
+from flagsvc.http_worker import MAX_HEADER_BYTES, Framing
+
+HEADER_TIMEOUT, BODY_TIMEOUT = 2, 3
+DECIDE_BOUND = 2.0  # seconds: every decide request is answered within this, slow clients or not
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    db = tmp_path_factory.mktemp("slow") / "flagsvc.db"
+    srv = Server(str(db), workers=2, env={"FLAGSVC_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+                                           "FLAGSVC_BODY_TIMEOUT": str(BODY_TIMEOUT)})
+    srv.start()
+    create_flag(srv.url)
+    yield srv
+    srv.stop()
+
+
+def _connect(port: int, first: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(first)
+    sock.setblocking(False)
+    return sock
+
+
+def _answer(sock: socket.socket) -> bytes | None:
+    """What the server sent (b"" for a close), or None while it says nothing."""
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
+def _decide(url: str) -> tuple[int, float]:
+    """One decide request on a new connection, as a browser's first: (status, seconds)."""
+    started = time.monotonic()
+    r = requests.post(f"{url}/flags/?v=2", timeout=DECIDE_BOUND * 3,
+                      json={"api_key": API_TOKEN, "distinct_id": "u-normal"})
+    return r.status_code, time.monotonic() - started
+
+
+def test_decide_is_answered_while_dozens_of_slow_clients_trickle_in(server):
+    n = 40  # of each kind; 80 connections against 2 workers x 1 thread
+    header = [_connect(server.port, b"POST /flags/?v=2 HTTP/1.1\r\nHost: x\r\n")
+              for _ in range(n)]
+    body = [_connect(server.port, b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: 100000\r\n\r\n{") for _ in range(n)]
+    opened = time.monotonic()
+    answers: dict[socket.socket, tuple[float, bytes]] = {}
+    latencies, statuses = [], []
+    tick, line = opened, 0
+    while time.monotonic() - opened < BODY_TIMEOUT + 4 and len(answers) < 2 * n:
+        if time.monotonic() >= tick:  # every 0.5 s: one more header line / body byte each
+            tick += 0.5
+            line += 1
+            for sock in header + body:
+                if sock not in answers:
+                    try:
+                        sock.send(b"X-Slow-%d: 1\r\n" % line if sock in header else b" ")
+                    except OSError:
+                        answers[sock] = (time.monotonic() - opened, b"")
+        for sock in header + body:
+            if sock not in answers and (got := _answer(sock)) is not None:
+                answers[sock] = (time.monotonic() - opened, got)
+        status, took = _decide(server.url)
+        statuses.append(status)
+        latencies.append(took)
+        time.sleep(0.05)
+    for sock in header + body:
+        sock.close()
+
+    assert set(statuses) == {200} and len(statuses) > 20
+    assert max(latencies) < DECIDE_BOUND, sorted(latencies)[-5:]
+    print(f"decide beside {2 * n} slow clients: {len(latencies)} requests, median "
+          f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")
+    # every slow client was answered 408 and closed, at its deadline (the sweep runs ~1/s)
+    assert len(answers) == 2 * n
+    for sock in header:
+        at, got = answers[sock]
+        assert got.startswith(b"HTTP/1.1 408 "), got[:80]
+        assert HEADER_TIMEOUT - 0.5 <= at <= HEADER_TIMEOUT + 2.5
+    for sock in body:
+        at, got = answers[sock]
+        assert got.startswith(b"HTTP/1.1 408 ") and b"request_timeout" in got, got[:200]
+        assert BODY_TIMEOUT - 0.5 <= at <= BODY_TIMEOUT + 2.5
+
+
+def _exchange(port: int, data: bytes, read_for: float = 3.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=read_for) as sock:
+        sock.sendall(data)
+        out = b""
+        try:
+            while chunk := sock.recv(65536):
+                out += chunk
+        except TimeoutError:
+            pass
+        return out
+
+
+def _decide_body(**extra) -> bytes:
+    return json.dumps({"api_key": API_TOKEN, "distinct_id": "u1", **extra}).encode()
+
+
+def test_expect_100_continue_is_answered_before_the_body_and_only_once(server):
+    body = _decide_body()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+        sock.sendall(b"POST /flags/?v=2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 200 OK") and b"100 Continue" not in out
+
+
+def test_a_body_announced_too_large_is_refused_without_waiting_for_it(server):
+    started = time.monotonic()
+    out = _exchange(server.port, b"POST /flags/?v=2 HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                    b"application/json\r\nExpect: 100-continue\r\nContent-Length: 99999999"
+                    b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 413 ") and b"payload_too_large" in out
+    assert b"100 Continue" not in out and time.monotonic() - started < 2.5
+
+
+def test_pipelined_and_kept_alive_requests_are_all_answered_in_order(server):
+    body = _decide_body()
+    one = (b"POST /flags/?v=2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    last = b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    out = _exchange(server.port, one + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + last)
+    assert out.count(b"HTTP/1.1 200 OK") == 3
+    assert out.index(b'"flags"') < out.index(b'{"status"')
+    # the second request in pieces, after the first was answered on the same connection
+    with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /hea")
+        assert _response(sock).startswith(b"HTTP/1.1 200 OK")
+        time.sleep(0.3)
+        sock.sendall(b"lthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _response(sock).startswith(b"HTTP/1.1 200 OK")
+
+
+def _response(sock: socket.socket) -> bytes:
+    """One whole response (headers and its Content-Length of body) from a kept-alive socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_chunked_bodies_and_bad_framing(server):
+    body = _decide_body()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7])
+                       for i in range(0, len(body), 7)) + b"0\r\n\r\n"
+    out = _exchange(server.port, b"POST /flags/?v=2 HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                    b"application/json\r\nTransfer-Encoding: chunked\r\nConnection: close"
+                    b"\r\n\r\n" + chunked)
+    assert out.startswith(b"HTTP/1.1 200 OK") and b'"flags"' in out
+    # both framings at once (request smuggling): gunicorn's parser refuses it at once
+    out = _exchange(server.port, b"POST /flags/?v=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5"
+                    b"\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ")
+    out = _exchange(server.port, b"GET / HTTP/1.1\r\nX: " + b"a" * (MAX_HEADER_BYTES + 10))
+    assert out.startswith(b"HTTP/1.1 431 ")
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n", None),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27),
+    (b"\r\nGET / HTTP/1.1\r\n\r\nGET", 20),
+    (b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nab", None),
+    (b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET", 41),
+    (b"POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n", Framing.HAND_OVER),  # over the limit
+    (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nContent-Length: -3\r\n\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", None),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n", 64),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n", 60),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + b"a" * 101 + b"\r\n",
+     Framing.HAND_OVER),  # the complete chunks are over the limit: the app reads and refuses
+    (b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEADER_BYTES, Framing.TOO_LARGE),
+])
+def test_framing_finds_where_a_request_ends(data, expected):
+    framing = Framing(body_limit=100)
+    assert framing.step(bytearray(data)) == expected
+    # the same bytes arriving one at a time end at the same place
+    framing, buf, found = Framing(body_limit=100), bytearray(), None
+    for byte in data:
+        buf.append(byte)
+        found = framing.step(buf)
+        if found is not None:
+            break
+    assert found == expected
+
+
+def test_expect_continue_only_for_http_1_1_requests_with_a_body():
+    for head, wanted in [(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2", True),
+                         (b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2", False),
+                         (b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0", False)]:
+        framing = Framing(body_limit=100)
+        framing.step(bytearray(head + b"\r\n\r\n"))
+        assert framing.wants_continue is wanted, head
+
+
+def test_serve_the_gunicorn_conf_and_the_docker_image_all_use_the_buffering_worker():
+    import re
+    from pathlib import Path
+
+    from flagsvc import gunicorn_conf
+    from flagsvc.server import gunicorn_options
+
+    worker = "flagsvc.http_worker.BufferingWorker"
+    assert gunicorn_options()["worker_class"] == worker
+    assert gunicorn_conf.worker_class == worker  # type: ignore[attr-defined]
+    dockerfile = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.M)
+    assert cmd and json.loads(cmd.group(1))[:2] == ["flagsvc", "serve"]
