@@ -249,7 +249,9 @@ def test_secret_key_never_logged_nor_stored_in_clear_by_a_real_server(tmp_path):
     assert "/api/flags/definitions" in logs  # the access log was captured
     assert SECRET_KEY not in logs and new_secret not in logs
     files = [p for p in tmp_path.glob("flagsvc.db*") if p.is_file()]  # not the writer's socket
-    assert {p.name for p in files} >= {"flagsvc.db", "flagsvc.db-wal"}
+    # (the WAL is scanned when it is there: a clean shutdown may checkpoint and remove it,
+    # as the buffering worker's exits now often do)
+    assert "flagsvc.db" in {p.name for p in files}
     for path in files:
         data = path.read_bytes()
         assert SECRET_KEY.encode() not in data and new_secret.encode() not in data
