@@ -99,11 +99,26 @@
 
   // ------------------------------------------------------------------ blast radius
 
+  // One scan at a time per page: edits made while one runs ask for one more when it ends
+  // (a scan reads every stored group of the type, so keystrokes must not pile them up).
   let previewTimer = null;
   let previewSeq = 0;
+  let inFlight = false;
+  let again = false;
   function schedulePreview() {
     clearTimeout(previewTimer);
-    previewTimer = setTimeout(runPreview, 250);
+    previewTimer = setTimeout(previewOnce, 250);
+  }
+
+  async function previewOnce() {
+    if (inFlight) { again = true; return; }
+    inFlight = true;
+    try {
+      await runPreview();
+    } finally {
+      inFlight = false;
+      if (again) { again = false; schedulePreview(); }
+    }
   }
 
   async function runPreview() {
