@@ -50,6 +50,9 @@ def test_pages_need_a_session(world):
     assert r.status_code == 303 and r.headers["Location"] == "/ui/signin?next=/ui/flags/f"
     assert client.get("/").headers["Location"] == "/ui/"
     assert client.get("/ui/signin").status_code == 200
+    r = client.get("/ui/no/such/page")  # a console address: a page, not the API's JSON
+    assert r.status_code == 404 and r.mimetype == "text/html"
+    assert client.get("/api/nope").is_json
 
 
 def test_sign_in_sets_a_hardened_cookie_and_sign_out_ends_the_session(world):
