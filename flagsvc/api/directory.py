@@ -16,7 +16,7 @@ from ..errors import ConflictError, NotFoundError, ValidationFailed
 from ..ingest import privacy
 from ..store import Conflict, LimitExceeded, NotFound
 from .adminlib import body, bp, json_response, load, query
-from .common import admin_project, service
+from .common import actor, admin_project, service
 
 # ---------------------------------------------------------------- group types, groups, persons
 
@@ -159,7 +159,7 @@ def rotate_signing_key() -> Response:
     """A new signing key, shown in this answer only; older keys verify for the grace."""
     project = admin_project()
     grace = load(s.SigningKeyRotateSchema(), body())["grace_seconds"]
-    created = service().store.rotate_signing_key(project["id"], grace)
+    created = service().store.rotate_signing_key(project["id"], grace, actor=actor())
     service().invalidate(project["id"])
     return json_response(s.SigningKeyCreatedSchema().dump(created), 201)
 
@@ -191,7 +191,7 @@ def update_project() -> Response:
                    "every request's groups would be ignored")
         raise ValidationFailed(message, errors={"require_signed_groups": [message]})
     # A new policy also rewrites what is already stored (Store.update_project).
-    store.update_project(project["id"], **changes)
+    store.update_project(project["id"], actor=actor(), **changes)
     service().invalidate(project["id"])
     return json_response(s.ProjectSchema().dump(_project_view(project["id"])))
 
@@ -202,7 +202,8 @@ def rotate_token() -> Response:
     for the grace (0: revoked now), as `flagsvc project rotate-*` does."""
     project = admin_project()
     req = load(s.TokenRotateSchema(), body())
-    value = service().store.rotate_token(project["id"], req["kind"], req["grace_seconds"])
+    value = service().store.rotate_token(project["id"], req["kind"], req["grace_seconds"],
+                                         actor=actor())
     return json_response(s.TokenRotatedSchema().dump({
         "kind": req["kind"], "token": value,
         "previous_expire_at": time.time() + req["grace_seconds"]}), 201)
