@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, request
 from werkzeug.exceptions import HTTPException
 
 from .config import load_config
@@ -178,7 +178,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return Response(body, status=status, mimetype="application/json")
 
     @app.errorhandler(HTTPException)
-    def _http_error(e: HTTPException) -> tuple[Response, int]:
+    def _http_error(e: HTTPException) -> Any:
+        if request.path.startswith("/ui/"):  # a console address nothing answers: a page
+            return console.error_page(e)
         code = (e.name or "error").lower().replace(" ", "_")
         body = {"code": code, "message": e.description, "detail": e.description}
         response = Response(json.dumps(body), mimetype="application/json")

@@ -76,7 +76,7 @@ def cmd_project_list(args: argparse.Namespace) -> int:
 
 def cmd_project_rotate(args: argparse.Namespace) -> int:
     kind = "api" if args.what == "rotate-api-token" else "secret"
-    value = _store().rotate_token(args.project, kind, grace_seconds=args.grace)
+    value = _store().rotate_token(args.project, kind, grace_seconds=args.grace, actor="cli")
     name = "api_token" if kind == "api" else "secret_key"
     if args.json:
         print(json.dumps({name: value, "old_valid_for_seconds": args.grace}))

@@ -4,13 +4,16 @@ group-property condition through the form while the blast radius follows the rol
 the stock `posthog` client gets the new answer; two sessions edit one flag and the second
 sees the conflict; a viewer can change nothing (hidden in the page, refused by the server);
 a forged cross-site form post is refused; markup ingested with the stock Segment client is
-shown as text. Screenshots of the main pages go to docs/screenshots/ (README)."""
+shown as text. Screenshots of the main pages go to docs/screenshots/ (README; renewed with
+FLAGSVC_SCREENSHOTS=1)."""
 
 from __future__ import annotations
 
 import functools
 import http.server
+import os
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -100,8 +103,20 @@ def close(page):
 
 
 def shot(page, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    """A full-page screenshot: into docs/screenshots/ (the README's) when it has none of
+    that name yet or FLAGSVC_SCREENSHOTS=1 asks to renew them, else beside the test's other
+    files — so an ordinary run leaves the committed images as they are."""
+    target = SHOTS / f"{name}.png"
+    if target.exists() and not os.environ.get("FLAGSVC_SCREENSHOTS"):
+        target = Path(tempfile.gettempdir()) / "flagsvc-screenshots" / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000  # a page, not a blank image
+
+
+def open_editor(page, url):
+    page.goto(url)
+    page.wait_for_selector("#flag-form[data-ready]")  # its script has built the form
 
 
 def wait_blast(page, enabled):
@@ -127,6 +142,8 @@ def eventually(check, seconds=5.0):
 def test_editor_creates_a_group_flag_watching_the_blast_radius(browser, console):
     page = signed_in(browser, console, "editor@example.com")
     page.click("text=New flag")
+    page.wait_for_url(console.url + "/ui/flags/new")
+    page.wait_for_selector("#flag-form[data-ready]")
     page.fill("#f-key", "new-billing")
     page.fill("#f-name", "New billing page")
     page.select_option("#f-bucket", "account")
@@ -184,6 +201,7 @@ def test_editor_creates_a_group_flag_watching_the_blast_radius(browser, console)
     page.click("#confirm-cancel")
     assert requests.get(console.url + "/api/flags/new-billing", headers=admin(),
                         timeout=10).json()["version"] == 2
+    page.check("#f-active")
 
     page.goto(console.url + "/ui/")
     assert "by user editor@example.com" in page.text_content("#flags-table")
@@ -204,7 +222,7 @@ def test_explain_says_why_a_user_of_a_project_gets_the_flag(browser, console):
              "value": ["enterprise"]}]}]})
     assert r.status_code == 201, r.text
     page = signed_in(browser, console, "viewer@example.com")
-    page.goto(console.url + "/ui/flags/explained")
+    open_editor(page, console.url + "/ui/flags/explained")
     page.fill("#x-distinct", "user-42")
     page.select_option("#x-type", "project")
     page.fill("#x-key", "proj-1")
@@ -216,6 +234,29 @@ def test_explain_says_why_a_user_of_a_project_gets_the_flag(browser, console):
     close(page)
 
 
+def test_delete_and_restore_from_the_editor(browser, console):
+    r = requests.post(console.url + "/api/flags", headers=admin(), timeout=10,
+                      json={"key": "to-delete", "conditions": [{}]})
+    assert r.status_code == 201, r.text
+    page = signed_in(browser, console, "editor@example.com")
+    open_editor(page, console.url + "/ui/flags/to-delete")
+    page.click("#delete")
+    page.wait_for_selector("#confirm[open]")
+    assert page.text_content("#confirm-ok") == "Yes, delete"
+    page.click("#confirm-ok")
+    page.wait_for_url(console.url + "/ui/?state=deleted")
+    assert "to-delete" in page.text_content("#flags-table")
+    assert requests.get(console.url + "/api/flags/to-delete", headers=admin(),
+                        timeout=10).json()["deleted"] is True
+    open_editor(page, console.url + "/ui/flags/to-delete")
+    assert page.locator("#save").count() == 0  # a deleted flag is restored, not edited
+    page.click("#restore")
+    page.wait_for_selector("#save")
+    assert requests.get(console.url + "/api/flags/to-delete", headers=admin(),
+                        timeout=10).json()["deleted"] is False
+    close(page)
+
+
 def test_second_editor_sees_the_conflict(browser, console):
     r = requests.post(console.url + "/api/flags", headers=admin(), timeout=10,
                       json={"key": "shared-edit", "bucket_by": "account", "conditions": [{}]})
@@ -223,7 +264,7 @@ def test_second_editor_sees_the_conflict(browser, console):
     first = signed_in(browser, console, "editor@example.com")
     second = signed_in(browser, console, "admin@example.com")
     for page in (first, second):
-        page.goto(console.url + "/ui/flags/shared-edit")
+        open_editor(page, console.url + "/ui/flags/shared-edit")
         wait_blast(page, len(ACCOUNTS) + 1)
     first.fill("#f-name", "Renamed by the editor")
     first.click("#save")
@@ -254,7 +295,7 @@ def test_a_viewer_cannot_change_anything(browser, console):
     page = signed_in(browser, console, "viewer@example.com")
     assert page.locator("text=New flag").count() == 0
     assert page.locator("nav >> text=Settings").count() == 0
-    page.goto(console.url + "/ui/flags/viewer-sees")
+    open_editor(page, console.url + "/ui/flags/viewer-sees")
     assert page.locator("#save").count() == 0
     assert page.is_disabled("#f-name") and page.is_disabled("#f-active")
     # the requests the page would make, made anyway with the session's own CSRF token
@@ -278,6 +319,39 @@ def test_a_viewer_cannot_change_anything(browser, console):
     assert flag.json()["version"] == 1 and flag.json()["active"] is True
     assert requests.get(console.url + "/api/flags/by-viewer", headers=admin(),
                         timeout=10).status_code == 404
+    close(page)
+
+
+def test_admin_rotates_the_api_token_and_manages_users(browser, console):
+    page = signed_in(browser, console, "admin@example.com")
+    page.click("nav >> text=Settings")
+    page.wait_for_url(console.url + "/ui/settings")
+    old = page.text_content("#api-token")
+    assert old == API_TOKEN
+    page.fill("#t-grace", "60")  # the old token keeps working a minute (other tests use it)
+    page.once("dialog", lambda d: d.accept())
+    page.click("#rotate-form button[type=submit]")
+    page.wait_for_selector("#new-token")
+    new = page.text_content("#new-token")
+    assert new.startswith("phc_") and new != old and page.text_content("#api-token") == new
+    r = requests.post(console.url + "/flags/?v=2", json={"api_key": new, "distinct_id": "u"},
+                      timeout=10)
+    assert r.status_code == 200
+    shot(page, "settings")
+    page.click("nav >> text=Users")
+    page.fill("#u-email", "pm@example.com")
+    page.select_option("#u-role", "viewer")
+    page.click("text=Add user")
+    page.wait_for_selector("#one-time-password")
+    assert len(page.text_content("#one-time-password")) >= 12
+    assert "pm@example.com" in page.text_content("#users-table")
+    page.goto(console.url + "/ui/users")  # (the screenshot without the one-time password)
+    shot(page, "users")
+    entries = requests.get(console.url + "/api/audit?limit=5", headers=admin(),
+                           timeout=10).json()["entries"]
+    rotated = next(e for e in entries if e["action"] == "api_token_rotated")
+    assert rotated["actor"] == "user admin@example.com"
+    assert rotated["project"]["after"]["prefix"] == new[:8]
     close(page)
 
 

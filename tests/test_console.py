@@ -12,7 +12,7 @@ import pytest
 
 from flagsvc import accounts
 from flagsvc.app import create_app
-from flagsvc.console.manage import diff
+from flagsvc.console.data import diff
 from flagsvc.ingest.model import Call
 
 pytestmark = pytest.mark.backends
@@ -52,6 +52,9 @@ def test_pages_need_a_session(world):
     assert r.status_code == 303 and r.headers["Location"] == "/ui/signin?next=/ui/flags/f"
     assert client.get("/").headers["Location"] == "/ui/"
     assert client.get("/ui/signin").status_code == 200
+    r = client.get("/ui/no/such/page")  # a console address: a page, not the API's JSON
+    assert r.status_code == 404 and r.mimetype == "text/html"
+    assert client.get("/api/nope").is_json
 
 
 def test_sign_in_sets_a_hardened_cookie_and_sign_out_ends_the_session(world):
@@ -107,6 +110,7 @@ def test_one_time_password_must_be_changed_first(world):
     client, r = sign_in(world["app"], "new@example.com", temporary)
     assert r.headers["Location"] == "/ui/password"
     assert client.get("/ui/").headers["Location"] == "/ui/password"
+    assert client.get("/api/flags").status_code == 403  # the API waits for it too
     page = client.get("/ui/password").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     r = client.post("/ui/password", data={"csrf_token": token, "current": temporary,
@@ -218,3 +222,43 @@ def test_audit_diff_shows_the_changed_lines_of_each_changed_field():
     assert ("del", '  "rollout_percentage": 30') in change["lines"]
     assert ("add", '  "rollout_percentage": 100') in change["lines"]
     assert [f["field"] for f in diff(None, before)] == ["conditions", "key", "name"]
+
+
+def test_settings_changes_and_rotations_are_audited_without_secrets(world):
+    client, _ = sign_in(world["app"], "admin@example.com")
+    headers = {"X-CSRF-Token": csrf_of(client)}
+    assert client.patch("/api/project", headers=headers, json={
+        "name": "renamed", "client_properties": "fill"}).status_code == 200
+    r = client.post("/api/project/tokens", headers=headers, json={"kind": "secret"})
+    secret = r.get_json()["token"]
+    entries = client.get("/api/audit").get_json()["entries"]
+    rotated, updated = entries[0], entries[1]
+    assert updated["action"] == "settings_updated" and updated["actor"] == "user admin@example.com"
+    assert updated["project"] == {"before": {"name": "p1", "client_properties": "override"},
+                                  "after": {"name": "renamed", "client_properties": "fill"}}
+    assert updated["before"] is None and updated["flag_key"] is None
+    assert rotated["action"] == "secret_key_rotated"
+    assert rotated["project"]["after"]["prefix"] == secret[:8]
+    page = client.get("/ui/audit").get_data(as_text=True)
+    assert secret not in page and secret not in str(entries)
+    assert "settings updated" in page and "+ &#34;renamed&#34;" in page
+
+
+def test_admin_sets_a_users_projects(world):
+    store = world["store"]
+    other = store.create_project("p2")
+    admin, _ = sign_in(world["app"], "admin@example.com")
+    token = csrf_of(admin)
+    r = admin.post("/ui/users", data={"csrf_token": token, "email": "new@example.com",
+                                      "role": "viewer", "project": [str(other["id"])]})
+    assert r.status_code == 200 and "one-time-password" in r.get_data(as_text=True)
+    user = store.user_by_email("new@example.com")
+    assert store.user_project_ids(user) == [other["id"]]
+    viewer = store.user_by_email("viewer@example.com")
+    r = admin.post(f"/ui/users/{viewer['id']}", data={
+        "csrf_token": token, "action": "projects", "project": [str(world["project"]["id"])]})
+    assert r.status_code == 303
+    assert store.user_project_ids(store.get_user(viewer["id"])) == [world["project"]["id"]]
+    admin.post(f"/ui/users/{viewer['id']}", data={"csrf_token": token, "action": "projects",
+                                                  "all_projects": "1"})
+    assert store.get_user(viewer["id"])["all_projects"] is True

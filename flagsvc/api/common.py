@@ -123,6 +123,8 @@ def admin_project(need: str = "admin") -> dict[str, Any]:
             raise Forbidden("missing or wrong CSRF token: this change did not come from a "
                             "flagsvc console page")
         user = session["user"]
+        if user["must_change_password"]:
+            raise Forbidden("choose your own password first (/ui/password)")
         if not may(user["role"], need):
             raise Forbidden(f"a {user['role']} cannot do this (it needs "
                             f"{'an admin' if need == 'admin' else 'an editor'})")

@@ -16,7 +16,7 @@ from .. import writes
 from ..errors import NotFoundError
 from ..store import NotFound
 from .adminlib import body, bp, json_response, load, query
-from .common import admin_project, service
+from .common import actor, admin_project, service
 
 # ---------------------------------------------------------------- group types, groups, persons
 
@@ -137,7 +137,7 @@ def rotate_signing_key() -> Response:
     """A new signing key, shown in this answer only; older keys verify for the grace."""
     project = admin_project()
     grace = load(s.SigningKeyRotateSchema(), body())["grace_seconds"]
-    created = writes.rotate_signing_key(service(), project["id"], grace)
+    created = writes.rotate_signing_key(service(), project["id"], grace, actor=actor())
     return json_response(s.SigningKeyCreatedSchema().dump(created), 201)
 
 
@@ -146,7 +146,7 @@ def update_project() -> Response:
     """Change settings. `private_properties` replaces the whole map."""
     project = admin_project()
     changes = load(s.ProjectPatchSchema(), body())
-    writes.update_settings(service(), project["id"], changes)
+    writes.update_settings(service(), project["id"], changes, actor=actor())
     return json_response(s.ProjectSchema().dump(_project_view(project["id"])))
 
 
@@ -156,7 +156,8 @@ def rotate_token() -> Response:
     for the grace (0: revoked now), as `flagsvc project rotate-*` does."""
     project = admin_project()
     req = load(s.TokenRotateSchema(), body())
-    value = writes.rotate_token(service(), project["id"], req["kind"], req["grace_seconds"])
+    value = writes.rotate_token(service(), project["id"], req["kind"], req["grace_seconds"],
+                                actor=actor())
     return json_response(s.TokenRotatedSchema().dump({
         "kind": req["kind"], "token": value,
         "previous_expire_at": time.time() + req["grace_seconds"]}), 201)

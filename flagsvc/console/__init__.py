@@ -13,9 +13,17 @@ Modules: `auth` (session gate, sign-in/out, switcher), `flags` (list, editor), `
 from __future__ import annotations
 
 from flask import Blueprint, Flask, redirect
+from werkzeug.exceptions import HTTPException
 
 bp = Blueprint("console", __name__, url_prefix="/ui", template_folder="templates",
                static_folder="static", static_url_path="/static")
+
+
+def error_page(e: HTTPException) -> tuple[str, int]:
+    """The console's error page (for /ui/ addresses no route answers)."""
+    from .views import error_page as page
+
+    return page(e)
 
 
 def register(app: Flask) -> None:

@@ -4,8 +4,6 @@ and users (admins)."""
 
 from __future__ import annotations
 
-import difflib
-import json
 from typing import Any
 
 from flask import abort, request
@@ -14,39 +12,8 @@ from werkzeug.wrappers import Response
 from .. import accounts
 from ..store import ROLES, Conflict, NotFound
 from . import bp
+from .data import diff
 from .views import back_to, check_csrf, project, render, require, session, store
-
-BOOKKEEPING = {"id", "version", "created_at", "updated_at", "deleted_at"}
-
-
-def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The fields an audited change changed: name, before and after as JSON text, and the
-    lines of their JSON that changed ("del" / "add", with "same" lines around them)."""
-    before, after = before or {}, after or {}
-    out = []
-    for name in sorted((set(before) | set(after)) - BOOKKEEPING):
-        old, new = before.get(name), after.get(name)
-        if old == new:
-            continue
-        old_text = None if name not in before else json.dumps(old, indent=1, sort_keys=True)
-        new_text = None if name not in after else json.dumps(new, indent=1, sort_keys=True)
-        out.append({"field": name, "before": old_text, "after": new_text,
-                    "lines": _lines(old_text, new_text)})
-    return out
-
-
-def _lines(old: str | None, new: str | None) -> list[tuple[str, str]]:
-    marks = {"-": "del", "+": "add", " ": "same"}
-    lines = []
-    for line in difflib.unified_diff((old or "").splitlines(), (new or "").splitlines(),
-                                     lineterm="", n=2):
-        if line.startswith(("---", "+++")):
-            continue
-        if line.startswith("@@"):
-            lines.append(("gap", "…"))
-            continue
-        lines.append((marks[line[0]], line[1:]))
-    return lines[1:] if lines and lines[0][0] == "gap" else lines
 
 
 @bp.get("/audit")
@@ -78,11 +45,26 @@ def settings() -> str:
                   signing_keys=store().signing_keys(p["id"]))
 
 
+def _users_page(created: dict[str, Any] | None = None, error: str | None = None) -> str:
+    users = store().list_users()
+    for u in users:
+        u["project_ids"] = None if u["all_projects"] else store().user_project_ids(u)
+    return render("users.html", users=users, roles=ROLES, created=created, error=error,
+                  all_projects=store().list_projects())
+
+
+def _chosen_projects() -> list[int] | None:
+    """The projects ticked in a users form; None for "every project"."""
+    if request.form.get("all_projects"):
+        return None
+    known = {p["id"] for p in store().list_projects()}
+    return sorted({int(v) for v in request.form.getlist("project") if v.isdigit()} & known)
+
+
 @bp.get("/users")
 def users() -> str:
     require("admin")
-    return render("users.html", users=store().list_users(), roles=ROLES, created=None,
-                  error=None, all_projects=store().list_projects())
+    return _users_page()
 
 
 @bp.post("/users")
@@ -94,17 +76,18 @@ def user_create() -> Response | str:
     try:
         if role not in ROLES:
             raise ValueError("choose a role")
-        user, temporary = accounts.create_user(store(), email, role)
+        user, temporary = accounts.create_user(store(), email, role,
+                                               projects=_chosen_projects())
         created = {"email": user["email"], "password": temporary}
     except (ValueError, Conflict) as e:
         error = str(e)
-    return render("users.html", users=store().list_users(), roles=ROLES, created=created,
-                  error=error, all_projects=store().list_projects())
+    return _users_page(created, error)
 
 
 @bp.post("/users/<int:user_id>")
 def user_change(user_id: int) -> Response | str:
-    """Change a user's role, disable / enable them, or give them a one-time password."""
+    """Change a user's role or projects, disable / enable them, or give them a one-time
+    password."""
     require("admin")
     check_csrf()
     target = store().get_user(user_id)
@@ -118,12 +101,13 @@ def user_change(user_id: int) -> Response | str:
         store().update_user(user_id, role=request.form["role"])
     elif action in ("disable", "enable"):
         store().update_user(user_id, disabled=action == "disable")
+    elif action == "projects":
+        store().set_user_projects(user_id, _chosen_projects())
     elif action == "reset":
         created = {"email": target["email"],
                    "password": accounts.reset_password(store(), user_id)}
     else:
         abort(400, "unknown action")
     if created:
-        return render("users.html", users=store().list_users(), roles=ROLES, created=created,
-                      error=None, all_projects=store().list_projects())
+        return _users_page(created)
     return back_to("/ui/users")

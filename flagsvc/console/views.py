@@ -86,7 +86,7 @@ def value_text(value: Any) -> str:
 
 
 @bp.errorhandler(HTTPException)
-def _http_error(e: HTTPException) -> tuple[str, int]:
+def error_page(e: HTTPException) -> tuple[str, int]:
     """A console page's error as a page (the API's errors stay JSON)."""
     try:
         page = render("error.html", code=e.code, title=e.name, message=e.description)

@@ -182,14 +182,28 @@ class AuditEntrySchema(Schema):
     id = fields.Integer()
     flag_id = fields.Integer(allow_none=True)
     flag_key = fields.String(allow_none=True)
-    action = fields.String(metadata={"description": "created, updated, deleted or restored"})
+    action = fields.String(metadata={"description": (
+        "a flag's: created, updated, deleted or restored; the project's: settings_updated, "
+        "api_token_rotated, secret_key_rotated, signing_key_rotated")})
     version = fields.Integer(allow_none=True)
-    before = fields.Nested(FlagSchema, allow_none=True)
+    before = fields.Nested(FlagSchema, allow_none=True, metadata={
+        "description": "the flag before (null for project changes: see `project`)"})
     after = fields.Nested(FlagSchema, allow_none=True)
+    project = fields.Dict(allow_none=True, metadata={"description": (
+        "a project change: {before, after} of the settings it changed, or after: the new "
+        "token's prefix (never the token) for a rotation; null for flag changes")})
     created_at = Timestamp()
     actor = fields.String(allow_none=True, metadata={"description": (
         "who made the change: \"user <email>\" (web console), \"secret key <prefix>\" "
         "(admin API), \"cli\"; null for changes made before flagsvc recorded it")})
+
+
+    @pre_dump
+    def _project_change(self, entry: Any, **kwargs: Any) -> Any:
+        if isinstance(entry, Mapping) and entry.get("flag_key") is None:
+            return {**entry, "before": None, "after": None,
+                    "project": {"before": entry.get("before"), "after": entry.get("after")}}
+        return {**entry, "project": None} if isinstance(entry, Mapping) else entry
 
 
 class AuditPageSchema(Schema):

@@ -48,6 +48,7 @@ _EVALUATION_SETTINGS = {"private_properties", "default_group_type", "client_prop
                         "require_signed_groups"}
 CLIENT_PROPERTIES = ("override", "fill", "ignore")
 SIGNING_PREFIX = "fsg_"
+_TOKEN_NAMES = {"api": "api_token", "secret": "secret_key"}
 
 
 class ProjectsMixin:
@@ -109,8 +110,18 @@ class ProjectsMixin:
             return None
         return self.get_project(row[0])
 
+    def _audit_project(self, conn: sqlite3.Connection, project_id: int, action: str,
+                       before: dict | None, after: dict | None, actor: str | None) -> None:
+        """The audit entry of a project change (settings, token rotation), in its
+        transaction; `actor` as for flags (FlagsMixin._audit). Never holds a secret."""
+        conn.execute(
+            "INSERT INTO audit_log (project_id, flag_id, flag_key, action, version, before, "
+            "after, created_at, actor) VALUES (?, NULL, NULL, ?, NULL, ?, ?, ?, ?)",
+            (project_id, action, None if before is None else json.dumps(before),
+             None if after is None else json.dumps(after), time.time(), actor))
+
     def rotate_token(self, project_id: int, kind: str, grace_seconds: float = 3600.0,
-                     new_value: str | None = None) -> str:
+                     new_value: str | None = None, actor: str | None = None) -> str:
         """A new token of `kind`; the old ones keep working for `grace_seconds` (0: revoked now)."""
         if kind not in TOKEN_KINDS:
             raise ValueError(f"token kind must be one of {TOKEN_KINDS}, not {kind!r}")
@@ -129,12 +140,16 @@ class ProjectsMixin:
                 "VALUES (?, ?, ?, ?, ?)", (project_id, kind, token_hash(value), value[:8], now))
             if kind == "api":
                 conn.execute("UPDATE projects SET api_token = ? WHERE id = ?", (value, project_id))
+            self._audit_project(conn, project_id, f"{_TOKEN_NAMES[kind]}_rotated", None,
+                                {"prefix": value[:8], "old_valid_for_seconds": grace_seconds},
+                                actor)
         return value
 
-    def update_project(self, project_id: int, group_types: Any = (),
+    def update_project(self, project_id: int, actor: str | None = None, group_types: Any = (),
                        **settings: Any) -> dict[str, Any]:
-        """Change settings in one transaction, creating `group_types` in it (a new
-        default_group_type); a new privacy policy rewrites what is stored, in it too."""
+        """Change settings in one transaction (audited as "settings_updated" with the values
+        before / after), creating `group_types` in it (a new default_group_type); a new
+        privacy policy rewrites what is stored, in it too."""
         allowed = {"name", "default_group_type", "private_properties", "event_retention_days",
                    "ingestion_creates_group_types", "client_properties", "require_signed_groups",
                    "mixpanel_group_keys"}
@@ -155,10 +170,21 @@ class ProjectsMixin:
             with transaction(conn):
                 for name in group_types:
                     self.ensure_group_type(conn, project_id, name)  # type: ignore[attr-defined]
+                old = _project_row(conn.execute(
+                    f"SELECT {_PROJECT_COLS} FROM projects WHERE id = ?",
+                    (project_id,)).fetchone()) or {}
                 conn.execute(f"UPDATE projects SET {', '.join(sets)} WHERE id = ?",
                              (*args, project_id))
                 if "private_properties" in settings:
                     self._apply_privacy(conn, project_id, settings["private_properties"])
+                new = _project_row(conn.execute(
+                    f"SELECT {_PROJECT_COLS} FROM projects WHERE id = ?",
+                    (project_id,)).fetchone()) or {}
+                changed = [k for k in settings if old.get(k) != new.get(k)]
+                if changed:
+                    self._audit_project(conn, project_id, "settings_updated",
+                                        {k: old.get(k) for k in changed},
+                                        {k: new.get(k) for k in changed}, actor)
         project = self.get_project(project_id)
         if project is None:
             raise NotFound(f"project {project_id} does not exist")
@@ -217,7 +243,8 @@ class ProjectsMixin:
     # ------------------------------------------------------------ signing keys
 
     def rotate_signing_key(self, project_id: int, grace_seconds: float = 3600.0,
-                           new_value: str | None = None) -> dict[str, Any]:
+                           new_value: str | None = None,
+                           actor: str | None = None) -> dict[str, Any]:
         """A new signing key (returned in clear: the only time it is shown); the project's
         other keys keep verifying for `grace_seconds` (0: at once), as token rotation does."""
         if self.get_project(project_id) is None:
@@ -233,6 +260,9 @@ class ProjectsMixin:
                          "VALUES (?, ?, ?, ?)", (project_id, value, value[:8], now))
             conn.execute("UPDATE projects SET flags_rev = flags_rev + 1 WHERE id = ?",
                          (project_id,))
+            self._audit_project(conn, project_id, "signing_key_rotated", None,
+                                {"prefix": value[:8], "old_valid_for_seconds": grace_seconds},
+                                actor)
         return {"signing_key": value, "prefix": value[:8], "created_at": now,
                 "previous_keys_expire_at": now + grace_seconds}
 

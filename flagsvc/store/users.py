@@ -107,6 +107,22 @@ class UsersMixin:
         assert user is not None
         return user
 
+    def set_user_projects(self, user_id: int, projects: list[int] | None) -> None:
+        """The projects a user may open: None for every project (also later ones)."""
+        conn = self.conn()
+        try:
+            with transaction(conn):
+                cur = conn.execute("UPDATE users SET all_projects = ?, updated_at = ? WHERE id = ?",
+                                   (int(projects is None), time.time(), user_id))
+                if cur.rowcount == 0:
+                    raise NotFound(f"user {user_id} does not exist")
+                conn.execute("DELETE FROM user_projects WHERE user_id = ?", (user_id,))
+                for pid in projects or []:
+                    conn.execute("INSERT INTO user_projects (user_id, project_id) VALUES (?, ?)",
+                                 (user_id, pid))
+        except IntegrityError:
+            raise NotFound("no such project") from None
+
     def set_password(self, user_id: int, password_hash: str, must_change: bool,
                      keep_session: int | None = None) -> None:
         """A new password: clears the lockout and ends the user's sessions (but

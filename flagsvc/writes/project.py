@@ -49,7 +49,8 @@ def delete_group_type(service: Any, project_id: int, name: str) -> dict[str, Any
     return deleted
 
 
-def update_settings(service: Any, project_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+def update_settings(service: Any, project_id: int, changes: dict[str, Any],
+                    actor: str | None = None) -> dict[str, Any]:
     """Change project settings (`private_properties` replaces the whole map and rewrites
     what is stored, in the same transaction; a new default_group_type is created in it)."""
     store = service.store
@@ -76,22 +77,24 @@ def update_settings(service: Any, project_id: int, changes: dict[str, Any]) -> d
                    "every request's groups would be ignored")
         raise ValidationFailed(message, errors={"require_signed_groups": [message]})
     try:
-        project = store.update_project(project_id, group_types=create, **changes)
+        project = store.update_project(project_id, actor=actor, group_types=create, **changes)
     except LimitExceeded as e:
         raise ValidationFailed(str(e), errors={"default_group_type": [str(e)]}) from None
     service.invalidate(project_id)
     return project
 
 
-def rotate_signing_key(service: Any, project_id: int, grace_seconds: float) -> dict[str, Any]:
-    created = service.store.rotate_signing_key(project_id, grace_seconds)
+def rotate_signing_key(service: Any, project_id: int, grace_seconds: float,
+                       actor: str | None = None) -> dict[str, Any]:
+    created = service.store.rotate_signing_key(project_id, grace_seconds, actor=actor)
     service.invalidate(project_id)
     return dict(created)
 
 
-def rotate_token(service: Any, project_id: int, kind: str, grace_seconds: float) -> str:
+def rotate_token(service: Any, project_id: int, kind: str, grace_seconds: float,
+                 actor: str | None = None) -> str:
     """A new token of `kind`; this process forgets the tokens it cached (others within
     their one-second token cache)."""
-    value = service.store.rotate_token(project_id, kind, grace_seconds)
+    value = service.store.rotate_token(project_id, kind, grace_seconds, actor=actor)
     service.forget_tokens()
     return str(value)

@@ -30,8 +30,9 @@
   }
 
   // The admin JSON API with this session (cookie) and its CSRF token.
-  async function api(method, path, body) {
-    const init = {method, headers: {"X-CSRF-Token": csrf}, credentials: "same-origin"};
+  async function api(method, path, body, headers) {
+    const init = {method, headers: {"X-CSRF-Token": csrf, ...(headers || {})},
+      credentials: "same-origin"};
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);

@@ -99,11 +99,26 @@
 
   // ------------------------------------------------------------------ blast radius
 
+  // One scan at a time per page: edits made while one runs ask for one more when it ends
+  // (a scan reads every stored group of the type, so keystrokes must not pile them up).
   let previewTimer = null;
   let previewSeq = 0;
+  let inFlight = false;
+  let again = false;
   function schedulePreview() {
     clearTimeout(previewTimer);
-    previewTimer = setTimeout(runPreview, 250);
+    previewTimer = setTimeout(previewOnce, 250);
+  }
+
+  async function previewOnce() {
+    if (inFlight) { again = true; return; }
+    inFlight = true;
+    try {
+      await runPreview();
+    } finally {
+      inFlight = false;
+      if (again) { again = false; schedulePreview(); }
+    }
   }
 
   async function runPreview() {
@@ -146,8 +161,9 @@
 
   // ------------------------------------------------------------------ save, conflicts
 
-  function ask(lines) {
+  function ask(lines, yes) {
     const dialog = $("confirm");
+    $("confirm-ok").textContent = yes || "Yes, save";
     $("confirm-text").replaceChildren(...lines.map((l) => el("li", {}, l)));
     return new Promise((resolve) => {
       dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), {once: true});
@@ -249,6 +265,22 @@
     };
   }
 
+  async function remove() {
+    if (!(await ask(["Delete " + base.key + ": it evaluates to false for everyone. Its key " +
+      "and history are kept, and it can be restored."], "Yes, delete"))) return;
+    const r = await api("DELETE", "/api/flags/" + encodeURIComponent(base.key), undefined,
+      {"If-Match": String(base.version)});
+    if (r.status === 409) { await conflict(state.draft); return; }
+    if (!r.ok) { status("Not deleted: " + errorLines(r.data).join(" · "), "error-text"); return; }
+    window.location.assign("/ui/?state=deleted");
+  }
+
+  async function restore() {
+    const r = await api("POST", "/api/flags/" + encodeURIComponent(base.key) + "/restore");
+    if (!r.ok) { status("Not restored: " + errorLines(r.data).join(" · "), "error-text"); return; }
+    window.location.reload();
+  }
+
   // ------------------------------------------------------------------ explain
 
   async function explain(event) {
@@ -299,5 +331,8 @@
   });
   flagForm.addEventListener("submit", (e) => save(e, false));
   $("explain-form").addEventListener("submit", explain);
+  if ($("delete")) $("delete").addEventListener("click", remove);
+  if ($("restore")) $("restore").addEventListener("click", restore);
   form.renderAll();
+  flagForm.dataset.ready = "true";  // (tests wait for it before typing)
 })();
