@@ -247,3 +247,21 @@ const amp = require('@amplitude/analytics-node');
     assert out == {"code": 400, "message": "Invalid API key: wrong-key"}, out
     assert len(seen) == 2
     assert live_server.store.count_events(pid) == 0
+
+
+def test_insert_id_is_de_duplicated_per_device_or_user(live_server, pid):
+    """Amplitude de-duplicates insert_id per device_id (else user_id): the same insert_id for
+    two users is two events; for one user, once (the stock SDK, insert_id set by hand)."""
+    results = []
+    client = Amplitude(live_server.project["api_token"], Config(
+        server_url=live_server.url + "/2/httpapi",
+        callback=lambda e, code, msg: results.append(code)))
+    for user in ("dup-a", "dup-b", "dup-a"):
+        client.track(BaseEvent("e", user_id=user, insert_id="same-ins"))
+        client.flush()
+        time.sleep(0.3)
+    client.track(BaseEvent("e", device_id="dev-1", insert_id="same-ins"))
+    client.track(BaseEvent("e", device_id="dev-1", user_id="dup-c", insert_id="same-ins"))
+    client.shutdown()
+    assert results == [200] * 5, results
+    assert live_server.store.count_events(pid) == 3  # dup-a, dup-b, dev-1

@@ -160,3 +160,15 @@ def test_python_mixpanel_merge_is_an_alias(live_server, pid):
     mp.people_set("anon-1", {"plan": "free"})
     mp.merge("unused-key", "u1", "anon-1", api_secret="s")
     assert live_server.store.get_person(pid, "u1")["properties"] == {"plan": "free"}
+
+
+def test_insert_id_is_de_duplicated_per_event_distinct_id_and_time(live_server, pid):
+    """Mixpanel de-duplicates on (event, distinct_id, time, $insert_id): the same
+    $insert_id for two users is two events; for one user and time, once."""
+    url = live_server.url
+    mp = Mixpanel(live_server.project["api_token"], consumer=Consumer(events_url=url + "/track"))
+    at = int(time.time() * 1000) - 5000
+    for user, event, t in (("dup-a", "e", at), ("dup-b", "e", at), ("dup-a", "e", at),
+                           ("dup-a", "other", at), ("dup-a", "e", at + 1)):
+        mp.track(user, event, {"$insert_id": "same-ins", "time": t})
+    assert live_server.store.count_events(pid) == 4

@@ -9,7 +9,8 @@ Shared checks, times and ids are formats.py's. Amplitude-specific decisions:
   client clock skew with the request's `client_upload_time` (ISO-8601, sent by the
   JavaScript SDKs, analytics-node included): ``time + (received_at - client_upload_time)``.
   The Python SDK sends no upload time: its `time` is taken as is.
-- Message id: `insert_id` (the SDKs set one per event); missing → derived from the content.
+- Message id: `insert_id` (the SDKs set one per event), scoped as Amplitude scopes it: to
+  the event's `device_id`, else its `user_id`; missing → derived from the content.
 - `$identify` events (and `/identify`): `user_properties` operations `$set`, `$setOnce`,
   `$unset` are applied; bare keys are `$set`. `$add`, `$append`, `$prepend`, `$preInsert`,
   `$postInsert`, `$remove`, `$clearAll` are not applied: they are reported as a warning-level
@@ -87,7 +88,10 @@ def amplitude_call(ev: Any, opts: Options, ignored: set[str], skew: float = 0.0)
     if time_ms is not None and (isinstance(time_ms, bool) or not isinstance(time_ms, int)):
         raise EventError("time must be an integer number of milliseconds")
     ts = check_time(opts.received_at if time_ms is None else time_ms / 1000.0 + skew, opts)
-    mid = message_id_of(ev.get("insert_id"), f"amplitude:{etype}", ev, opts)
+    # Amplitude de-duplicates insert_id per device (else user): the same id for another one
+    # is another event
+    mid = message_id_of(ev.get("insert_id"), f"amplitude:{etype}", ev, opts,
+                        scope=[device or user])
     groups = _groups(ev.get("groups"))
     call = Call(kind="track", message_id=mid, timestamp=ts, distinct_id=user or device,
                 exact_id=time_ms is None and ident(ev.get("insert_id"), "insert_id") is not None)

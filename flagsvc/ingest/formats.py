@@ -173,9 +173,19 @@ def untimed_with_id(msg: Mapping[str, Any], id_key: str) -> bool:
     return msg.get("timestamp") is None and ident(msg.get(id_key), "message id") is not None
 
 
-def message_id_of(given: Any, kind: str, msg: Mapping[str, Any], opts: Options) -> str:
+def message_id_of(given: Any, kind: str, msg: Mapping[str, Any], opts: Options,
+                  scope: list[Any] | None = None) -> str:
+    """The client's id (None/"" → derived from the content). With a `scope` (the parts its
+    tool de-duplicates the id within: Amplitude's device or user id, Mixpanel's event,
+    distinct_id and time) the stored id is derived from the id and that scope, so two users
+    sending the same id are two events, as they are in that tool."""
     mid = ident(given, "message id")
-    return mid if mid is not None else derived_message_id(kind, msg, opts.salt)
+    if mid is None:
+        return derived_message_id(kind, msg, opts.salt)
+    if scope is None:
+        return mid
+    return derived_message_id(kind.split(":")[0] + ":id", {"id": mid, "scope": scope},
+                              opts.salt)
 
 
 def ident(value: Any, what: str) -> str | None:

@@ -6,7 +6,8 @@ Shared checks, times and ids are formats.py's. Mixpanel-specific decisions:
   One record or a list of them.
 - Track: `{event, properties: {token, distinct_id, time, $insert_id, …}}`; `time` in seconds
   or milliseconds. Mixpanel has no client send-time field, so no clock-skew correction.
-  `$insert_id` is the message id (the stock clients set one; missing → derived from content).
+  `$insert_id` is the message id (the stock clients set one; missing → derived from content),
+  scoped as Mixpanel scopes it: to the event name, `distinct_id` and `time`.
   `token`, `distinct_id`, `time`, `$insert_id` are structure, not stored as properties.
   `$create_alias` (`properties.alias`) is an alias of that id into `distinct_id`; `$merge`
   (`properties.$distinct_ids` [a, b], the Python client's `merge`, sent to /import) merges b
@@ -124,7 +125,9 @@ def track_call(ev: Any, opts: Options, group_keys: Mapping[str, str]) -> Call:
     distinct = ident(props.get("distinct_id"), "properties.distinct_id")
     t = parse_time(props.get("time"), "properties.time")
     ts = check_time(opts.received_at if t is None else t, opts)
-    mid = message_id_of(props.get("$insert_id"), f"mixpanel:{event}", ev, opts)
+    # Mixpanel de-duplicates on (event, distinct_id, time, $insert_id)
+    mid = message_id_of(props.get("$insert_id"), f"mixpanel:{event}", ev, opts,
+                        scope=[event, distinct, props.get("time")])
     call = Call(kind="track", message_id=mid, timestamp=ts, distinct_id=distinct,
                 exact_id=t is None and ident(props.get("$insert_id"), "$insert_id") is not None)
     if event == "$merge":  # the Python client's merge(): two ids, the second merged in
