@@ -172,3 +172,21 @@ def test_insert_id_is_de_duplicated_per_event_distinct_id_and_time(live_server, 
                            ("dup-a", "other", at), ("dup-a", "e", at + 1)):
         mp.track(user, event, {"$insert_id": "same-ins", "time": t})
     assert live_server.store.count_events(pid) == 4
+
+
+def test_mixpanel_group_keys_map_parent_group_type(live_server, pid):
+    """A group profile's parent_group_type naming a group key of mixpanel_group_keys is that
+    key's group type, as its $group_key is (the stock Python client's group_set)."""
+    admin = {"Authorization": f"Bearer {live_server.project['secret_key']}"}
+    r = requests.patch(live_server.url + "/api/project", headers=admin, timeout=5,
+                       json={"mixpanel_group_keys": {"company_id": "account"}})
+    assert r.status_code == 200, r.text
+    url = live_server.url
+    mp = Mixpanel(live_server.project["api_token"], consumer=Consumer(
+        events_url=url + "/track", people_url=url + "/engage", groups_url=url + "/groups"))
+    mp.group_set("company_id", "ck-acc", {"plan": "enterprise"})
+    mp.group_set("workspace", "ck-ws", {"parent_group_id": "ck-acc",
+                                        "parent_group_type": "company_id"})
+    ws = live_server.store.get_group(pid, "workspace", "ck-ws")
+    assert ws["parent"] == {"group_type": "account", "group_key": "ck-acc"}, ws
+    assert "company_id" not in [t["name"] for t in live_server.store.group_types(pid)]

@@ -178,6 +178,8 @@ def profile_call(rec: Any, opts: Options, group_keys: Mapping[str, str], group: 
         if call.group_key is None:
             raise EventError("$group_id is required")
         structure(call, {**once, **set_}, group_keys.get(key, key), opts)
+        if call.parent_type is not None:  # a group key, mapped as $group_key is
+            call.parent_type = group_keys.get(call.parent_type, call.parent_type)
         call.group_unset = unset
     else:
         call.distinct_id = ident(rec.get("$distinct_id"), "$distinct_id")
