@@ -265,3 +265,22 @@ def test_insert_id_is_de_duplicated_per_device_or_user(live_server, pid):
     client.shutdown()
     assert results == [200] * 5, results
     assert live_server.store.count_events(pid) == 3  # dup-a, dup-b, dev-1
+
+
+def test_a_list_of_groups_of_one_type_is_every_membership(live_server, pid):
+    """set_group(type, [a, b]) and groups {type: [a, b]} (stock Python SDK): the user is a
+    member of both groups and the event is in both groups' recent events (it kept only the
+    first, silently)."""
+    results = []
+    client = Amplitude(live_server.project["api_token"], Config(
+        server_url=live_server.url + "/2/httpapi",
+        callback=lambda e, code, msg: results.append(code)))
+    client.set_group("project", ["la", "lb"], EventOptions(user_id="lu1"))
+    client.track(BaseEvent("Listed", user_id="lu2", groups={"project": ["lc", "ld"]}))
+    client.shutdown()
+    assert results == [200, 200], results
+    store = live_server.store
+    for user, keys in (("lu1", ["la", "lb"]), ("lu2", ["lc", "ld"])):
+        assert sorted(g["group_key"] for g in store.get_person(pid, user)["groups"]) == keys
+    assert [e["event"] for e in store.get_group(pid, "project", "ld")["recent_events"]] == [
+        "Listed"]

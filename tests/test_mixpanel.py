@@ -190,3 +190,19 @@ def test_mixpanel_group_keys_map_parent_group_type(live_server, pid):
     ws = live_server.store.get_group(pid, "workspace", "ck-ws")
     assert ws["parent"] == {"group_type": "account", "group_key": "ck-acc"}, ws
     assert "company_id" not in [t["name"] for t in live_server.store.group_types(pid)]
+
+
+def test_a_list_of_group_ids_is_every_membership(live_server, pid):
+    """A group-key property or a $groups entry that is a list of ids (stock Python client):
+    the event and its user in each group — $groups as the property (it refused the event)."""
+    url = live_server.url
+    mp = Mixpanel(live_server.project["api_token"], consumer=Consumer(
+        events_url=url + "/track", groups_url=url + "/groups"))
+    mp.group_set("project", "la", {"name": "A"})  # the type exists: its name is a group key
+    mp.track("lu1", "Listed", {"project": ["la", "lb"]})
+    mp.track("lu2", "Listed", {"$groups": {"project": ["lc", "ld"]}})
+    store = live_server.store
+    for user, keys in (("lu1", ["la", "lb"]), ("lu2", ["lc", "ld"])):
+        assert sorted(g["group_key"] for g in store.get_person(pid, user)["groups"]) == keys
+    assert [e["event"] for e in store.get_group(pid, "project", "lb")["recent_events"]] == [
+        "Listed"]

@@ -269,6 +269,28 @@ def group_pairs(value: Any, what: str) -> dict[str, str]:
     return out
 
 
+def group_lists(value: Any, what: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """`{group type: key or [keys]}` (Amplitude's `groups`, Mixpanel's `$groups`): the first
+    key of each type, and the further (type, key) pairs of the lists."""
+    if isinstance(value, dict) and any(isinstance(v, list) for v in value.values()):
+        first = {t: (v[0] if v else None) if isinstance(v, list) else v
+                 for t, v in value.items()}
+        more = [(t, k) for t, v in value.items() if isinstance(v, list) for k in v[1:]]
+    else:
+        first, more = value, []
+    groups = group_pairs(first, what)
+    extra: list[tuple[str, str]] = []
+    for gtype, key in more:
+        k = ident(key, f"{what}.{gtype}")
+        if k is None or (gtype, k) in extra or groups.get(gtype) == k:
+            continue
+        if gtype in groups:
+            extra.append((gtype, k))
+        else:  # the list's first keys were null
+            groups[name(gtype, f"group type in {what}")] = k
+    return groups, extra
+
+
 def structure(call: Call, traits: dict[str, Any], explicit_type: Any, opts: Options) -> None:
     """Fill the group type and parent of a group call from its fields and traits; the
     structure traits are not stored as properties."""

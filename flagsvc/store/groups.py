@@ -102,9 +102,10 @@ class GroupsMixin:
                 "JOIN (SELECT id, received_at FROM (SELECT id, received_at, groups FROM events "
                 "INDEXED BY events_received WHERE project_id = ? ORDER BY received_at DESC "
                 "LIMIT ?) WHERE EXISTS (SELECT 1 FROM json_each(groups) g WHERE g.key = ? "
-                "AND g.value = ?) LIMIT ?) w ON e.id = w.id "
+                "AND (g.value = ? OR (g.type = 'array' AND EXISTS (SELECT 1 FROM "
+                "json_each(g.value) v WHERE v.value = ?)))) LIMIT ?) w ON e.id = w.id "
                 "ORDER BY w.received_at DESC, w.id DESC",
-                (project_id, RECENT_EVENTS_SCANNED, group_type, key, events))]
+                (project_id, RECENT_EVENTS_SCANNED, group_type, key, key, events))]
         return group
 
     def list_groups(self, project_id: int, group_type: str | None = None,
