@@ -152,6 +152,8 @@ def test_partial_batch_and_errors_as_amplitude(live_server, pid):
     assert live_server.store.count_events(pid) == 1
     r = _post(live_server, {"api_key": "nope", "events": [good]})
     assert r.status_code == 400 and r.json() == {"code": 400, "error": "Invalid API key: nope"}
+    r = _post(live_server, {"api_key": live_server.project["secret_key"], "events": [good]})
+    assert r.status_code == 400 and r.json()["error"] == "Invalid API key: fsk_…"  # not echoed
     r = _post(live_server, {"events": [good]})
     assert r.status_code == 400 and r.json()["missing_field"] == "api_key"
     r = _post(live_server, {"api_key": key, "events": "x"})

@@ -36,6 +36,7 @@ from ..errors import BadRequest, PayloadTooLarge, Unauthorized, error_body
 from ..ingest import amplitude, formats, mixpanel, posthog_format, privacy
 from ..ingest.model import IngestResult
 from ..metrics import EVENTS
+from ..store.projects import SECRET_PREFIX
 from .body import parse_json, raw_body, read_json
 from .common import add_cors, basic_auth_user, config, public_project, service
 
@@ -214,7 +215,10 @@ def _amplitude_project(body: Any) -> dict[str, Any] | Response:
         if key is None or key == "":
             return _amplitude_error(400, "Request missing required field",
                                     missing_field="api_key")
-        return _amplitude_error(400, f"Invalid API key: {str(key)[:200]}")
+        shown = str(key)[:200]
+        if shown.startswith(SECRET_PREFIX):  # a secret key sent by mistake is not echoed
+            shown = SECRET_PREFIX + "…"
+        return _amplitude_error(400, f"Invalid API key: {shown}")
 
 
 def _amplitude_answer(received: float, body_of: Callable[[], Any],
