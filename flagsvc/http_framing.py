@@ -49,6 +49,8 @@ class Framing:
         if end < 0:
             self.scanned = len(buf)
             return self.TOO_LARGE if len(buf) > MAX_HEADER_BYTES else None
+        if end - start > MAX_HEADER_BYTES:  # arrived whole, but over the bound all the same
+            return self.TOO_LARGE
         self.header_end = end + 4
         lines = bytes(buf[start:end]).split(b"\r\n")
         fields: dict[bytes, list[bytes]] = {}

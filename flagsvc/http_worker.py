@@ -90,6 +90,12 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self._busy: dict[int, float] = {}  # app thread -> when its request started
         self._stuck = False
         self.buffering = not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
+        if self.buffering:
+            # The request line is bounded by the headers' MAX_HEADER_BYTES (64 KiB, read here
+            # before gunicorn parses): gunicorn's own cap (8190 at most) refused, as an HTML
+            # 400, the npm mixpanel client's people/groups profiles over ~6 KB, which it
+            # always sends as a GET with the record in the query. (This process's copy.)
+            self.cfg.set("limit_request_line", 0)
 
     def init_process(self) -> None:
         if not self.buffering:

@@ -147,7 +147,10 @@ def call_problem(call: Any) -> str | None:
     if len(call.groups) > MAX_EVENT_GROUPS:
         return (f"the event names {len(call.groups)} group types; the limit is "
                 f"{MAX_EVENT_GROUPS}")
-    for gtype, key in call.groups.items():
+    if len(call.more_groups) > MAX_EVENT_GROUPS:
+        return (f"the event names {len(call.groups) + len(call.more_groups)} groups in lists "
+                f"of keys; the limit is {MAX_EVENT_GROUPS} more than one per type")
+    for gtype, key in (*call.groups.items(), *call.more_groups):
         if _too_long(gtype, MAX_GROUP_TYPE_LENGTH):
             return f"group type {gtype[:40]!r}... is longer than {MAX_GROUP_TYPE_LENGTH} characters"
         if _too_long(key, MAX_ID_LENGTH):

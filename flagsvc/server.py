@@ -156,7 +156,9 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
         "control_socket_disable": True,
         # The npm mixpanel client sends each track as a GET with the event base64 in the
         # query: gunicorn's default request-line limit (4094 bytes) refused events of ~3 KB
-        # with an HTML 414. 8190 is gunicorn's largest bounded value (0 would be unbounded).
+        # with an HTML 414. 8190 is gunicorn's largest bounded value (0 would be unbounded);
+        # BufferingWorker lifts it where it bounds the headers itself (64 KiB), i.e. unless
+        # TLS / HTTP/2 make it fall back to gthread's reading.
         "limit_request_line": 8190,
     }
     if database and database != ":memory:" and not is_postgres(database):

@@ -153,7 +153,11 @@ def test_partial_batch_and_errors_as_amplitude(live_server, pid):
     assert r.json()["code"] == 400 and r.json()["events_with_invalid_fields"] == {"event": [1]}
     assert live_server.store.count_events(pid) == 1
     r = _post(live_server, {"api_key": "nope", "events": [good]})
-    assert r.status_code == 401 and r.json()["code"] == 401
+    assert r.status_code == 400 and r.json() == {"code": 400, "error": "Invalid API key: nope"}
+    r = _post(live_server, {"api_key": live_server.project["secret_key"], "events": [good]})
+    assert r.status_code == 400 and r.json()["error"] == "Invalid API key: fsk_…"  # not echoed
+    r = _post(live_server, {"events": [good]})
+    assert r.status_code == 400 and r.json()["missing_field"] == "api_key"
     r = _post(live_server, {"api_key": key, "events": "x"})
     assert r.status_code == 400 and "events" in r.json()["error"]
     assert live_server.store.count_events(pid) == 1
@@ -205,3 +209,82 @@ def test_python_client_partial_batch_keeps_the_good_events_once(live_server, pid
     client.shutdown()
     assert ("bad", 400) in results and all(code == 200 for t, code in results if t != "bad")
     assert live_server.store.count_events(pid) == 2
+
+
+def _count_requests(live_server, path):
+    """The number of requests the server gets on `path` from now on."""
+    seen = []
+    app, inner = live_server.app, live_server.app.wsgi_app
+
+    def counting(environ, start_response):
+        if environ.get("PATH_INFO", "").rstrip("/") == path:
+            seen.append(1)
+        return inner(environ, start_response)
+    app.wsgi_app = counting
+    return seen
+
+
+def test_wrong_api_key_stops_both_sdks(live_server, pid):
+    """A wrong API key is answered as Amplitude does (400 `Invalid API key: <key>`): the
+    Python SDK raises InvalidAPIKeyError inside its worker and drops the events, the Node SDK
+    fulfils them with that error — one request each, not a retry storm (with flagsvc's 401
+    the Python SDK re-queued them: 11 requests in 6 s; Node until its retry count)."""
+    seen = _count_requests(live_server, "/2/httpapi")
+    results = []
+    client = Amplitude("wrong-key", Config(
+        server_url=live_server.url + "/2/httpapi", flush_interval_millis=50,
+        callback=lambda e, code, msg: results.append((code, msg))))
+    client.track(BaseEvent("x", user_id="u1"))
+    client.flush()
+    time.sleep(1.5)
+    client.shutdown()
+    assert len(seen) == 1 and results == [], (len(seen), results)
+    out = run_node("""
+const amp = require('@amplitude/analytics-node');
+(async () => {
+  amp.init('wrong-key', {serverUrl: process.env.URL + '/2/httpapi', flushIntervalMillis: 50,
+                         logLevel: 0});
+  const r = await amp.track('x', {}, {user_id: 'u1'}).promise;
+  console.log(JSON.stringify({code: r.code, message: r.message}));
+})();
+""", env={"URL": live_server.url})
+    assert out == {"code": 400, "message": "Invalid API key: wrong-key"}, out
+    assert len(seen) == 2
+    assert live_server.store.count_events(pid) == 0
+
+
+def test_insert_id_is_de_duplicated_per_device_or_user(live_server, pid):
+    """Amplitude de-duplicates insert_id per device_id (else user_id): the same insert_id for
+    two users is two events; for one user, once (the stock SDK, insert_id set by hand)."""
+    results = []
+    client = Amplitude(live_server.project["api_token"], Config(
+        server_url=live_server.url + "/2/httpapi",
+        callback=lambda e, code, msg: results.append(code)))
+    for user in ("dup-a", "dup-b", "dup-a"):
+        client.track(BaseEvent("e", user_id=user, insert_id="same-ins"))
+        client.flush()
+        time.sleep(0.3)
+    client.track(BaseEvent("e", device_id="dev-1", insert_id="same-ins"))
+    client.track(BaseEvent("e", device_id="dev-1", user_id="dup-c", insert_id="same-ins"))
+    client.shutdown()
+    assert results == [200] * 5, results
+    assert live_server.store.count_events(pid) == 3  # dup-a, dup-b, dev-1
+
+
+def test_a_list_of_groups_of_one_type_is_every_membership(live_server, pid):
+    """set_group(type, [a, b]) and groups {type: [a, b]} (stock Python SDK): the user is a
+    member of both groups and the event is in both groups' recent events (it kept only the
+    first, silently)."""
+    results = []
+    client = Amplitude(live_server.project["api_token"], Config(
+        server_url=live_server.url + "/2/httpapi",
+        callback=lambda e, code, msg: results.append(code)))
+    client.set_group("project", ["la", "lb"], EventOptions(user_id="lu1"))
+    client.track(BaseEvent("Listed", user_id="lu2", groups={"project": ["lc", "ld"]}))
+    client.shutdown()
+    assert results == [200, 200], results
+    store = live_server.store
+    for user, keys in (("lu1", ["la", "lb"]), ("lu2", ["lc", "ld"])):
+        assert sorted(g["group_key"] for g in store.get_person(pid, user)["groups"]) == keys
+    assert [e["event"] for e in store.get_group(pid, "project", "ld")["recent_events"]] == [
+        "Listed"]

@@ -162,3 +162,49 @@ def test_python_mixpanel_merge_is_an_alias(live_server, pid):
     mp.people_set("anon-1", {"plan": "free"})
     mp.merge("unused-key", "u1", "anon-1", api_secret="s")
     assert live_server.store.get_person(pid, "u1")["properties"] == {"plan": "free"}
+
+
+def test_insert_id_is_de_duplicated_per_event_distinct_id_and_time(live_server, pid):
+    """Mixpanel de-duplicates on (event, distinct_id, time, $insert_id): the same
+    $insert_id for two users is two events; for one user and time, once."""
+    url = live_server.url
+    mp = Mixpanel(live_server.project["api_token"], consumer=Consumer(events_url=url + "/track"))
+    at = int(time.time() * 1000) - 5000
+    for user, event, t in (("dup-a", "e", at), ("dup-b", "e", at), ("dup-a", "e", at),
+                           ("dup-a", "other", at), ("dup-a", "e", at + 1)):
+        mp.track(user, event, {"$insert_id": "same-ins", "time": t})
+    assert live_server.store.count_events(pid) == 4
+
+
+def test_mixpanel_group_keys_map_parent_group_type(live_server, pid):
+    """A group profile's parent_group_type naming a group key of mixpanel_group_keys is that
+    key's group type, as its $group_key is (the stock Python client's group_set)."""
+    admin = {"Authorization": f"Bearer {live_server.project['secret_key']}"}
+    r = requests.patch(live_server.url + "/api/project", headers=admin, timeout=5,
+                       json={"mixpanel_group_keys": {"company_id": "account"}})
+    assert r.status_code == 200, r.text
+    url = live_server.url
+    mp = Mixpanel(live_server.project["api_token"], consumer=Consumer(
+        events_url=url + "/track", people_url=url + "/engage", groups_url=url + "/groups"))
+    mp.group_set("company_id", "ck-acc", {"plan": "enterprise"})
+    mp.group_set("workspace", "ck-ws", {"parent_group_id": "ck-acc",
+                                        "parent_group_type": "company_id"})
+    ws = live_server.store.get_group(pid, "workspace", "ck-ws")
+    assert ws["parent"] == {"group_type": "account", "group_key": "ck-acc"}, ws
+    assert "company_id" not in [t["name"] for t in live_server.store.group_types(pid)]
+
+
+def test_a_list_of_group_ids_is_every_membership(live_server, pid):
+    """A group-key property or a $groups entry that is a list of ids (stock Python client):
+    the event and its user in each group — $groups as the property (it refused the event)."""
+    url = live_server.url
+    mp = Mixpanel(live_server.project["api_token"], consumer=Consumer(
+        events_url=url + "/track", groups_url=url + "/groups"))
+    mp.group_set("project", "la", {"name": "A"})  # the type exists: its name is a group key
+    mp.track("lu1", "Listed", {"project": ["la", "lb"]})
+    mp.track("lu2", "Listed", {"$groups": {"project": ["lc", "ld"]}})
+    store = live_server.store
+    for user, keys in (("lu1", ["la", "lb"]), ("lu2", ["lc", "ld"])):
+        assert sorted(g["group_key"] for g in store.get_person(pid, user)["groups"]) == keys
+    assert [e["event"] for e in store.get_group(pid, "project", "lb")["recent_events"]] == [
+        "Listed"]

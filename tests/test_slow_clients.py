@@ -220,6 +220,9 @@ def test_chunked_bodies_and_bad_framing(server):
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + b"a" * 101 + b"\r\n",
      Framing.HAND_OVER),  # the complete chunks are over the limit: the app reads and refuses
     (b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEADER_BYTES, Framing.TOO_LARGE),
+    # whole in one read, but over the bound: refused all the same (a long request line
+    # is bounded by this alone, gunicorn's limit_request_line being lifted)
+    (b"GET /?" + b"a" * MAX_HEADER_BYTES + b" HTTP/1.1\r\n\r\n", Framing.TOO_LARGE),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 2000, Framing.BAD),
 ])
 def test_framing_finds_where_a_request_ends(data, expected):

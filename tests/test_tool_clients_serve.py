@@ -100,6 +100,34 @@ const p = (f) => new Promise((ok) => f((e) => ok(e ? String(e) : null)));
     assert {"Task Completed", "Big"} <= {e["event"] for e in events}
 
 
+def test_mixpanel_node_profiles_and_tracks_over_8_kb_against_serve(server):
+    """The npm client sends people/groups profiles (and single tracks) as GETs with the
+    record base64 in the query: over gunicorn's request-line cap (8190) they got an HTML 400.
+    The worker bounds the request line by its 64 KiB header limit instead (~45 KB of JSON):
+    20 KB records pass; one of 80 KB is refused, and the client reports it."""
+    u = urlparse(server.url)
+    out = run_node("""
+const mp = require('mixpanel').init(process.env.KEY, {host: process.env.HOST,
+  port: +process.env.PORT, protocol: 'http'});
+const p = (f) => new Promise((ok) => f((e) => ok(e ? String(e) : null)));
+(async () => {
+  const errors = [
+    await p(cb => mp.groups.set('project', 'p-big', {desc: 'y'.repeat(20000)}, cb)),
+    await p(cb => mp.people.set('u-big', {desc: 'y'.repeat(20000)}, cb)),
+    await p(cb => mp.track('Big', {distinct_id: 'u-big', blob: 'x'.repeat(20000)}, cb)),
+    await p(cb => mp.people.set('u-huge', {desc: 'y'.repeat(80000)}, cb))];
+  console.log(JSON.stringify({errors}));
+})();
+""", env={"KEY": API_TOKEN, "HOST": u.hostname, "PORT": str(u.port)})
+    assert out["errors"][:3] == [None, None, None], out
+    assert out["errors"][3], out  # over the bound: an error the client reports
+    group = requests.get(f"{server.url}/api/groups/project/p-big", headers=admin(),
+                         timeout=10).json()
+    assert len(group["properties"]["desc"]) == 20000, group
+    person = requests.get(f"{server.url}/api/persons/u-big", headers=admin(), timeout=10).json()
+    assert len(person["properties"]["desc"]) == 20000
+
+
 def test_amplitude_node_against_serve(server):
     out = run_node("""
 const amp = require('@amplitude/analytics-node');

@@ -32,10 +32,11 @@ import orjson
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import BadRequest, PayloadTooLarge, error_body
+from ..errors import BadRequest, PayloadTooLarge, Unauthorized, error_body
 from ..ingest import amplitude, formats, mixpanel, posthog_format, privacy
 from ..ingest.model import IngestResult
 from ..metrics import EVENTS
+from ..store.projects import SECRET_PREFIX
 from .body import parse_json, raw_body, read_json
 from .common import add_cors, basic_auth_user, config, public_project, service
 
@@ -203,6 +204,23 @@ def _amplitude_error(status: int, error: str, **extra: Any) -> Response:
     return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
+def _amplitude_project(body: Any) -> dict[str, Any] | Response:
+    """The project of the body's `api_key`, else Amplitude's own answer: 400
+    `Invalid API key: <key>` (both stock SDKs drop the events on exactly that prefix instead
+    of re-sending them until they give up) or 400 `missing_field: api_key`."""
+    key = body.get("api_key") if isinstance(body, dict) else None
+    try:
+        return public_project(key)
+    except Unauthorized:
+        if key is None or key == "":
+            return _amplitude_error(400, "Request missing required field",
+                                    missing_field="api_key")
+        shown = str(key)[:200]
+        if shown.startswith(SECRET_PREFIX):  # a secret key sent by mistake is not echoed
+            shown = SECRET_PREFIX + "…"
+        return _amplitude_error(400, f"Invalid API key: {shown}")
+
+
 def _amplitude_answer(received: float, body_of: Callable[[], Any],
                       identify: bool | None) -> Response:
     """Parse, store, answer as Amplitude: 200 `{code, events_ingested, ...}`; a batch with bad
@@ -210,7 +228,9 @@ def _amplitude_answer(received: float, body_of: Callable[[], Any],
     drops them and re-sends the rest (stored once: `insert_id`)."""
     try:
         body = body_of()
-        project = public_project(body.get("api_key") if isinstance(body, dict) else None)
+        project = _amplitude_project(body)
+        if isinstance(project, Response):
+            return project
         opts = _options(project, received)
         if identify is None:
             parsed, ignored = _parse(lambda: amplitude.parse_events(body, opts))

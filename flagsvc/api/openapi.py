@@ -214,7 +214,9 @@ def public_ops() -> dict[tuple[str, str], Op]:
                                       error_bodies={c: s.MixpanelErrorSchema
                                                     for c in ingest_errors})
     amplitude = ("Amplitude: `api_key` in the body (or form); answers {code, events_ingested} "
-                 "or {code, error, events_with_invalid_fields}.")
+                 "or {code, error, events_with_invalid_fields}; an unknown api_key is "
+                 "400 `Invalid API key: <key>` (as Amplitude answers: its SDKs then drop "
+                 "the events), a missing one 400 with missing_field.")
     for path, what in (("/2/httpapi", "HTTP V2 API"), ("/identify", "Identify API"),
                        ("/groupidentify", "Group Identify API")):
         for p in (path, path + "/"):

@@ -9,7 +9,8 @@ Shared checks, times and ids are formats.py's. Amplitude-specific decisions:
   client clock skew with the request's `client_upload_time` (ISO-8601, sent by the
   JavaScript SDKs, analytics-node included): ``time + (received_at - client_upload_time)``.
   The Python SDK sends no upload time: its `time` is taken as is.
-- Message id: `insert_id` (the SDKs set one per event); missing → derived from the content.
+- Message id: `insert_id` (the SDKs set one per event), scoped as Amplitude scopes it: to
+  the event's `device_id`, else its `user_id`; missing → derived from the content.
 - `$identify` events (and `/identify`): `user_properties` operations `$set`, `$setOnce`,
   `$unset` are applied; bare keys are `$set`. `$add`, `$append`, `$prepend`, `$preInsert`,
   `$postInsert`, `$remove`, `$clearAll` are not applied: they are reported as a warning-level
@@ -17,9 +18,10 @@ Shared checks, times and ids are formats.py's. Amplitude-specific decisions:
 - `$groupidentify` events (and `/groupidentify`): one group per `groups` pair, with
   `group_properties` `$set` / `$setOnce` (set when absent is treated as set) / `$unset`;
   `parent_group_id` / `parent_group_type` there set the group's parent as in every format.
-- `groups` on any event attribute it to those groups (`{type: key}`; a list value takes its
-  first key). The set_group convention (`user_properties.$set {type: key}` with `groups`)
-  needs nothing more: the groups attribute the call, the user properties are stored.
+- `groups` on any event attribute it to those groups (`{type: key}`; a list of keys puts
+  the event and its user in each of those groups, as Amplitude does). The set_group
+  convention (`user_properties.$set {type: key}` with `groups`) needs nothing more: the
+  groups attribute the call, the user properties are stored.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from .formats import (
     check_event,
     check_time,
     each,
-    group_pairs,
+    group_lists,
     ident,
     message_id_of,
     name,
@@ -51,10 +53,9 @@ UNSUPPORTED_OPS = ("$add", "$append", "$prepend", "$preInsert", "$postInsert", "
                    "$clearAll")
 
 
-def _groups(value: Any) -> dict[str, str]:
-    if isinstance(value, dict):  # Amplitude allows a list of keys per type: the first is used
-        value = {k: (v[0] if isinstance(v, list) and v else v) for k, v in value.items()}
-    return group_pairs(value, "groups")
+def _groups(value: Any) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """`groups`: `{type: key}`, or a list of keys of a type (the event is in each group)."""
+    return group_lists(value, "groups")
 
 
 def _ops(props: dict[str, Any], what: str, ignored: set[str]) -> tuple[dict, dict, list]:
@@ -87,12 +88,15 @@ def amplitude_call(ev: Any, opts: Options, ignored: set[str], skew: float = 0.0)
     if time_ms is not None and (isinstance(time_ms, bool) or not isinstance(time_ms, int)):
         raise EventError("time must be an integer number of milliseconds")
     ts = check_time(opts.received_at if time_ms is None else time_ms / 1000.0 + skew, opts)
-    mid = message_id_of(ev.get("insert_id"), f"amplitude:{etype}", ev, opts)
-    groups = _groups(ev.get("groups"))
+    # Amplitude de-duplicates insert_id per device (else user): the same id for another one
+    # is another event
+    mid = message_id_of(ev.get("insert_id"), f"amplitude:{etype}", ev, opts,
+                        scope=[device or user])
+    groups, more_groups = _groups(ev.get("groups"))
     call = Call(kind="track", message_id=mid, timestamp=ts, distinct_id=user or device,
                 exact_id=time_ms is None and ident(ev.get("insert_id"), "insert_id") is not None)
     if etype == "$groupidentify":
-        if len(groups) != 1:
+        if len(groups) != 1 or more_groups:
             raise EventError("$groupidentify needs exactly one groups pair {type: key} "
                              "(on /groupidentify: group_type and group_value)")
         (gtype, key), = groups.items()
@@ -103,7 +107,7 @@ def amplitude_call(ev: Any, opts: Options, ignored: set[str], skew: float = 0.0)
         return call
     if call.distinct_id is None:
         raise EventError("user_id or device_id is required")
-    call.groups = groups
+    call.groups, call.more_groups = groups, more_groups
     set_, once, unset = _ops(obj(ev, "user_properties"), "user_properties", ignored)
     call.person_set, call.person_set_once, call.person_unset = set_, once, unset
     if etype == "$identify":

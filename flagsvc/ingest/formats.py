@@ -173,9 +173,19 @@ def untimed_with_id(msg: Mapping[str, Any], id_key: str) -> bool:
     return msg.get("timestamp") is None and ident(msg.get(id_key), "message id") is not None
 
 
-def message_id_of(given: Any, kind: str, msg: Mapping[str, Any], opts: Options) -> str:
+def message_id_of(given: Any, kind: str, msg: Mapping[str, Any], opts: Options,
+                  scope: list[Any] | None = None) -> str:
+    """The client's id (None/"" → derived from the content). With a `scope` (the parts its
+    tool de-duplicates the id within: Amplitude's device or user id, Mixpanel's event,
+    distinct_id and time) the stored id is derived from the id and that scope, so two users
+    sending the same id are two events, as they are in that tool."""
     mid = ident(given, "message id")
-    return mid if mid is not None else derived_message_id(kind, msg, opts.salt)
+    if mid is None:
+        return derived_message_id(kind, msg, opts.salt)
+    if scope is None:
+        return mid
+    return derived_message_id(kind.split(":")[0] + ":id", {"id": mid, "scope": scope},
+                              opts.salt)
 
 
 def ident(value: Any, what: str) -> str | None:
@@ -257,6 +267,28 @@ def group_pairs(value: Any, what: str) -> dict[str, str]:
         if k is not None:
             out[name(gtype, f"group type in {what}")] = k
     return out
+
+
+def group_lists(value: Any, what: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """`{group type: key or [keys]}` (Amplitude's `groups`, Mixpanel's `$groups`): the first
+    key of each type, and the further (type, key) pairs of the lists."""
+    if isinstance(value, dict) and any(isinstance(v, list) for v in value.values()):
+        first = {t: (v[0] if v else None) if isinstance(v, list) else v
+                 for t, v in value.items()}
+        more = [(t, k) for t, v in value.items() if isinstance(v, list) for k in v[1:]]
+    else:
+        first, more = value, []
+    groups = group_pairs(first, what)
+    extra: list[tuple[str, str]] = []
+    for gtype, key in more:
+        k = ident(key, f"{what}.{gtype}")
+        if k is None or (gtype, k) in extra or groups.get(gtype) == k:
+            continue
+        if gtype in groups:
+            extra.append((gtype, k))
+        else:  # the list's first keys were null
+            groups[name(gtype, f"group type in {what}")] = k
+    return groups, extra
 
 
 def structure(call: Call, traits: dict[str, Any], explicit_type: Any, opts: Options) -> None:

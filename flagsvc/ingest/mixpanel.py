@@ -6,14 +6,16 @@ Shared checks, times and ids are formats.py's. Mixpanel-specific decisions:
   One record or a list of them.
 - Track: `{event, properties: {token, distinct_id, time, $insert_id, …}}`; `time` in seconds
   or milliseconds. Mixpanel has no client send-time field, so no clock-skew correction.
-  `$insert_id` is the message id (the stock clients set one; missing → derived from content).
+  `$insert_id` is the message id (the stock clients set one; missing → derived from content),
+  scoped as Mixpanel scopes it: to the event name, `distinct_id` and `time`.
   `token`, `distinct_id`, `time`, `$insert_id` are structure, not stored as properties.
   `$create_alias` (`properties.alias`) is an alias of that id into `distinct_id`; `$merge`
   (`properties.$distinct_ids` [a, b], the Python client's `merge`, sent to /import) merges b
   into a, as an alias.
 - Groups of an event: `$groups` (`{group key: id}`) and every property named like a group
   key of the project: a group type of the project, or a key of the project setting
-  `mixpanel_group_keys` (`{"company_id": "organization"}`). A list value takes its first id.
+  `mixpanel_group_keys` (`{"company_id": "organization"}`). A list of ids (in either) puts
+  the event and its user in each of those groups, as Mixpanel does.
 - `/engage`: `$distinct_id` with `$set`, `$set_once`, `$unset` (a list of names) applied;
   `/groups`: `$group_key` (mapped through `mixpanel_group_keys`, else used as the type) and
   `$group_id` with the same operations; `parent_group_id`/`parent_group_type` set the parent.
@@ -38,7 +40,7 @@ from .formats import (
     check_event,
     check_time,
     each,
-    group_pairs,
+    group_lists,
     ident,
     message_id_of,
     name,
@@ -103,18 +105,25 @@ def token_of(items: list[Any]) -> Any:
     return None
 
 
-def _event_groups(props: dict[str, Any], group_keys: Mapping[str, str]) -> dict[str, str]:
-    groups = group_pairs({group_keys.get(k, k): v for k, v in obj(props, "$groups").items()},
-                         "$groups")
+def _event_groups(props: dict[str, Any], group_keys: Mapping[str, str]
+                  ) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The groups of a track event: `$groups` and the group-key properties, a list of ids
+    (either way) putting the event in each of those groups."""
+    groups, more = group_lists({group_keys.get(k, k): v
+                                for k, v in obj(props, "$groups").items()}, "$groups")
     for key, gtype in group_keys.items():
         value = props.get(key)
-        if isinstance(value, list):
-            value = value[0] if value else None
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            gid = ident(value, key)
-            if gid is not None:
-                groups.setdefault(gtype, gid)
-    return groups
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, (str, int)) and not isinstance(v, bool):
+                gid = ident(v, key)
+                if gid is None or groups.get(gtype) == gid or (gtype, gid) in more:
+                    continue
+                if gtype in groups:
+                    more.append((gtype, gid))
+                else:
+                    groups[gtype] = gid
+    return groups, more
 
 
 def track_call(ev: Any, opts: Options, group_keys: Mapping[str, str]) -> Call:
@@ -124,7 +133,9 @@ def track_call(ev: Any, opts: Options, group_keys: Mapping[str, str]) -> Call:
     distinct = ident(props.get("distinct_id"), "properties.distinct_id")
     t = parse_time(props.get("time"), "properties.time")
     ts = check_time(opts.received_at if t is None else t, opts)
-    mid = message_id_of(props.get("$insert_id"), f"mixpanel:{event}", ev, opts)
+    # Mixpanel de-duplicates on (event, distinct_id, time, $insert_id)
+    mid = message_id_of(props.get("$insert_id"), f"mixpanel:{event}", ev, opts,
+                        scope=[event, distinct, props.get("time")])
     call = Call(kind="track", message_id=mid, timestamp=ts, distinct_id=distinct,
                 exact_id=t is None and ident(props.get("$insert_id"), "$insert_id") is not None)
     if event == "$merge":  # the Python client's merge(): two ids, the second merged in
@@ -145,7 +156,7 @@ def track_call(ev: Any, opts: Options, group_keys: Mapping[str, str]) -> Call:
         call.kind, call.previous_id = "alias", alias
         return call
     call.event = event
-    call.groups = _event_groups(props, group_keys)
+    call.groups, call.more_groups = _event_groups(props, group_keys)
     call.properties = {k: v for k, v in props.items() if k not in _TRACK_STRUCTURE}
     return call
 
@@ -175,6 +186,8 @@ def profile_call(rec: Any, opts: Options, group_keys: Mapping[str, str], group: 
         if call.group_key is None:
             raise EventError("$group_id is required")
         structure(call, {**once, **set_}, group_keys.get(key, key), opts)
+        if call.parent_type is not None:  # a group key, mapped as $group_key is
+            call.parent_type = group_keys.get(call.parent_type, call.parent_type)
         call.group_unset = unset
     else:
         call.distinct_id = ident(rec.get("$distinct_id"), "$distinct_id")

@@ -33,6 +33,9 @@ class Call:
     parent_key: str | None = None
     parent_type: str | None = None
     groups: dict[str, str] = field(default_factory=dict)  # event attributed to these groups
+    # Further keys of a type of `groups` (Amplitude / Mixpanel accept a list of keys per type:
+    # the event belongs to each of those groups): [(type, key)], each also a membership.
+    more_groups: list[tuple[str, str]] = field(default_factory=list)
     previous_id: str | None = None  # alias: the id being merged into distinct_id
     # A group key named without a type (Segment/Accoil `context.groupId` alone): attributed
     # to the project's group with that key whatever its type (store/batch.py `_bare`).

@@ -149,7 +149,7 @@ class _Batch(_Loading):
             row.dirty = True
             if call.distinct_id:
                 touched.append((gtype, call.group_key))
-        for t, k in call.groups.items():
+        for t, k in (*call.groups.items(), *call.more_groups):
             if self.type_ok(t):
                 touched.append((t, k))
         for t, k in touched:
@@ -347,8 +347,12 @@ def _advance_last_seen(row: _Row, ts: float) -> bool:
     return False
 
 
-def _event_groups(c: Call, default_type: str) -> dict[str, str]:
-    groups = dict(c.groups)
+def _event_groups(c: Call, default_type: str) -> dict[str, str | list[str]]:
+    """The event's groups column: {type: key}, or {type: [keys]} for a list of keys."""
+    groups: dict[str, str | list[str]] = dict(c.groups)
     if c.kind == "group" and c.group_key:
         groups.setdefault(c.group_type or default_type, c.group_key)
+    for t, k in c.more_groups:
+        first = groups[t]
+        groups[t] = [*first, k] if isinstance(first, list) else [first, k]
     return groups

@@ -76,6 +76,7 @@ class _Loading:
             if c.kind == "group" and c.group_key:
                 gkeys.add((c.group_type or self.default_type, c.group_key))
             gkeys.update(c.groups.items())
+            gkeys.update(c.more_groups)
         self.load_key_types({c.bare_group for c in calls if c.bare_group is not None} | {
             c.group_key for c in calls
             if c.kind == "group" and c.group_type is None and c.group_key})

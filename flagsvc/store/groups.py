@@ -94,6 +94,7 @@ class GroupsMixin:
         # `events` found — a busy project beside it does not push a quiet project's events
         # out of the window. Ordered by receive time: after the server clock steps back,
         # events received before the step sort above those received after it for a while.
+        in_group, in_group_args = self._event_in_group(group_type, key)
         group["recent_events"] = [
             {"event": e, "type": t, "distinct_id": d, "timestamp": ts,
              "properties": loads(p)}
@@ -102,11 +103,18 @@ class GroupsMixin:
                 "JOIN (SELECT id, received_at FROM (SELECT id, received_at, groups FROM events "
                 "INDEXED BY events_received WHERE project_id = ? "
                 "ORDER BY received_at DESC, id DESC LIMIT ?) recent "
-                "WHERE EXISTS (SELECT 1 FROM json_each(groups) g WHERE g.key = ? "
-                "AND g.value = ?) LIMIT ?) w ON e.id = w.id "
+                f"WHERE {in_group} LIMIT ?) w ON e.id = w.id "
                 "ORDER BY w.received_at DESC, w.id DESC",
-                (project_id, RECENT_EVENTS_SCANNED, group_type, key, events))]
+                (project_id, RECENT_EVENTS_SCANNED, *in_group_args, events))]
         return group
+
+    @staticmethod
+    def _event_in_group(group_type: str, key: str) -> tuple[str, list[Any]]:
+        """A WHERE clause (and its parameters) for "the event's groups name this group":
+        {type: key}, or {type: [keys]} when the event named several groups of the type."""
+        return ("EXISTS (SELECT 1 FROM json_each(groups) g WHERE g.key = ? "
+                "AND (g.value = ? OR (g.type = 'array' AND EXISTS (SELECT 1 FROM "
+                "json_each(g.value) v WHERE v.value = ?))))", [group_type, key, key])
 
     @staticmethod
     def _property_filter(key: str, value: Any) -> tuple[str, list[Any]]:

@@ -86,6 +86,13 @@ class PgStore(Store):
         return f"%{escaped}%"
 
     @staticmethod
+    def _event_in_group(group_type: str, key: str) -> tuple[str, list[Any]]:
+        # {type: key} or {type: [..., key, ...]}, both as jsonb containment
+        return ("(CAST(groups AS jsonb) @> CAST(? AS jsonb) "
+                "OR CAST(groups AS jsonb) @> CAST(? AS jsonb))",
+                [dumps({group_type: key}), dumps({group_type: [key]})])
+
+    @staticmethod
     def _property_filter(key: str, value: Any) -> tuple[str, list[Any]]:
         # containment, served by the GIN index groups_properties (migration 0009)
         return "properties @> CAST(? AS jsonb)", [dumps({key: value})]
