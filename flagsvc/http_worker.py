@@ -186,6 +186,10 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             self._answer(conn, 431, "request_header_fields_too_large",
                          f"request headers are over {MAX_HEADER_BYTES} bytes")
             return True
+        if end == Framing.BODY_TOO_LARGE:
+            self._answer(conn, 413, "payload_too_large",
+                         f"request body is over the {self.body_limit} byte limit")
+            return True
         if end == Framing.BAD:
             self._answer(conn, 400, "invalid_body", "the chunked body is malformed")
             return True
@@ -209,7 +213,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
     def _answer(self, conn: BufferedConn, status: int, code: str, message: str) -> None:
         """A short JSON error written from the main thread, then the connection closed."""
         body = json.dumps({"code": code, "message": message, "detail": message}).encode()
-        reason = {400: "Bad Request", 408: "Request Timeout",
+        reason = {400: "Bad Request", 408: "Request Timeout", 413: "Payload Too Large",
                   431: "Request Header Fields Too Large"}[status]
         head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
