@@ -323,4 +323,67 @@ def test_a_request_running_past_the_timeout_stops_the_heartbeat():
     assert worker.tmp.notify.call_count == 1 and worker.log.error.called
     worker.cfg.timeout = 0  # --timeout 0: never
     worker.notify()
-    assert worker.tmp.notify.call_count == 2
+    assert worker.tmp.notify.call_count == 2 and worker._stuck is False  # the next one logs
+
+
+def test_lingering_sockets_count_as_connections_until_closed():
+    """A socket answered with an error and lingering (FIN sent, draining) still holds a
+    descriptor: it counts against worker_connections until it is closed."""
+    from unittest import mock
+
+    from flagsvc.http_worker import BufferingWorker
+
+    worker = BufferingWorker.__new__(BufferingWorker)
+    worker.poller, worker.lingering, worker.nr_conns = mock.Mock(), {}, 1
+    conn = mock.Mock(deadline=0.0)
+    worker._answer(conn, 431, "request_header_fields_too_large", "too large")
+    sent = conn.sock.send.call_args[0][0]
+    assert b"Connection: close" in sent and worker.nr_conns == 1 and conn in worker.lingering
+    worker._end_linger(conn)
+    assert worker.nr_conns == 0 and not worker.lingering
+    worker._end_linger(conn)  # twice (deadline and FIN at once): counted once
+    assert worker.nr_conns == 0
+
+
+def _low_fd_limit() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+FD_LIMIT = 128
+
+
+def test_running_out_of_file_descriptors_pauses_accepting_instead_of_killing_the_worker(
+        tmp_path):
+    """RLIMIT_NOFILE 128 (soft = hard: nothing to raise to), 1 worker, 200 connections that
+    send half their headers: accept fails with EMFILE. gunicorn re-raised it and the worker
+    exited, dropping every connection it held (review14 item 4); now it stops accepting for
+    a moment, the connections beyond the limit wait in the backlog, and it serves again once
+    descriptors are free."""
+    srv = Server(str(tmp_path / "fd.db"), workers=1, preexec_fn=_low_fd_limit,
+                 env={"FLAGSVC_HEADER_TIMEOUT": "30"})
+    srv.start()
+    socks = []
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            socks.append(sock)
+        deadline = time.monotonic() + 10
+        while "not accepting" not in srv.logs() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        logs = srv.logs()
+        assert "Too many open files" in logs and "not accepting" in logs, logs[-2000:]
+        assert "open files limit (128) is below" in logs
+        for sock in socks:
+            sock.close()
+        socks = []
+        r = requests.get(f"{srv.url}/healthz", timeout=10)
+        assert r.status_code == 200
+        logs = srv.logs()
+        assert logs.count("Booting worker") == 1 and "Worker exiting" not in logs, logs[-2000:]
+    finally:
+        for sock in socks:
+            sock.close()
+        srv.stop()
