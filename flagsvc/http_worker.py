@@ -334,6 +334,8 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             # gunicorn would send 100 Continue now, after the body it asks for has arrived;
             # the main thread sent it (or it was not wanted: a refused oversized body)
             req._expected_100_continue = False
+            if getattr(conn, "partial", False):
+                req.must_close = True  # its body was never read: say Connection: close
         return super().handle_request(req, conn)
 
     def _keepalive_after(self, conn: Any, keepalive: Any) -> Any:

@@ -144,6 +144,7 @@ def test_a_body_announced_too_large_is_refused_without_waiting_for_it(server):
                     b"application/json\r\nExpect: 100-continue\r\nContent-Length: 99999999"
                     b"\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 413 ") and b"payload_too_large" in out
+    assert b"Connection: close" in out  # and it is closed: the unread body is not a request
     assert b"100 Continue" not in out and time.monotonic() - started < 2.5
 
 
