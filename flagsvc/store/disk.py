@@ -18,6 +18,7 @@ ingestion answers 503, while reads (decide) keep working. Two signs, either one 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -126,8 +127,6 @@ def _file_probe(db_path: str) -> str | None:
             return f"no space left beside the database ({os.strerror(e.errno)})"
         return None
     finally:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(path)
-        except OSError:
-            pass
     return None

@@ -75,7 +75,8 @@ class Server:
                     if self.gunicorn_conf else [flagsvc_bin(), "serve", *bind])
             self.proc = subprocess.Popen(
                 argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=self.preexec_fn, cwd=Path(__file__).resolve().parents[2])
+                start_new_session=True, preexec_fn=self.preexec_fn,
+                cwd=Path(__file__).resolve().parents[2])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
