@@ -9,7 +9,8 @@ WORKDIR /app
 COPY pyproject.toml README.md wsgi.py ./
 COPY flagsvc ./flagsvc
 COPY migrations ./migrations
-RUN pip install --no-cache-dir . \
+# [postgresql]: the same image runs as one node of several (FLAGSVC_DATABASE=postgresql://...)
+RUN pip install --no-cache-dir '.[postgresql]' \
     && useradd --system --uid 10001 --home-dir /data flagsvc \
     && mkdir -p /data && chown flagsvc /data
 

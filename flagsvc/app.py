@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import sys
 import time
 from collections.abc import Mapping
@@ -172,7 +171,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.wsgi_app = _Instrumented(app, _Routing(app, app.wsgi_app))  # type: ignore[method-assign]
 
     @app.errorhandler(APIError)
-    @app.errorhandler(sqlite3.OperationalError)
     @app.errorhandler(Exception)
     def _error(e: Exception) -> Response:
         app.extensions["flagsvc"].disk.saw(e)  # a write that failed on a full disk: /readyz

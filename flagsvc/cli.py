@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import socket
-import sqlite3
 import sys
 import tempfile
 import time
@@ -17,7 +16,10 @@ from typing import Any
 
 from .config import load_config
 from .imports import FORMATS
-from .store import Conflict, MigrationError, Store
+from .store import Conflict, DatabaseUnavailable, MigrationError, Store, StoreError, is_postgres
+
+# what makes a command's database unusable as asked: one line, no traceback
+_UNAVAILABLE: tuple[type[BaseException], ...] = (*DatabaseUnavailable, PermissionError)
 
 
 class CommandError(Exception):
@@ -26,7 +28,8 @@ class CommandError(Exception):
 
 def _store(migrate_now: bool = True, must_exist: bool = False) -> Store:
     config = load_config()
-    if must_exist and not os.path.exists(config["DATABASE"]):
+    if must_exist and not is_postgres(config["DATABASE"]) and not os.path.exists(
+            config["DATABASE"]):
         # a read command must not leave an empty database behind a typo in FLAGSVC_DATABASE
         raise CommandError(f"no database at {config['DATABASE']} (FLAGSVC_DATABASE); "
                            "`flagsvc serve` or `flagsvc migrate` creates one")
@@ -214,10 +217,36 @@ def _with_store(fn: Any) -> Any:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     store = _store(must_exist=True)
-    store.backup(args.path)
+    try:
+        store.backup(args.path)
+    except StoreError as e:  # PostgreSQL: pg_dump's job
+        raise CommandError(str(e)) from None
     check = Store(args.path, migrate_now=False).integrity_check()
     print(f"backup written to {args.path} (integrity: {check})")
     return 0 if check == "ok" else 1
+
+
+def cmd_migrate_data(args: argparse.Namespace) -> int:
+    """Copy a whole installation into an empty database of either backend, verified."""
+    from .store.copy import copy_database
+
+    if not is_postgres(args.source) and not os.path.exists(args.source):
+        raise CommandError(f"no database at {args.source}")
+    source = Store(args.source, migrate_now=False)
+    target = Store(args.target)
+    try:
+        counts = copy_database(source, target)
+    except StoreError as e:
+        raise CommandError(str(e)) from None
+    finally:
+        source.close()
+        target.close()
+    bad = [t for t, a, b in counts if a != b]
+    for table, a, b in counts:
+        print(f"{table:22} {a:>10} -> {b:>10}{'' if a == b else '  MISMATCH'}")
+    print("copied and verified: every table has as many rows in the target as in the source"
+          if not bad else f"counts differ for {', '.join(bad)}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def _check_bind_free(bind: str) -> None:
@@ -251,7 +280,14 @@ def _warn_unused_tokens(store: Store, config: Mapping[str, Any]) -> None:
 
 
 def secret_key_path(database: str) -> str:
-    """Where a new database's generated secret key is written: beside the database."""
+    """Where a new database's generated secret key is written: beside the database; for a
+    PostgreSQL URL, `flagsvc-<database name>.secret_key` in the working directory (the URL
+    itself may hold a password: it never becomes a file name)."""
+    if is_postgres(database):
+        from urllib.parse import urlsplit
+
+        name = urlsplit(database).path.strip("/") or "postgres"
+        return os.path.abspath(f"flagsvc-{os.path.basename(name)}.secret_key")
     return os.path.abspath(database) + ".secret_key"
 
 
@@ -385,7 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_users.add_parser(sub, _with_store)
 
-    p = sub.add_parser("backup", help="write a consistent online copy of the database")
+    p = sub.add_parser("migrate-data", help="copy a whole installation into an empty "
+                       "database (SQLite <-> PostgreSQL), verified by counts per table")
+    p.add_argument("source", help="a SQLite path or a postgresql:// URL (read, not changed)")
+    p.add_argument("target", help="an empty database (migrated first): path or URL")
+    p.set_defaults(func=cmd_migrate_data)
+    p = sub.add_parser("backup", help="write a consistent online copy of the database "
+                       "(SQLite; on PostgreSQL it names the pg_dump command)")
     p.add_argument("path")
     p.set_defaults(func=cmd_backup)
     return parser
@@ -411,9 +453,22 @@ def main(argv: list[str] | None = None) -> int:
     except (MigrationError, CommandError) as e:  # say what, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (sqlite3.OperationalError, PermissionError) as e:  # e.g. an unwritable database
-        print(f"error: database {load_config()['DATABASE']}: {e}", file=sys.stderr)
+    except _UNAVAILABLE as e:  # an unwritable file, no server
+        print(f"error: database {_shown(load_config()['DATABASE'])}: {e}", file=sys.stderr)
         return 2
+
+
+def _shown(database: str) -> str:
+    """The database for a message: a PostgreSQL URL without its password."""
+    if not is_postgres(database):
+        return database
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(database)
+    host = parts.hostname or ""
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
 if __name__ == "__main__":

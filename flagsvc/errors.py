@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from typing import Any
+
+from .store.db import DatabaseUnavailable
 
 log = logging.getLogger("flagsvc")
 
@@ -107,7 +108,7 @@ def error_body(e: Exception) -> tuple[int, dict[str, Any]]:
     the status and `message` from here."""
     if isinstance(e, APIError):
         return e.status, e.body()
-    if isinstance(e, sqlite3.OperationalError):
+    if isinstance(e, DatabaseUnavailable):
         log.warning("database unavailable: %s", e)
         err = Unavailable(f"the database is unavailable, retry: {e}")
         return err.status, err.body()

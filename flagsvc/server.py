@@ -13,6 +13,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from .store import is_postgres
+
 # Gunicorn's default access log line with two fields left out: %(u)s (the HTTP Basic user,
 # which is where Segment clients put the api token, and a secret key sent by mistake) and the
 # query string (PostHog clients may send `?token=`). Tokens never reach the logs.
@@ -50,7 +52,8 @@ def freeze_gc() -> None:
 def _init_worker(worker: Any, writer: bool) -> None:
     freeze_gc()
     service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("flagsvc")
-    if service is not None and service.store.path != ":memory:":
+    if (service is not None and service.store.path != ":memory:"
+            and service.store.dialect == "sqlite"):
         # One of the workers copies the WAL back in the background (store/checkpoint.py);
         # the others stand by to take over if its process dies.
         from .store.checkpoint import Checkpointer
@@ -156,7 +159,8 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
         # with an HTML 414. 8190 is gunicorn's largest bounded value (0 would be unbounded).
         "limit_request_line": 8190,
     }
-    if database and database != ":memory:":
+    if database and database != ":memory:" and not is_postgres(database):
+        # (PostgreSQL takes writes from every worker of every node: no writer process)
         from .config import load_config
 
         writer = _WriterProcess(database, load_config()["SYNCHRONOUS"])

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -40,7 +39,7 @@ from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_a
 from .engine.context import EMPTY
 from .ingest.privacy import hash_flag, hash_given, hashed_keys, policy_of
 from .propcache import DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, PropertyCache, size_of
-from .store import Store
+from .store import DatabaseError, Store
 from .store.disk import DiskWatch
 
 log = logging.getLogger("flagsvc.service")
@@ -105,7 +104,7 @@ class StoreResolver:
     def _get(self, key: tuple, fn: Any, *args: Any, links: bool = False) -> Any:
         try:
             return self.service.cached(key, fn, *args, links=links)
-        except sqlite3.Error:
+        except DatabaseError:
             self.degraded = True
             return None
 
@@ -177,7 +176,7 @@ class FlagService:
         self._props.expire(now)  # PROPERTIES_MAX_AGE
         try:
             rows, last, first = self.reader.changes_since(self._change_id)
-        except sqlite3.Error:
+        except DatabaseError:
             return  # the next look catches up; meanwhile PROPERTIES_MAX_AGE bounds staleness
         with self._props_lock:
             if self._change_id is not None and first > self._change_id + 1:
@@ -194,7 +193,7 @@ class FlagService:
 
     def cached(self, key: tuple, fn: Any, *args: Any, links: bool = False) -> Any:
         """`fn(*args)` through the cache (`links`: the short-lived one for parent links); on
-        a database error the last good value (kept past its TTL) is served; sqlite3.Error
+        a database error the last good value (kept past its TTL) is served; the error
         propagates only if there is none."""
         self.sync_changes()
         cache = self._links if links else self._props
@@ -206,7 +205,7 @@ class FlagService:
         position = self._change_id
         try:
             value = self.read(fn, *args)
-        except sqlite3.Error as e:
+        except DatabaseError as e:
             with self._props_lock:
                 try:
                     value = self._stale[key]
@@ -236,7 +235,7 @@ class FlagService:
             return hit or None
         try:
             project = self.read(self.reader.project_for_token, token, kind)
-        except sqlite3.Error as e:
+        except DatabaseError as e:
             with self._props_lock:
                 project = self._stale_tokens.get(key)
             if project is None:
@@ -274,13 +273,18 @@ class FlagService:
                                 private_keys=keys, salt=salt,
                                 policy=context_policy(project, signing))
                 self._flags[project_id] = fresh
-        except sqlite3.Error as e:
+        except DatabaseError as e:
             if current is None:
                 raise
             current.checked_at = now  # retried after cache_seconds, not on every request
             self._serving_stale("flag definitions", e)
             return current
         return fresh
+
+    def forget_tokens(self) -> None:
+        """Forget cached token lookups (after a rotation made here)."""
+        with self._props_lock:
+            self._tokens.clear()
 
     def invalidate(self, project_id: int | None = None) -> None:
         """Forget cached flags (after a local write, so this process sees it at once)."""

@@ -12,6 +12,8 @@ from flagsvc import accounts
 from flagsvc.cli import main
 from flagsvc.store import Conflict
 
+pytestmark = pytest.mark.backends
+
 
 def test_passwords_are_argon2id_hashes_and_verify(store):
     user, temporary = accounts.create_user(store, "Ann@Example.com", "admin",

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from flagsvc.store.projects import MAX_GROUP_TYPES
 
+pytestmark = pytest.mark.backends
+
 FLAG = {
     "key": "new-billing",
     "name": "New billing page",
@@ -121,6 +123,29 @@ def test_creating_a_flag_creates_its_group_types_only_when_asked(client, h):
     names = [t["name"] for t in client.get("/api/group_types", headers=h).get_json()["group_types"]]
     assert names == ["organization", "account"]
     assert "create_group_types" not in client.get("/api/flags/new-billing", headers=h).get_json()
+
+
+def _group_types(client, h):
+    return sorted(t["name"] for t in client.get("/api/group_types", headers=h).get_json()[
+        "group_types"])
+
+
+def test_a_refused_write_leaves_no_group_type_behind(client, h):
+    """The group types a flag needs are created in the write's own transaction: a 409 (a
+    stale version, a key that exists) creates none."""
+    created = create(client, h, create_group_types=True)
+    types = _group_types(client, h)
+    stale = client.patch(f"/api/flags/{created['id']}", headers={**h, "If-Match": '"7"'},
+                         json={"bucket_by": "workspace", "create_group_types": True})
+    assert stale.status_code == 409, stale.get_json()
+    dup = client.post("/api/flags", headers=h,
+                      json={**FLAG, "bucket_by": "team", "create_group_types": True})
+    assert dup.status_code == 409, dup.get_json()
+    assert _group_types(client, h) == types
+    ok = client.patch(f"/api/flags/{created['id']}", headers={**h, "If-Match": '"1"'},
+                      json={"bucket_by": "workspace", "create_group_types": True})
+    assert ok.status_code == 200, ok.get_json()
+    assert _group_types(client, h) == sorted([*types, "workspace"])
 
 
 def test_duplicate_key_is_409(client, h):

@@ -9,6 +9,8 @@ import pytest
 from flagsvc.engine import Context, compile_flags, evaluate
 from flagsvc.ingest.model import Call
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def store(app):

@@ -10,6 +10,8 @@ from conftest import auth
 
 from flagsvc.ingest.model import Call
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def seeded(app, app_project):

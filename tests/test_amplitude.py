@@ -15,6 +15,8 @@ from amplitude import Amplitude, BaseEvent, Config, EventOptions, Identify
 from flagsvc.engine import variant_target
 from tests.capabilities import run_node
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def pid(live_server):

@@ -11,6 +11,8 @@ from flagsvc import FlagClient, FlagClientError
 from flagsvc.engine import bucket
 from flagsvc.ingest.model import Call
 
+pytestmark = pytest.mark.backends
+
 T0 = 1_760_000_000.0
 
 

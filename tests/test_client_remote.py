@@ -13,6 +13,8 @@ import requests
 from flagsvc import FlagClient, FlagClientError
 from flagsvc.ingest.model import Call
 
+pytestmark = pytest.mark.backends
+
 T0 = 1_760_000_000.0
 PLANS = ["enterprise", "pro", "free", None]
 

@@ -15,6 +15,8 @@ from flagsvc.app import create_app
 from flagsvc.console.data import diff
 from flagsvc.ingest.model import Call
 
+pytestmark = pytest.mark.backends
+
 PASSWORD = "correct horse battery"
 
 

@@ -13,6 +13,8 @@ from posthog import Posthog
 from flagsvc.engine import bucket
 from flagsvc.ingest.model import Call
 
+pytestmark = pytest.mark.backends
+
 T0 = 1_760_000_000.0
 
 

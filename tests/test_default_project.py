@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from flagsvc.app import ensure_default_project
 from flagsvc.store import Store
+
+pytestmark = pytest.mark.backends
 
 
 def test_racing_workers_create_exactly_one_default_project(db_path):

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from flagsvc.ingest import formats, posthog_format, privacy
 from flagsvc.ingest.formats import EventError, FormatError, Options, TooManyEvents
 
+pytestmark = pytest.mark.backends
+
 NOW = 1_800_000_000.0  # the receive time of every test request (2027-01-15T08:00:00Z)
 ISO_NOW = "2027-01-15T08:00:00+00:00"
 

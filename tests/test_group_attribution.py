@@ -5,10 +5,13 @@ the default type with a warning. Driven by the stock `@segment/analytics-node`."
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from tests.capabilities import run_node
 from tests.test_amplitude import _check_hierarchy, _flag
+
+pytestmark = pytest.mark.backends
 
 
 def test_segment_node_client_bare_group_id_is_the_declared_project(live_server):

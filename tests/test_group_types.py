@@ -15,6 +15,8 @@ from flagsvc.ingest.model import Call
 from flagsvc.store import Store, db
 from tests.conftest import auth
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def new(app):
@@ -183,6 +185,7 @@ def test_renaming_the_default_group_type_renames_the_setting(client, app, new):
     assert _store(app).group_properties(project["id"], "company", "o1") == {}
 
 
+@pytest.mark.sqlite_only
 def test_group_type_changes_are_seen_by_a_running_service_within_its_cache(app, app_project):
     """The change log names every group of a renamed type under both names, so a worker's
     property cache does not keep serving the old name's rows."""

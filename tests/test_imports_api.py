@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
 import yggdrasil_engine.engine
 from conftest import auth
 from posthog import Posthog
+
+pytestmark = pytest.mark.backends
 
 ORG = "organization"
 

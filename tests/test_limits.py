@@ -20,6 +20,8 @@ from flagsvc import limits as L
 from flagsvc.engine import Context, compile_flags, evaluate
 from flagsvc.ingest.model import Call
 
+pytestmark = pytest.mark.backends
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

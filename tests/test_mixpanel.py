@@ -17,6 +17,8 @@ from mixpanel import Consumer, Mixpanel, MixpanelException
 from tests.capabilities import run_node
 from tests.test_amplitude import _check_hierarchy, _flag
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def pid(live_server):

@@ -13,6 +13,8 @@ from openfeature.flag_evaluation import Reason
 
 from tests.test_decide import _expected_variant, _seed
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def server(live_server):

@@ -20,6 +20,8 @@ from flagsvc import FlagClient
 from flagsvc.openfeature import FlagsvcProvider
 from tests.test_decide import _expected_variant, _seed
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture(params=["embedded", "remote"])
 def provider(request, live_server, db_path):

@@ -10,6 +10,8 @@ import requests
 
 from flagsvc import FlagClient
 
+pytestmark = pytest.mark.backends
+
 FLAG = {"key": "acme-only", "bucket_by": "organization", "conditions": [{"properties": [
     {"type": "group", "group_type": "organization", "key": "customer_id", "operator": "exact",
      "value": ["cus_123", "cus_999"]}]}]}

@@ -218,14 +218,14 @@ def test_retention_keeps_up_with_large_batches(db_path):
 def test_a_cycle_closed_by_a_concurrent_edit_is_refused_at_commit(env, monkeypatch):
     """Two admins: one makes a depend on b while the other makes b depend on a. Each passed
     validation against what it read; the write transaction catches the cycle."""
-    import flagsvc.api.admin as admin_api
+    import flagsvc.writes.flags as flag_writes
 
     app, client, project, admin = env
     store = app.extensions["flagsvc"].store
     _flag(client, admin, key="a")
     b = _flag(client, admin, key="b")
     # The other admin's write lands after this request validated (simulated: no pre-check).
-    monkeypatch.setattr(admin_api, "check_flag", lambda *args: None)
+    monkeypatch.setattr(flag_writes, "check_flag", lambda *args: None)
     store.update_flag(project["id"], "a", {"conditions": [{"properties": [
         {"type": "flag", "key": "b", "value": True}]}]}, None)
     r = client.patch("/api/flags/b", headers={**admin, "If-Match": str(b["version"])}, json={

@@ -18,6 +18,8 @@ import pytest
 
 from flagsvc.ingest.model import Call
 
+pytestmark = pytest.mark.backends
+
 T = "__TOKEN__"  # replaced by the project's api token
 MiB = 1024 * 1024
 

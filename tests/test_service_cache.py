@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from flagsvc.ingest.model import Call
 from flagsvc.service import FlagService, make_context
 from flagsvc.store import Store
+
+pytestmark = pytest.mark.backends
 
 FLAG = {"key": "ent", "bucket_by": "organization", "conditions": [{"properties": [
     {"type": "group", "group_type": "organization", "key": "plan", "operator": "exact",

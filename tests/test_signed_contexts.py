@@ -27,6 +27,8 @@ from flagsvc.signing import canonical_context, verify_context
 from tests.capabilities import run_node
 from tests.conftest import auth
 
+pytestmark = pytest.mark.backends
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 ORGS = [f"org-{i:03d}" for i in range(148)]
 

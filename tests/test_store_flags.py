@@ -9,6 +9,8 @@ import pytest
 
 from flagsvc.store import Conflict, NotFound, Store
 
+pytestmark = pytest.mark.backends
+
 
 def _flag(key="new-billing", **kw):
     return {"key": key, "name": "New billing", "active": True, "bucket_by": "organization",

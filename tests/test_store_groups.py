@@ -11,6 +11,8 @@ import pytest
 from flagsvc.ingest.model import Call
 from flagsvc.store import NotFound, Store
 
+pytestmark = pytest.mark.backends
+
 _ids = itertools.count()
 
 
@@ -120,7 +122,7 @@ def test_children_follow_a_parent_move_and_survive_updates_that_keep_the_parent(
                                    group_set={"seats": 5})])
     assert children("a2") == ["w2"]
     assert store.get_group(hierarchy, "workspace", "w2")["properties"] == {"seats": 5}
-    assert store.conn().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert store.integrity_check() == "ok"
 
 
 def test_list_and_search_groups(store, hierarchy):
@@ -165,6 +167,7 @@ def _all_rows(conn: sqlite3.Connection) -> dict[str, list]:
     return {t: conn.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in tables}
 
 
+@pytest.mark.sqlite_only
 def test_backup_is_a_consistent_copy(store, hierarchy, tmp_path):
     store.create_flag(hierarchy, {"key": "f", "active": True})
     dest = str(tmp_path / "backup.db")
@@ -180,6 +183,7 @@ def test_backup_is_a_consistent_copy(store, hierarchy, tmp_path):
         copy.close()
 
 
+@pytest.mark.sqlite_only
 def test_backup_while_another_thread_writes(store, project, tmp_path):
     pid = project["id"]
     stop = threading.Event()
@@ -216,6 +220,7 @@ def test_backup_while_another_thread_writes(store, project, tmp_path):
     assert errors == []
 
 
+@pytest.mark.sqlite_only
 def test_backup_overwrites_an_existing_file(store, project, tmp_path):
     dest = tmp_path / "old.db"
     sqlite3.connect(dest).execute("CREATE TABLE junk (x)").connection.commit()

@@ -10,6 +10,8 @@ import pytest
 
 from flagsvc.store import Conflict, LimitExceeded, NotFound, Store
 
+pytestmark = pytest.mark.backends
+
 
 def test_create_returns_both_tokens(project):
     assert project["api_token"].startswith("phc_")
@@ -18,6 +20,7 @@ def test_create_returns_both_tokens(project):
     assert len(project["secret_key"]) >= 32
 
 
+@pytest.mark.sqlite_only
 def test_secret_key_is_never_stored_in_clear(store, project, db_path):
     secret = project["secret_key"]
     conn = store.conn()
@@ -101,6 +104,7 @@ def test_rotation_refuses_unknown_project_and_kind(store, project):
     assert store.project_for_token(project["api_token"], "api") is not None
 
 
+@pytest.mark.sqlite_only
 def test_rotated_secret_is_not_stored_in_clear(store, project, db_path):
     new = store.rotate_token(project["id"], "secret", grace_seconds=0)
     store.conn().execute("PRAGMA wal_checkpoint(FULL)")

@@ -18,6 +18,8 @@ from mixpanel import Consumer, Mixpanel
 
 from tests.conftest import start_live_server
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def fresh(db_path):

@@ -19,20 +19,18 @@ from typing import Any
 from flask import Response, request
 
 from .. import schemas as s
+from .. import writes
 from ..errors import (
     BadRequest,
     ConflictError,
-    NotFoundError,
     PreconditionRequired,
     ValidationFailed,
 )
-from ..flagcheck import dependency_problems, referenced_group_types
-from ..store import Conflict, LimitExceeded, NotFound
+from ..store import Conflict, NotFound
 from . import openapi
 from .adminlib import (
     body,
     bp,
-    check_flag,
     json_response,
     load,
     query,
@@ -63,28 +61,6 @@ def definition(flag: Mapping[str, Any]) -> dict[str, Any]:
 
 
 
-def ensure_group_types(project_id: int, defn: Mapping[str, Any], create: bool) -> None:
-    """The group types the flag names exist, or are created (`create`); else a 422 naming
-    the field (a typo in bucket_by must not take one of the project's 5 types for good)."""
-    store = service().store
-    existing = {t["name"] for t in store.group_types(project_id)}
-    missing = {n: w for n, w in referenced_group_types(defn).items() if n not in existing}
-    # The project's default group type is declared by its settings: created when named.
-    default = (store.get_project(project_id) or {}).get("default_group_type")
-    if {n for n in missing if n != default} and not create:
-        missing = {n: w for n, w in missing.items() if n != default}
-        known = ", ".join(sorted(existing)) or "none yet"
-        raise ValidationFailed("the flag names group types the project does not have", errors={
-            where: [f"{name!r} is not a group type of this project (it has: {known}); send "
-                    "\"create_group_types\": true to create it, or POST /api/group_types"]
-            for name, where in missing.items()})
-    for name, where in missing.items():  # all of them may be created now
-        try:
-            store.create_group_type(project_id, name)
-        except (LimitExceeded, ValueError) as e:
-            raise ValidationFailed(str(e), errors={where: [str(e)]}) from None
-
-
 def expected_version(body_version: int | None) -> int:
     """The version the client read: `version` in the body or `If-Match` ("3", 3, W/"3")."""
     header = request.headers.get("If-Match")
@@ -112,8 +88,7 @@ def _conflict(project_id: int, flag_id: int, e: Conflict) -> StaleVersion:
     return StaleVersion(str(e), current)
 
 
-def _written(project_id: int, flag: dict[str, Any], status: int = 200) -> Response:
-    service().invalidate(project_id)
+def _written(flag: dict[str, Any], status: int = 200) -> Response:
     resp = json_response(FLAG.dump(flag), status, etag=flag["version"])
     if status == 201:
         resp.headers["Location"] = f"/api/flags/{flag['id']}"
@@ -137,14 +112,7 @@ def create_flag() -> Response:
     defn = load(s.FlagWriteSchema(), body())
     defn.pop("version", None)
     create = defn.pop("create_group_types")
-    check_flag(project["id"], defn)
-    ensure_group_types(project["id"], defn, create)
-    try:
-        flag = service().store.create_flag(project["id"], defn, check=no_cycle(defn["key"]),
-                                           actor=actor())
-    except Conflict as e:
-        raise ConflictError(str(e), errors={"key": [str(e)]}) from None
-    return _written(project["id"], flag, 201)
+    return _written(writes.create_flag(service(), project["id"], defn, create, actor()), 201)
 
 
 @bp.get("/flags/<ref>")
@@ -171,26 +139,10 @@ def update_flag(ref: str) -> Response:
     if changes.get("key", current["key"]) != current["key"]:
         raise ValidationFailed("a flag's key cannot be changed",
                                errors={"key": ["a flag's key cannot be changed"]})
-    merged = {**definition(current), **changes}
-    check_flag(project["id"], merged)
-    ensure_group_types(project["id"], merged, create)
-    try:
-        flag = service().store.update_flag(project["id"], current["id"], changes, version,
-                                           check=no_cycle(current["key"]), actor=actor())
-    except Conflict as e:
-        raise _conflict(project["id"], current["id"], e) from None
-    except NotFound as e:
-        raise NotFoundError(str(e)) from None
-    return _written(project["id"], flag)
-
-
-def no_cycle(key: str) -> Any:
-    """A check for Store.create_flag/update_flag: run inside the write transaction, it
-    refuses a write that, together with a concurrent edit, closes a dependency cycle."""
-    def check(live: list[dict[str, Any]]) -> None:
-        for error in dependency_problems(live, [key]).values():
-            raise ValidationFailed("the flag is not valid", errors={"conditions": [error]})
-    return check
+    flag = writes.update_flag(service(), project["id"], current, changes, version, create,
+                              on_conflict=lambda e: _conflict(project["id"], current["id"], e),
+                              actor=actor())
+    return _written(flag)
 
 
 def _set_deleted(ref: str, deleted: bool) -> Response:
@@ -199,12 +151,11 @@ def _set_deleted(ref: str, deleted: bool) -> Response:
     version = None
     if request.headers.get("If-Match") is not None:
         version = expected_version(None)
-    try:
-        flag = service().store.set_flag_deleted(project["id"], current["id"], deleted, version,
-                                                actor=actor())
-    except Conflict as e:
-        raise _conflict(project["id"], current["id"], e) from None
-    return _written(project["id"], flag)
+    flag = writes.set_flag_deleted(service(), project["id"], current["id"], deleted, version,
+                                   on_conflict=lambda e: _conflict(project["id"],
+                                                                   current["id"], e),
+                                   actor=actor())
+    return _written(flag)
 
 
 @bp.delete("/flags/<ref>")

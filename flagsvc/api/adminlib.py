@@ -16,7 +16,6 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError
 
 from ..errors import NotFoundError, ValidationFailed
-from ..flagcheck import flag_problems
 from ..store import NotFound
 from .body import read_object
 from .common import config, service
@@ -91,6 +90,6 @@ def stored_flag(project_id: int, ref: str) -> dict[str, Any]:
 
 def check_flag(project_id: int, defn: dict[str, Any]) -> None:
     """`flagcheck.flag_problems` of the flag as the admin API's 422 (all of them at once)."""
-    errors = flag_problems(service().store, project_id, defn)
-    if errors:
-        raise ValidationFailed("the flag is not valid", errors=errors)
+    from ..writes import check_flag as check
+
+    check(service().store, project_id, defn)

@@ -12,9 +12,9 @@ from typing import Any
 from flask import Response, request
 
 from .. import schemas as s
-from ..errors import ConflictError, NotFoundError, ValidationFailed
-from ..ingest import privacy
-from ..store import Conflict, LimitExceeded, NotFound
+from .. import writes
+from ..errors import NotFoundError
+from ..store import NotFound
 from .adminlib import body, bp, json_response, load, query
 from .common import actor, admin_project, service
 
@@ -32,16 +32,8 @@ def list_group_types() -> Response:
 def create_group_type() -> Response:
     project = admin_project()
     name = load(s.GroupTypeInputSchema(), body())["name"]
-    store = service().store
-    existing = {t["name"]: t for t in store.group_types(project["id"])}
-    if name in existing:
-        return json_response(s.GroupTypeSchema().dump(existing[name]))
-    try:
-        store.create_group_type(project["id"], name)
-    except (LimitExceeded, ValueError) as e:
-        raise ValidationFailed(str(e), errors={"name": [str(e)]}) from None
-    created = next(t for t in store.group_types(project["id"]) if t["name"] == name)
-    return json_response(s.GroupTypeSchema().dump(created), 201)
+    group_type, created = writes.create_group_type(service(), project["id"], name)
+    return json_response(s.GroupTypeSchema().dump(group_type), 201 if created else 200)
 
 
 @bp.patch("/group_types/<group_type>")
@@ -51,29 +43,15 @@ def rename_group_type(group_type: str) -> Response:
     if group_type not in {t["name"] for t in service().store.group_types(project["id"])}:
         raise NotFoundError(f"group type {group_type!r} does not exist")
     new_name = load(s.GroupTypeInputSchema(), body())["name"]
-    try:
-        renamed = service().store.rename_group_type(project["id"], group_type, new_name)
-    except NotFound as e:
-        raise NotFoundError(str(e)) from None
-    except Conflict as e:
-        raise ConflictError(str(e), errors={"name": [str(e)]}) from None
-    service().invalidate(project["id"])
-    created = next(t for t in service().store.group_types(project["id"])
-                   if t["name"] == renamed["name"])
-    return json_response(s.GroupTypeSchema().dump(created))
+    renamed = writes.rename_group_type(service(), project["id"], group_type, new_name)
+    return json_response(s.GroupTypeSchema().dump(renamed))
 
 
 @bp.delete("/group_types/<group_type>")
 def delete_group_type(group_type: str) -> Response:
     """Delete an unused group type and its groups (its slot is free again)."""
     project = admin_project()
-    try:
-        deleted = service().store.delete_group_type(project["id"], group_type)
-    except NotFound as e:
-        raise NotFoundError(str(e)) from None
-    except Conflict as e:
-        raise ConflictError(str(e), errors={"name": [str(e)]}) from None
-    service().invalidate(project["id"])
+    deleted = writes.delete_group_type(service(), project["id"], group_type)
     return json_response(s.GroupTypeDeletedSchema().dump(deleted))
 
 
@@ -159,8 +137,7 @@ def rotate_signing_key() -> Response:
     """A new signing key, shown in this answer only; older keys verify for the grace."""
     project = admin_project()
     grace = load(s.SigningKeyRotateSchema(), body())["grace_seconds"]
-    created = service().store.rotate_signing_key(project["id"], grace, actor=actor())
-    service().invalidate(project["id"])
+    created = writes.rotate_signing_key(service(), project["id"], grace, actor=actor())
     return json_response(s.SigningKeyCreatedSchema().dump(created), 201)
 
 
@@ -169,30 +146,7 @@ def update_project() -> Response:
     """Change settings. `private_properties` replaces the whole map."""
     project = admin_project()
     changes = load(s.ProjectPatchSchema(), body())
-    store = service().store
-    if "default_group_type" in changes:
-        names = {t["name"] for t in store.group_types(project["id"])}
-        if changes["default_group_type"] not in names:
-            try:
-                store.create_group_type(project["id"], changes["default_group_type"])
-            except (LimitExceeded, ValueError) as e:
-                raise ValidationFailed(str(e), errors={"default_group_type": [str(e)]}) from None
-    if "private_properties" in changes:
-        keys = privacy.hashed_keys(privacy.policy_of(changes["private_properties"]))
-        broken = {f"flags.{f['key']}.{where}": [message]
-                  for f in store.list_flags(project["id"])
-                  for where, message in privacy.hashed_key_problems(f, keys).items()}
-        if broken:
-            raise ValidationFailed(
-                "these flags could no longer match once those properties are stored as keyed "
-                "hashes; change them first", errors=broken)
-    if changes.get("require_signed_groups") and not store.signing_keys(project["id"]):
-        message = ("create a signing key first (POST /api/project/signing_keys): without one "
-                   "every request's groups would be ignored")
-        raise ValidationFailed(message, errors={"require_signed_groups": [message]})
-    # A new policy also rewrites what is already stored (Store.update_project).
-    store.update_project(project["id"], actor=actor(), **changes)
-    service().invalidate(project["id"])
+    writes.update_settings(service(), project["id"], changes, actor=actor())
     return json_response(s.ProjectSchema().dump(_project_view(project["id"])))
 
 
@@ -202,8 +156,8 @@ def rotate_token() -> Response:
     for the grace (0: revoked now), as `flagsvc project rotate-*` does."""
     project = admin_project()
     req = load(s.TokenRotateSchema(), body())
-    value = service().store.rotate_token(project["id"], req["kind"], req["grace_seconds"],
-                                         actor=actor())
+    value = writes.rotate_token(service(), project["id"], req["kind"], req["grace_seconds"],
+                                actor=actor())
     return json_response(s.TokenRotatedSchema().dump({
         "kind": req["kind"], "token": value,
         "previous_expire_at": time.time() + req["grace_seconds"]}), 201)

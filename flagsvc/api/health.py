@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hmac
 import os
-import sqlite3
 
 from flask import Blueprint, Response, jsonify, request
 
+from ..store import DatabaseError
 from .common import config, service
 
 bp = Blueprint("health", __name__)
@@ -27,7 +27,7 @@ def readyz() -> tuple[Response, int]:
     try:
         svc.store.conn().execute("SELECT count(*) FROM schema_migrations").fetchone()
         problem = svc.disk.problem(svc.store)
-    except sqlite3.Error as e:
+    except DatabaseError as e:
         return jsonify(status="unavailable", code="unavailable", message=str(e)), 503
     if problem:
         return jsonify(status="unavailable", code="disk_full", message=problem), 503

@@ -10,9 +10,10 @@ from typing import Any
 from flask import Response
 
 from .. import schemas as s
+from .. import writes
 from ..errors import ConflictError, ValidationFailed
 from ..imports import Unimportable, convert
-from ..imports.apply import import_flags, skip_unresolved
+from ..imports.apply import skip_unresolved
 from .adminlib import body, bp, json_response, load
 from .common import actor, admin_project, service
 
@@ -51,15 +52,13 @@ def import_flags_route() -> Response:
         raise ValidationFailed(
             "some flags cannot be imported (skip_unimportable imports the others)",
             errors={f"flags.{k}": [v] for k, v in converted.skipped.items()})
-    done = import_flags(service().store, project["id"], converted.flags,
-                        dry_run=req["dry_run"], actor=actor())
+    done = writes.import_flags(service(), project["id"], converted.flags, req["dry_run"],
+                               actor=actor())
     if done.conflict:
         raise ConflictError(done.conflict)
     if done.problems:
         raise ValidationFailed("some flags are not valid: nothing was imported",
                                errors={f"flags.{k}": v for k, v in done.problems.items()})
-    if not req["dry_run"]:
-        service().invalidate(project["id"])
     return json_response(s.FlagImportResultSchema().dump({
         "dry_run": req["dry_run"], "created": done.created, "updated": done.updated,
         "restored": done.restored, "unchanged": done.unchanged, "group_types": done.group_types,

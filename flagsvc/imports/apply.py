@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import compile_flags
-from ..flagcheck import dependency_problems, flag_problems, referenced_group_types
+from ..flagcheck import flag_problems, referenced_group_types
 from ..store import Conflict, LimitExceeded
 from ..store.flags import same_rules
 from ..store.projects import MAX_GROUP_TYPES
@@ -70,19 +70,12 @@ def skip_unresolved(store: Any, project_id: int, converted: Converted) -> None:
     skip_dependants(converted)
 
 
-def _no_cycle(keys: list[str]) -> Any:
-    """The store's in-transaction check: no imported flag closes a dependency cycle with
-    flags changed meanwhile."""
-    def check(live: list[dict[str, Any]]) -> None:
-        for key, error in dependency_problems(live, keys).items():
-            raise Conflict(f"flag {key}: {error}")
-    return check
-
-
 def import_flags(store: Any, project_id: int, raw: Iterable[Any],
                  dry_run: bool = False, actor: str | None = None) -> Applied:
-    """Check every flag of `raw` (admin API input shape), then write them all or none;
-    `actor` is who the audit log names."""
+    """Check every flag of `raw` (admin API input shape), then write them all or none
+    (`Store.import_flags`: through `Store.write_flag`, as single-flag edits); `actor` is who
+    the audit log names."""
+    from ..writes import no_cycle  # writes imports this module's caller side
     done = Applied()
     flags = _loaded(raw, done.problems)
     keys = [f["key"] for f in flags]
@@ -118,8 +111,8 @@ def import_flags(store: Any, project_id: int, raw: Iterable[Any],
             (done.unchanged if same_rules(current, f) else done.updated).append(f["key"])
         return done
     try:
-        written = store.import_flags(project_id, flags, done.group_types, check=_no_cycle(keys),
-                                     actor=actor)
+        written = store.import_flags(project_id, flags, done.group_types,
+                                     check=no_cycle(keys, Conflict), actor=actor)
     except (Conflict, LimitExceeded) as e:  # a concurrent change: nothing was written
         done.conflict = f"{e} (changed while importing; nothing was written, try again)"
         return done

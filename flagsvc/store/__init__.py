@@ -11,6 +11,8 @@ from .db import (
     WAL_AUTOCHECKPOINT_PAGES,
     Conflict,
     ConnectionPool,
+    DatabaseError,
+    DatabaseUnavailable,
     LimitExceeded,
     MigrationError,
     NotFound,
@@ -25,13 +27,31 @@ from .ingest import IngestMixin
 from .projects import ProjectsMixin
 from .users import ROLES, UsersMixin
 
-__all__ = ["ROLES", "Conflict", "GroupTypeNotAllowed", "LimitExceeded", "MigrationError",
-           "NotFound", "Store", "StoreError", "transaction"]
+
+def is_postgres(database: str) -> bool:
+    return database.startswith(("postgresql://", "postgres://"))
+
+__all__ = ["ROLES", "Conflict", "DatabaseError", "DatabaseUnavailable", "GroupTypeNotAllowed",
+           "LimitExceeded", "MigrationError", "NotFound", "Store", "StoreError", "is_postgres",
+           "transaction"]
 
 
 class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin, UsersMixin,
             CatalogMixin):
-    """All reads and writes of one SQLite file (one connection per thread)."""
+    """All reads and writes of one SQLite file (one connection per thread). Given a
+    `postgresql://` URL instead of a path, `Store(...)` is a `PgStore` (pgstore.py)."""
+
+    dialect = "sqlite"
+
+    def __new__(cls, path: str, *args: Any, **kwargs: Any) -> Store:
+        if cls is Store and is_postgres(path):
+            try:
+                from .pgstore import PgStore
+            except ImportError as e:  # psycopg is an extra
+                raise StoreError(f"{e}: PostgreSQL needs pip install 'flagsvc[postgresql]'"
+                                 ) from None
+            return super().__new__(PgStore)
+        return super().__new__(cls)
 
     def __init__(self, path: str, synchronous: str = "FULL", migrate_now: bool = True,
                  busy_timeout_ms: int = BUSY_TIMEOUT_MS,

@@ -59,6 +59,24 @@ def json_key_path(key: str) -> str | None:
     return '$."' + key + '"'
 
 
+def _driver_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...],
+                               tuple[type[Exception], ...]]:
+    """(any error, database unreachable, integrity) of the drivers installed: sqlite3, and
+    psycopg when the postgresql extra is (imported only if installed)."""
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error,), (sqlite3.OperationalError,), (sqlite3.IntegrityError,)
+    return ((sqlite3.Error, psycopg.Error),
+            (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError),
+            (sqlite3.IntegrityError, psycopg.IntegrityError))
+
+
+# `except DatabaseError` catches a failure of either backend; DatabaseUnavailable is one a
+# retry may cure (locked, unreachable, restarted): the service answers 503 or serves stale.
+DatabaseError, DatabaseUnavailable, IntegrityError = _driver_errors()
+
+
 class StoreError(Exception):
     """Base class of the store's errors."""
 
@@ -114,7 +132,12 @@ def connect(path: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY_TI
 
 @contextmanager
 def transaction(conn: sqlite3.Connection, write: bool = True) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE (or DEFERRED for reads) ... COMMIT, rolled back on any error."""
+    """BEGIN IMMEDIATE (or DEFERRED for reads) ... COMMIT, rolled back on any error. On
+    PostgreSQL, BEGIN and the writers' advisory lock (pg.py)."""
+    if getattr(conn, "dialect", None) == "postgresql":
+        with conn.transaction(write):  # type: ignore[attr-defined]
+            yield conn
+        return
     fd = getattr(conn, "write_lock_fd", None) if write else None
     if fd is not None:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -65,7 +65,7 @@ class DiskWatch:
     def problem(self, store: Any) -> str | None:
         """Why writes fail now (for /readyz), or None. The messages name no path: /readyz
         is public."""
-        on_disk = store.path != ":memory:"
+        on_disk = store.path != ":memory:" and store.dialect == "sqlite"
         if self.min_free and on_disk:
             directory = os.path.dirname(os.path.abspath(store.path))
             free = shutil.disk_usage(directory).free

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from .db import Conflict, NotFound, transaction
@@ -74,37 +75,31 @@ class FlagsMixin:
                 f"SELECT {_COLS} FROM flags WHERE project_id = ? AND deleted_at IS NULL",
                 (project_id,))])
 
-    def create_flag(self, project_id: int, flag: dict[str, Any],
-                    check: Any = None, actor: str | None = None) -> dict[str, Any]:
+    def create_flag(self, project_id: int, flag: dict[str, Any], check: Any = None,
+                    group_types: Iterable[str] = (), actor: str | None = None
+                    ) -> dict[str, Any]:
         """Insert a new flag at version 1; Conflict if the key is taken (deleted flags too).
-        `check(live_flags)` runs before the commit and may veto it by raising."""
-        now = time.time()
+        `group_types` are created in the same transaction; `check(live_flags)` runs before
+        the commit and may veto it by raising (nothing is left behind: no group type)."""
         conn = self.conn()
         with transaction(conn):
-            try:
-                cur = conn.execute(
-                    "INSERT INTO flags "
-                    "(project_id, key, definition, version, created_at, updated_at) "
-                    "VALUES (?, ?, ?, 1, ?, ?)",
-                    (project_id, flag["key"], _definition(flag), now, now))
-            except sqlite3.IntegrityError:
-                deleted = conn.execute(
-                    "SELECT deleted_at IS NOT NULL FROM flags WHERE project_id = ? AND key = ?",
-                    (project_id, flag["key"])).fetchone()
-                hint = (" (a deleted flag has it: restore it instead)"
-                        if deleted and deleted[0] else "")
-                raise Conflict(f"a flag with key {flag['key']!r} already exists{hint}") from None
-            created = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
-                                             (cur.lastrowid,)).fetchone())
+            self._ensure_types(conn, project_id, group_types)
+            current = self._flag_by(conn, project_id, flag["key"])
+            if current is not None:
+                hint = (" (a deleted flag has it: restore it instead)" if current["deleted"]
+                        else "")
+                raise Conflict(f"a flag with key {flag['key']!r} already exists{hint}")
+            _, created = self.write_flag(conn, project_id, None, flag, actor=actor)
             self._check_live(conn, project_id, check)
-            self._audit(conn, project_id, "created", None, created, actor)
         return created
 
     def update_flag(self, project_id: int, flag_id: int | str, changes: dict[str, Any],
                     expected_version: int | None, check: Any = None,
+                    group_types: Iterable[str] = (),
                     actor: str | None = None) -> dict[str, Any]:
         """Apply `changes` if the stored version is `expected_version` (None: any); the
-        check and the write are one transaction, so concurrent writers cannot both win."""
+        check and the write are one transaction, so concurrent writers cannot both win, and
+        the `group_types` it creates go with it (a stale version leaves none behind)."""
         conn = self.conn()
         with transaction(conn):
             before = self._locked_flag(conn, project_id, flag_id)
@@ -116,16 +111,54 @@ class FlagsMixin:
                     f"{expected_version}: it was changed since you read it")
             if "key" in changes and changes["key"] != before["key"]:
                 raise Conflict("a flag's key cannot be changed")
-            merged = {**before, **changes}
-            conn.execute(
-                "UPDATE flags SET definition = ?, version = version + 1, updated_at = ? "
-                "WHERE id = ?",
-                (_definition(merged), time.time(), before["id"]))
-            after = _flag_row(conn.execute(f"SELECT {_COLS} FROM flags WHERE id = ?",
-                                           (before["id"],)).fetchone())
+            self._ensure_types(conn, project_id, group_types)
+            _, after = self.write_flag(conn, project_id, before, changes, always=True,
+                                       actor=actor)
             self._check_live(conn, project_id, check)
-            self._audit(conn, project_id, "updated", before, after, actor)
         return after
+
+    def write_flag(self, conn: Any, project_id: int, before: dict[str, Any] | None,
+                   changes: dict[str, Any], always: bool = False, now: float | None = None,
+                   actor: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The one place a flag's definition is written, inside the caller's transaction:
+        create (`before` None), restore a deleted one, or apply `changes` (skipped when the
+        rules stay the same, unless `always`); each change audited and `flags_rev` moved.
+        Returns (what was done, the flag as stored): "created", "updated", "restored"
+        (restored and maybe updated) or "unchanged". Single-flag edits and imports both
+        write through here."""
+        now = time.time() if now is None else now
+        if before is None:
+            cur = conn.execute(
+                "INSERT INTO flags (project_id, key, definition, version, created_at, "
+                "updated_at) VALUES (?, ?, ?, 1, ?, ?)",
+                (project_id, changes["key"], _definition(changes), now, now))
+            created = self._row_by_id(conn, cur.lastrowid)
+            self._audit(conn, project_id, "created", None, created, actor)
+            return "created", created
+        action = "unchanged"
+        if before["deleted"]:
+            conn.execute("UPDATE flags SET deleted_at = NULL, version = version + 1, "
+                         "updated_at = ? WHERE id = ?", (now, before["id"]))
+            restored = self._row_by_id(conn, before["id"])
+            self._audit(conn, project_id, "restored", before, restored, actor)
+            action, before = "restored", restored
+        if not always and same_rules(before, changes):
+            return action, before
+        conn.execute("UPDATE flags SET definition = ?, version = version + 1, updated_at = ? "
+                     "WHERE id = ?", (_definition({**before, **changes}), now, before["id"]))
+        after = self._row_by_id(conn, before["id"])
+        self._audit(conn, project_id, "updated", before, after, actor)
+        return ("restored" if action == "restored" else "updated"), after
+
+    def _ensure_types(self, conn: Any, project_id: int, names: Iterable[str]) -> None:
+        ensure = self.ensure_group_type  # type: ignore[attr-defined]  # GroupTypesMixin
+        for name in names:
+            ensure(conn, project_id, name)
+
+    def _flag_by(self, conn: Any, project_id: int, key: str) -> dict[str, Any] | None:
+        row = conn.execute(f"SELECT {_COLS} FROM flags WHERE project_id = ? AND key = ?",
+                           (project_id, key)).fetchone()
+        return _flag_row(row) if row else None
 
     def _locked_flag(self, conn: sqlite3.Connection, project_id: int,
                      flag_id: int | str) -> dict[str, Any]:
@@ -161,46 +194,28 @@ class FlagsMixin:
                      group_types: list[str], check: Any = None,
                      actor: str | None = None) -> dict[str, list[str]]:
         """Create, update or restore `flags` by key and create `group_types`, all in one
-        transaction (each change audited as the single-flag methods do; a flag whose rules
-        are unchanged is left at its version). `check(live_flags)` may veto the whole import
+        transaction, through `write_flag` as single-flag edits are (a flag whose rules are
+        unchanged is left at its version). `check(live_flags)` may veto the whole import
         by raising; LimitExceeded (a 6th group type) rolls everything back too."""
         done: dict[str, list[str]] = {"created": [], "updated": [], "restored": [],
                                       "unchanged": []}
         conn = self.conn()
         now = time.time()
-        ensure = self.ensure_group_type  # type: ignore[attr-defined]  # ProjectsMixin
         with transaction(conn):
-            for name in group_types:
-                ensure(conn, project_id, name)
+            self._ensure_types(conn, project_id, group_types)
             for flag in flags:
-                row = conn.execute(f"SELECT {_COLS} FROM flags WHERE project_id = ? AND key = ?",
-                                   (project_id, flag["key"])).fetchone()
-                if row is None:
-                    cur = conn.execute(
-                        "INSERT INTO flags (project_id, key, definition, version, created_at, "
-                        "updated_at) VALUES (?, ?, ?, 1, ?, ?)",
-                        (project_id, flag["key"], _definition(flag), now, now))
-                    self._audit(conn, project_id, "created", None, self._row_by_id(
-                        conn, cur.lastrowid), actor)
-                    done["created"].append(flag["key"])
-                    continue
-                before = _flag_row(row)
-                if before["deleted"]:
-                    conn.execute("UPDATE flags SET deleted_at = NULL, version = version + 1, "
-                                 "updated_at = ? WHERE id = ?", (now, before["id"]))
-                    restored = self._row_by_id(conn, before["id"])
-                    self._audit(conn, project_id, "restored", before, restored, actor)
+                before = self._flag_by(conn, project_id, flag["key"])
+                action, _ = self.write_flag(conn, project_id, before, flag, now=now, actor=actor)
+                if action == "restored" and before is not None and not same_rules(
+                        before, flag):
                     done["restored"].append(flag["key"])
-                    before = restored
-                if same_rules(before, flag):
+                    done["updated"].append(flag["key"])
+                    continue
+                if action == "restored":
+                    done["restored"].append(flag["key"])
                     done["unchanged"].append(flag["key"])
                     continue
-                conn.execute("UPDATE flags SET definition = ?, version = version + 1, "
-                             "updated_at = ? WHERE id = ?",
-                             (_definition({**before, **flag}), now, before["id"]))
-                self._audit(conn, project_id, "updated", before,
-                            self._row_by_id(conn, before["id"]), actor)
-                done["updated"].append(flag["key"])
+                done[action].append(flag["key"])
             self._check_live(conn, project_id, check)
         return done
 

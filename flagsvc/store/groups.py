@@ -100,12 +100,28 @@ class GroupsMixin:
             for e, t, d, ts, p in conn.execute(
                 "SELECT event, type, distinct_id, timestamp, properties FROM events e "
                 "JOIN (SELECT id, received_at FROM (SELECT id, received_at, groups FROM events "
-                "INDEXED BY events_received WHERE project_id = ? ORDER BY received_at DESC "
-                "LIMIT ?) WHERE EXISTS (SELECT 1 FROM json_each(groups) g WHERE g.key = ? "
+                "INDEXED BY events_received WHERE project_id = ? "
+                "ORDER BY received_at DESC, id DESC LIMIT ?) recent "
+                "WHERE EXISTS (SELECT 1 FROM json_each(groups) g WHERE g.key = ? "
                 "AND g.value = ?) LIMIT ?) w ON e.id = w.id "
                 "ORDER BY w.received_at DESC, w.id DESC",
                 (project_id, RECENT_EVENTS_SCANNED, group_type, key, events))]
         return group
+
+    @staticmethod
+    def _property_filter(key: str, value: Any) -> tuple[str, list[Any]]:
+        """A WHERE clause (and its parameters) for "property `key` equals `value`"."""
+        path = json_key_path(key)
+        if path is None:
+            return ("EXISTS (SELECT 1 FROM json_each(properties) WHERE key = ? AND value = ?)",
+                    [key, value])
+        return "json_extract(properties, ?) = ?", [path, value]
+
+    _search_filter = "instr(group_key, ?) > 0"  # a substring of the key
+
+    @staticmethod
+    def _search_pattern(search: str) -> str:
+        return search
 
     def list_groups(self, project_id: int, group_type: str | None = None,
                     properties: dict[str, Any] | None = None, search: str | None = None,
@@ -118,17 +134,12 @@ class GroupsMixin:
             where.append("group_type = ?")
             args.append(group_type)
         for k, v in (properties or {}).items():
-            path = json_key_path(k)
-            if path is None:
-                where.append("EXISTS (SELECT 1 FROM json_each(properties) "
-                             "WHERE key = ? AND value = ?)")
-                args += [k, v]
-            else:
-                where.append("json_extract(properties, ?) = ?")
-                args += [path, v]
+            clause, values = self._property_filter(k, v)
+            where.append(clause)
+            args += values
         if search:
-            where.append("instr(group_key, ?) > 0")
-            args.append(search)
+            where.append(self._search_filter)
+            args.append(self._search_pattern(search))
         clause = " AND ".join(where)
         conn = self.conn()
         total = conn.execute(f"SELECT count(*) FROM groups WHERE {clause}", args).fetchone()[0]

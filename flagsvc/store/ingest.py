@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import sqlite3
 import time
+from contextlib import nullcontext
 from typing import Any
 
 from ..ingest import privacy
@@ -28,6 +29,11 @@ __all__ = ["CHANGES_KEPT", "EXPIRE_CHUNK", "LAST_SEEN_RESOLUTION", "IngestMixin"
            "dedupe_days"]
 
 EXPIRE_CHUNK = 1000  # expired events a batch may delete, at least (twice its size if more)
+
+
+def pipelined(conn: Any) -> Any:
+    """PostgreSQL: the writes of a batch in one pipeline (pg.py); SQLite has no round trips."""
+    return conn.pipeline() if getattr(conn, "dialect", None) == "postgresql" else nullcontext()
 
 
 def dedupe_day(timestamp: float) -> int:
@@ -141,25 +147,26 @@ class IngestMixin:
                 for call in calls:
                     batch.apply(call)
                 results[i].stored = len(calls)
-            batch.write(every, payloads)
-            if every:
-                self._expire_events(conn, pid, batch.now, len(every))
+            with pipelined(conn):
+                batch.write(every, payloads)
+                if every:
+                    self._expire_events(conn, pid, batch.now, len(every),
+                                        batch.retention_days)
         return results
 
     @staticmethod
     def _expire_events(conn: sqlite3.Connection, project_id: int, now: float,
-                       added: int) -> None:
+                       added: int, days: int | None) -> None:
         """Retention, a little at a time: each batch deletes up to twice as many expired
         events as it adds (at least `EXPIRE_CHUNK`; one index probe when there are none), so
-        the events table stays bounded without a separate job and a backlog shrinks."""
-        days = conn.execute("SELECT event_retention_days FROM projects WHERE id = ?",
-                            (project_id,)).fetchone()
-        if not days or days[0] is None or days[0] <= 0:
+        the events table stays bounded without a separate job and a backlog shrinks.
+        `days`: the project's event_retention_days, as the batch read it."""
+        if days is None or days <= 0:
             return
         conn.execute(
             "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE project_id = ? AND "
             "received_at < ? ORDER BY received_at LIMIT ?)",
-            (project_id, now - days[0] * 86400, max(EXPIRE_CHUNK, 2 * added)))
+            (project_id, now - days * 86400, max(EXPIRE_CHUNK, 2 * added)))
 
     @staticmethod
     def _fresh(conn: sqlite3.Connection, project_id: int, calls: list[Call],

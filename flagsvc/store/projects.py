@@ -10,7 +10,7 @@ import sqlite3
 import time
 from typing import Any
 
-from .db import Conflict, NotFound, dumps, transaction
+from .db import Conflict, IntegrityError, NotFound, dumps, transaction
 from .group_types import MAX_GROUP_TYPES
 
 __all__ = ["MAX_GROUP_TYPES", "ProjectsMixin"]
@@ -80,7 +80,7 @@ class ProjectsMixin:
                     conn.execute(
                         "INSERT INTO tokens (project_id, kind, token_hash, prefix, created_at) "
                         "VALUES (?, ?, ?, ?, ?)", (pid, kind, token_hash(tok), tok[:8], now))
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise Conflict("that token is already in use by another project") from None
         project = self.get_project(pid)
         assert project is not None
@@ -145,9 +145,11 @@ class ProjectsMixin:
                                 actor)
         return value
 
-    def update_project(self, project_id: int, actor: str | None = None,
+    def update_project(self, project_id: int, actor: str | None = None, group_types: Any = (),
                        **settings: Any) -> dict[str, Any]:
-        """Change settings (audited as "settings_updated" with the values before / after)."""
+        """Change settings in one transaction (audited as "settings_updated" with the values
+        before / after), creating `group_types` in it (a new default_group_type); a new
+        privacy policy rewrites what is stored, in it too."""
         allowed = {"name", "default_group_type", "private_properties", "event_retention_days",
                    "ingestion_creates_group_types", "client_properties", "require_signed_groups",
                    "mixpanel_group_keys"}
@@ -166,6 +168,8 @@ class ProjectsMixin:
         if sets:
             conn = self.conn()
             with transaction(conn):
+                for name in group_types:
+                    self.ensure_group_type(conn, project_id, name)  # type: ignore[attr-defined]
                 old = _project_row(conn.execute(
                     f"SELECT {_PROJECT_COLS} FROM projects WHERE id = ?",
                     (project_id,)).fetchone()) or {}

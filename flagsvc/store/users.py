@@ -6,11 +6,10 @@ Portable SQL (no SQLite-only functions), through the store's connections and tra
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
-from .db import Conflict, NotFound, transaction
+from .db import Conflict, IntegrityError, NotFound, transaction
 
 ROLES = ("viewer", "editor", "admin")  # each can do what the ones before it can
 
@@ -53,8 +52,8 @@ class UsersMixin:
                 for pid in projects or []:
                     conn.execute("INSERT INTO user_projects (user_id, project_id) VALUES (?, ?)",
                                  (uid, pid))
-        except sqlite3.IntegrityError as e:
-            if "FOREIGN KEY" in str(e):
+        except IntegrityError as e:  # (either backend's)
+            if "FOREIGN KEY" in str(e).upper():
                 raise NotFound("no such project") from None
             raise Conflict(f"a user with email {email.lower()!r} already exists") from None
         user = self.get_user(uid)  # type: ignore[arg-type]
@@ -121,7 +120,7 @@ class UsersMixin:
                 for pid in projects or []:
                     conn.execute("INSERT INTO user_projects (user_id, project_id) VALUES (?, ?)",
                                  (user_id, pid))
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise NotFound("no such project") from None
 
     def set_password(self, user_id: int, password_hash: str, must_change: bool,

@@ -1,0 +1,100 @@
+"""The write path of a project's settings, group types, tokens and signing keys: one command
+per kind of change (see `flagsvc.writes`). Each checks, writes in one store transaction
+(a group type the change needs is created inside it), and invalidates this process's cached
+flags when the change affects evaluation; other processes and nodes follow `flags_rev`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConflictError, NotFoundError, ValidationFailed
+from ..ingest import privacy
+from ..store import Conflict, LimitExceeded, NotFound
+
+
+def create_group_type(service: Any, project_id: int, name: str) -> tuple[dict[str, Any], bool]:
+    """The group type `name` and whether it was created now (an existing one is returned)."""
+    store = service.store
+    existing = {t["name"]: t for t in store.group_types(project_id)}
+    if name in existing:
+        return existing[name], False
+    try:
+        store.create_group_type(project_id, name)
+    except (LimitExceeded, ValueError) as e:
+        raise ValidationFailed(str(e), errors={"name": [str(e)]}) from None
+    return next(t for t in store.group_types(project_id) if t["name"] == name), True
+
+
+def rename_group_type(service: Any, project_id: int, name: str, new_name: str
+                      ) -> dict[str, Any]:
+    store = service.store
+    try:
+        renamed = store.rename_group_type(project_id, name, new_name)
+    except NotFound as e:
+        raise NotFoundError(str(e)) from None
+    except Conflict as e:
+        raise ConflictError(str(e), errors={"name": [str(e)]}) from None
+    service.invalidate(project_id)
+    return next(t for t in store.group_types(project_id) if t["name"] == renamed["name"])
+
+
+def delete_group_type(service: Any, project_id: int, name: str) -> dict[str, Any]:
+    try:
+        deleted = service.store.delete_group_type(project_id, name)
+    except NotFound as e:
+        raise NotFoundError(str(e)) from None
+    except Conflict as e:
+        raise ConflictError(str(e), errors={"name": [str(e)]}) from None
+    service.invalidate(project_id)
+    return deleted
+
+
+def update_settings(service: Any, project_id: int, changes: dict[str, Any],
+                    actor: str | None = None) -> dict[str, Any]:
+    """Change project settings (`private_properties` replaces the whole map and rewrites
+    what is stored, in the same transaction; a new default_group_type is created in it)."""
+    store = service.store
+    create: list[str] = []
+    if "default_group_type" in changes:
+        name = changes["default_group_type"]
+        names = {t["name"] for t in store.group_types(project_id)}
+        if name not in names:
+            if not isinstance(name, str) or not name.strip():
+                raise ValidationFailed("a group type name must be a non-empty string",
+                                       errors={"default_group_type": ["must not be empty"]})
+            create.append(name)
+    if "private_properties" in changes:
+        keys = privacy.hashed_keys(privacy.policy_of(changes["private_properties"]))
+        broken = {f"flags.{f['key']}.{where}": [message]
+                  for f in store.list_flags(project_id)
+                  for where, message in privacy.hashed_key_problems(f, keys).items()}
+        if broken:
+            raise ValidationFailed(
+                "these flags could no longer match once those properties are stored as keyed "
+                "hashes; change them first", errors=broken)
+    if changes.get("require_signed_groups") and not store.signing_keys(project_id):
+        message = ("create a signing key first (POST /api/project/signing_keys): without one "
+                   "every request's groups would be ignored")
+        raise ValidationFailed(message, errors={"require_signed_groups": [message]})
+    try:
+        project = store.update_project(project_id, actor=actor, group_types=create, **changes)
+    except LimitExceeded as e:
+        raise ValidationFailed(str(e), errors={"default_group_type": [str(e)]}) from None
+    service.invalidate(project_id)
+    return project
+
+
+def rotate_signing_key(service: Any, project_id: int, grace_seconds: float,
+                       actor: str | None = None) -> dict[str, Any]:
+    created = service.store.rotate_signing_key(project_id, grace_seconds, actor=actor)
+    service.invalidate(project_id)
+    return dict(created)
+
+
+def rotate_token(service: Any, project_id: int, kind: str, grace_seconds: float,
+                 actor: str | None = None) -> str:
+    """A new token of `kind`; this process forgets the tokens it cached (others within
+    their one-second token cache)."""
+    value = service.store.rotate_token(project_id, kind, grace_seconds, actor=actor)
+    service.forget_tokens()
+    return str(value)

@@ -1,0 +1,236 @@
+"""The PostgreSQL backend's own guarantees: its migrations (fresh == migrated, a twin of
+every SQLite migration, the same tables and columns), and the rules that must hold across
+nodes — several stores with pools of their own on one database, writing at once."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+
+import pytest
+from conftest import drop_pg_schema, pg_schema_url
+
+from flagsvc.app import ensure_default_project
+from flagsvc.ingest.model import Call
+from flagsvc.store import Conflict, Store, db, pg
+from flagsvc.store.ingest import dedupe_day
+
+
+@pytest.fixture
+def pg_url():
+    schema, url = pg_schema_url()
+    yield url
+    drop_pg_schema(schema)
+
+
+@pytest.fixture
+def nodes(pg_url):
+    """Four stores on one database, each with its own pool: what four nodes are."""
+    first = Store(pg_url)
+    stores = [first] + [Store(pg_url, migrate_now=False) for _ in range(3)]
+    yield stores
+    for s in stores:
+        s.close()
+
+
+def _all_at_once(n, fn):
+    barrier = threading.Barrier(n)
+    results, errors = [None] * n, []
+
+    def run(i):
+        barrier.wait()
+        try:
+            results[i] = fn(i)
+        except Exception as e:  # noqa: BLE001 (collected and asserted on)
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    return results
+
+
+def test_every_sqlite_migration_has_a_postgresql_twin():
+    """Whoever adds a SQLite migration adds its PostgreSQL twin, with the same number."""
+    sqlite_names = [n for n, _ in db.migration_names()]
+    pg_names = [n for n, _ in pg.migration_names()]
+    assert set(sqlite_names) <= set(pg_names)
+    assert pg_names == sorted(pg_names)
+
+
+def test_both_backends_have_the_same_tables_and_columns(pg_url, tmp_path):
+    lite = Store(str(tmp_path / "f.db"))
+    pgs = Store(pg_url)
+    try:
+        tables = [r[0] for r in lite.conn().execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        lite_cols = {(t, r[1]) for t in tables
+                     for r in lite.conn().execute(f"PRAGMA table_xinfo({t})")}
+        pg_cols = {(t, c) for t, c in pgs.conn().execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema()")}
+        # seq: the insertion order SQLite's rowid gives person_distinct_ids
+        assert pg_cols - {("person_distinct_ids", "seq")} == lite_cols
+    finally:
+        lite.close()
+        pgs.close()
+
+
+def test_step_by_step_migration_ends_with_the_fresh_schema(monkeypatch):
+    everything = pg.migration_names()
+    fresh_schema, fresh_url = pg_schema_url()
+    stepped_schema, stepped_url = pg_schema_url()
+    try:
+        fresh = Store(fresh_url)
+        expected = fresh.schema()
+        fresh.close()
+        for n in range(1, len(everything) + 1):
+            monkeypatch.setattr(pg, "migration_names", lambda n=n: everything[:n])
+            s = Store(stepped_url, migrate_now=False)
+            try:
+                assert s.migrate() == [everything[n - 1][0]]
+                if n == 2:  # data present while the later ones run (0003 adds a column)
+                    s.conn().execute("INSERT INTO projects (id, name, api_token, hash_salt, "
+                                     "created_at) VALUES (1, 'p', 'phc_x', 's', 0)")
+                    s.conn().execute("INSERT INTO events (project_id, message_id, type, "
+                                     "timestamp, received_at) VALUES (1, 'm', 'track', 1e9, 0)")
+            finally:
+                s.close()
+        monkeypatch.undo()
+        stepped = Store(stepped_url)
+        try:
+            assert stepped.migrate() == []
+            assert stepped.schema() == expected
+            assert stepped.conn().execute("SELECT day FROM events").fetchone() == (
+                dedupe_day(1e9),)
+        finally:
+            stepped.close()
+    finally:
+        drop_pg_schema(fresh_schema)
+        drop_pg_schema(stepped_schema)
+
+
+def test_the_day_column_is_the_day_python_probes(nodes):
+    """PostgreSQL's CAST rounds where SQLite's truncates: the column uses floor()."""
+    store = nodes[0]
+    pid = store.create_project("days")["id"]
+    times = []
+    for midnight in (10_957 * 86400.0, 20_000 * 86400.0, 24_837 * 86400.0):
+        times += [math.nextafter(midnight, 0), midnight, math.nextafter(midnight, math.inf),
+                  midnight - 0.5, midnight + 86399.999999]
+    with db.transaction(store.conn()) as conn:
+        conn.executemany("INSERT INTO events (project_id, message_id, type, properties, "
+                         "timestamp, received_at) VALUES (?, ?, 'track', '{}', ?, 0)",
+                         [(pid, f"t{i}", t) for i, t in enumerate(times)])
+    got = store.conn().execute("SELECT timestamp, day FROM events WHERE project_id = ? "
+                               "ORDER BY id", (pid,)).fetchall()
+    assert got == [(t, dedupe_day(t)) for t in times]
+
+
+def test_nodes_starting_together_create_exactly_one_default_project(pg_url):
+    stores = [Store(pg_url, migrate_now=False) for _ in range(6)]
+    try:
+        created = _all_at_once(6, lambda i: (stores[i].migrate(),
+                                             ensure_default_project(stores[i], {}))[1])
+        assert not [c for c in created if isinstance(c, Exception)], created
+        assert len([c for c in created if c is not None]) == 1
+        assert len(stores[0].list_projects()) == 1
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_same_version_edits_on_several_nodes_exactly_one_wins(nodes):
+    pid = nodes[0].create_project("p")["id"]
+    flag = nodes[0].create_flag(pid, {"key": "f", "conditions": []})
+    for round_ in range(5):
+        version = nodes[0].get_flag(pid, "f")["version"]
+        results = _all_at_once(len(nodes), lambda i, v=version, r=round_: nodes[i].update_flag(
+            pid, flag["id"], {"name": f"r{r}n{i}"}, v))
+        wins = [r for r in results if isinstance(r, dict)]
+        assert len(wins) == 1, results
+        assert all(isinstance(r, Conflict) for r in results if not isinstance(r, dict))
+        assert nodes[1].get_flag(pid, "f")["version"] == version + 1
+    assert len(nodes[2].audit_log(pid, flag["id"])) == 6
+
+
+def test_concurrent_ingestion_on_several_nodes_keeps_the_newest_write_of_each_key(nodes):
+    """Every node writes every key of one group with its own event times: per key, the
+    value of the newest event wins, whatever the commit order; nothing is lost."""
+    pid = nodes[0].create_project("p", ingestion_creates_group_types=True)["id"]
+    n, keys = len(nodes), 20
+
+    def write(i):
+        for k in range(keys):
+            # node i's event for key k is at time 1000 + (i + k) % n: a different node has
+            # the newest event of each key
+            nodes[i].ingest(pid, [Call("group", f"n{i}k{k}", 1000.0 + (i + k) % n,
+                                       group_type="organization", group_key="acme",
+                                       group_set={f"k{k}": i})])
+        return True
+
+    assert _all_at_once(n, write) == [True] * n
+    props = nodes[0].group_properties(pid, "organization", "acme")
+    assert props == {f"k{k}": (n - 1 - k) % n for k in range(keys)}
+    assert nodes[0].count_events(pid) == n * keys
+
+
+def test_a_batch_retried_through_other_nodes_at_once_is_stored_once(nodes):
+    pid = nodes[0].create_project("p", ingestion_creates_group_types=True)["id"]
+    batch = [Call("identify", f"m{j}", 1000.0 + j, distinct_id=f"u{j}",
+                  person_set={"n": j}) for j in range(50)]
+    results = _all_at_once(len(nodes), lambda i: nodes[i].ingest(pid, list(batch)))
+    assert sum(r.stored for r in results) == 50
+    assert sum(r.duplicates for r in results) == 50 * (len(nodes) - 1)
+    assert nodes[0].count_events(pid) == 50
+
+
+def test_new_groups_and_persons_from_several_nodes_get_distinct_ids(nodes):
+    pid = nodes[0].create_project("p", ingestion_creates_group_types=True)["id"]
+
+    def write(i):
+        for j in range(10):
+            nodes[i].ingest(pid, [Call("track", f"n{i}m{j}", 1000.0, distinct_id=f"u{i}-{j}",
+                                       event="e", groups={"organization": f"g{i}-{j}"})])
+        return True
+
+    assert _all_at_once(len(nodes), write) == [True] * len(nodes)
+    _, total = nodes[0].list_groups(pid, limit=1)
+    assert total == 10 * len(nodes)
+    assert nodes[0].list_persons(pid, limit=1)[1] == 10 * len(nodes)
+
+
+def test_group_search_is_served_by_indexes(nodes):
+    """At a million groups a scan is seconds: the property filter (@>) and the key search
+    (LIKE) each have an index the planner can use."""
+    store = nodes[0]
+    pid = store.create_project("p", ingestion_creates_group_types=True)["id"]
+    store.ingest(pid, [Call("group", f"m{j}", 1000.0, group_type="organization",
+                            group_key=f"acme-{j}", group_set={"plan": "ent" if j % 2 else "free"})
+                       for j in range(200)])
+    groups, total = store.list_groups(pid, properties={"plan": "ent"}, search="e-1")
+    assert total == len([j for j in range(200) if j % 2 and "e-1" in f"acme-{j}"])
+    assert all(g["properties"]["plan"] == "ent" for g in groups)
+    assert store.list_groups(pid, search="100%")[1] == 0  # LIKE wildcards are escaped
+    conn = store.conn()
+    with db.transaction(conn, write=False):
+        conn.execute("SET LOCAL enable_seqscan = off")
+        for clause, arg in (("properties @> CAST(? AS jsonb)", '{"plan": "ent"}'),
+                            ("group_key LIKE ?", "%acme-1%")):
+            plan = " ".join(r[0] for r in conn.execute(
+                f"EXPLAIN SELECT id FROM groups WHERE {clause}", (arg,)))
+            assert "groups_properties" in plan or "groups_key_trgm" in plan, plan
+
+
+def test_backup_points_at_pg_dump(nodes, tmp_path):
+    from flagsvc.store import StoreError
+
+    with pytest.raises(StoreError, match="pg_dump"):
+        nodes[0].backup(str(tmp_path / "b.db"))
+    assert not (tmp_path / "b.db").exists()
+    with pytest.raises(sqlite3.Error):  # nothing was written that SQLite could open
+        sqlite3.connect(f"file:{tmp_path / 'b.db'}?mode=ro", uri=True).execute("SELECT 1")
