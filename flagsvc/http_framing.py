@@ -13,11 +13,14 @@ class Framing:
     offset where it ends, `None` while incomplete, `HAND_OVER` when the thread must take
     it as it is (a body announced over the limit — refused from its headers — or a framing
     gunicorn's parser rejects: those are answered 400 from what arrived), `TOO_LARGE` for
-    headers over MAX_HEADER_BYTES and `BAD` for a chunk-size line that never ends."""
+    headers over MAX_HEADER_BYTES, `BAD` for a chunk-size line that never ends and
+    `BODY_TOO_LARGE` for a chunked body whose next announced chunk would take it over the
+    body limit (refused before that chunk's data is waited for, let alone buffered)."""
 
     HAND_OVER = -1
     TOO_LARGE = -2
     BAD = -3
+    BODY_TOO_LARGE = -4
 
     def __init__(self, body_limit: int) -> None:
         self.body_limit = body_limit
@@ -72,8 +75,8 @@ class Framing:
             if self.length > self.body_limit:
                 return self.HAND_OVER  # refused from its headers (413), never waited for
         http11 = lines[0].rstrip().endswith(b"/1.1")
-        expect = b",".join(fields.get(b"expect", [])).lower()
-        self.wants_continue = (http11 and b"100-continue" in expect
+        expect = b",".join(fields.get(b"expect", [])).lower().split(b",")
+        self.wants_continue = (http11 and b"100-continue" in [e.strip() for e in expect]
                                and (self.chunked or self.length > 0))
         return None
 
@@ -82,10 +85,8 @@ class Framing:
             line_end = buf.find(b"\r\n", self.pos)
             if line_end < 0:  # a chunk-size line is a few bytes; gunicorn would wait for more
                 return self.BAD if len(buf) - self.pos > 1024 else None
-            size_text = bytes(buf[self.pos:line_end]).split(b";")[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
+            size = _chunk_size(bytes(buf[self.pos:line_end]))
+            if size is None:
                 return self.HAND_OVER  # gunicorn refuses it (400)
             if size == 0:  # the last chunk, then trailer fields, then an empty line
                 if buf.startswith(b"\r\n", line_end + 2):
@@ -94,6 +95,8 @@ class Framing:
                 if end >= 0:
                     return end + 4
                 return self.TOO_LARGE if len(buf) - line_end > MAX_HEADER_BYTES else None
+            if self.body + size > self.body_limit:
+                return self.BODY_TOO_LARGE  # never wait for (nor hold) data over the limit
             data_end = line_end + 2 + size
             if len(buf) < data_end + 2:
                 return None
@@ -101,5 +104,18 @@ class Framing:
                 return self.HAND_OVER
             self.body += size
             self.pos = data_end + 2
-            if self.body > self.body_limit:
-                return self.HAND_OVER  # the app reads past its limit from memory: 413
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _chunk_size(line: bytes) -> int | None:
+    """A chunk-size line's size as gunicorn's parser reads it (hex digits only, blanks only
+    before a `;` extension), None where it refuses it: int(_, 16) alone takes "0x5", "+5",
+    " 5" and "1_0"."""
+    size, semicolon, _ = line.partition(b";")
+    if semicolon:
+        size = size.rstrip(b" \t")
+    if not size or any(byte not in _HEX for byte in size):
+        return None
+    return int(size, 16)

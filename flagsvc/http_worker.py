@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import resource
 import selectors
 import socket
 import threading
@@ -38,6 +39,7 @@ from .config import load_config
 from .http_framing import MAX_HEADER_BYTES, Framing
 
 LINGER_SECONDS = 2.0  # after an answer with Connection: close, how long its FIN may take
+ACCEPT_PAUSE = 0.5  # seconds without accepting after EMFILE/ENFILE (out of descriptors)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -89,6 +91,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self._next_sweep = 0.0
         self._busy: dict[int, float] = {}  # app thread -> when its request started
         self._stuck = False
+        self._accept_resume = 0.0  # out of descriptors: no accept before this
         self.buffering = not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
         if self.buffering:
             # The request line is bounded by the headers' MAX_HEADER_BYTES (64 KiB, read here
@@ -102,6 +105,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             self.log.warning("TLS or HTTP/2 configured: requests are not buffered before "
                              "a thread reads them (slow clients can hold threads); "
                              "terminate TLS in front of flagsvc instead")
+        _raise_fd_limit(self.log, self.cfg.worker_connections + 64)
         super().init_process()
 
     # ---------------------------------------------------------------- main thread
@@ -112,13 +116,29 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         try:
             sock, addr = listener.accept()
         except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                self._pause_accepting(e)
+            elif e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return None
         self.nr_conns += 1
         self.enqueue_req(BufferedConn(self.cfg, sock, addr, listener.getsockname(),
                                       self._linger))
         return None
+
+    def _pause_accepting(self, error: OSError) -> None:
+        """Out of file descriptors: new connections wait in the listen backlog while the
+        ones held finish (gunicorn re-raises, the worker exits and takes them all along)."""
+        self.log.warning("accept: %s; not accepting for %s s (%d connections held; raise "
+                         "the open files limit, ulimit -n)", error.strerror, ACCEPT_PAUSE,
+                         self.nr_conns)
+        self._accept_resume = time.monotonic() + ACCEPT_PAUSE
+        self.set_accept_enabled(False)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        if enabled and time.monotonic() < self._accept_resume:
+            return  # gunicorn's loop asks again every turn: resumes after the pause
+        super().set_accept_enabled(enabled)
 
     def enqueue_req(self, conn: Any) -> None:
         """Every way into a thread passes here: a connection with its request read goes to
@@ -192,6 +212,10 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             self._answer(conn, 431, "request_header_fields_too_large",
                          f"request headers are over {MAX_HEADER_BYTES} bytes")
             return True
+        if end == Framing.BODY_TOO_LARGE:
+            self._answer(conn, 413, "payload_too_large",
+                         f"request body is over the {self.body_limit} byte limit")
+            return True
         if end == Framing.BAD:
             self._answer(conn, 400, "invalid_body", "the chunked body is malformed")
             return True
@@ -215,7 +239,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
     def _answer(self, conn: BufferedConn, status: int, code: str, message: str) -> None:
         """A short JSON error written from the main thread, then the connection closed."""
         body = json.dumps({"code": code, "message": message, "detail": message}).encode()
-        reason = {400: "Bad Request", 408: "Request Timeout",
+        reason = {400: "Bad Request", 408: "Request Timeout", 413: "Payload Too Large",
                   431: "Request Header Fields Too Large"}[status]
         head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
@@ -246,6 +270,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             return
         conn.deadline = time.monotonic() + LINGER_SECONDS
         self.lingering[conn] = None
+        self.nr_conns += 1  # its socket is held until the linger ends: it counts
 
     def _on_linger_readable(self, conn: BufferedConn, sock: socket.socket) -> None:
         try:
@@ -258,7 +283,8 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self._end_linger(conn)
 
     def _end_linger(self, conn: BufferedConn) -> None:
-        self.lingering.pop(conn, None)
+        if self.lingering.pop(conn, False) is None:
+            self.nr_conns -= 1
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
         util.close(conn.sock)
@@ -296,6 +322,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
                 self.log.error("a request has run for over %s s: stopping the heartbeat so "
                                "that gunicorn replaces this worker", timeout)
             return
+        self._stuck = False  # the request ended before the arbiter acted: log the next one
         super().notify()
 
     # ---------------------------------------------------------------- app threads
@@ -313,9 +340,24 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             # gunicorn would send 100 Continue now, after the body it asks for has arrived;
             # the main thread sent it (or it was not wanted: a refused oversized body)
             req._expected_100_continue = False
+            if getattr(conn, "partial", False):
+                req.must_close = True  # its body was never read: say Connection: close
         return super().handle_request(req, conn)
 
     def _keepalive_after(self, conn: Any, keepalive: Any) -> Any:
         if getattr(conn, "partial", False):
             return False  # the rest of its body was never read: close, do not drain
         return super()._keepalive_after(conn, keepalive)
+
+
+def _raise_fd_limit(log: Any, wanted: int) -> None:
+    """Each connection (reading, kept alive, lingering) holds a descriptor: raise the soft
+    RLIMIT_NOFILE to the hard limit, and warn when it stays below `wanted`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):  # an unlimited hard limit: Linux's
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # nr_open may refuse
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning("the open files limit (%d) is below worker_connections + 64 (%d): past "
+                    "it, accepting pauses (raise ulimit -n)", soft, wanted)

@@ -216,3 +216,55 @@ def test_a_full_disk_reported_by_the_writer_process_counts_too():
     assert watch.full_since is None
     watch.saw(error)
     assert watch.full_since is not None
+
+
+def test_readyz_sees_a_full_disk_by_real_io_with_the_free_space_check_off(client, app,
+                                                                          db_path, monkeypatch):
+    """FLAGSVC_MIN_FREE_BYTES=0 on a full disk: the database probe's rolled-back insert stays
+    in SQLite's page cache and succeeds (review14 item 3: /readyz 200 while every ingestion
+    answered 503); the file probe (posix_fallocate + fsync beside the database) does not."""
+    import errno
+    import os
+
+    from flagsvc.store import disk
+
+    watch = app.extensions["flagsvc"].disk
+    watch.min_free = 0
+    monkeypatch.setattr(disk, "PROBE_EVERY", 0.0)
+    monkeypatch.setattr(disk, "IDLE_PROBE_EVERY", 0.0)
+    real = os.posix_fallocate
+    calls = {"n": 0}
+
+    def full(fd, offset, length):
+        calls["n"] += 1
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    assert client.get("/readyz").status_code == 200
+    monkeypatch.setattr(disk.os, "posix_fallocate", full)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["code"] == "disk_full"
+    assert calls["n"] == 1
+    # a failed ingestion marks the disk full too; the database probe alone would clear it
+    watch.saw(sqlite3.OperationalError("database or disk is full"))
+    for _ in range(3):
+        ready = client.get("/readyz")
+        assert ready.status_code == 503, ready.get_json()
+        assert os.path.dirname(os.path.abspath(db_path)) not in ready.get_json()["message"]
+    monkeypatch.setattr(disk.os, "posix_fallocate", real)  # space returns
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    leftovers = [n for n in os.listdir(os.path.dirname(os.path.abspath(db_path)))
+                 if n.endswith(".probe")]
+    assert leftovers == []
+
+
+def test_readyz_messages_name_no_path(client, app, db_path, monkeypatch):
+    import shutil as real_shutil
+
+    from flagsvc.store import disk
+
+    usage = real_shutil.disk_usage("/")
+    monkeypatch.setattr(disk.shutil, "disk_usage", lambda path: usage._replace(free=1))
+    message = client.get("/readyz").get_json()["message"]
+    assert "1 bytes free" in message and str(db_path) not in message
+    assert "/" not in message.split(":")[0]

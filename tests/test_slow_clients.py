@@ -10,6 +10,7 @@ chunked bodies, a body announced too large. Loopback only; every loop is bounded
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import statistics
@@ -143,6 +144,7 @@ def test_a_body_announced_too_large_is_refused_without_waiting_for_it(server):
                     b"application/json\r\nExpect: 100-continue\r\nContent-Length: 99999999"
                     b"\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 413 ") and b"payload_too_large" in out
+    assert b"Connection: close" in out  # and it is closed: the unread body is not a request
     assert b"100 Continue" not in out and time.monotonic() - started < 2.5
 
 
@@ -217,8 +219,22 @@ def test_chunked_bodies_and_bad_framing(server):
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n", 60),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", Framing.HAND_OVER),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n", Framing.HAND_OVER),
+    # a chunk announced over the limit is refused from its size line, its data never waited for
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + b"a" * 101 + b"\r\n",
-     Framing.HAND_OVER),  # the complete chunks are over the limit: the app reads and refuses
+     Framing.BODY_TOO_LARGE),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFF\r\naaaa",
+     Framing.BODY_TOO_LARGE),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n32\r\n" + b"a" * 50 + b"\r\n33\r\n",
+     Framing.BODY_TOO_LARGE),  # 50 so far + 51 announced > 100
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n32\r\n" + b"a" * 50 + b"\r\n32\r\n"
+     + b"a" * 50 + b"\r\n0\r\n\r\n", 164),  # exactly the limit
+    # chunk sizes gunicorn's parser refuses, though int(_, 16) takes them
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3 ;x\r\nabc\r\n0\r\n\r\n", 63),
     (b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEADER_BYTES, Framing.TOO_LARGE),
     # whole in one read, but over the bound: refused all the same (a long request line
     # is bounded by this alone, gunicorn's limit_request_line being lifted)
@@ -238,10 +254,40 @@ def test_framing_finds_where_a_request_ends(data, expected):
     assert found == expected
 
 
+def test_a_chunked_body_over_the_limit_is_refused_before_its_data_is_buffered(server):
+    """One chunk announced as 1 TB, then data streaming: 413 at once, not memory held to the
+    body deadline (review14 item 1: 1.8 GB buffered in 1.3 s, then 408)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFF\r\n" + b"a" * 65536)
+        out = b""
+        with contextlib.suppress(OSError):
+            for _ in range(50):  # keep streaming while the answer comes
+                sock.sendall(b"a" * 65536)
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                out += chunk
+    assert out.startswith(b"HTTP/1.1 413 ") and b"payload_too_large" in out, out[:300]
+    assert b"Connection: close" in out and time.monotonic() - started < BODY_TIMEOUT
+
+
+@pytest.mark.parametrize("size_line", [b"0x5", b"+5", b" 5", b"1_0", b"5;\x01"])
+def test_malformed_chunk_sizes_are_answered_400_without_a_traceback(server, size_line):
+    out = _exchange(server.port, b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                    b"application/json\r\nTransfer-Encoding: chunked\r\nConnection: close"
+                    b"\r\n\r\n" + size_line + b"\r\nabcde\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ") and b"chunked body is malformed" in out, out[-300:]
+    assert "Traceback" not in server.logs() and "[ERROR]" not in server.logs()
+
+
 def test_expect_continue_only_for_http_1_1_requests_with_a_body():
     for head, wanted in [(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2", True),
                          (b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2", False),
-                         (b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0", False)]:
+                         (b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0", False),
+                         (b"POST / HTTP/1.1\r\nExpect: x-100-continue\r\nContent-Length: 2", False),
+                         (b"POST / HTTP/1.1\r\nExpect: foo, 100-Continue\r\nContent-Length: 2",
+                          True)]:
         framing = Framing(body_limit=100)
         framing.step(bytearray(head + b"\r\n\r\n"))
         assert framing.wants_continue is wanted, head
@@ -281,4 +327,67 @@ def test_a_request_running_past_the_timeout_stops_the_heartbeat():
     assert worker.tmp.notify.call_count == 1 and worker.log.error.called
     worker.cfg.timeout = 0  # --timeout 0: never
     worker.notify()
-    assert worker.tmp.notify.call_count == 2
+    assert worker.tmp.notify.call_count == 2 and worker._stuck is False  # the next one logs
+
+
+def test_lingering_sockets_count_as_connections_until_closed():
+    """A socket answered with an error and lingering (FIN sent, draining) still holds a
+    descriptor: it counts against worker_connections until it is closed."""
+    from unittest import mock
+
+    from flagsvc.http_worker import BufferingWorker
+
+    worker = BufferingWorker.__new__(BufferingWorker)
+    worker.poller, worker.lingering, worker.nr_conns = mock.Mock(), {}, 1
+    conn = mock.Mock(deadline=0.0)
+    worker._answer(conn, 431, "request_header_fields_too_large", "too large")
+    sent = conn.sock.send.call_args[0][0]
+    assert b"Connection: close" in sent and worker.nr_conns == 1 and conn in worker.lingering
+    worker._end_linger(conn)
+    assert worker.nr_conns == 0 and not worker.lingering
+    worker._end_linger(conn)  # twice (deadline and FIN at once): counted once
+    assert worker.nr_conns == 0
+
+
+def _low_fd_limit() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+FD_LIMIT = 128
+
+
+def test_running_out_of_file_descriptors_pauses_accepting_instead_of_killing_the_worker(
+        tmp_path):
+    """RLIMIT_NOFILE 128 (soft = hard: nothing to raise to), 1 worker, 200 connections that
+    send half their headers: accept fails with EMFILE. gunicorn re-raised it and the worker
+    exited, dropping every connection it held (review14 item 4); now it stops accepting for
+    a moment, the connections beyond the limit wait in the backlog, and it serves again once
+    descriptors are free."""
+    srv = Server(str(tmp_path / "fd.db"), workers=1, preexec_fn=_low_fd_limit,
+                 env={"FLAGSVC_HEADER_TIMEOUT": "30"})
+    srv.start()
+    socks = []
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            socks.append(sock)
+        deadline = time.monotonic() + 10
+        while "not accepting" not in srv.logs() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        logs = srv.logs()
+        assert "Too many open files" in logs and "not accepting" in logs, logs[-2000:]
+        assert "open files limit (128) is below" in logs
+        for sock in socks:
+            sock.close()
+        socks = []
+        r = requests.get(f"{srv.url}/healthz", timeout=10)
+        assert r.status_code == 200
+        logs = srv.logs()
+        assert logs.count("Booting worker") == 1 and "Worker exiting" not in logs, logs[-2000:]
+    finally:
+        for sock in socks:
+            sock.close()
+        srv.stop()

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 
 import orjson
 from flask import Request
+from gunicorn.http.errors import ParseException
 
 from ..errors import BadRequest, PayloadTooLarge
 
@@ -52,12 +53,16 @@ def raw_body(environ: dict[str, Any], limit: int, form_data: bool = True) -> byt
     if length is not None and length > limit:
         raise PayloadTooLarge(f"request body is over the {limit} byte limit")
     stream = environ["wsgi.input"]
-    if length is not None:
-        data = stream.read(length) if length > 0 else b""
-    elif environ.get("wsgi.input_terminated"):  # chunked, decoded by the server
-        data = stream.read(limit + 1)
-    else:  # no length and a server that does not end the stream: nothing safe to read
-        data = b""
+    try:
+        if length is not None:
+            data = stream.read(length) if length > 0 else b""
+        elif environ.get("wsgi.input_terminated"):  # chunked, decoded by the server
+            data = stream.read(limit + 1)
+        else:  # no length and a server that does not end the stream: nothing safe to read
+            data = b""
+    except ParseException as e:  # gunicorn decodes chunks as they are read: a bad one
+        raise BadRequest(f"the chunked body is malformed ({type(e).__name__})",
+                         code="invalid_body") from None
     if len(data) > limit:
         raise PayloadTooLarge(f"request body is over the {limit} byte limit")
     encoding = environ.get("HTTP_CONTENT_ENCODING", "").lower().strip()

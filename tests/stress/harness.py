@@ -44,9 +44,12 @@ class Server:
     """`flagsvc serve --workers N` on a free loopback port, stdout/stderr captured to files."""
 
     def __init__(self, db_path: str, workers: int = 4, log_dir: str | None = None,
-                 env: dict[str, str] | None = None, gunicorn_conf: bool = False) -> None:
+                 env: dict[str, str] | None = None, gunicorn_conf: bool = False,
+                 preexec_fn: Any = None) -> None:
         """`gunicorn_conf`: run `gunicorn -c python:flagsvc.gunicorn_conf wsgi:app` instead
-        of `flagsvc serve` (a deployment's own gunicorn command)."""
+        of `flagsvc serve` (a deployment's own gunicorn command). `preexec_fn`: run in the
+        server process before it starts (say, resource.setrlimit)."""
+        self.preexec_fn = preexec_fn
         self.db_path = db_path
         self.gunicorn_conf = gunicorn_conf
         self.workers = workers
@@ -72,7 +75,8 @@ class Server:
                     if self.gunicorn_conf else [flagsvc_bin(), "serve", *bind])
             self.proc = subprocess.Popen(
                 argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=Path(__file__).resolve().parents[2])
+                start_new_session=True, preexec_fn=self.preexec_fn,
+                cwd=Path(__file__).resolve().parents[2])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
