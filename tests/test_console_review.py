@@ -95,3 +95,33 @@ def test_an_every_project_admin_still_manages_everyone(world):
     r = client.post(f"/ui/users/{target['id']}", data={"csrf_token": csrf_of(client),
                                                        "action": "projects", "all_projects": "1"})
     assert r.status_code == 303 and store.get_user(target["id"])["all_projects"] is True
+
+
+# ---------------------------------------------------------------- review item 2
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_an_editor_cannot_create_group_types_through_a_flag(world, method):
+    store, p1 = world["store"], world["p1"]
+    store.create_group_type(p1["id"], "account")
+    store.create_flag(p1["id"], {"key": "g", "bucket_by": "account", "conditions": [{}]})
+    client, _ = sign_in(world["app"], "wide@example.com")
+    headers = {"X-CSRF-Token": csrf_of(client)}
+    body = {"key": "g" if method == "PUT" else "new", "bucket_by": "newtype",
+            "create_group_types": True, "conditions": [{}]}
+    if method == "PUT":
+        body["version"] = 1
+    r = client.open("/api/flags" + ("/g" if method == "PUT" else ""), method=method,
+                    headers=headers, json=body)
+    assert r.status_code == 403 and "admin" in r.get_json()["message"]
+    assert [t["name"] for t in store.group_types(p1["id"])] == ["account"]
+    # An existing type is fine for an editor; an admin (or the secret key) may create one.
+    body["bucket_by"] = "account"
+    r = client.open("/api/flags" + ("/g" if method == "PUT" else ""), method=method,
+                    headers=headers, json=body)
+    assert r.status_code in (200, 201)
+    admin, _ = sign_in(world["app"], "root@example.com")
+    r = admin.post("/api/flags", headers={"X-CSRF-Token": csrf_of(admin)}, json={
+        "key": "by-admin", "bucket_by": "newtype", "create_group_types": True,
+        "conditions": [{}]})
+    assert r.status_code == 201 and "newtype" in {t["name"] for t in store.group_types(p1["id"])}

@@ -22,6 +22,7 @@ from .. import schemas as s
 from ..errors import (
     BadRequest,
     ConflictError,
+    Forbidden,
     NotFoundError,
     PreconditionRequired,
     ValidationFailed,
@@ -38,7 +39,7 @@ from .adminlib import (
     query,
     stored_flag,
 )
-from .common import actor, admin_project, service
+from .common import actor, admin_project, request_may, service
 
 bp.add_url_rule("/openapi.json", "openapi", openapi.serve, methods=["GET"])
 
@@ -78,6 +79,9 @@ def ensure_group_types(project_id: int, defn: Mapping[str, Any], create: bool) -
             where: [f"{name!r} is not a group type of this project (it has: {known}); send "
                     "\"create_group_types\": true to create it, or POST /api/group_types"]
             for name, where in missing.items()})
+    if {n for n in missing if n != default} and not request_may("admin"):
+        raise Forbidden("only an admin creates group types (the project has at most 5): ask "
+                        "one to add it, or choose an existing type")
     for name, where in missing.items():  # all of them may be created now
         try:
             store.create_group_type(project_id, name)

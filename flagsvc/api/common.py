@@ -102,6 +102,15 @@ def actor() -> str | None:
     return g.get("flagsvc_actor")
 
 
+def request_may(need: str) -> bool:
+    """Whether the authority `admin_project` accepted for this request may also do `need`
+    (the secret key may do anything in its project; a console user what their role allows)."""
+    from ..accounts import may
+
+    role = g.get("flagsvc_role")
+    return role is None or may(role, need)
+
+
 def admin_project(need: str = "admin") -> dict[str, Any]:
     """The project of the `Authorization: Bearer <secret_key>` (which may do anything in
     it), or of a signed-in console user whose role allows `need` ("read", "flags" or
@@ -132,6 +141,7 @@ def admin_project(need: str = "admin") -> dict[str, Any]:
         if project is None:
             raise Forbidden("you have no project: ask an admin to give you one")
         g.flagsvc_actor = f"user {user['email']}"
+        g.flagsvc_role = user["role"]
         return project
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("admin routes need Authorization: Bearer <secret_key>")
