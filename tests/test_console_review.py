@@ -125,3 +125,93 @@ def test_an_editor_cannot_create_group_types_through_a_flag(world, method):
         "key": "by-admin", "bucket_by": "newtype", "create_group_types": True,
         "conditions": [{}]})
     assert r.status_code == 201 and "newtype" in {t["name"] for t in store.group_types(p1["id"])}
+
+
+# ---------------------------------------------------------------- review item 4
+
+
+def test_sign_in_answers_alike_for_unknown_locked_and_wrong(world):
+    app = world["app"]
+    answers = {}
+    for email in ("root@example.com", "nobody@example.com"):
+        for i in range(accounts.LOCK_AFTER + 2):  # past the lock of a real account
+            _, r = sign_in(app, email, "wrong password!",
+                           environ_base={"REMOTE_ADDR": f"10.1.{i}.1"})
+            answers.setdefault(email, set()).add((r.status_code, _error_of(r)))
+    assert answers["root@example.com"] == answers["nobody@example.com"] == {
+        (401, accounts.REFUSED)}
+    _, r = sign_in(app, "root@example.com")  # locked: the right password answers the same
+    assert (r.status_code, _error_of(r)) == (401, accounts.REFUSED)
+
+
+def _error_of(r):
+    return re.search(r'role="alert">([^<]*)<', r.get_data(as_text=True)).group(1).replace(
+        "&#39;", "'")
+
+
+def test_a_locked_account_spends_as_long_as_an_unknown_email(world, monkeypatch):
+    """Both check the dummy hash (timing), and neither checks the real one."""
+    checked = []
+    real = accounts._check
+    monkeypatch.setattr(accounts, "_check", lambda h, p: checked.append(
+        "dummy" if h == accounts._DUMMY_HASH else "real") or real(h, p))
+    store = world["store"]
+    for _ in range(accounts.LOCK_AFTER):
+        with pytest.raises(accounts.SignInRefused):
+            accounts.verify(store, "root@example.com", "wrong password!")
+    assert checked == ["real"] * accounts.LOCK_AFTER
+    checked.clear()
+    for email in ("root@example.com", "nobody@example.com"):
+        with pytest.raises(accounts.SignInRefused):
+            accounts.verify(store, email, PASSWORD)
+    assert checked == ["dummy", "dummy"]
+
+
+def test_concurrent_guesses_check_at_most_lock_after_passwords(world, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    checked = []
+    real = accounts._check
+    monkeypatch.setattr(accounts, "_check", lambda h, p: (
+        h != accounts._DUMMY_HASH and checked.append(1)) or real(h, p))
+
+    def guess(i):
+        try:
+            accounts.verify(world["store"], "root@example.com", f"guess number {i}")
+        except accounts.SignInRefused:
+            return "refused"
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(guess, range(40)))
+    assert results == ["refused"] * 40
+    assert len(checked) == accounts.LOCK_AFTER  # was 8 of 40 when the check came first
+
+
+def test_one_address_is_slowed_whatever_emails_it_tries(world):
+    app = world["app"]
+    spray = {"REMOTE_ADDR": "10.9.9.9"}
+    for i in range(20):
+        _, r = sign_in(app, f"user{i}@example.com", "wrong password!", environ_base=spray)
+        assert r.status_code == 401
+    _, r = sign_in(app, "p1viewer@example.com", environ_base=spray)
+    assert r.status_code == 429 and "your address" in _error_of(r)
+    _, r = sign_in(app, "p1viewer@example.com", environ_base={"REMOTE_ADDR": "10.9.9.8"})
+    assert r.status_code == 303  # another address, and the account was never locked
+
+
+def test_users_page_shows_locked_only_while_the_lock_lasts(world):
+    store = world["store"]
+    user = store.user_by_email("p1viewer@example.com")
+    client, _ = sign_in(world["app"], "root@example.com")
+
+    def state():
+        page = client.get("/ui/users").get_data(as_text=True)
+        row = page.split("p1viewer@example.com", 1)[1]
+        return re.search(r'data-label="State">(\w+)<', row).group(1)
+
+    now = time.time()
+    for _ in range(accounts.LOCK_AFTER):
+        store.reserve_sign_in(user["id"], accounts.LOCK_AFTER, 1.0, 1.0, now)
+    assert state() == "locked" or time.time() > now + 1  # (a very slow page: over already)
+    time.sleep(max(0.0, now + 1.1 - time.time()))
+    assert state() == "active"

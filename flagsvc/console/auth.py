@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlparse
 
-from flask import redirect, render_template, request
+from flask import current_app, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from .. import accounts
@@ -71,9 +71,18 @@ def signin() -> Response | str | tuple[str, int]:
         return render_template("signin.html", next=_safe_next(request.args.get("next")),
                                no_users=no_users, error=None, email="")
     email = request.form.get("email", "")
+    throttle = current_app.extensions.setdefault("flagsvc_signin_throttle",
+                                                 accounts.AddressThrottle())
+    address = request.remote_addr or ""
     try:
+        if throttle.blocked(address):
+            return render_template("signin.html", next=_safe_next(request.form.get("next")),
+                                   no_users=no_users, email=email, error=(
+                                       "too many failed sign-ins from your address: try "
+                                       "again in 10 minutes")), 429
         user = accounts.verify(store(), email, request.form.get("password", ""))
     except accounts.SignInRefused as e:
+        throttle.failed(address)
         return render_template("signin.html", next=_safe_next(request.form.get("next")),
                                no_users=no_users, error=str(e), email=email), 401
     token, _ = accounts.start_session(store(), user, session_policy())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import time
 from typing import Any
 
 from flask import abort, request
@@ -99,7 +100,8 @@ def _users_page(created: dict[str, Any] | None = None, error: str | None = None)
     for u in users:
         u["project_ids"] = None if u["all_projects"] else store().user_project_ids(u)
     return render("users.html", users=users, roles=ROLES, created=created, error=error,
-                  all_projects=_projects_of(mine), every_project=mine is None)
+                  all_projects=_projects_of(mine), every_project=mine is None,
+                  now=time.time())
 
 
 def _projects_of(mine: set[int] | None) -> list[dict[str, Any]]:

@@ -139,24 +139,28 @@ class UsersMixin:
             conn.execute("DELETE FROM sessions WHERE user_id = ? AND id <> ?",
                          (user_id, keep_session if keep_session is not None else -1))
 
-    def record_failed_login(self, user_id: int, lock_after: int, lock_seconds: float,
-                            max_lock_seconds: float) -> dict[str, Any]:
-        """Count a failed sign-in; from the `lock_after`-th on, lock the user for
-        `lock_seconds`, doubling with each further failure up to `max_lock_seconds`."""
+    def reserve_sign_in(self, user_id: int, lock_after: int, lock_seconds: float,
+                        max_lock_seconds: float, now: float) -> bool:
+        """Count a sign-in attempt as failed before its password is checked (the sign-in
+        that succeeds clears it), unless the user is locked (False: do not check). The
+        `lock_after`-th attempt in a row locks the user for `lock_seconds`, doubling with
+        each further one up to `max_lock_seconds`. One transaction with the row updated
+        first, so concurrent guesses cannot all pass the check: at most `lock_after` in a
+        row are ever checked."""
         conn = self.conn()
-        now = time.time()
         with transaction(conn):
-            row = conn.execute("SELECT failed_logins FROM users WHERE id = ?",
-                               (user_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"user {user_id} does not exist")
-            failed = row[0] + 1
-            locked = None
+            cur = conn.execute(
+                "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ? AND "
+                "(locked_until IS NULL OR locked_until <= ?)", (user_id, now))
+            if cur.rowcount == 0:
+                return False
+            failed = conn.execute("SELECT failed_logins FROM users WHERE id = ?",
+                                  (user_id,)).fetchone()[0]
             if failed >= lock_after:
-                locked = now + min(max_lock_seconds, lock_seconds * 2 ** (failed - lock_after))
-            conn.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
-                         (failed, locked, user_id))
-        return {"failed_logins": failed, "locked_until": locked}
+                conn.execute("UPDATE users SET locked_until = ? WHERE id = ?", (
+                    now + min(max_lock_seconds, lock_seconds * 2 ** (failed - lock_after)),
+                    user_id))
+        return True
 
     def record_sign_in(self, user_id: int) -> None:
         conn = self.conn()
