@@ -215,3 +215,23 @@ def test_users_page_shows_locked_only_while_the_lock_lasts(world):
     assert state() == "locked" or time.time() > now + 1  # (a very slow page: over already)
     time.sleep(max(0.0, now + 1.1 - time.time()))
     assert state() == "active"
+
+
+# ---------------------------------------------------------------- review item 5
+
+
+def test_a_one_time_password_is_forced_out(world):
+    store = world["store"]
+    _, temporary = accounts.create_user(store, "new@example.com", "admin")
+    client, _ = sign_in(world["app"], "new@example.com", temporary)
+    page = client.get("/ui/password").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    store.create_flag(world["p1"]["id"], {"key": "x", "conditions": [{}]})
+    r = client.put("/api/flags/x", headers={"X-CSRF-Token": token},
+                   json={"conditions": [], "version": 1})
+    assert r.status_code == 403 and "/ui/password" in r.get_json()["message"]
+    r = client.post("/ui/password", data={"csrf_token": token, "current": temporary,
+                                          "password": temporary, "confirm": temporary})
+    assert r.status_code == 200 and "not the one you have now" in r.get_data(as_text=True)
+    assert store.user_by_email("new@example.com")["must_change_password"] is True
+    assert client.get("/ui/").headers["Location"] == "/ui/password"

@@ -113,6 +113,8 @@ def password() -> Response | str:
             accounts.verify(store(), s["user"]["email"], current)
             if new != again:
                 raise ValueError("the two new passwords differ")
+            if new == current:
+                raise ValueError("choose a new password, not the one you have now")
             accounts.reset_password(store(), s["user"]["id"], new, keep_session=s["id"])
             return back_to("/ui/")
         except (accounts.SignInRefused, ValueError) as e:
