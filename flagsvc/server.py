@@ -130,7 +130,8 @@ class _Gunicorn(BaseApplication):
 
 def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
                      threads: int = 1, timeout: int = 30, access_log: bool = True,
-                     database: str | None = None) -> dict[str, Any]:
+                     database: str | None = None,
+                     forwarded_allow_ips: str | None = None) -> dict[str, Any]:
     """gunicorn's settings for `flagsvc serve`; `database`: also run its ingestion writer
     (store/writer.py) from the master."""
     options: dict[str, Any] = {
@@ -156,6 +157,8 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
         # with an HTML 414. 8190 is gunicorn's largest bounded value (0 would be unbounded).
         "limit_request_line": 8190,
     }
+    if forwarded_allow_ips is not None:  # gunicorn then sets https from X-Forwarded-Proto
+        options["forwarded_allow_ips"] = forwarded_allow_ips
     if database and database != ":memory:":
         from .config import load_config
 
@@ -166,5 +169,7 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
 
 
 def run(bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int = 1,
-        timeout: int = 30, access_log: bool = True, database: str | None = None) -> None:
-    _Gunicorn(gunicorn_options(bind, workers, threads, timeout, access_log, database)).run()
+        timeout: int = 30, access_log: bool = True, database: str | None = None,
+        forwarded_allow_ips: str | None = None) -> None:
+    _Gunicorn(gunicorn_options(bind, workers, threads, timeout, access_log, database,
+                               forwarded_allow_ips)).run()

@@ -235,3 +235,43 @@ def test_a_one_time_password_is_forced_out(world):
     assert r.status_code == 200 and "not the one you have now" in r.get_data(as_text=True)
     assert store.user_by_email("new@example.com")["must_change_password"] is True
     assert client.get("/ui/").headers["Location"] == "/ui/password"
+
+
+# ---------------------------------------------------------------- review item 7
+
+
+def test_serve_trusts_the_proxies_of_forwarded_allow_ips(tmp_path):
+    """Through a real `flagsvc serve`: its X-Forwarded-Proto makes the cookie Secure and its
+    X-Forwarded-For is the address the sign-in limit counts — only from a named proxy."""
+    import requests
+    from stress.harness import Server
+
+    from flagsvc.store import Store
+
+    db = str(tmp_path / "flagsvc.db")
+    store = Store(db)
+    accounts.create_user(store, "a@example.com", "admin", PASSWORD)
+    store.close()
+
+    def sign_in_via(srv, client, password=PASSWORD, email="a@example.com"):
+        return requests.post(srv.url + "/ui/signin", allow_redirects=False, timeout=60,
+                             data={"email": email, "password": password},
+                             headers={"X-Forwarded-Proto": "https",
+                                      "X-Forwarded-For": f"198.51.100.9, {client}"})
+
+    secure = {}
+    for proxy in ("10.0.0.1", "127.0.0.0/8"):  # our requests come from 127.0.0.1
+        srv = Server(db, workers=1, args=["--forwarded-allow-ips", proxy]).start(timeout=90)
+        try:
+            r = sign_in_via(srv, "203.0.113.5")
+            assert r.status_code == 303, r.text
+            secure[proxy] = "Secure" in r.headers["Set-Cookie"]
+            if proxy.startswith("127."):
+                for i in range(20):  # one client behind the proxy sprays emails
+                    assert sign_in_via(srv, "203.0.113.5", "wrong password!",
+                                       f"u{i}@example.com").status_code == 401
+                assert sign_in_via(srv, "203.0.113.5").status_code == 429
+                assert sign_in_via(srv, "203.0.113.6").status_code == 303  # not the others
+        finally:
+            srv.stop()
+    assert secure == {"10.0.0.1": False, "127.0.0.0/8": True}

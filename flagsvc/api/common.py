@@ -71,6 +71,26 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
+def client_address() -> str:
+    """The client's address: the peer's, or, when the peer is a trusted proxy
+    (FORWARDED_ALLOW_IPS), the last one its X-Forwarded-For names."""
+    import ipaddress
+
+    peer = request.remote_addr or ""
+    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+    if not forwarded:
+        return peer
+    for allowed in config("FORWARDED_ALLOW_IPS").split(","):
+        allowed = allowed.strip()
+        try:
+            if allowed == "*" or ipaddress.ip_address(peer) in ipaddress.ip_network(
+                    allowed, strict=False):
+                return forwarded
+        except ValueError:
+            continue
+    return peer
+
+
 def session_policy() -> Any:
     from ..accounts import SessionPolicy
 

@@ -9,7 +9,13 @@ from flask import current_app, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from .. import accounts
-from ..api.common import SESSION_COOKIE, config, console_session, session_policy
+from ..api.common import (
+    SESSION_COOKIE,
+    client_address,
+    config,
+    console_session,
+    session_policy,
+)
 from . import bp
 from .views import SignInNeeded, back_to, check_csrf, render, session, store
 
@@ -73,7 +79,7 @@ def signin() -> Response | str | tuple[str, int]:
     email = request.form.get("email", "")
     throttle = current_app.extensions.setdefault("flagsvc_signin_throttle",
                                                  accounts.AddressThrottle())
-    address = request.remote_addr or ""
+    address = client_address()
     try:
         if throttle.blocked(address):
             return render_template("signin.html", next=_safe_next(request.form.get("next")),
