@@ -15,7 +15,8 @@ bounded by its duration. Not a timed test; nothing here runs under pytest.
 
     python bench/bench_slow_clients.py [--slow 0,50,500] [--duration 20] [--workers N]
 
-To measure other code under the same script: `PYTHONPATH=<checkout> python bench/...`.
+`--checkout DIR` runs the server from another checkout (e.g. `git archive main | tar -x -C
+DIR`), to measure before and after with the same script.
 """
 
 from __future__ import annotations
@@ -153,12 +154,13 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=5.0, help="normal request timeout (s)")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--label", default="", help="a name for this run in the table")
+    ap.add_argument("--checkout", default=None, help="serve another checkout's code")
     args = ap.parse_args()
 
     d = common.tmpdir("bench-slow")
     db = os.path.join(d, "flagsvc.db")
     common.setup_database(db, [common.flagsvc_flag()], common.make_orgs(1000))
-    svc = common.flagsvc_server(db, workers=args.workers)
+    svc = common.flagsvc_server(db, workers=args.workers, checkout=args.checkout)
     rows = []
     with common.running(svc):
         workers = len(svc.worker_pids()) - 1  # the ingestion writer is a child too

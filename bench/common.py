@@ -219,12 +219,12 @@ class Server:
 
     def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None,
                  health: str = "/healthz", log_path: str | None = None,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, cwd: str | None = None) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path or tempfile.mktemp(prefix="flagsvc-bench-", suffix=".log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (open until stop())
-        self.proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, cwd=str(REPO),
+        self.proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, cwd=cwd or str(REPO),
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         try:
@@ -279,8 +279,11 @@ class Server:
 
 
 def flagsvc_server(db_path: str, port: int | None = None, workers: int | None = None,
-                   extra_env: dict[str, str] | None = None) -> Server:
-    """`flagsvc serve` exactly as users run it (default workers unless given)."""
+                   extra_env: dict[str, str] | None = None,
+                   checkout: str | None = None) -> Server:
+    """`flagsvc serve` exactly as users run it (default workers unless given); `checkout`:
+    another checkout's code (`python -m` puts the working directory first on sys.path, so
+    the server runs there, with it on PYTHONPATH too, for the writer it starts)."""
     port = port or free_port()
     argv = [PYTHON, "-m", "flagsvc.cli", "serve", "--bind", f"127.0.0.1:{port}",
             "--no-access-log"]
@@ -289,7 +292,10 @@ def flagsvc_server(db_path: str, port: int | None = None, workers: int | None = 
     env = {"FLAGSVC_DATABASE": db_path, "FLAGSVC_API_TOKEN": API_TOKEN,
            "FLAGSVC_SECRET_KEY": SECRET_KEY, "FLAGSVC_LOG_LEVEL": "WARNING",
            **(extra_env or {})}
-    return Server(argv, port, env, workers=workers)
+    if checkout:
+        env["PYTHONPATH"] = os.path.abspath(checkout)
+    return Server(argv, port, env, workers=workers,
+                  cwd=os.path.abspath(checkout) if checkout else None)
 
 
 def minimal_server(port: int | None = None, workers: int | None = None) -> Server:

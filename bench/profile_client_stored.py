@@ -1,5 +1,6 @@
-"""Issue 18 baseline: FlagClient.get_flag (properties given / stored, warm cache) vs the
-engine's evaluate, three interleaved rounds, then cProfile of the stored-properties path.
+"""Issue 18: FlagClient.get_flag (properties given / stored, warm cache) vs the engine's
+evaluate, three interleaved rounds, then cProfile of the stored-properties path and of the
+properties-given path (where the time goes; bench/RESULTS.md).
 
     python bench/profile_client_stored.py
 """
@@ -49,9 +50,11 @@ def main() -> None:
             t = time.perf_counter()
             fn()
             print(fn.__name__, round((time.perf_counter() - t) / len(args) * 1e6, 2), "us")
-    prof = cProfile.Profile()
-    prof.runcall(stored)
-    pstats.Stats(prof).sort_stats("tottime").print_stats(14)
+    for fn in (stored, given):
+        print(f"--- cProfile, {fn.__name__} properties")
+        prof = cProfile.Profile()
+        prof.runcall(fn)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(10)
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ _STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_config(config)
-    app = _Flask(__name__)
+    app = _Flask(__name__, static_folder=None)  # /static/ is posthog-js's (remote_config.py)
     app.request_class = _Request
     app.config["FLAGSVC"] = settings
     app.config["MAX_CONTENT_LENGTH"] = None  # bodies are limited (after gunzip) in api/body.py
@@ -156,7 +156,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     setup_logging(settings["LOG_LEVEL"])
     store = Store(settings["DATABASE"], synchronous=settings["SYNCHRONOUS"])
     app.extensions["flagsvc"] = FlagService(store, settings["CACHE_SECONDS"],
-                                            settings["CACHE_SIZE"], settings["MIN_FREE_BYTES"])
+                                            settings["CACHE_SIZE"], settings["MIN_FREE_BYTES"],
+                                            cache_bytes=settings["CACHE_BYTES"])
 
     from .api import admin, capture, decide, definitions, health, ofrep, remote_config
 

@@ -1,248 +1,74 @@
 """`FlagClient`: in-process evaluation with the server's own engine (SPEC §6).
 
-Two sources:
+Two sources (client_sources.py):
 
 * embedded — `FlagClient.from_database("flagsvc.db", api_token=...)` reads the SQLite
-  file the server writes (same machine); flag edits are seen within `cache_seconds`.
+  file the server writes (same machine); flag edits and ingested properties are seen within
+  `cache_seconds` (and the client's 0.1 s clock).
 * remote — `FlagClient.from_server("http://flags:8000", secret_key=...)` polls
   `GET /api/flags/definitions` with `If-None-Match`, fetches group and person properties
-  it lacks on demand through a bounded TTL cache, and keeps serving the last good
-  definitions while the server is unreachable.
+  it lacks on demand (cached for `cache_seconds`), and keeps serving the last good
+  definitions and properties while the server is unreachable.
 
-Either way `get_flag`, `evaluate` and `get_all_flags` answer exactly as the HTTP decide
-endpoint does for the same inputs: same engine, same merging of stored and given
-properties, and the project's `client_properties` (contexts.py; what the app passes a
+Stored properties are cached up to `cache_bytes` (estimated) and `cache_size` entries
+(propcache.py). Either way `get_flag`, `evaluate` and `get_all_flags` answer exactly as the
+HTTP decide endpoint does for the same inputs: same engine, same merging of stored and
+given properties, and the project's `client_properties` (contexts.py; what the app passes a
 FlagClient counts as signed: it runs in the app's backend).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
-import requests
-from cachetools import LRUCache, TTLCache
+from .client_sources import (
+    FILL_MODE,
+    IGNORE_MODE,
+    EmbeddedSource,
+    FlagClientError,
+    RemoteSource,
+    Snapshot,
+    _Source,
+)
+from .engine import Context, Evaluation, FlagResult, evaluate
+from .engine.context import EMPTY
+from .propcache import DEFAULT_MAX_BYTES
+from .service import FlagService, make_context
 
-from .contexts import DEFAULT_POLICY, ContextPolicy, context_policy, resolve_context
-from .engine import CompiledFlag, Context, Evaluation, FlagResult, Resolver, evaluate
-from .service import FlagService, compile_project_flags, hash_context, make_context
+__all__ = ["FlagClient", "FlagClientError"]
 
-log = logging.getLogger("flagsvc.client")
-
-
-class FlagClientError(Exception):
-    """The client could not be set up (unknown token, server unreachable at start...)."""
-
-
-class _Unavailable(Exception):
-    """The server gave no answer to a lookup (as opposed to answering "not found")."""
-
-
-class _Source:
-    """Where flags and stored properties come from."""
-
-    def flags(self) -> Mapping[str, CompiledFlag]:
-        raise NotImplementedError
-
-    def prepare(self, ctx: Context) -> tuple[Mapping[str, CompiledFlag], Context]:
-        """The flags to evaluate and the context as they must see it (private keys)."""
-        return self.flags(), ctx
-
-    def resolver(self) -> Resolver:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class _EmbeddedSource(_Source):
-    def __init__(self, service: FlagService, project_id: int) -> None:
-        self.service = service
-        self.project_id = project_id
-        self._resolver = service.resolver(project_id)
-
-    def flags(self) -> Mapping[str, CompiledFlag]:
-        return self.service.flag_set(self.project_id).compiled
-
-    def prepare(self, ctx: Context) -> tuple[Mapping[str, CompiledFlag], Context]:
-        flag_set = self.service.flag_set(self.project_id)
-        if flag_set.policy is not DEFAULT_POLICY:  # the project's client_properties
-            ctx = resolve_context(flag_set.policy, ctx, trusted=True).ctx
-        return flag_set.compiled, flag_set.prepare(ctx) if flag_set.private_keys else ctx
-
-    def resolver(self) -> Resolver:
-        return self._resolver
-
-    def close(self) -> None:
-        self.service.close()
-
-
-class _HttpResolver:
-    """Stored properties fetched from the server on demand, cached (bounded, with a TTL)."""
-
-    def __init__(self, source: _RemoteSource, cache_seconds: float, cache_size: int) -> None:
-        self.source = source
-        self._cache: TTLCache = TTLCache(maxsize=cache_size, ttl=cache_seconds)
-        self._last: LRUCache = LRUCache(maxsize=cache_size)  # last answers, for outages
-        self._lock = threading.Lock()
-
-    def _get(self, key: tuple, path: str) -> Any:
-        with self._lock:
-            if key in self._cache:
-                return self._cache[key]
-        try:
-            found = self.source.get_json(path)
-        except _Unavailable:
-            # Not an answer: keep serving the last one we had (an unknown group is treated
-            # as absent for this call only, not cached as absent).
-            with self._lock:
-                return self._last.get(key)
-        with self._lock:
-            self._cache[key] = found
-            self._last[key] = found
-        return found
-
-    def _group(self, group_type: str, group_key: str) -> dict | None:
-        return self._get(("g", group_type, group_key),
-                         f"/api/groups/{quote(group_type, safe='')}/{quote(group_key, safe='')}"
-                         "/properties")
-
-    def group_properties(self, group_type: str, group_key: str) -> Mapping[str, Any] | None:
-        found = self._group(group_type, group_key)
-        return found.get("properties") if found else None
-
-    def group_parent(self, group_type: str, group_key: str) -> tuple[str, str] | None:
-        found = self._group(group_type, group_key)
-        parent = found.get("parent") if found else None
-        if not parent or not parent.get("group_type") or parent.get("group_key") is None:
-            return None
-        return parent["group_type"], parent["group_key"]
-
-    def person_properties(self, distinct_id: str) -> Mapping[str, Any] | None:
-        found = self._get(("p", distinct_id),
-                          f"/api/persons/{quote(distinct_id, safe='')}/properties")
-        return found.get("properties") if found else None
-
-
-class _RemoteSource(_Source):
-    def __init__(self, host: str, secret_key: str, poll_seconds: float, timeout: float,
-                 cache_seconds: float, cache_size: int) -> None:
-        self.host = host.rstrip("/")
-        self.timeout = timeout
-        self.poll_seconds = poll_seconds
-        self._session = requests.Session()
-        self._session.headers["Authorization"] = f"Bearer {secret_key}"
-        self._etag: str | None = None
-        self._flags: dict[str, CompiledFlag] = {}
-        self._private: tuple[frozenset[str], str] = (frozenset(), "")
-        self._policy: ContextPolicy = DEFAULT_POLICY
-        self.last_success: float | None = None
-        self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._resolver = _HttpResolver(self, cache_seconds, cache_size)
-        self.refresh()
-        self._thread = threading.Thread(target=self._poll, name="flagsvc-poller", daemon=True)
-        self._thread.start()
-
-    def get_json(self, path: str) -> Any:
-        """GET a JSON document; None on 404 (the server says there is none); _Unavailable
-        when there is no answer (unreachable, timeout, 5xx, refused, not JSON)."""
-        try:
-            r = self._session.get(self.host + path, timeout=self.timeout)
-        except requests.RequestException as e:
-            self.last_error = str(e)
-            raise _Unavailable(self.last_error) from None
-        if r.status_code == 404:
-            return None
-        if r.status_code != 200:
-            self.last_error = f"HTTP {r.status_code} for {path}"
-            raise _Unavailable(self.last_error)
-        try:
-            return r.json()
-        except ValueError:
-            raise _Unavailable(f"not JSON: {path}") from None
-
-    def refresh(self) -> bool:
-        """Fetch definitions if they changed; False (keeping the last good ones) on failure."""
-        headers = {"If-None-Match": self._etag} if self._etag else {}
-        try:
-            r = self._session.get(self.host + "/api/flags/definitions", headers=headers,
-                                  timeout=self.timeout)
-        except requests.RequestException as e:
-            self.last_error = f"server unreachable: {e}"
-            log.warning("flag definitions not refreshed: %s", self.last_error)
-            return False
-        if r.status_code == 304:
-            self.last_success = time.time()
-            return True
-        if r.status_code != 200:
-            self.last_error = f"HTTP {r.status_code}: {r.text[:200]}"
-            log.warning("flag definitions not refreshed: %s", self.last_error)
-            if r.status_code in (401, 403) and self.last_success is None:
-                raise FlagClientError(f"the server refused the secret key ({self.last_error})")
-            return False
-        try:
-            body = r.json()
-            privacy = body.get("privacy") or {}
-            keys = frozenset(privacy.get("hashed_keys") or ())
-            salt = privacy.get("salt") or ""
-            flags = compile_project_flags(body["flags"], keys, salt)
-            # Signed groups are not checked here: this client runs in the app's backend.
-            policy = context_policy(body.get("project"))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            self.last_error = f"bad definitions document: {e}"
-            return False
-        self._flags = flags
-        self._private = (keys, salt)
-        self._policy = policy
-        self._etag = r.headers.get("ETag")
-        self.last_success = time.time()
-        self.last_error = None
-        return True
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.refresh()
-            except Exception:  # the poller must survive anything
-                log.exception("flag definitions poll failed")
-
-    def flags(self) -> Mapping[str, CompiledFlag]:
-        return self._flags
-
-    def prepare(self, ctx: Context) -> tuple[Mapping[str, CompiledFlag], Context]:
-        flags, (keys, salt) = self._flags, self._private
-        if self._policy is not DEFAULT_POLICY:  # the project's client_properties
-            ctx = resolve_context(self._policy, ctx, trusted=True).ctx
-        return flags, hash_context(ctx, keys, salt)
-
-    def resolver(self) -> Resolver:
-        return self._resolver
-
-    def close(self) -> None:
-        self._stop.set()
-        self._session.close()
+_time = time.time
+_MISSING = object()
 
 
 class FlagClient:
-    """Evaluate flags in this process. Build one with `from_database` or `from_server`."""
+    """Evaluate flags in this process. Build one with `from_database` or `from_server`.
+
+    The hot call, `get_flag`, does no per-call set-up for a flag of the common shape (one
+    bucket type, filters on that group's or person's properties: engine/fastpath.py): no
+    Context is built, the definitions are looked at on a clock (`client_sources.Snapshot`)
+    and stored properties are read lock-free from the client's byte-bounded cache. Any
+    other flag or input takes the general path (a Context and an `Evaluation`), which
+    answers identically — tests/test_client_equality.py checks both against decide."""
 
     def __init__(self, source: _Source) -> None:
         self._source = source
+        self._snap: Snapshot = source.snapshot(None, _time())
 
     @classmethod
     def from_database(cls, path: str, api_token: str | None = None, project_id: int | None = None,
-                      cache_seconds: float = 0.5) -> FlagClient:
+                      cache_seconds: float = 0.5, cache_bytes: int = DEFAULT_MAX_BYTES,
+                      cache_size: int = 100_000) -> FlagClient:
         """Evaluate against the SQLite file a flagsvc server writes. The project is the one
-        of `api_token` (or `project_id`; or the only project in the file)."""
+        of `api_token` (or `project_id`; or the only project in the file). Stored property
+        sets are cached up to `cache_bytes` (estimated) and `cache_size` entries."""
         from .store import Store
 
         store = Store(path)
-        service = FlagService(store, cache_seconds=cache_seconds)
+        service = FlagService(store, cache_seconds=cache_seconds, cache_size=cache_size,
+                              cache_bytes=cache_bytes)
         if api_token is not None:
             project = store.project_for_token(api_token, "api")
             if project is None:
@@ -253,15 +79,84 @@ class FlagClient:
             if len(projects) != 1:
                 raise FlagClientError("name the project: api_token=... or project_id=...")
             project_id = projects[0]["id"]
-        return cls(_EmbeddedSource(service, project_id))
+        return cls(EmbeddedSource(service, project_id))
 
     @classmethod
     def from_server(cls, host: str, secret_key: str, poll_seconds: float = 5.0,
                     timeout: float = 3.0, cache_seconds: float = 30.0,
-                    cache_size: int = 10_000) -> FlagClient:
+                    cache_size: int = 100_000, cache_bytes: int = DEFAULT_MAX_BYTES
+                    ) -> FlagClient:
         """Evaluate with definitions polled from a flagsvc server (admin secret key)."""
-        return cls(_RemoteSource(host, secret_key, poll_seconds, timeout, cache_seconds,
-                                 cache_size))
+        return cls(RemoteSource(host, secret_key, poll_seconds, timeout, cache_seconds,
+                                cache_size, cache_bytes))
+
+    # ------------------------------------------------------------ the fast path
+
+    def _tick(self, now: float) -> Snapshot:
+        """A current snapshot (new definitions, property evictions); the last one on error."""
+        try:
+            snap = self._source.snapshot(self._snap, now)
+        except Exception:  # a database error with nothing cached: the general path reports
+            snap = self._snap.renewed(now)
+        self._snap = snap
+        return snap
+
+    @staticmethod
+    def _stored(snap: Snapshot, person: bool, bucket_by: str, ident: str,
+                found: Any) -> Mapping[str, Any]:
+        """A stored property set that is not a cached dict (a miss, an absent one...), as
+        Evaluation._lookup sees it."""
+        if found is _MISSING:
+            resolver = snap.resolver
+            try:
+                found = (resolver.person_properties(ident) if person
+                         else resolver.group_properties(bucket_by, ident))
+            except Exception:
+                return EMPTY
+        if found is None:
+            return EMPTY
+        return found if type(found) is dict or isinstance(found, Mapping) else EMPTY
+
+    def _fast(self, key: str, distinct_id: Any, groups: Any, person_properties: Any,
+              group_properties: Any, now: float | None) -> FlagResult | None:
+        """The result without a Context, or None when the general path must answer."""
+        t = _time()
+        snap = self._snap
+        if not snap.born <= t < snap.expires:
+            snap = self._tick(t)
+        entry = snap.fast.get(key)
+        if entry is None:
+            return None
+        fast, bucket_by, person, fast_keys, _, table = entry
+        given: Any
+        if person:
+            ident, given = distinct_id, person_properties
+        else:  # _plain_get() inlined for the usual one-entry dicts
+            ident = (groups.get(bucket_by) if groups.__class__ is dict and len(groups) < 2
+                     else _plain_get(groups, bucket_by))
+            given = (None if group_properties is None else group_properties.get(bucket_by)
+                     if group_properties.__class__ is dict and len(group_properties) < 2
+                     else _plain_get(group_properties, bucket_by))
+        mode = snap.mode
+        if ident.__class__ is not str or not ident or given is not None and (
+                given.__class__ is not dict or given and snap.hashed):
+            return None  # (private keys: the request's values must be hashed first)
+        if given and mode == 0 and given.keys() >= fast_keys:
+            props = given  # every key the flag reads is given, and the request's win
+        else:
+            stored = table.get(ident, _MISSING)
+            if stored.__class__ is not dict:
+                stored = self._stored(snap, person, bucket_by, ident, stored)
+            if not given or mode == IGNORE_MODE:
+                props = stored
+            elif not stored:
+                props = given
+            else:
+                props = {**given, **stored} if mode == FILL_MODE else {**stored, **given}
+        try:
+            return fast(ident, props or EMPTY, t if now is None else now, None)
+        except Exception:  # never expected; the general path reports it properly
+            return None
 
     # ------------------------------------------------------------ calls
 
@@ -275,6 +170,9 @@ class FlagClient:
                  person_properties: Any = None, group_properties: Any = None,
                  now: float | None = None) -> FlagResult | None:
         """The full result (value, variant, reason, payload...); None for an unknown flag."""
+        result = self._fast(key, distinct_id, groups, person_properties, group_properties, now)
+        if result is not None:
+            return result
         ctx: Context = make_context(distinct_id, groups, person_properties, group_properties, now)
         flags, ctx = self._source.prepare(ctx)
         return evaluate(flags, key, ctx, self._source.resolver())
@@ -283,7 +181,51 @@ class FlagClient:
                  person_properties: Any = None, group_properties: Any = None,
                  now: float | None = None) -> bool | str:
         """False, True, or the variant key (False for an unknown flag)."""
-        # evaluate() inlined: this is the call applications make on every request.
+        # _fast() inlined (the call applications make on every request), the general path
+        # in _get_flag(); test_client_equality.py checks get_flag against evaluate.
+        t = _time()
+        snap = self._snap
+        if not snap.born <= t < snap.expires:
+            snap = self._tick(t)
+        entry = snap.fast.get(key)
+        if entry is None:
+            return self._get_flag(key, distinct_id, groups, person_properties,
+                                  group_properties, now)
+        _, bucket_by, person, fast_keys, fast, table = entry
+        given: Any
+        if person:
+            ident, given = distinct_id, person_properties
+        else:
+            ident = (groups.get(bucket_by) if groups.__class__ is dict and len(groups) < 2
+                     else _plain_get(groups, bucket_by))
+            given = (None if group_properties is None else group_properties.get(bucket_by)
+                     if group_properties.__class__ is dict and len(group_properties) < 2
+                     else _plain_get(group_properties, bucket_by))
+        mode = snap.mode
+        if ident.__class__ is not str or not ident or given is not None and (
+                given.__class__ is not dict or given and snap.hashed):
+            return self._get_flag(key, distinct_id, groups, person_properties,
+                                  group_properties, now)
+        if given and mode == 0 and given.keys() >= fast_keys:
+            props = given
+        else:
+            stored = table.get(ident, _MISSING)
+            if stored.__class__ is not dict:
+                stored = self._stored(snap, person, bucket_by, ident, stored)
+            if not given or mode == IGNORE_MODE:
+                props = stored
+            elif not stored:
+                props = given
+            else:
+                props = {**given, **stored} if mode == FILL_MODE else {**stored, **given}
+        try:
+            return fast(ident, props or EMPTY, t if now is None else now)
+        except Exception:  # never expected; the general path reports it properly
+            return self._get_flag(key, distinct_id, groups, person_properties,
+                                  group_properties, now)
+
+    def _get_flag(self, key: str, distinct_id: Any, groups: Any, person_properties: Any,
+                  group_properties: Any, now: float | None) -> bool | str:
         ctx = make_context(distinct_id, groups, person_properties, group_properties, now)
         flags, ctx = self._source.prepare(ctx)
         result = evaluate(flags, key, ctx, self._source.resolver())
@@ -300,14 +242,67 @@ class FlagClient:
                       person_properties: Any = None, group_properties: Any = None,
                       now: float | None = None) -> dict[str, bool | str]:
         """Every flag's value, sharing lookups across flags."""
+        t = _time()
+        snap = self._snap
+        if not snap.born <= t < snap.expires:
+            snap = self._tick(t)
+        if snap.all_fast is not None:
+            values = self._all_fast(snap, distinct_id, groups, person_properties,
+                                    group_properties, t if now is None else now)
+            if values is not None:
+                return values
         ev = self._evaluation(distinct_id, groups, person_properties, group_properties, now)
         return {k: r.value for k, r in ev.all().items()}
+
+    def _all_fast(self, snap: Snapshot, distinct_id: Any, groups: Any, person_properties: Any,
+                  group_properties: Any, now: float) -> dict[str, bool | str] | None:
+        """get_all_flags when every flag is of the fast shape (or off): the identifier and
+        merged properties of each bucket type found once; None for the general path."""
+        found: dict[str, tuple[str, Mapping[str, Any]] | None] = {}
+        out: dict[str, bool | str] = {}
+        mode = snap.mode
+        for key, entry in snap.all_fast:  # type: ignore[union-attr]
+            if entry is None:  # disabled or broken
+                out[key] = False
+                continue
+            _, bucket_by, person, _, fast, table = entry
+            slot = found.get(bucket_by, _MISSING)
+            if slot is _MISSING:
+                if person:
+                    ident, given = distinct_id, person_properties
+                else:
+                    ident = _plain_get(groups, bucket_by)
+                    given = _plain_get(group_properties, bucket_by)
+                if ident.__class__ is not str or not ident or given is not None and (
+                        given.__class__ is not dict or given and snap.hashed):
+                    return None  # inference, no identifier, odd inputs: the general path
+                stored = table.get(ident, _MISSING)
+                if stored.__class__ is not dict:
+                    stored = self._stored(snap, person, bucket_by, ident, stored)
+                if not given or mode == IGNORE_MODE:
+                    props = stored
+                elif not stored:
+                    props = given
+                else:
+                    props = {**given, **stored} if mode == FILL_MODE else {**stored, **given}
+                slot = found[bucket_by] = (ident, props or EMPTY)
+            try:
+                out[key] = fast(slot[0], slot[1], now)  # type: ignore[index]
+            except Exception:  # never expected; the general path reports it properly
+                return None
+        return out
 
     def evaluate_all(self, distinct_id: Any = None, groups: Any = None,
                      person_properties: Any = None, group_properties: Any = None,
                      now: float | None = None) -> dict[str, FlagResult]:
         return self._evaluation(distinct_id, groups, person_properties, group_properties,
                                 now).all()
+
+    def memory(self) -> dict[str, Any]:
+        """The stored-property cache: entries, estimated bytes, budget, bytes per entry; and
+        how many flags are compiled (bench/bench_client.py measures bytes per flag)."""
+        snap = self._snap
+        return {**snap.cache.stats(), "flags": len(snap.flags)}
 
     def close(self) -> None:
         self._source.close()
@@ -317,3 +312,18 @@ class FlagClient:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _plain_get(mapping: Any, key: str) -> Any:
+    """`mapping[key]` as make_context would see it, or a non-str marker when only the
+    general path can tell (not a dict, or other keys that are not strings and could
+    collide with `key` once make_context turns them into strings)."""
+    if mapping is None:
+        return None
+    if mapping.__class__ is not dict:
+        return _MISSING
+    if len(mapping) > 1:
+        for k in mapping:
+            if k.__class__ is not str:
+                return _MISSING
+    return mapping.get(key)

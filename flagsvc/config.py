@@ -42,6 +42,9 @@ SETTINGS = [
             "How long a worker reuses flag definitions and group properties before re-checking; "
             "edits reach every worker within this time.", float),
     Setting("CACHE_SIZE", 100_000, "Most group / person property sets cached per worker.", int),
+    Setting("CACHE_BYTES", 64 * 1024 * 1024,
+            "Most bytes (estimated) of property sets cached per worker (and per stale copy).",
+            int),
     Setting("CORS_ORIGINS", "*", "Allowed origins for decide and ingestion (browsers)."),
     Setting("MAX_FUTURE_SECONDS", 86400.0,
             "Events stamped further in the future than this are refused.", float),
@@ -49,6 +52,11 @@ SETTINGS = [
             "Longest a flag preview or flag-groups listing scans stored groups (≈ 5 µs each) "
             "before answering with what it scanned (complete: false); `flagsvc serve` lowers "
             "the default to half its --timeout (gunicorn kills a longer request).", float),
+    Setting("POSTHOG_JS_ASSETS", None,
+            "URL prefix of posthog-js's build files (e.g. "
+            "https://cdn.jsdelivr.net/npm/posthog-js@1.449.2/dist): GET /static/<file> "
+            "redirects there, so PostHog's copy-paste snippet (it loads "
+            "api_host/static/array.js) works; unset, /static/ answers 404."),
     Setting("SESSION_IDLE_SECONDS", 8 * 3600.0,
             "A console session ends after this long without a request (s).", float),
     Setting("SESSION_MAX_SECONDS", 7 * 86400.0,

@@ -4,12 +4,14 @@
 
 the ingestion writer process run (and restarted) by the master, the background WAL
 checkpointer in the workers, the frozen GC generation, Prometheus multiprocess clean-up,
-and `flagsvc serve`'s defaults (workers 2 x CPU + 1 up to 8, timeouts, access log without
-tokens). Options given on gunicorn's command line still win. The database is the one the
-app uses (FLAGSVC_DATABASE, see flagsvc/config.py); pending migrations are applied by the
-`on_starting` hook, in the master, before any worker starts (a long one would otherwise run
-inside a worker's boot timeout, and be killed and retried by every new worker). Importing
-this module touches no database (`gunicorn --check-config` creates nothing).
+and `flagsvc serve`'s defaults (the worker that reads whole requests before a thread runs
+them, so slow clients cannot hold it — flagsvc/http_worker.py; workers 2 x CPU + 1 up to 8,
+timeouts, access log without tokens). Options given on gunicorn's command line still win.
+The database is the one the app uses (FLAGSVC_DATABASE, see flagsvc/config.py); pending
+migrations are applied by the `on_starting` hook, in the master, before any worker starts
+(a long one would otherwise run inside a worker's boot timeout, and be killed and retried
+by every new worker). Importing this module touches no database (`gunicorn
+--check-config` creates nothing).
 """
 
 from typing import Any

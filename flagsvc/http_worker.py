@@ -35,106 +35,10 @@ from gunicorn import util
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from .config import load_config
+from .http_framing import MAX_HEADER_BYTES, Framing
 
-MAX_HEADER_BYTES = 64 * 1024  # request line and headers, larger: 431 (gunicorn's own limits
-#                               are checked on what arrived, by its parser)
-IO_SECONDS = 10.0  # a thread's socket timeout: writing an answer to a client that reads none
 LINGER_SECONDS = 2.0  # after an answer with Connection: close, how long its FIN may take
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-class Framing:
-    """How far the request at the start of a buffer has arrived. `step(buf)` returns the
-    offset where it ends, `None` while incomplete, `HAND_OVER` when the thread must take
-    it as it is (a body announced over the limit — refused from its headers — or a framing
-    gunicorn's parser rejects: those are answered 400 from what arrived) and
-    `TOO_LARGE` for headers over MAX_HEADER_BYTES."""
-
-    HAND_OVER = -1
-    TOO_LARGE = -2
-
-    def __init__(self, body_limit: int) -> None:
-        self.body_limit = body_limit
-        self.header_end: int | None = None
-        self.length = 0  # body bytes announced (Content-Length)
-        self.chunked = False
-        self.pos = 0  # chunked: where the next chunk's size line starts
-        self.body = 0  # chunked: data bytes of the complete chunks
-        self.wants_continue = False  # headers said Expect: 100-continue and a body follows
-        self.scanned = 0  # headers: searched this far for their end (a byte at a time is O(1))
-
-    def step(self, buf: bytearray) -> int | None:
-        if self.header_end is None:
-            found = self._headers(buf)
-            if found is not None:
-                return found
-            if self.header_end is None:
-                return None
-        if self.chunked:
-            return self._chunks(buf)
-        end = self.header_end + self.length
-        return end if len(buf) >= end else None
-
-    def _headers(self, buf: bytearray) -> int | None:
-        start = 0
-        while buf.startswith(b"\r\n", start):  # empty lines before a request are ignored
-            start += 2
-        end = buf.find(b"\r\n\r\n", max(start, self.scanned - 3))
-        if end < 0:
-            self.scanned = len(buf)
-            return self.TOO_LARGE if len(buf) > MAX_HEADER_BYTES else None
-        self.header_end = end + 4
-        lines = bytes(buf[start:end]).split(b"\r\n")
-        fields: dict[bytes, list[bytes]] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            fields.setdefault(name.strip().lower(), []).append(value.strip())
-        lengths = fields.get(b"content-length", [])
-        codings = fields.get(b"transfer-encoding", [])
-        if codings:
-            last = b",".join(codings).split(b",")[-1].strip().lower()
-            if lengths or last != b"chunked":
-                return self.HAND_OVER  # ambiguous framing: gunicorn refuses it (400)
-            self.chunked = True
-            self.pos = self.header_end
-        elif lengths:
-            if len(lengths) != 1 or not lengths[0].isdigit():
-                return self.HAND_OVER  # gunicorn refuses it (400)
-            self.length = int(lengths[0])
-            if self.length > self.body_limit:
-                return self.HAND_OVER  # refused from its headers (413), never waited for
-        http11 = lines[0].rstrip().endswith(b"/1.1")
-        expect = b",".join(fields.get(b"expect", [])).lower()
-        self.wants_continue = (http11 and b"100-continue" in expect
-                               and (self.chunked or self.length > 0))
-        return None
-
-    def _chunks(self, buf: bytearray) -> int | None:
-        while True:
-            line_end = buf.find(b"\r\n", self.pos)
-            if line_end < 0:
-                return self.HAND_OVER if len(buf) - self.pos > 4096 else None
-            size_text = bytes(buf[self.pos:line_end]).split(b";")[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                return self.HAND_OVER  # gunicorn refuses it (400)
-            if size == 0:  # the last chunk, then trailer fields, then an empty line
-                if buf.startswith(b"\r\n", line_end + 2):
-                    return line_end + 4
-                end = buf.find(b"\r\n\r\n", line_end + 2)
-                if end >= 0:
-                    return end + 4
-                return self.TOO_LARGE if len(buf) - line_end > MAX_HEADER_BYTES else None
-            data_end = line_end + 2 + size
-            if len(buf) < data_end + 2:
-                return None
-            if buf[data_end:data_end + 2] != b"\r\n":
-                return self.HAND_OVER
-            self.body += size
-            self.pos = data_end + 2
-            if self.body > self.body_limit:
-                return self.HAND_OVER  # the app reads past its limit from memory: 413
 
 
 class BufferedConn(TConn):  # type: ignore[misc]
@@ -151,12 +55,15 @@ class BufferedConn(TConn):  # type: ignore[misc]
         self.request: bytes | None = None  # the request read, for the thread's parser
         self.partial = False  # handed over before its body arrived: no keep-alive
         self.sent_continue = False
+        self.eof = False  # the client closed its side
 
     def init(self) -> None:
         """In the thread, before gunicorn parses: the parser reads the request from memory."""
         super().init()
         if self.request is not None:
-            self.sock.settimeout(IO_SECONDS)
+            # Writing the answer to a client that reads none: as long as a request may run
+            # (--timeout; past it the worker is replaced anyway, see notify()).
+            self.sock.settimeout(self.cfg.timeout or None)
             self.parser.unreader.unread(self.request)
             self.request = None
 
@@ -179,6 +86,9 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         self.body_seconds = float(settings["BODY_TIMEOUT"])
         self.reading: dict[BufferedConn, None] = {}  # connections reading a request
         self.lingering: dict[BufferedConn, None] = {}  # answered, closing
+        self._next_sweep = 0.0
+        self._busy: dict[int, float] = {}  # app thread -> when its request started
+        self._stuck = False
         self.buffering = not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
 
     def init_process(self) -> None:
@@ -212,33 +122,49 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             return super().enqueue_req(conn)
         conn.buf = bytearray(conn.parser.unreader.take_buffered() if conn.parser else b"")
         conn.framing = Framing(self.body_limit)
-        conn.partial = conn.sent_continue = False
+        conn.partial = conn.sent_continue = conn.eof = False
         conn.deadline = time.monotonic() + self.header_seconds
         conn.sock.setblocking(False)
-        if not self._advance(conn):
+        # Read at once: a kept-alive connection is here because it is readable, and a new
+        # one often has its request waiting already (no extra turn of the poller for them).
+        if self._receive(conn) and not self._advance(conn):
+            if conn.eof:  # closed before its request was whole
+                self._close(conn)
+                return None
             self.reading[conn] = None
             self.poller.register(conn.sock, selectors.EVENT_READ,
                                  partial(self._on_readable, conn))
         return None
 
     def _on_readable(self, conn: BufferedConn, sock: socket.socket) -> None:
-        try:
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:  # the client went away
-                    self._stop_reading(conn)
-                    self._close(conn)
-                    return
-                conn.buf += chunk
-                if len(chunk) < 65536:
-                    break
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
+        if self._receive(conn, registered=True) and not self._advance(conn, registered=True) \
+                and conn.eof:
             self._stop_reading(conn)
             self._close(conn)
-            return
-        self._advance(conn, registered=True)
+
+    def _receive(self, conn: BufferedConn, registered: bool = False) -> bool:
+        """Read what has arrived; False (and closed) if the client went away with nothing
+        sent. A client that sends its request and then closes its side (`eof`) still gets
+        the answer."""
+        try:
+            while True:
+                chunk = conn.sock.recv(65536)
+                if not chunk:
+                    conn.eof = True
+                    break
+                conn.buf += chunk
+                if len(chunk) < 65536:
+                    return True
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:  # reset: nobody to answer
+            conn.eof, conn.buf = True, bytearray()
+        if conn.buf:
+            return True
+        if registered:
+            self._stop_reading(conn)
+        self._close(conn)
+        return False
 
     def _advance(self, conn: BufferedConn, registered: bool = False) -> bool:
         """Look at what arrived; True once the connection has left the reading state
@@ -260,6 +186,9 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             self._answer(conn, 431, "request_header_fields_too_large",
                          f"request headers are over {MAX_HEADER_BYTES} bytes")
             return True
+        if end == Framing.BAD:
+            self._answer(conn, 400, "invalid_body", "the chunked body is malformed")
+            return True
         # The thread's parser takes this request from the bytes; any the client sent after
         # it stay in the parser's buffer, and gunicorn passes them back here (enqueue_req).
         conn.request, conn.partial = bytes(conn.buf), end == Framing.HAND_OVER
@@ -280,7 +209,8 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
     def _answer(self, conn: BufferedConn, status: int, code: str, message: str) -> None:
         """A short JSON error written from the main thread, then the connection closed."""
         body = json.dumps({"code": code, "message": message, "detail": message}).encode()
-        reason = {408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
+        reason = {400: "Bad Request", 408: "Request Timeout",
+                  431: "Request Header Fields Too Large"}[status]
         head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
         self._send_quietly(conn.sock, head.encode() + body)
@@ -332,6 +262,9 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         lingering closes past theirs, and on shutdown stop waiting for any request."""
         super().murder_pending()
         now = time.monotonic()
+        if now < self._next_sweep and self.alive:
+            return  # gunicorn calls this after every turn of its loop: look twice a second
+        self._next_sweep = now + 0.5
         for conn in [c for c in self.reading if c.deadline <= now or not self.alive]:
             self._stop_reading(conn)
             if conn.buf:  # a request had begun: say why it ends
@@ -344,7 +277,30 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         for conn in [c for c in self.lingering if c.deadline <= now]:
             self._end_linger(conn)
 
+    def notify(self) -> None:
+        """The heartbeat the arbiter watches. A sync worker running one request longer than
+        --timeout is killed and replaced; threads are not, so a request stuck that long
+        stops the heartbeat and the arbiter replaces this worker the same way (within
+        another --timeout): a runaway request cannot keep an app thread for good."""
+        timeout = self.cfg.timeout
+        now = time.monotonic()
+        if timeout and any(now - started > timeout for started in list(self._busy.values())):
+            if not self._stuck:
+                self._stuck = True
+                self.log.error("a request has run for over %s s: stopping the heartbeat so "
+                               "that gunicorn replaces this worker", timeout)
+            return
+        super().notify()
+
     # ---------------------------------------------------------------- app threads
+
+    def handle(self, conn: Any) -> Any:
+        ident = threading.get_ident()
+        self._busy[ident] = time.monotonic()  # read by notify(), in the main thread
+        try:
+            return super().handle(conn)
+        finally:
+            self._busy.pop(ident, None)
 
     def handle_request(self, req: Any, conn: Any) -> Any:
         if self.buffering:

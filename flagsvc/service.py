@@ -39,6 +39,7 @@ from .contexts import DEFAULT_POLICY, ContextPolicy, context_policy
 from .engine import CompiledFlag, Context, FlagResult, compile_flags, evaluate_all
 from .engine.context import EMPTY
 from .ingest.privacy import hash_flag, hash_given, hashed_keys, policy_of
+from .propcache import DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, PropertyCache, size_of
 from .store import Store
 from .store.disk import DiskWatch
 
@@ -127,21 +128,24 @@ class FlagService:
     """Cached access to flags and properties for evaluation."""
 
     def __init__(self, store: Store, cache_seconds: float = 0.5, cache_size: int = 100_000,
-                 min_free_bytes: int = 0) -> None:
+                 min_free_bytes: int = 0, cache_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.store = store
         self.disk = DiskWatch(min_free_bytes)  # can writes succeed? (/readyz)
         self.reader = store.reader(READ_BUSY_TIMEOUT_MS)
         self.cache_seconds = cache_seconds
         self._flags: dict[int, FlagSet] = {}
         self._flags_lock = threading.Lock()
-        self._props: TTLCache = TTLCache(maxsize=cache_size, ttl=PROPERTIES_MAX_AGE)
-        self._links: TTLCache = TTLCache(maxsize=cache_size, ttl=cache_seconds)
+        # Property sets by ("g", project, type, key) / ("p", project, distinct id): bounded
+        # by bytes and entries; read lock-free by the embedded FlagClient (propcache.py).
+        self._props = PropertyCache(cache_bytes, cache_size, max_age=PROPERTIES_MAX_AGE)
+        self._links: TTLCache = TTLCache(maxsize=cache_bytes, ttl=cache_seconds,
+                                         getsizeof=_entry_size)
         self._props_lock = threading.Lock()
         self._change_id: int | None = None  # position in the change log
         self._changes_checked = -float("inf")
         self._tokens: TTLCache = TTLCache(maxsize=10_000, ttl=min(cache_seconds, 1.0))
         # Last good values, kept past their TTL for when the database is unavailable.
-        self._stale: LRUCache = LRUCache(maxsize=cache_size)
+        self._stale = PropertyCache(cache_bytes, cache_size)
         self._stale_tokens: LRUCache = LRUCache(maxsize=10_000)
         self._warned: dict[str, float] = {}
 
@@ -170,6 +174,7 @@ class FlagService:
         if now - self._changes_checked < self.cache_seconds:
             return
         self._changes_checked = now
+        self._props.expire(now)  # PROPERTIES_MAX_AGE
         try:
             rows, last, first = self.reader.changes_since(self._change_id)
         except sqlite3.Error:
@@ -181,6 +186,11 @@ class FlagService:
                 self._props.pop(("g", pid, group_type, key) if kind == "group"
                                 else ("p", pid, key), None)
             self._change_id = last
+
+    @property
+    def property_cache(self) -> PropertyCache:
+        """The cache of stored property sets (`cached` fills it; `sync_changes` evicts)."""
+        return self._props
 
     def cached(self, key: tuple, fn: Any, *args: Any, links: bool = False) -> Any:
         """`fn(*args)` through the cache (`links`: the short-lived one for parent links); on
@@ -205,6 +215,7 @@ class FlagService:
                 cache[key] = value  # retried after the TTL, not on every request
             self._serving_stale("properties", e)
             return value
+        value = self._props.canonical(value)  # one copy for both caches (propcache.py)
         with self._props_lock:
             # If another thread moved through the change log while this read ran, the
             # eviction it did may have been for this very key: do not keep the value.
@@ -335,6 +346,10 @@ def _clean_group_properties(group_properties: Any) -> Mapping[str, Mapping[str, 
     if group_properties is None or not isinstance(group_properties, Mapping):
         return EMPTY
     return {str(k): dict(v) for k, v in group_properties.items() if isinstance(v, Mapping)}
+
+
+def _entry_size(value: Any) -> int:
+    return ENTRY_OVERHEAD + size_of(value)
 
 
 def _etag(definitions: list[dict[str, Any]], private_keys: frozenset[str] = frozenset()) -> str:

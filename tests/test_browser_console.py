@@ -4,13 +4,16 @@ group-property condition through the form while the blast radius follows the rol
 the stock `posthog` client gets the new answer; two sessions edit one flag and the second
 sees the conflict; a viewer can change nothing (hidden in the page, refused by the server);
 a forged cross-site form post is refused; markup ingested with the stock Segment client is
-shown as text. Screenshots of the main pages go to docs/screenshots/ (README)."""
+shown as text. Screenshots of the main pages go to docs/screenshots/ (README; renewed with
+FLAGSVC_SCREENSHOTS=1)."""
 
 from __future__ import annotations
 
 import functools
 import http.server
+import os
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -100,8 +103,15 @@ def close(page):
 
 
 def shot(page, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    """A full-page screenshot: into docs/screenshots/ (the README's) when it has none of
+    that name yet or FLAGSVC_SCREENSHOTS=1 asks to renew them, else beside the test's other
+    files — so an ordinary run leaves the committed images as they are."""
+    target = SHOTS / f"{name}.png"
+    if target.exists() and not os.environ.get("FLAGSVC_SCREENSHOTS"):
+        target = Path(tempfile.gettempdir()) / "flagsvc-screenshots" / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000  # a page, not a blank image
 
 
 def open_editor(page, url):

@@ -30,11 +30,12 @@ window.flagsReady = new Promise(resolve => {
 </script></body></html>"""
 
 SCENARIO = """async () => {
-  await window.flagsReady;
+  const late = (what) => new Promise((_, no) => setTimeout(() => no(new Error(what)), 20000));
+  await Promise.race([window.flagsReady, late('posthog-js loaded no flags in 20 s')]);
   const before = posthog.getFeatureFlag('ab-test');
   posthog.identify('alice', {email: 'alice@acme.com'});
   posthog.group('project', 'p1');
-  await new Promise(resolve => {
+  await Promise.race([late('no flags after group() in 20 s'), new Promise(resolve => {
     const stop = posthog.onFeatureFlags(() => {
       const v = posthog.getFeatureFlag('ab-test');
       if (v !== undefined && v !== false) {
@@ -42,7 +43,7 @@ SCENARIO = """async () => {
       }
     });
     posthog.reloadFeatureFlags();
-  });
+  })]);
   const out = {
     before,
     variant: posthog.getFeatureFlag('ab-test'),
@@ -60,6 +61,11 @@ SCENARIO = """async () => {
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+    def end_headers(self):
+        # as the CDNs that host posthog-js do (a script loaded with crossOrigin needs it)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        super().end_headers()
 
 
 # An app that installs posthog-js from npm and bundles it (esbuild here, as webpack or vite
@@ -206,3 +212,80 @@ def test_posthog_js_debug_mode_and_defaults_log_no_error(live_server, static_sit
     assert out["variant"] == _expected_variant("a1")
     # The one warning expected: surveys, told nothing, stay unloaded.
     assert all("Surveys" in w for w in warnings), warnings
+
+
+# PostHog's copy-paste snippet, in substance: a stub `posthog` that queues calls, and a
+# script tag for api_host + "/static/array.js" (which replays the queue when it loads).
+SNIPPET = """<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<script>
+!function(doc, ph) {
+  if (ph.__SV) return;
+  window.posthog = ph; ph._i = [];
+  ph.init = function(token, config, name) {
+    const tag = doc.createElement("script");
+    tag.type = "text/javascript"; tag.crossOrigin = "anonymous"; tag.async = true;
+    tag.src = config.api_host + "/static/array.js";
+    doc.head.appendChild(tag);
+    const target = name === undefined ? ph : (ph[name] = []);
+    "capture identify group onFeatureFlags getFeatureFlag isFeatureEnabled reloadFeatureFlags"
+      .split(" ").forEach(m => { target[m] = function() {
+        target.push([m].concat(Array.prototype.slice.call(arguments))); }; });
+    ph._i.push([token, config, name]);
+  };
+  ph.__SV = 1;
+}(document, window.posthog || []);
+posthog.init(%(token)s, {api_host: %(host)s, opt_out_useragent_filter: true});
+window.flagsReady = new Promise(resolve => posthog.onFeatureFlags(() => resolve(true)));
+</script></head><body></body></html>"""
+
+
+def test_posthog_snippet_loads_array_js_through_flagsvc(db_path, static_site, browser):
+    """With FLAGSVC_POSTHOG_JS_ASSETS set, flagsvc redirects the snippet's
+    api_host/static/array.js to that copy of posthog-js; then the page runs clean."""
+    from tests.conftest import start_live_server
+
+    site, origin = static_site
+    server = start_live_server(db_path, POSTHOG_JS_ASSETS=origin + "/")
+    try:
+        server.project = server.store.create_project("live", ingestion_creates_group_types=True)
+        _seed(server.store, server.project["id"])
+        (site / "snippet.html").write_text(SNIPPET % {
+            "token": json.dumps(server.project["api_token"]), "host": json.dumps(server.url)})
+        page = browser.new_page()
+        problems, flagsvc_paths = _watch(page, server)
+        page.goto(f"{origin}/snippet.html")
+        out = page.evaluate(SCENARIO)
+        page.wait_for_timeout(1000)
+        page.close()
+    finally:
+        server.stop()
+    assert problems == [], "\n".join(problems)
+    assert "/static/array.js" in flagsvc_paths
+    assert out["variant"] == _expected_variant("a1") and out["enterprise"] is True
+
+
+def test_static_files_without_a_posthog_js_copy_are_a_clear_404(live_server):
+    import requests
+
+    r = requests.get(f"{live_server.url}/static/array.js", timeout=5,
+                     headers={"Origin": "http://app.example"})
+    assert r.status_code == 404 and "FLAGSVC_POSTHOG_JS_ASSETS" in r.json()["message"]
+    assert r.headers["Access-Control-Allow-Origin"] == "http://app.example"
+
+
+def test_versioned_static_paths_redirect_to_the_copy(db_path):
+    import requests
+
+    from tests.conftest import start_live_server
+
+    server = start_live_server(db_path, POSTHOG_JS_ASSETS="https://cdn.example/ph/dist")
+    try:
+        for path, target in (("/static/array.js", "https://cdn.example/ph/dist/array.js"),
+                             ("/static/1.449.2/surveys.js?x=1",
+                              "https://cdn.example/ph/dist/surveys.js?x=1"),
+                             ("/static/surveys.js?v=1.449.2",
+                              "https://cdn.example/ph/dist/surveys.js?v=1.449.2")):
+            r = requests.get(server.url + path, allow_redirects=False, timeout=5)
+            assert r.status_code == 302 and r.headers["Location"] == target, (path, r.headers)
+    finally:
+        server.stop()

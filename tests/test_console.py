@@ -12,7 +12,7 @@ import pytest
 
 from flagsvc import accounts
 from flagsvc.app import create_app
-from flagsvc.console.manage import diff
+from flagsvc.console.data import diff
 from flagsvc.ingest.model import Call
 
 PASSWORD = "correct horse battery"

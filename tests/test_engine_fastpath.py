@@ -1,4 +1,5 @@
-"""The generated fast path gives exactly the general evaluator's result (fastpath.py)."""
+"""The generated fast path (and its value-only twin) gives exactly the general evaluator's
+result (fastpath.py)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,8 @@ def test_fast_path_equals_general_path(defn, ident, properties, now):
     expected = _general(defn, ctx)
     assert evaluate(flags, defn["key"], ctx) == expected
     assert Evaluation(flags, ctx).flag(defn["key"]) == expected
+    # the value-only twin FlagClient.get_flag calls decides alike
+    assert flag.fast_value(ident, properties, now) == expected.value
 
 
 def test_shapes_that_need_the_general_path_get_none():

@@ -174,3 +174,35 @@ def test_bare_group_id_duplicates_and_out_of_order_deliveries(app, client, app_p
     _segment(client, app_project, late_track)
     assert store.get_group(pid, "project", "p1")["last_seen"] == p1["last_seen"]
     assert [t["name"] for t in store.group_types(pid)] == ["account", "workspace", "project"]
+
+
+def test_accoil_seed_forms_hierarchy_and_bare_group_id(app, client, app_project):
+    """The seed's recommended form (Accoil v2): a group call per level with group_type and
+    parent_group_id, a track with context.groupId of the project; decide with only
+    {project} buckets on the account."""
+    store = app.extensions["flagsvc"].store
+    pid = app_project["id"]
+    store.create_flag(pid, {"key": "ab", "bucket_by": "account", "conditions": [{}]})
+    auth = {"Authorization": f"Basic {app_project['api_token']}"}
+    for group_id, traits in (("acc_456", {"group_type": "account", "name": "Acme Inc"}),
+                             ("ws_789", {"group_type": "workspace", "name": "Engineering",
+                                         "parent_group_id": "acc_456"}),
+                             ("proj_123", {"group_type": "project", "name": "Q1 Release",
+                                           "parent_group_id": "ws_789"})):
+        r = client.post("/v2/group", json={"userId": "usr_123", "groupId": group_id,
+                                           "traits": traits}, headers=auth)
+        assert r.status_code == 200, r.get_json()
+    r = client.post("/v2/track", headers=auth, json={
+        "userId": "usr_123", "event": "Task Completed", "properties": {"task_id": "task_456"},
+        "context": {"groupId": "proj_123"}})
+    assert r.status_code == 200 and "warnings" not in r.get_json()
+    proj = store.get_group(pid, "project", "proj_123")
+    assert proj["parent"] == {"group_type": "workspace", "group_key": "ws_789"}
+    assert "Task Completed" in [e["event"] for e in proj["recent_events"]]
+    assert store.get_group(pid, "account", "acc_456")["last_seen"] is not None
+    r = client.post("/flags/?v=2", json={"api_key": app_project["api_token"],
+                                         "distinct_id": "usr_123",
+                                         "groups": {"project": "proj_123"}})
+    flag = r.get_json()["flags"]["ab"]
+    assert flag["enabled"] is True
+    assert [t["name"] for t in store.group_types(pid)] == ["account", "workspace", "project"]

@@ -133,3 +133,30 @@ def test_bad_records_refused_with_field_and_nothing_stored(live_server, pid):
     assert r.status_code == 400 and r.json() == {
         "status": 0, "error": "data is neither JSON nor base64 of JSON"}
     assert live_server.store.count_events(pid) == 0
+
+
+def test_python_mixpanel_import_data_goes_in_like_track(live_server, pid):
+    """`import_data` (Mixpanel's /import, for old events) against flagsvc: stored as a track,
+    authenticated by the project token in the event (the secret Mixpanel wants is not
+    flagsvc's); refused input answered in Mixpanel's shape, so the client raises its own
+    exception (it raised KeyError: 'status' on flagsvc's generic 404 before)."""
+    url = live_server.url
+    live_server.store.create_group_type(pid, "project")
+    mp = Mixpanel(live_server.project["api_token"], consumer=Consumer(import_url=url + "/import"))
+    old = int(time.time()) - 30 * 86400
+    mp.import_data("unused-key", "u1", "Signup", old, {"project": "p1"}, api_secret="s")
+    event = live_server.store.get_group(pid, "project", "p1")["recent_events"][0]
+    assert event["event"] == "Signup"
+    with pytest.raises(MixpanelException, match="distinct_id"):
+        mp.import_data("unused-key", "", "Signup", old, api_secret="s")
+    bad = Mixpanel("nope", consumer=Consumer(import_url=url + "/import"))
+    with pytest.raises(MixpanelException, match="token"):
+        bad.import_data("unused-key", "u1", "Signup", old, api_secret="s")
+
+
+def test_python_mixpanel_merge_is_an_alias(live_server, pid):
+    mp = Mixpanel(live_server.project["api_token"], consumer=Consumer(
+        people_url=live_server.url + "/engage", import_url=live_server.url + "/import"))
+    mp.people_set("anon-1", {"plan": "free"})
+    mp.merge("unused-key", "u1", "anon-1", api_secret="s")
+    assert live_server.store.get_person(pid, "u1")["properties"] == {"plan": "free"}

@@ -195,3 +195,24 @@ def test_readyz_fails_when_the_filesystem_is_nearly_full(client, app, monkeypatc
     app.extensions["flagsvc"].disk.min_free = 0  # FLAGSVC_MIN_FREE_BYTES=0: not checked
     free["bytes"] = 0
     assert client.get("/readyz").status_code == 200
+
+
+def test_a_full_disk_reported_by_the_writer_process_counts_too():
+    """Ingestion's SQLITE_FULL usually happens in the writer process and reaches the worker
+    pickled (store/writer.py): it still marks the worker's disk as full."""
+    import pickle
+
+    from flagsvc.store.disk import DiskWatch, is_disk_full
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("PRAGMA max_page_count = 2")
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        conn.execute("INSERT INTO t VALUES (zeroblob(100000))")
+    error = pickle.loads(pickle.dumps(raised.value))
+    assert is_disk_full(error) and not is_disk_full(sqlite3.OperationalError("locked"))
+    watch = DiskWatch()
+    watch.saw(sqlite3.OperationalError("database is locked"))
+    assert watch.full_since is None
+    watch.saw(error)
+    assert watch.full_since is not None

@@ -31,7 +31,7 @@ from flagsvc.app import create_app
 from flagsvc.ingest.model import Call
 
 # Routes that need no token and show nothing of any project.
-OPEN = {"/static/<path:filename>", "/healthz", "/readyz", "/metrics", "/api/openapi.json",
+OPEN = {"/static/<path:name>", "/healthz", "/readyz", "/metrics", "/api/openapi.json",
         "/ui/static/<path:filename>", "/ui/signin", "/"}
 TOKEN_IN_PATH = "__token__"
 MARK = "alpha"  # every name of project A contains it; B's responses must not

@@ -19,7 +19,7 @@ import pytest
 import requests
 from stress.harness import API_TOKEN, Server, create_flag
 
-from flagsvc.http_worker import MAX_HEADER_BYTES, Framing
+from flagsvc.http_framing import MAX_HEADER_BYTES, Framing
 
 HEADER_TIMEOUT, BODY_TIMEOUT = 2, 3
 DECIDE_BOUND = 2.0  # seconds: every decide request is answered within this, slow clients or not
@@ -163,6 +163,17 @@ def test_pipelined_and_kept_alive_requests_are_all_answered_in_order(server):
         assert _response(sock).startswith(b"HTTP/1.1 200 OK")
 
 
+def test_a_client_that_closes_its_side_after_sending_still_gets_its_answer(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        assert _response(sock).startswith(b"HTTP/1.1 200 OK")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # half a request, then gone
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(65536) == b""  # closed at once, not kept until its deadline
+
+
 def _response(sock: socket.socket) -> bytes:
     """One whole response (headers and its Content-Length of body) from a kept-alive socket."""
     data = b""
@@ -209,6 +220,7 @@ def test_chunked_bodies_and_bad_framing(server):
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + b"a" * 101 + b"\r\n",
      Framing.HAND_OVER),  # the complete chunks are over the limit: the app reads and refuses
     (b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEADER_BYTES, Framing.TOO_LARGE),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 2000, Framing.BAD),
 ])
 def test_framing_finds_where_a_request_ends(data, expected):
     framing = Framing(body_limit=100)
@@ -245,3 +257,25 @@ def test_serve_the_gunicorn_conf_and_the_docker_image_all_use_the_buffering_work
     dockerfile = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
     cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.M)
     assert cmd and json.loads(cmd.group(1))[:2] == ["flagsvc", "serve"]
+
+
+def test_a_request_running_past_the_timeout_stops_the_heartbeat():
+    """As gunicorn kills a sync worker stuck in one request, it replaces this worker when one
+    of its threads is: the worker stops telling the arbiter it is alive."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from flagsvc.http_worker import BufferingWorker
+
+    worker = BufferingWorker.__new__(BufferingWorker)  # only what notify() reads
+    worker.cfg = SimpleNamespace(timeout=30)
+    worker.tmp, worker.log, worker._stuck = mock.Mock(), mock.Mock(), False
+    worker._busy = {1: time.monotonic() - 5}
+    worker.notify()
+    assert worker.tmp.notify.call_count == 1
+    worker._busy[2] = time.monotonic() - 31
+    worker.notify()
+    assert worker.tmp.notify.call_count == 1 and worker.log.error.called
+    worker.cfg.timeout = 0  # --timeout 0: never
+    worker.notify()
+    assert worker.tmp.notify.call_count == 2

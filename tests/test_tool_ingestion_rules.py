@@ -185,3 +185,36 @@ def test_mixpanel_duplicates_and_out_of_order(live_server):
         assert _mp(live_server, "/engage", rec).json()["status"] == 1
     assert live_server.store.get_person(pid, "u1")["properties"]["plan"] == "enterprise"
     assert live_server.store.count_events(pid) == before + 2
+
+
+def test_node_mixpanel_batch_alias_and_operations_not_applied(live_server):
+    from urllib.parse import urlparse
+
+    from tests.capabilities import run_node
+
+    pid, token = live_server.project["id"], live_server.project["api_token"]
+    u = urlparse(live_server.url)
+    out = run_node("""
+const mp = require('mixpanel').init(process.env.KEY, {host: process.env.HOST,
+  port: +process.env.PORT, protocol: 'http'});
+const p = (f) => new Promise((ok) => f((e) => ok(e ? String(e) : null)));
+(async () => {
+  const errors = [
+    await p(cb => mp.people.set('u1', {email: 'jane@acme.io'}, cb)),
+    await p(cb => mp.people.increment('u1', 'logins', 1, cb)),
+    await p(cb => mp.people.union('u1', {tags: ['a']}, cb)),
+    await p(cb => mp.people.append('u1', 'tags', 'b', cb)),
+    await p(cb => mp.groups.union('account', 'a1', {tags: ['a']}, cb)),
+    await p(cb => mp.alias('u1', 'anon-9', cb)),
+    await p(cb => mp.track_batch([
+      {event: 'One', properties: {distinct_id: 'u1', time: Date.now() - 1000}},
+      {event: 'Two', properties: {distinct_id: 'u1'}}], cb)),
+  ];
+  console.log(JSON.stringify({errors}));
+})();
+""", env={"KEY": token, "HOST": u.hostname, "PORT": str(u.port)})
+    assert out == {"errors": [None] * 7}, out
+    assert live_server.store.get_person(pid, "u1")["properties"] == {"email": "jane@acme.io"}
+    events = live_server.store.conn().execute(
+        "SELECT event FROM events WHERE project_id = ?", [pid]).fetchall()
+    assert {"One", "Two"} <= {e for (e,) in events}

@@ -298,10 +298,14 @@ def _group_keys(project: dict[str, Any]) -> dict[str, str]:
     return keys
 
 
-@_route("/track", "/engage", "/groups", get=True)
+@_route("/track", "/engage", "/groups", "/import", get=True)
 def mixpanel_or_posthog() -> Any:
     received = time.time()
     endpoint = request.path.strip("/").split("/")[-1]
+    # Mixpanel's /import is /track for old events, authenticated by a project secret there;
+    # here by the project token in each event, as /track (no other power than /track's).
+    mixpanel_only = endpoint in ("groups", "import")
+    endpoint = "track" if endpoint == "import" else endpoint
     # Until the form is read: the query's verbose, else verbose (the Python client sends it in
     # the form; a JSON answer with status 0 is what it and the verbose Node client read).
     fields: dict[str, str] = {"verbose": request.args.get("verbose", "1")}
@@ -310,7 +314,7 @@ def mixpanel_or_posthog() -> Any:
     except Exception as e:  # every failure in Mixpanel's shape
         return _mixpanel_reply(fields, *_failure(e))
     items = payload if isinstance(payload, list) else [payload]
-    if endpoint != "groups" and not mixpanel.is_mixpanel(items):
+    if not mixpanel_only and not mixpanel.is_mixpanel(items):
         return _posthog_answer(received, payload)  # PostHog's /track, /engage: its errors
     try:
         return _mixpanel_answer(received, payload, endpoint, fields)

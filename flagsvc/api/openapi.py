@@ -201,13 +201,16 @@ def public_ops() -> dict[tuple[str, str], Op]:
     mixpanel = ("Mixpanel `data=` (JSON or base64 JSON; query, form or body) with the token "
                 "inside; answers `1`/`0` or, with verbose=1, {status, error}. Records without "
                 "a Mixpanel token are PostHog capture.")
-    for path in ("/track", "/engage", "/groups"):
+    for path in ("/track", "/engage", "/groups", "/import"):
         for p in (path, path + "/"):
             for method in ("get", "post"):
-                if method == "post" and path != "/groups":
+                if method == "post" and path not in ("/groups", "/import"):
                     continue  # documented above as PostHog capture, same handler
                 ops[(p, method)] = Op(f"Mixpanel {path[1:]}", "ingestion", (200, None),
-                                      errors=ingest_errors, auth=None, description=mixpanel,
+                                      errors=ingest_errors, auth=None, description=mixpanel + (
+                                          " /import is /track (old events too), with the "
+                                          "project token in each event as on /track."
+                                          if path == "/import" else ""),
                                       error_bodies={c: s.MixpanelErrorSchema
                                                     for c in ingest_errors})
     amplitude = ("Amplitude: `api_key` in the body (or form); answers {code, events_ingested} "
@@ -231,6 +234,12 @@ def public_ops() -> dict[tuple[str, str], Op]:
             description="`token`: the public api token. Flags on, every PostHog product "
                         "flagsvc does not have off; the .js form sets "
                         "`window._POSTHOG_REMOTE_CONFIG[token]`.")
+    ops[("/static/{name}", "get")] = Op(
+        "posthog-js's build files (PostHog's snippet loads api_host/static/array.js)",
+        "decide", (302, None), errors=("404",), auth=None,
+        headers={"Location": "the file in FLAGSVC_POSTHOG_JS_ASSETS (a version folder dropped)"},
+        description="flagsvc hosts no posthog-js files: a redirect to the operator's copy "
+                    "(FLAGSVC_POSTHOG_JS_ASSETS), else 404 saying so.")
     ops[("/flags/definitions", "get")] = Op(
         "posthog-node local-evaluation poll: no definitions (every flag through /flags)",
         "decide", (200, None), errors=("401",), auth=None, request_headers=("If-None-Match",),

@@ -5,17 +5,21 @@ flags on, every PostHog product flagsvc does not have off, so the stock SDK load
 and logs no error. posthog-node with a personal API key: its local-evaluation poll,
 `GET /flags/definitions?token=<api_token>`, answered with no definitions in PostHog's format
 (flagsvc's own definitions are `GET /api/flags/definitions` for FlagClient), so the client
-evaluates every flag through /flags and its poll neither fails nor logs.
+evaluates every flag through /flags and its poll neither fails nor logs. PostHog's snippet
+loads posthog-js itself from `api_host/static/array.js`: flagsvc hosts no posthog-js files,
+but redirects `/static/` to the operator's copy (the POSTHOG_JS_ASSETS setting).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, request
 
-from .common import add_cors, public_project
+from ..errors import NotFoundError
+from .common import add_cors, config, public_project
 
 bp = Blueprint("remote_config", __name__)
 bp.after_request(add_cors)
@@ -91,3 +95,22 @@ def posthog_local_definitions() -> Response:
         return Response(status=304, headers={"ETag": _NO_DEFINITIONS_ETAG})
     return Response(_NO_DEFINITIONS, mimetype="application/json",
                     headers={"ETag": _NO_DEFINITIONS_ETAG})
+
+
+# posthog-js asks /static/<version>/<file> (strict script versioning) before /static/<file>.
+_VERSIONED = re.compile(r"^\d+\.\d+\.\d+[^/]*/")
+
+
+@bp.route("/static/<path:name>", methods=["GET", "OPTIONS"])
+def posthog_js_file(name: str) -> Response:
+    if _preflight():
+        return Response(status=204)
+    base = config("POSTHOG_JS_ASSETS")
+    if not base:
+        raise NotFoundError(
+            f"flagsvc does not host posthog-js's files ({name}): load posthog-js from your "
+            "own host, or set FLAGSVC_POSTHOG_JS_ASSETS to a copy of its dist/ folder")
+    target = f"{base.rstrip('/')}/{_VERSIONED.sub('', name, count=1)}"
+    if request.query_string:
+        target += "?" + request.query_string.decode("latin-1")
+    return Response(status=302, headers={"Location": target})

@@ -4,22 +4,17 @@ persons and a person's page. Everything shown was ingested: the templates escape
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from flask import abort, request
 from werkzeug.wrappers import Response
 
-from ..api.common import service
-from ..service import make_context
 from ..store import NotFound
 from . import bp
+from .data import ancestors, children_tree, flags_for
 from .views import back_to, project, render, store
 
 PAGE = 50
-MAX_DEPTH = 10  # hierarchy chains deeper than this are cut (SPEC §2)
-TREE_DEPTH = 3  # levels of children shown under a group
-TREE_WIDTH = 50  # children shown per group
 
 
 def _page() -> int:
@@ -43,50 +38,6 @@ def groups_list() -> str:
     return render("groups.html", types=types, group_type=group_type, rows=rows, total=total,
                   q=search, prop=prop_key, value=prop_value, page=page, pages=-(-total // PAGE),
                   keys=keys)
-
-
-def ancestors(project_id: int, group_type: str, key: str) -> list[dict[str, str]]:
-    """The chain of parents, nearest first (stops at a cycle or MAX_DEPTH)."""
-    chain: list[dict[str, str]] = []
-    seen = {(group_type, key)}
-    current = (group_type, key)
-    while len(chain) < MAX_DEPTH:
-        parent = store().group_parent(project_id, *current)
-        if parent is None or parent in seen:
-            break
-        seen.add(parent)
-        chain.append({"group_type": parent[0], "group_key": parent[1]})
-        current = parent
-    return chain
-
-
-def children_tree(project_id: int, group: dict[str, Any], depth: int = TREE_DEPTH,
-                  seen: set | None = None) -> list[dict[str, Any]]:
-    seen = seen if seen is not None else {(group["group_type"], group["group_key"])}
-    out = []
-    for child in group["children"][:TREE_WIDTH]:
-        ref = (child["group_type"], child["group_key"])
-        if ref in seen:
-            continue
-        seen.add(ref)
-        node = {**child, "children": [], "more": 0}
-        if depth > 1:
-            try:
-                sub = store().get_group(project_id, *ref, events=0, members=0)
-            except NotFound:
-                sub = None
-            if sub is not None:
-                node["children"] = children_tree(project_id, sub, depth - 1, seen)
-                node["more"] = max(0, len(sub["children"]) - TREE_WIDTH)
-        out.append(node)
-    return out
-
-
-def flags_for(project_id: int, **context: Any) -> list[dict[str, Any]]:
-    """Every live flag's answer for a context, as decide gives it."""
-    results = service().evaluate(project_id, make_context(**context))
-    return [{"key": k, "enabled": r.enabled, "variant": r.variant, "reason": r.reason}
-            for k, r in sorted(results.items())]
 
 
 @bp.get("/groups/<group_type>/<path:group_key>")

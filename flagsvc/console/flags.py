@@ -8,22 +8,10 @@ from typing import Any
 
 from flask import abort, request
 
-from ..engine import ALIASES, OPERATORS
-from ..schemas import PERSON
 from ..store import NotFound
 from . import bp
+from .data import editor_context, rollout_summary
 from .views import project, render, require, store
-
-
-def rollout_summary(flag: dict[str, Any]) -> str:
-    conditions = flag.get("conditions")
-    if conditions is None:
-        return "100 %"
-    if not conditions:
-        return "no condition"
-    values = [100 if c.get("rollout_percentage") is None else c["rollout_percentage"]
-              for c in conditions]
-    return ", ".join(f"{v} %" for v in values)
 
 
 def _matches(flag: dict[str, Any], q: str, state: str) -> bool:
@@ -46,22 +34,6 @@ def flags_list() -> str:
             for f in store().list_flags(p["id"], include_deleted=state == "deleted")
             if _matches(f, q, state)]
     return render("flags.html", rows=rows, q=q, state=state)
-
-
-def editor_context(project_id: int) -> dict[str, Any]:
-    """What the editor's pickers offer: group types, property keys seen per type and for
-    persons, the hierarchy of types, operators, and the other flags (dependencies)."""
-    s = store()
-    types = [t["name"] for t in s.group_types(project_id)]
-    return {
-        "group_types": types,
-        "group_keys": {t: s.group_property_keys(project_id, t) for t in types},
-        "person_keys": s.person_property_keys(project_id),
-        "hierarchy": s.type_links(project_id),
-        "operators": sorted(OPERATORS) + sorted(a for a in ALIASES if a not in OPERATORS),
-        "flags": [f["key"] for f in s.list_flags(project_id)],
-        "person": PERSON,
-    }
 
 
 @bp.get("/flags/new")

@@ -4,8 +4,6 @@ and users (admins)."""
 
 from __future__ import annotations
 
-import difflib
-import json
 import time
 from typing import Any
 
@@ -15,39 +13,8 @@ from werkzeug.wrappers import Response
 from .. import accounts
 from ..store import ROLES, Conflict, NotFound
 from . import bp
+from .data import diff
 from .views import back_to, check_csrf, project, render, require, session, store
-
-BOOKKEEPING = {"id", "version", "created_at", "updated_at", "deleted_at"}
-
-
-def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The fields an audited change changed: name, before and after as JSON text, and the
-    lines of their JSON that changed ("del" / "add", with "same" lines around them)."""
-    before, after = before or {}, after or {}
-    out = []
-    for name in sorted((set(before) | set(after)) - BOOKKEEPING):
-        old, new = before.get(name), after.get(name)
-        if old == new:
-            continue
-        old_text = None if name not in before else json.dumps(old, indent=1, sort_keys=True)
-        new_text = None if name not in after else json.dumps(new, indent=1, sort_keys=True)
-        out.append({"field": name, "before": old_text, "after": new_text,
-                    "lines": _lines(old_text, new_text)})
-    return out
-
-
-def _lines(old: str | None, new: str | None) -> list[tuple[str, str]]:
-    marks = {"-": "del", "+": "add", " ": "same"}
-    lines = []
-    for line in difflib.unified_diff((old or "").splitlines(), (new or "").splitlines(),
-                                     lineterm="", n=2):
-        if line.startswith(("---", "+++")):
-            continue
-        if line.startswith("@@"):
-            lines.append(("gap", "…"))
-            continue
-        lines.append((marks[line[0]], line[1:]))
-    return lines[1:] if lines and lines[0][0] == "gap" else lines
 
 
 @bp.get("/audit")

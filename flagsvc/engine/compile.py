@@ -139,6 +139,7 @@ class CompiledFlag:
     # fastpath.build_fast(): the specialised evaluator and the property keys it reads
     fast: Any = None
     fast_keys: frozenset[str] = frozenset()
+    fast_value: Any = None  # the same, returning only the value (FlagClient.get_flag)
 
 
 def _rollout(value: Any, where: str, errors: list[str]) -> int:
@@ -381,4 +382,6 @@ def _specialise(flag: CompiledFlag) -> CompiledFlag:
 
     built = build_fast(flag)
     flag.fast, flag.fast_keys = built if built is not None else (None, frozenset())
+    if built is None:
+        flag.fast_value = None
     return flag

@@ -18,6 +18,7 @@ other shape return None and take the general path.
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ from .context import FlagResult
 from .hashing import VARIANT_SEED, _hash, hash_input
 
 FastPath = Callable[[str, Mapping[str, Any], float, Any], FlagResult]
+FastValue = Callable[[str, Mapping[str, Any], float], "bool | str"]
 
 MAX_FILTERS = 32  # per condition; more than that is not a common shape
 _SYMBOLS = {operator.gt: ">", operator.ge: ">=", operator.lt: "<", operator.le: "<="}
@@ -49,7 +51,9 @@ class _Source:
 
 def _filter_test(src: _Source, f: Any) -> str:
     """An expression that is the filter's result for `props` (mirrors compile._make_check)."""
-    key = src.bind("k", f.key)
+    # interned, like the property names of cached property sets (propcache.py): a lookup
+    # then matches by identity
+    key = src.bind("k", sys.intern(f.key) if f.key.__class__ is str else f.key)
     if f.operator in ("is_set", "is_not_set"):
         want = (f.operator == "is_set") != f.negate
         return f"(props.get({key}) is not None) is {want}"
@@ -58,7 +62,7 @@ def _filter_test(src: _Source, f: Any) -> str:
         return f"((v := props.get({key})) is not None and not {matcher}(v, now))"
     texts = getattr(f.matcher, "fast_texts", None)
     if texts is not None:
-        t = src.bind("t", texts)
+        t = src.bind("t", frozenset(sys.intern(x) if x.__class__ is str else x for x in texts))
         if getattr(f.matcher, "fast_texts_complete", False):
             return (f"((v := props.get({key})) is not None and "
                     f"((v in {t}) if v.__class__ is str else {matcher}(v, now)))")
@@ -91,13 +95,23 @@ def build_fast(flag: CompiledFlag) -> tuple[FastPath, frozenset[str]] | None:
                 return None
             keys.add(f.key)
 
+    fast = _generate(flag, bucket_by, value_only=False)
+    flag.fast_value = _generate(flag, bucket_by, value_only=True)
+    return fast, frozenset(keys)
+
+
+def _generate(flag: CompiledFlag, bucket_by: str, value_only: bool) -> Any:
+    """The generated evaluator: `(ident, props, now, inferred) -> FlagResult`, or with
+    `value_only` `(ident, props, now) -> False | True | variant` (FlagClient.get_flag:
+    the same decisions without building a result)."""
     src = _Source()
     names = src.names
     names.update(_hash=_hash, _seed=VARIANT_SEED, _new=tuple.__new__, _FR=FlagResult,
                  _hash_input=hash_input, _prefix=flag.namespace + ":", _ns=flag.namespace,
                  _payloads=flag.payloads, _key=flag.key, _fid=flag.id, _version=flag.version,
                  _bucket_by=bucket_by)
-    src.emit(0, "def fast(ident, props, now, inferred):")
+    src.emit(0, "def fast(ident, props, now):" if value_only
+             else "def fast(ident, props, now, inferred):")
     src.emit(1, "reason = 'no_condition_match'")
     src.emit(1, "data = None")
     for index, cond in enumerate(flag.conditions):
@@ -129,11 +143,17 @@ def build_fast(flag: CompiledFlag) -> tuple[FastPath, frozenset[str]] | None:
             src.emit(depth + 1, "variant = None")
         else:
             src.emit(depth, "variant = None")
-        src.emit(depth, "return _new(_FR, (_key, True, 'condition_match', variant, "
-                        f"{src.bind('i', index)}, _payloads.get('true' if variant is None "
-                        "else variant), _fid, _version, _bucket_by, ident, inferred, None))")
-    src.emit(1, "return _new(_FR, (_key, False, reason, None, None, None, _fid, _version, "
-                "_bucket_by, ident, inferred, None))")
+        if value_only:
+            src.emit(depth, "return True if variant is None else variant")
+        else:
+            src.emit(depth, "return _new(_FR, (_key, True, 'condition_match', variant, "
+                            f"{src.bind('i', index)}, _payloads.get('true' if variant is None "
+                            "else variant), _fid, _version, _bucket_by, ident, inferred, None))")
+    if value_only:
+        src.emit(1, "return False")
+    else:
+        src.emit(1, "return _new(_FR, (_key, False, reason, None, None, None, _fid, _version, "
+                    "_bucket_by, ident, inferred, None))")
     code = compile("\n".join(src.lines), f"<flag {flag.key!r} fast path>", "exec")
     exec(code, names)  # noqa: S102 - generated from names only, see the module docstring
-    return names["fast"], frozenset(keys)
+    return names["fast"]

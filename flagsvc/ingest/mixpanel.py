@@ -8,7 +8,9 @@ Shared checks, times and ids are formats.py's. Mixpanel-specific decisions:
   or milliseconds. Mixpanel has no client send-time field, so no clock-skew correction.
   `$insert_id` is the message id (the stock clients set one; missing → derived from content).
   `token`, `distinct_id`, `time`, `$insert_id` are structure, not stored as properties.
-  `$create_alias` (`properties.alias`) is an alias of that id into `distinct_id`.
+  `$create_alias` (`properties.alias`) is an alias of that id into `distinct_id`; `$merge`
+  (`properties.$distinct_ids` [a, b], the Python client's `merge`, sent to /import) merges b
+  into a, as an alias.
 - Groups of an event: `$groups` (`{group key: id}`) and every property named like a group
   key of the project: a group type of the project, or a key of the project setting
   `mixpanel_group_keys` (`{"company_id": "organization"}`). A list value takes its first id.
@@ -125,6 +127,15 @@ def track_call(ev: Any, opts: Options, group_keys: Mapping[str, str]) -> Call:
     mid = message_id_of(props.get("$insert_id"), f"mixpanel:{event}", ev, opts)
     call = Call(kind="track", message_id=mid, timestamp=ts, distinct_id=distinct,
                 exact_id=t is None and ident(props.get("$insert_id"), "$insert_id") is not None)
+    if event == "$merge":  # the Python client's merge(): two ids, the second merged in
+        ids = props.get("$distinct_ids")
+        if not isinstance(ids, list) or len(ids) != 2:
+            raise EventError("$merge needs properties.$distinct_ids, a list of two ids")
+        call.kind, call.distinct_id = "alias", ident(ids[0], "$distinct_ids[0]")
+        call.previous_id = ident(ids[1], "$distinct_ids[1]")
+        if call.distinct_id is None or call.previous_id is None:
+            raise EventError("$merge needs properties.$distinct_ids, a list of two ids")
+        return call
     if distinct is None:
         raise EventError("properties.distinct_id is required")
     if event == "$create_alias":
