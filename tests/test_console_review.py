@@ -275,3 +275,16 @@ def test_serve_trusts_the_proxies_of_forwarded_allow_ips(tmp_path):
         finally:
             srv.stop()
     assert secure == {"10.0.0.1": False, "127.0.0.0/8": True}
+
+
+# ---------------------------------------------------------------- review item 11
+
+
+@pytest.mark.parametrize("bad", ["/ui/\r\nSet-Cookie: x=1", "/ui/flags\n", "/ui/\x00", "/ui/\x7f"])
+def test_control_characters_in_next_go_to_the_console_home(world, bad):
+    client = world["app"].test_client()
+    r = client.post("/ui/signin", data={"email": "root@example.com", "password": PASSWORD,
+                                        "next": bad})
+    assert r.status_code == 303 and r.headers["Location"] == "/ui/"
+    page = client.get("/ui/signin?next=" + bad.replace("\r", "%0D").replace("\n", "%0A"))
+    assert page.status_code == 200

@@ -60,7 +60,8 @@ def _safe_next(target: str | None) -> str:
     """Only a path of this console (never another site) is followed after sign-in."""
     target = (target or "").rstrip("?")
     parsed = urlparse(target)
-    if parsed.scheme or parsed.netloc or not target.startswith("/ui/") or "\\" in target:
+    if parsed.scheme or parsed.netloc or not target.startswith("/ui/") or "\\" in target or (
+            any(ord(c) < 32 or ord(c) == 127 for c in target)):  # CR/LF: a header injection
         return "/ui/"
     return target
 
