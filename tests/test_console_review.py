@@ -288,3 +288,23 @@ def test_control_characters_in_next_go_to_the_console_home(world, bad):
     assert r.status_code == 303 and r.headers["Location"] == "/ui/"
     page = client.get("/ui/signin?next=" + bad.replace("\r", "%0D").replace("\n", "%0A"))
     assert page.status_code == 200
+
+
+# ---------------------------------------------------------------- review item 12
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"Origin": "https://evil.example.com"}, 403),
+    ({"Origin": "null"}, 403),
+    ({"Sec-Fetch-Site": "cross-site"}, 403),
+    ({"Sec-Fetch-Site": "same-site", "Origin": "http://sub.localhost"}, 403),
+    ({"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}, 303),
+    ({"Origin": "http://localhost"}, 303),
+    ({}, 303),  # no browser: curl, a script
+])
+def test_sign_in_from_another_site_is_refused(world, headers, status):
+    client = world["app"].test_client()
+    r = client.post("/ui/signin", headers=headers,
+                    data={"email": "root@example.com", "password": PASSWORD})
+    assert r.status_code == status
+    assert ("flagsvc_session" in r.headers.get("Set-Cookie", "")) == (status == 303)

@@ -66,6 +66,17 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def _same_origin() -> bool:
+    """A sign-in posted from this site (login CSRF: another site must not sign the browser
+    in as its own user). Browsers say where a form came from (Sec-Fetch-Site, Origin);
+    a request without either (curl, a script) is no cross-site form."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    return origin is None or urlparse(origin).netloc == request.host
+
+
 def _set_cookie(response: Response, value: str, max_age: float | None) -> None:
     response.set_cookie(SESSION_COOKIE, value, max_age=int(max_age) if max_age else None,
                         path="/", httponly=True, samesite="Lax", secure=request.is_secure)
@@ -77,6 +88,9 @@ def signin() -> Response | str | tuple[str, int]:
     if request.method == "GET":
         return render_template("signin.html", next=_safe_next(request.args.get("next")),
                                no_users=no_users, error=None, email="")
+    if not _same_origin():
+        return render_template("signin.html", next="/ui/", no_users=no_users, email="",
+                               error="this sign-in did not come from this site's page"), 403
     email = request.form.get("email", "")
     throttle = current_app.extensions.setdefault("flagsvc_signin_throttle",
                                                  accounts.AddressThrottle())
