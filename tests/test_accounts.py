@@ -11,6 +11,7 @@ import pytest
 from flagsvc import accounts
 from flagsvc.cli import main
 from flagsvc.store import Conflict
+from flagsvc.store.projects import fingerprint
 
 
 def test_passwords_are_argon2id_hashes_and_verify(store):
@@ -104,5 +105,7 @@ def test_api_writes_record_the_secret_key_prefix_as_actor(client, store):
     r = client.post("/api/flags", headers=headers, json={"key": "f", "conditions": [{}]})
     assert r.status_code == 201, r.get_json()
     entries = client.get("/api/audit", headers=headers).get_json()["entries"]
-    assert entries[0]["actor"] == f"secret key {project['secret_key'][:8]}"
+    actor = entries[0]["actor"]  # a fingerprint: nothing of the key itself (review item 17)
+    assert actor == f"secret key {fingerprint(project['secret_key'])}"
+    assert project["secret_key"][:8] not in actor
     assert project["secret_key"] not in str(entries)

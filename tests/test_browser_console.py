@@ -26,6 +26,7 @@ from segment.analytics import Client
 from stress.harness import API_TOKEN, Server, admin, flagsvc_bin
 
 from flagsvc.engine import bucket
+from flagsvc.store.projects import fingerprint
 from tests.capabilities import CHROMIUM_ARGS, chromium
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -351,7 +352,7 @@ def test_admin_rotates_the_api_token_and_manages_users(browser, console):
                            timeout=10).json()["entries"]
     rotated = next(e for e in entries if e["action"] == "api_token_rotated")
     assert rotated["actor"] == "user admin@example.com"
-    assert rotated["project"]["after"]["prefix"] == new[:8]
+    assert rotated["project"]["after"]["fingerprint"] == fingerprint(new)
     close(page)
 
 

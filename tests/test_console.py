@@ -14,6 +14,7 @@ from flagsvc import accounts
 from flagsvc.app import create_app
 from flagsvc.console.data import diff
 from flagsvc.ingest.model import Call
+from flagsvc.store.projects import fingerprint
 
 PASSWORD = "correct horse battery"
 
@@ -237,7 +238,7 @@ def test_settings_changes_and_rotations_are_audited_without_secrets(world):
                                   "after": {"name": "renamed", "client_properties": "fill"}}
     assert updated["before"] is None and updated["flag_key"] is None
     assert rotated["action"] == "secret_key_rotated"
-    assert rotated["project"]["after"]["prefix"] == secret[:8]
+    assert rotated["project"]["after"]["fingerprint"] == fingerprint(secret)
     page = client.get("/ui/audit").get_data(as_text=True)
     assert secret not in page and secret not in str(entries)
     assert "settings updated" in page and "+ &#34;renamed&#34;" in page

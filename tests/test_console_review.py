@@ -308,3 +308,29 @@ def test_sign_in_from_another_site_is_refused(world, headers, status):
                     data={"email": "root@example.com", "password": PASSWORD})
     assert r.status_code == status
     assert ("flagsvc_session" in r.headers.get("Set-Cookie", "")) == (status == 303)
+
+
+# ---------------------------------------------------------------- review item 17
+
+
+def test_the_audit_never_shows_part_of_a_secret(world):
+    from flagsvc.store.projects import fingerprint
+
+    store, p1 = world["store"], world["p1"]
+    secret = store.rotate_token(p1["id"], "secret")
+    app = world["app"].test_client()
+    r = app.post("/api/flags", headers={"Authorization": f"Bearer {secret}"},
+                 json={"key": "k", "conditions": [{}]})
+    assert r.status_code == 201
+    r = app.post("/api/project/tokens", headers={"Authorization": f"Bearer {secret}"},
+                 json={"kind": "secret"})
+    newer = r.get_json()["token"]
+    viewer, _ = sign_in(world["app"], "p1viewer@example.com")
+    entries = viewer.get("/api/audit").get_json()["entries"]
+    page = viewer.get("/ui/audit").get_data(as_text=True)
+    assert entries[1]["actor"] == f"secret key {fingerprint(secret)}"
+    assert entries[0]["project"]["after"]["fingerprint"] == fingerprint(newer)
+    for key in (secret, newer):
+        random_part = key[4:12]  # after the fsk_ kind prefix
+        assert random_part[:4] not in str(entries) and random_part[:4] not in page
+    assert fingerprint(secret) in page

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response, current_app, g, request
 
 from ..errors import Unauthorized
+from ..store.projects import fingerprint
 from ..service import FlagService
 
 
@@ -118,7 +119,7 @@ def session_project(session: dict[str, Any]) -> dict[str, Any] | None:
 
 def actor() -> str | None:
     """Who this request's changes are by, for the audit log: "user <email>" (console) or
-    "secret key <prefix>" (admin API)."""
+    "secret key <fingerprint>" (admin API: 12 hex digits of the key's SHA-256)."""
     return g.get("flagsvc_actor")
 
 
@@ -170,5 +171,5 @@ def admin_project(need: str = "admin") -> dict[str, Any]:
         if service().project_for_token(token, "api") is not None:
             raise Forbidden("that is the public api token; admin routes need the secret key")
         raise Unauthorized("unknown or revoked secret key")
-    g.flagsvc_actor = f"secret key {token[:8]}"
+    g.flagsvc_actor = f"secret key {fingerprint(token)}"
     return project

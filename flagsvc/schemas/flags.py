@@ -191,11 +191,12 @@ class AuditEntrySchema(Schema):
     after = fields.Nested(FlagSchema, allow_none=True)
     project = fields.Dict(allow_none=True, metadata={"description": (
         "a project change: {before, after} of the settings it changed, or after: the new "
-        "token's prefix (never the token) for a rotation; null for flag changes")})
+        "token's fingerprint (the first 12 hex digits of its SHA-256, never the token) for "
+        "a rotation; null for flag changes")})
     created_at = Timestamp()
     actor = fields.String(allow_none=True, metadata={"description": (
-        "who made the change: \"user <email>\" (web console), \"secret key <prefix>\" "
-        "(admin API), \"cli\"; null for changes made before flagsvc recorded it")})
+        "who made the change: \"user <email>\" (web console), \"secret key <fingerprint>\" "
+        "(admin API: the first 12 hex digits of the key's SHA-256), \"cli\"; null for changes made before flagsvc recorded it")})
 
 
     @pre_dump

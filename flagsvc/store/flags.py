@@ -55,7 +55,7 @@ class FlagsMixin:
     def _audit(self, conn: sqlite3.Connection, project_id: int, action: str,
                before: dict | None, after: dict | None, actor: str | None) -> None:
         """The audit entry of a flag change, in the change's transaction. `actor` says who:
-        "user <email>" (console), "secret key <prefix>" (admin API), "cli"."""
+        "user <email>" (console), "secret key <fingerprint>" (admin API), "cli"."""
         ref = after or before or {}
         conn.execute(
             "INSERT INTO audit_log (project_id, flag_id, flag_key, action, version, before, after, "
