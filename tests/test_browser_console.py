@@ -4,8 +4,8 @@ group-property condition through the form while the blast radius follows the rol
 the stock `posthog` client gets the new answer; two sessions edit one flag and the second
 sees the conflict; a viewer can change nothing (hidden in the page, refused by the server);
 a forged cross-site form post is refused; markup ingested with the stock Segment client is
-shown as text. Screenshots of the main pages go to docs/screenshots/ (README; renewed with
-FLAGSVC_SCREENSHOTS=1)."""
+shown as text. Screenshots of the main pages go to docs/screenshots/ (README) only with
+FLAGSVC_UPDATE_SCREENSHOTS=1, else to a temporary folder."""
 
 from __future__ import annotations
 
@@ -103,13 +103,32 @@ def close(page):
     page.context.close()
 
 
+def updating_screenshots() -> bool:
+    """FLAGSVC_UPDATE_SCREENSHOTS=1 (or the older FLAGSVC_SCREENSHOTS=1) renews the README's
+    committed images; any other run writes its screenshots to a temporary folder, so the
+    checkout stays clean (a missing image is tests/test_readme.py's failure, not made here)."""
+    return any(os.environ.get(v) == "1" for v in ("FLAGSVC_UPDATE_SCREENSHOTS",
+                                                    "FLAGSVC_SCREENSHOTS"))
+
+
+def shot_path(name: str) -> Path:
+    if updating_screenshots():
+        return SHOTS / f"{name}.png"
+    return Path(tempfile.gettempdir()) / "flagsvc-screenshots" / f"{name}.png"
+
+
+def test_an_ordinary_run_leaves_the_committed_screenshots_alone(monkeypatch):
+    for var in ("FLAGSVC_UPDATE_SCREENSHOTS", "FLAGSVC_SCREENSHOTS"):
+        monkeypatch.delenv(var, raising=False)
+    assert SHOTS not in shot_path("flags").parents
+    monkeypatch.setenv("FLAGSVC_UPDATE_SCREENSHOTS", "1")
+    assert shot_path("flags") == SHOTS / "flags.png"
+
+
 def shot(page, name):
-    """A full-page screenshot: into docs/screenshots/ (the README's) when it has none of
-    that name yet or FLAGSVC_SCREENSHOTS=1 asks to renew them, else beside the test's other
-    files — so an ordinary run leaves the committed images as they are."""
-    target = SHOTS / f"{name}.png"
-    if target.exists() and not os.environ.get("FLAGSVC_SCREENSHOTS"):
-        target = Path(tempfile.gettempdir()) / "flagsvc-screenshots" / f"{name}.png"
+    """A full-page screenshot: into docs/screenshots/ only when renewing them, else into
+    the temporary folder (still checked: a page, not a blank image)."""
+    target = shot_path(name)
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000  # a page, not a blank image

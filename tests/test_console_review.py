@@ -334,3 +334,31 @@ def test_the_audit_never_shows_part_of_a_secret(world):
         random_part = key[4:12]  # after the fsk_ kind prefix
         assert random_part[:4] not in str(entries) and random_part[:4] not in page
     assert fingerprint(secret) in page
+
+
+# ---------------------------------------------------------------- review item 18
+
+
+def test_the_switcher_never_stores_a_project_the_user_may_not_open(world):
+    """The check in the switcher itself (not only session_project's fallback on reading)."""
+    store = world["store"]
+    client, _ = sign_in(world["app"], "p1viewer@example.com")
+    client.post("/ui/project", data={"csrf_token": csrf_of(client),
+                                     "project_id": str(world["p2"]["id"])})
+    user = store.user_by_email("p1viewer@example.com")
+    (stored,) = store.conn().execute("SELECT project_id FROM sessions WHERE user_id = ?",
+                                     (user["id"],)).fetchone()
+    assert stored == world["p1"]["id"]
+
+
+def test_a_disabled_users_session_is_refused_even_if_it_was_not_deleted(world):
+    """session_by_token checks the user (update_user also deletes the sessions: this is the
+    check for a user disabled any other way, e.g. by another process mid-request)."""
+    store = world["store"]
+    client, _ = sign_in(world["app"], "wide@example.com")
+    assert client.get("/api/flags").status_code == 200
+    with store.conn() as conn:
+        conn.execute("UPDATE users SET disabled_at = 1 WHERE email = 'wide@example.com'")
+    assert store.conn().execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
+    assert client.get("/api/flags").status_code == 401
+    assert client.get("/ui/").status_code == 303

@@ -8,8 +8,8 @@ from typing import Any
 from flask import Response, current_app, g, request
 
 from ..errors import Unauthorized
-from ..store.projects import fingerprint
 from ..service import FlagService
+from ..store.projects import fingerprint
 
 
 def service() -> FlagService:

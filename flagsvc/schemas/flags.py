@@ -196,7 +196,8 @@ class AuditEntrySchema(Schema):
     created_at = Timestamp()
     actor = fields.String(allow_none=True, metadata={"description": (
         "who made the change: \"user <email>\" (web console), \"secret key <fingerprint>\" "
-        "(admin API: the first 12 hex digits of the key's SHA-256), \"cli\"; null for changes made before flagsvc recorded it")})
+        "(admin API: the first 12 hex digits of the key's SHA-256), \"cli\"; null for "
+        "changes made before flagsvc recorded it")})
 
 
     @pre_dump
