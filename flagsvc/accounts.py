@@ -58,25 +58,27 @@ def token_digest(token: str) -> str:
 
 
 def create_user(store: Store, email: str, role: str, password: str | None = None,
-                projects: list[int] | None = None) -> tuple[dict[str, Any], str | None]:
+                projects: list[int] | None = None,
+                actor: str | None = None) -> tuple[dict[str, Any], str | None]:
     """A new user; without `password`, a one-time one (returned) that must be changed at
-    the first sign-in."""
+    the first sign-in. Audited when an `actor` made it."""
     email = email.strip()
     if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
         raise ValueError(f"{email!r} is not an email address")
     temporary = one_time_password() if password is None else None
     user = store.create_user(email, hash_password(password or temporary or ""), role, projects,
-                             must_change_password=temporary is not None)
+                             must_change_password=temporary is not None, actor=actor)
     return user, temporary
 
 
 def reset_password(store: Store, user_id: int, password: str | None = None,
-                   keep_session: int | None = None) -> str | None:
+                   keep_session: int | None = None, actor: str | None = None) -> str | None:
     """A new password for a user (a one-time one, returned, when None): clears a lockout
     and ends the user's other sessions."""
     temporary = one_time_password() if password is None else None
     store.set_password(user_id, hash_password(password or temporary or ""),
-                       must_change=temporary is not None, keep_session=keep_session)
+                       must_change=temporary is not None, keep_session=keep_session,
+                       actor=actor)
     return temporary
 
 

@@ -35,7 +35,7 @@ def _user(store: Store, email: str) -> dict[str, Any]:
 def cmd_user_create(store: Store, args: argparse.Namespace) -> int:
     try:
         user, temporary = accounts.create_user(store, args.email, args.role, _password(args),
-                                               projects=args.project or None)
+                                               projects=args.project or None, actor="cli")
     except Conflict as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -62,9 +62,9 @@ def cmd_user_list(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_user_reset(store: Store, args: argparse.Namespace) -> int:
     user = _user(store, args.email)
-    temporary = accounts.reset_password(store, user["id"], _password(args))
+    temporary = accounts.reset_password(store, user["id"], _password(args), actor="cli")
     if args.role:
-        store.update_user(user["id"], role=args.role)
+        store.update_user(user["id"], role=args.role, actor="cli")
     print(f"password of {user['email']} reset; their sessions are ended, a lockout cleared")
     if temporary:
         print(f"one-time password: {temporary}\n(shown only now; it must be changed at the "
@@ -74,7 +74,7 @@ def cmd_user_reset(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_user_disable(store: Store, args: argparse.Namespace) -> int:
     user = _user(store, args.email)
-    store.update_user(user["id"], disabled=args.what == "disable")
+    store.update_user(user["id"], disabled=args.what == "disable", actor="cli")
     print(f"{user['email']} {args.what}d")
     return 0
 

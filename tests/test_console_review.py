@@ -362,3 +362,58 @@ def test_a_disabled_users_session_is_refused_even_if_it_was_not_deleted(world):
     assert store.conn().execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
     assert client.get("/api/flags").status_code == 401
     assert client.get("/ui/").status_code == 303
+
+
+# ---------------------------------------------------------------- review item 3
+
+
+def test_group_type_and_user_changes_are_audited_with_their_actor(world):
+    store, p1, p2 = world["store"], world["p1"], world["p2"]
+    admin, _ = sign_in(world["app"], "root@example.com")
+    token = csrf_of(admin)
+    headers = {"X-CSRF-Token": token}
+    assert admin.post("/api/group_types", headers=headers, json={"name": "org"}).status_code == 201
+    assert admin.patch("/api/group_types/org", headers=headers,
+                       json={"name": "account"}).status_code == 200
+    assert admin.delete("/api/group_types/account", headers=headers).status_code == 200
+    admin.post("/ui/users", data={"csrf_token": token, "email": "n@example.com",
+                                  "role": "viewer", "project": [str(p1["id"])]})
+    new = store.user_by_email("n@example.com")
+    for data in ({"action": "role", "role": "editor"}, {"action": "disable"},
+                 {"action": "projects", "project": [str(p2["id"])]}, {"action": "reset"}):
+        admin.post(f"/ui/users/{new['id']}", data={"csrf_token": token, **data})
+    me = "user root@example.com"
+    p1_log = [(e["action"], e["actor"], e["project"]) for e in
+              admin.get("/api/audit?limit=100").get_json()["entries"]][::-1]
+    assert p1_log == [
+        ("group_type_created", me, {"before": None, "after": {"name": "org"}}),
+        ("group_type_renamed", me, {"before": {"name": "org"}, "after": {"name": "account"}}),
+        ("group_type_deleted", me, {"before": {"name": "account", "groups": 0},
+                                    "after": None}),
+        ("user_created", me, {"before": None, "after": {
+            "email": "n@example.com", "role": "viewer", "projects": [p1["id"]]}}),
+        ("user_updated", me, {"before": {"email": "n@example.com", "role": "viewer"},
+                              "after": {"email": "n@example.com", "role": "editor"}}),
+        ("user_updated", me, {"before": {"email": "n@example.com", "disabled": False},
+                              "after": {"email": "n@example.com", "disabled": True}}),
+        ("user_updated", me, {"before": {"email": "n@example.com", "projects": [p1["id"]]},
+                              "after": {"email": "n@example.com", "projects": [p2["id"]]}}),
+    ]  # the reset is p2's: the user no longer opens p1
+    p2_actions = [e["action"] for e in store.audit_log(p2["id"])]
+    assert p2_actions[:2] == ["user_password_reset", "user_updated"]
+    page = admin.get("/ui/audit").get_data(as_text=True)
+    assert "user updated" in page and "group type renamed" in page
+    assert "n@example.com" in page and "$argon2" not in page
+
+
+def test_cli_user_changes_are_audited_as_cli(world, db_path, monkeypatch, capsys):
+    from flagsvc.cli import main
+
+    monkeypatch.setenv("FLAGSVC_DATABASE", db_path)
+    assert main(["user", "create", "c@example.com", "--role", "viewer"]) == 0
+    assert main(["user", "reset", "c@example.com", "--role", "editor"]) == 0
+    assert main(["user", "disable", "c@example.com"]) == 0
+    entries = world["store"].audit_log(world["p1"]["id"])
+    assert [(e["action"], e["actor"]) for e in entries[:4]] == [
+        ("user_updated", "cli"), ("user_updated", "cli"), ("user_password_reset", "cli"),
+        ("user_created", "cli")]

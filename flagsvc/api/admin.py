@@ -84,7 +84,7 @@ def ensure_group_types(project_id: int, defn: Mapping[str, Any], create: bool) -
                         "one to add it, or choose an existing type")
     for name, where in missing.items():  # all of them may be created now
         try:
-            store.create_group_type(project_id, name)
+            store.create_group_type(project_id, name, actor=actor())
         except (LimitExceeded, ValueError) as e:
             raise ValidationFailed(str(e), errors={where: [str(e)]}) from None
 

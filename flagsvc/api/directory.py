@@ -37,7 +37,7 @@ def create_group_type() -> Response:
     if name in existing:
         return json_response(s.GroupTypeSchema().dump(existing[name]))
     try:
-        store.create_group_type(project["id"], name)
+        store.create_group_type(project["id"], name, actor=actor())
     except (LimitExceeded, ValueError) as e:
         raise ValidationFailed(str(e), errors={"name": [str(e)]}) from None
     created = next(t for t in store.group_types(project["id"]) if t["name"] == name)
@@ -52,7 +52,8 @@ def rename_group_type(group_type: str) -> Response:
         raise NotFoundError(f"group type {group_type!r} does not exist")
     new_name = load(s.GroupTypeInputSchema(), body())["name"]
     try:
-        renamed = service().store.rename_group_type(project["id"], group_type, new_name)
+        renamed = service().store.rename_group_type(project["id"], group_type, new_name,
+                                                    actor=actor())
     except NotFound as e:
         raise NotFoundError(str(e)) from None
     except Conflict as e:
@@ -68,7 +69,7 @@ def delete_group_type(group_type: str) -> Response:
     """Delete an unused group type and its groups (its slot is free again)."""
     project = admin_project()
     try:
-        deleted = service().store.delete_group_type(project["id"], group_type)
+        deleted = service().store.delete_group_type(project["id"], group_type, actor=actor())
     except NotFound as e:
         raise NotFoundError(str(e)) from None
     except Conflict as e:
@@ -174,7 +175,8 @@ def update_project() -> Response:
         names = {t["name"] for t in store.group_types(project["id"])}
         if changes["default_group_type"] not in names:
             try:
-                store.create_group_type(project["id"], changes["default_group_type"])
+                store.create_group_type(project["id"], changes["default_group_type"],
+                                        actor=actor())
             except (LimitExceeded, ValueError) as e:
                 raise ValidationFailed(str(e), errors={"default_group_type": [str(e)]}) from None
     if "private_properties" in changes:

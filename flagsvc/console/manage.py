@@ -46,6 +46,11 @@ def settings() -> str:
                   signing_keys=store().signing_keys(p["id"]))
 
 
+def _actor() -> str:
+    """Who a users-page change is by, as the admin API names console users."""
+    return f"user {session()['user']['email']}"
+
+
 def _mine() -> set[int] | None:
     """The projects whose users the signed-in admin manages: None for an admin of every
     project, who manages every user."""
@@ -102,7 +107,8 @@ def user_create() -> Response | str:
         if role not in ROLES:
             raise ValueError("choose a role")
         user, temporary = accounts.create_user(store(), email, role,
-                                               projects=_chosen_projects(_mine(), True))
+                                               projects=_chosen_projects(_mine(), True),
+                                               actor=_actor())
         created = {"email": user["email"], "password": temporary}
     except (ValueError, Conflict) as e:
         error = str(e)
@@ -124,14 +130,14 @@ def user_change(user_id: int) -> Response | str:
         abort(409, "you cannot change your own role or disable yourself")
     created = None
     if action == "role" and request.form.get("role") in ROLES:
-        store().update_user(user_id, role=request.form["role"])
+        store().update_user(user_id, role=request.form["role"], actor=_actor())
     elif action in ("disable", "enable"):
-        store().update_user(user_id, disabled=action == "disable")
+        store().update_user(user_id, disabled=action == "disable", actor=_actor())
     elif action == "projects":
-        store().set_user_projects(user_id, _chosen_projects(mine))
+        store().set_user_projects(user_id, _chosen_projects(mine), actor=_actor())
     elif action == "reset":
         created = {"email": target["email"],
-                   "password": accounts.reset_password(store(), user_id)}
+                   "password": accounts.reset_password(store(), user_id, actor=_actor())}
     else:
         abort(400, "unknown action")
     if created:
