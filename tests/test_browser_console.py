@@ -162,7 +162,7 @@ def eventually(check, seconds=5.0):
 def test_editor_creates_a_group_flag_watching_the_blast_radius(browser, console):
     page = signed_in(browser, console, "editor@example.com")
     page.click("text=New flag")
-    page.wait_for_url(console.url + "/ui/flags/new")
+    page.wait_for_url(console.url + "/ui/new-flag")
     page.wait_for_selector("#flag-form[data-ready]")
     page.fill("#f-key", "new-billing")
     page.fill("#f-name", "New billing page")

@@ -417,3 +417,17 @@ def test_cli_user_changes_are_audited_as_cli(world, db_path, monkeypatch, capsys
     assert [(e["action"], e["actor"]) for e in entries[:4]] == [
         ("user_updated", "cli"), ("user_updated", "cli"), ("user_password_reset", "cli"),
         ("user_created", "cli")]
+
+
+# ---------------------------------------------------------------- review item 9
+
+
+def test_a_flag_keyed_new_opens_and_the_new_flag_form_lives_elsewhere(world):
+    world["store"].create_flag(world["p1"]["id"], {"key": "new", "name": "Called new",
+                                                   "conditions": [{}]})
+    client, _ = sign_in(world["app"], "wide@example.com")
+    page = client.get("/ui/flags/new").get_data(as_text=True)
+    assert "Called new" in page and "readonly" in page.split('id="f-key"')[1][:80]
+    form = client.get("/ui/new-flag")
+    assert form.status_code == 200 and "Called new" not in form.get_data(as_text=True)
+    assert 'href="/ui/new-flag"' in client.get("/ui/").get_data(as_text=True)
