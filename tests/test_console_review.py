@@ -431,3 +431,27 @@ def test_a_flag_keyed_new_opens_and_the_new_flag_form_lives_elsewhere(world):
     form = client.get("/ui/new-flag")
     assert form.status_code == 200 and "Called new" not in form.get_data(as_text=True)
     assert 'href="/ui/new-flag"' in client.get("/ui/").get_data(as_text=True)
+
+
+# ---------------------------------------------------------------- review item 10
+
+
+def test_group_search_by_property_matches_numbers_and_booleans(world):
+    from flagsvc.ingest.model import Call
+
+    store, p1 = world["store"], world["p1"]
+    store.create_group_type(p1["id"], "account")
+    for key, props in (("a-num", {"seats": 5, "vip": True}), ("a-text", {"seats": "5"}),
+                       ("a-other", {"seats": 6, "vip": False})):
+        store.ingest(p1["id"], [Call("group", "m-" + key, time.time(), group_type="account",
+                                     group_key=key, group_set=props)])
+    client, _ = sign_in(world["app"], "p1viewer@example.com")
+
+    def found(prop, value):
+        page = client.get(f"/ui/groups?type=account&prop={prop}&value={value}")
+        return sorted(re.findall(r">(a-[a-z]+)<", page.get_data(as_text=True)))
+
+    assert found("seats", "5") == ["a-num", "a-text"]
+    assert found("vip", "true") == ["a-num"]
+    assert found("vip", "false") == ["a-other"]
+    assert found("seats", "7") == []

@@ -78,22 +78,24 @@ def delete_group_type(group_type: str) -> Response:
     return json_response(s.GroupTypeDeletedSchema().dump(deleted))
 
 
+def json_scalar(raw: str) -> Any:
+    """A filter value as what it reads as in JSON (number, boolean, quoted string), else
+    the text itself."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return raw
+    ok = isinstance(parsed, (bool, int, float, str)) and not (
+        isinstance(parsed, float) and math.isnan(parsed)) and not (
+        isinstance(parsed, int) and not -2**63 <= parsed < 2**63)  # past SQLite: text
+    return parsed if ok else raw
+
+
 def _property_filters() -> dict[str, Any]:
     """`properties.<key>=<value>` query parameters. A value that reads as a JSON number or
     boolean matches that type; quote it ("5") to match the string."""
-    out: dict[str, Any] = {}
-    for name, raw in request.args.items():
-        if not name.startswith("properties.") or len(name) == len("properties."):
-            continue
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = raw
-        ok = isinstance(parsed, (bool, int, float, str)) and not (
-            isinstance(parsed, float) and math.isnan(parsed)) and not (
-            isinstance(parsed, int) and not -2**63 <= parsed < 2**63)  # past SQLite: text
-        out[name[len("properties."):]] = parsed if ok else raw
-    return out
+    return {name[len("properties."):]: json_scalar(raw) for name, raw in request.args.items()
+            if name.startswith("properties.") and len(name) > len("properties.")}
 
 
 @bp.get("/groups")

@@ -110,8 +110,8 @@ class GroupsMixin:
     def list_groups(self, project_id: int, group_type: str | None = None,
                     properties: dict[str, Any] | None = None, search: str | None = None,
                     limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """Groups (optionally of one type, with property equality filters, or whose key
-        contains `search`), and the total count."""
+        """Groups (optionally of one type, with property equality filters — a list: any of
+        its values —, or whose key contains `search`), and the total count."""
         where = ["project_id = ?"]
         args: list[Any] = [project_id]
         if group_type:
@@ -119,13 +119,15 @@ class GroupsMixin:
             args.append(group_type)
         for k, v in (properties or {}).items():
             path = json_key_path(k)
+            values = (v if isinstance(v, list) else [v]) or [None]
+            marks = ", ".join("?" * len(values))
             if path is None:
                 where.append("EXISTS (SELECT 1 FROM json_each(properties) "
-                             "WHERE key = ? AND value = ?)")
-                args += [k, v]
+                             f"WHERE key = ? AND value IN ({marks}))")
+                args += [k, *values]
             else:
-                where.append("json_extract(properties, ?) = ?")
-                args += [path, v]
+                where.append(f"json_extract(properties, ?) IN ({marks})")
+                args += [path, *values]
         if search:
             where.append("instr(group_key, ?) > 0")
             args.append(search)
