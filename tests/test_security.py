@@ -245,16 +245,22 @@ def test_secret_key_never_logged_nor_stored_in_clear_by_a_real_server(tmp_path):
         new_secret = json.loads(out.stdout)["secret_key"]
         assert requests.get(srv.url + "/api/project", headers=admin(new_secret),
                             timeout=10).status_code == 200
+        # While the server runs, its WAL holds the recent writes (a clean shutdown folds it
+        # into the database file and removes it): read both now, and the database after.
+        running = db_bytes(tmp_path)
+        assert {"flagsvc.db", "flagsvc.db-wal"} <= running.keys()
     logs = srv.logs()
     assert "/api/flags/definitions" in logs  # the access log was captured
     assert SECRET_KEY not in logs and new_secret not in logs
-    files = [p for p in tmp_path.glob("flagsvc.db*") if p.is_file()]  # not the writer's socket
-    # (the WAL is scanned when it is there: a clean shutdown may checkpoint and remove it,
-    # as the buffering worker's exits now often do)
-    assert "flagsvc.db" in {p.name for p in files}
-    for path in files:
-        data = path.read_bytes()
+    stopped = db_bytes(tmp_path)
+    assert "flagsvc.db" in stopped
+    for data in [*running.values(), *stopped.values()]:
         assert SECRET_KEY.encode() not in data and new_secret.encode() not in data
+
+
+def db_bytes(folder) -> dict[str, bytes]:
+    """The bytes of the database and its journal files (not the writer's socket)."""
+    return {p.name: p.read_bytes() for p in folder.glob("flagsvc.db*") if p.is_file()}
 
 
 def test_token_rotation_under_load_needs_no_downtime(tmp_path):
