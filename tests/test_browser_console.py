@@ -176,6 +176,9 @@ def test_editor_creates_a_group_flag_watching_the_blast_radius(browser, console)
     assert {"plan", "name"} <= set(options)
     page.fill("#c0p0-key", "plan")
     page.fill("#c0p0-value", "enterprise")
+    # each checkbox says which filter it is about (review item 16)
+    assert page.get_by_label("not: negate filter 1 of condition 1").count() == 1
+    assert page.get_by_label("ignore case in filter 1 of condition 1").count() == 1
     wait_blast(page, len(ENTERPRISE))  # rollout 100: every enterprise account
     page.fill("#c0-rollout", "30")
     expected = in_rollout("new-billing", 30)

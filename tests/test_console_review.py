@@ -455,3 +455,50 @@ def test_group_search_by_property_matches_numbers_and_booleans(world):
     assert found("vip", "true") == ["a-num"]
     assert found("vip", "false") == ["a-other"]
     assert found("seats", "7") == []
+
+
+# ---------------------------------------------------------------- review item 15
+
+
+def test_cli_changes_a_users_projects(world, db_path, monkeypatch, capsys):
+    from flagsvc.cli import main
+
+    store, p1, p2 = world["store"], world["p1"], world["p2"]
+    monkeypatch.setenv("FLAGSVC_DATABASE", db_path)
+    assert main(["user", "projects", "wide@example.com", "--project", str(p2["id"])]) == 0
+    user = store.user_by_email("wide@example.com")
+    assert user["all_projects"] is False and store.user_project_ids(user) == [p2["id"]]
+    assert main(["user", "projects", "wide@example.com", "--all"]) == 0
+    assert store.user_by_email("wide@example.com")["all_projects"] is True
+    assert main(["user", "projects", "wide@example.com", "--project", "999"]) == 1
+    assert store.user_by_email("wide@example.com")["all_projects"] is True
+    assert [e["actor"] for e in store.audit_log(p1["id"])][:2] == ["cli", "cli"]
+
+
+def test_every_page_links_to_changing_ones_own_password(world):
+    client, _ = sign_in(world["app"], "p1viewer@example.com")
+    assert 'href="/ui/password"' in client.get("/ui/").get_data(as_text=True)
+    page = client.get("/ui/password").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = client.post("/ui/password", data={"csrf_token": token, "current": PASSWORD,
+                                          "password": "another long one", "confirm":
+                                          "another long one"})
+    assert r.status_code == 303
+    assert accounts.verify(world["store"], "p1viewer@example.com", "another long one")
+
+
+# ---------------------------------------------------------------- review item 16
+
+
+def test_the_switcher_waits_for_its_button_and_operators_are_not_aliases(world):
+    from flagsvc.console.data import editor_context
+    from flagsvc.engine import ALIASES, OPERATORS
+
+    client, _ = sign_in(world["app"], "p1viewer@example.com")
+    page = client.get("/ui/").get_data(as_text=True)
+    switcher = page.split('id="project-switch"')[1].split(">")[0]
+    assert "autosubmit" not in switcher  # an arrow key must not switch project (WCAG 3.2.2)
+    with world["app"].test_request_context():
+        operators = editor_context(world["p1"]["id"])["operators"]
+    assert sorted(operators) == sorted(OPERATORS)
+    assert not set(operators) & (set(ALIASES) - set(OPERATORS))

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from ..api.common import service
-from ..engine import ALIASES, OPERATORS
+from ..engine import OPERATORS
 from ..schemas import PERSON
 from ..service import make_context
 from ..store import NotFound
@@ -42,7 +42,7 @@ def editor_context(project_id: int) -> dict[str, Any]:
         "group_keys": {t: s.group_property_keys(project_id, t) for t in types},
         "person_keys": s.person_property_keys(project_id),
         "hierarchy": s.type_links(project_id),
-        "operators": sorted(OPERATORS) + sorted(a for a in ALIASES if a not in OPERATORS),
+        "operators": sorted(OPERATORS),  # aliases are accepted, not offered (editor-form.js)
         "flags": [f["key"] for f in s.list_flags(project_id)],
         "person": PERSON,
     }
