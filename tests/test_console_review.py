@@ -502,3 +502,37 @@ def test_the_switcher_waits_for_its_button_and_operators_are_not_aliases(world):
         operators = editor_context(world["p1"]["id"])["operators"]
     assert sorted(operators) == sorted(OPERATORS)
     assert not set(operators) & (set(ALIASES) - set(OPERATORS))
+
+
+# ---------------------------------------------------------------- review item 8
+
+
+def test_group_tree_one_query_per_level_with_and_n_more(world, monkeypatch):
+    from flagsvc.console import data
+    from flagsvc.ingest.model import Call
+
+    store, p1 = world["store"], world["p1"]
+    for t in ("account", "workspace", "project"):
+        store.create_group_type(p1["id"], t)
+    calls = [Call("group", "m-a", time.time(), group_type="account", group_key="acct")]
+    for w in range(data.TREE_WIDTH + 3):  # 3 beyond the width: "and 3 more"
+        calls.append(Call("group", f"m-w{w}", time.time(), group_type="workspace",
+                          group_key=f"ws-{w:02}", parent_key="acct", parent_type="account"))
+    for p in range(data.TREE_WIDTH + 2):  # under ws-00: "and 2 more"
+        calls.append(Call("group", f"m-p{p}", time.time(), group_type="project",
+                          group_key=f"pr-{p:02}", parent_key="ws-00"))  # typeless parent
+    calls.append(Call("group", "m-x", time.time(), group_type="project", group_key="pr-ws1",
+                      parent_key="ws-01", parent_type="workspace"))
+    store.ingest(p1["id"], calls)
+    fetches = []
+    real_get, real_children = store.get_group, store.children_of
+    monkeypatch.setattr(store, "get_group", lambda *a, **k: fetches.append("get") or
+                        real_get(*a, **k))
+    monkeypatch.setattr(store, "children_of", lambda *a, **k: fetches.append("level") or
+                        real_children(*a, **k))
+    client, _ = sign_in(world["app"], "p1viewer@example.com")
+    page = client.get("/ui/groups/account/acct").get_data(as_text=True)
+    assert fetches.count("get") == 1 and fetches.count("level") <= data.TREE_DEPTH - 1
+    assert "and 3 more" in page and "and 2 more" in page
+    assert "ws-49" in page and "ws-50" not in page
+    assert "pr-49" in page and "pr-50" not in page and "pr-ws1" in page

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 from ..api.directory import json_scalar
 from ..store import NotFound
 from . import bp
-from .data import ancestors, children_tree, flags_for
+from .data import TREE_WIDTH, ancestors, children_tree, flags_for
 from .views import back_to, project, render, store
 
 PAGE = 50
@@ -58,7 +58,7 @@ def group_profile(group_type: str, group_key: str) -> str:
         abort(404, f"no group {group_type}/{group_key} in this project")
     return render("group.html", group=group,
                   ancestors=list(reversed(ancestors(p["id"], group_type, group_key))),
-                  tree=children_tree(p["id"], group),
+                  tree=children_tree(p["id"], group), tree_width=TREE_WIDTH,
                   flags=flags_for(p["id"], groups={group_type: group_key}))
 
 
