@@ -132,6 +132,6 @@ def test_the_readme_screenshots_are_in_the_repository():
     """The images the README shows are committed (tests/test_browser_console.py renews them
     only with FLAGSVC_UPDATE_SCREENSHOTS=1)."""
     images = re.findall(r"\]\((docs/screenshots/[\w.-]+\.png)\)", README)
-    assert len(images) >= 6
+    assert len(images) >= 5  # the README shows five (more are in docs/screenshots/)
     for image in images:
         assert (ROOT / image).stat().st_size > 10_000, image
