@@ -58,50 +58,78 @@ def token_digest(token: str) -> str:
 
 
 def create_user(store: Store, email: str, role: str, password: str | None = None,
-                projects: list[int] | None = None) -> tuple[dict[str, Any], str | None]:
+                projects: list[int] | None = None,
+                actor: str | None = None) -> tuple[dict[str, Any], str | None]:
     """A new user; without `password`, a one-time one (returned) that must be changed at
-    the first sign-in."""
+    the first sign-in. Audited when an `actor` made it."""
     email = email.strip()
     if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
         raise ValueError(f"{email!r} is not an email address")
     temporary = one_time_password() if password is None else None
     user = store.create_user(email, hash_password(password or temporary or ""), role, projects,
-                             must_change_password=temporary is not None)
+                             must_change_password=temporary is not None, actor=actor)
     return user, temporary
 
 
 def reset_password(store: Store, user_id: int, password: str | None = None,
-                   keep_session: int | None = None) -> str | None:
+                   keep_session: int | None = None, actor: str | None = None) -> str | None:
     """A new password for a user (a one-time one, returned, when None): clears a lockout
     and ends the user's other sessions."""
     temporary = one_time_password() if password is None else None
     store.set_password(user_id, hash_password(password or temporary or ""),
-                       must_change=temporary is not None, keep_session=keep_session)
+                       must_change=temporary is not None, keep_session=keep_session,
+                       actor=actor)
     return temporary
+
+
+# Every refused sign-in says the same, after an argon2 check of the same cost: whether an
+# email exists, is disabled or is locked cannot be told from the answer or its time.
+REFUSED = (f"wrong email or password (after {LOCK_AFTER} failed sign-ins in a row an account "
+           f"waits {int(LOCK_SECONDS)} s, then longer)")
 
 
 def verify(store: Store, email: str, password: str, now: float | None = None) -> dict[str, Any]:
     """The user of a correct email and password; SignInRefused otherwise. A locked account
-    is refused even with the right password until its lock ends."""
+    is refused even with the right password until its lock ends (its password is then not
+    even checked: the lock caps the guesses, concurrent ones included)."""
     now = time.time() if now is None else now
     user = store.user_by_email(email or "")
-    if user is None or user["disabled"]:
+    if user is None or user["disabled"] or not store.reserve_sign_in(
+            user["id"], LOCK_AFTER, LOCK_SECONDS, MAX_LOCK_SECONDS, now):
         _check(_DUMMY_HASH, password)  # as slow as a real check: no user enumeration by timing
-        raise SignInRefused("wrong email or password")
-    if user["locked_until"] and user["locked_until"] > now:
-        wait = int(user["locked_until"] - now) + 1
-        raise SignInRefused(f"too many failed sign-ins: try again in {wait} s")
+        raise SignInRefused(REFUSED)
     if not _check(user["password_hash"], password):
-        state = store.record_failed_login(user["id"], LOCK_AFTER, LOCK_SECONDS, MAX_LOCK_SECONDS)
-        if state["locked_until"]:
-            wait = int(state["locked_until"] - now) + 1
-            raise SignInRefused(f"too many failed sign-ins: try again in {wait} s")
-        raise SignInRefused("wrong email or password")
+        raise SignInRefused(REFUSED)
     store.record_sign_in(user["id"])
     if HASHER.check_needs_rehash(user["password_hash"]):
         store.set_password(user["id"], HASHER.hash(password), user["must_change_password"],
                            keep_session=None)
     return user
+
+
+class AddressThrottle:
+    """Failed sign-ins per client address (after the proxy's X-Forwarded-For when
+    `--forwarded-allow-ips` trusts it): from `limit` failures with no pause of `window`
+    seconds, that address is refused before any check, whatever email it tries. Kept in
+    the worker's memory (bounded): a password spray from one address is slowed without a
+    lock anyone could put on someone else's account."""
+
+    def __init__(self, limit: int = 20, window: float = 600.0, size: int = 10_000) -> None:
+        import threading
+
+        from cachetools import TTLCache
+
+        self.limit = limit
+        self._failures: TTLCache[str, int] = TTLCache(maxsize=size, ttl=window)
+        self._lock = threading.Lock()
+
+    def blocked(self, address: str) -> bool:
+        with self._lock:
+            return self._failures.get(address, 0) >= self.limit
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            self._failures[address] = self._failures.get(address, 0) + 1
 
 
 def _check(encoded: str, password: str) -> bool:

@@ -348,10 +348,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not os.environ.get("FLAGSVC_PREVIEW_SECONDS"):
         os.environ["FLAGSVC_PREVIEW_SECONDS"] = str(min(config["PREVIEW_SECONDS"],
                                                         args.timeout / 2))
+    if args.forwarded_allow_ips is not None:  # the workers' app believes the same proxies
+        os.environ["FLAGSVC_FORWARDED_ALLOW_IPS"] = args.forwarded_allow_ips
     from .server import run
 
     run(bind=args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout,
-        access_log=not args.no_access_log, database=config["DATABASE"])
+        access_log=not args.no_access_log, database=config["DATABASE"],
+        forwarded_allow_ips=args.forwarded_allow_ips or config["FORWARDED_ALLOW_IPS"])
     return 0
 
 
@@ -369,6 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=int, default=30,
                    help="seconds before a busy worker is restarted (default 30)")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    p.add_argument("--forwarded-allow-ips", default=None, metavar="ADDRESSES",
+                   help="proxies whose X-Forwarded-Proto/-For are trusted (comma-separated "
+                   "addresses or networks, or *; default 127.0.0.1,::1, or "
+                   "FLAGSVC_FORWARDED_ALLOW_IPS)")
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)

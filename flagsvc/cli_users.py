@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,7 @@ def _user(store: Store, email: str) -> dict[str, Any]:
 def cmd_user_create(store: Store, args: argparse.Namespace) -> int:
     try:
         user, temporary = accounts.create_user(store, args.email, args.role, _password(args),
-                                               projects=args.project or None)
+                                               projects=args.project or None, actor="cli")
     except Conflict as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -55,16 +56,16 @@ def cmd_user_list(store: Store, args: argparse.Namespace) -> int:
         projects = "all" if u["all_projects"] else ",".join(
             map(str, store.user_project_ids(u))) or "none"
         state = "disabled" if u["disabled"] else (
-            "locked" if u["locked_until"] else "active")
+            "locked" if u["locked_until"] and u["locked_until"] > time.time() else "active")
         print(f"{u['email']}\t{u['role']}\tprojects: {projects}\t{state}")
     return 0
 
 
 def cmd_user_reset(store: Store, args: argparse.Namespace) -> int:
     user = _user(store, args.email)
-    temporary = accounts.reset_password(store, user["id"], _password(args))
+    temporary = accounts.reset_password(store, user["id"], _password(args), actor="cli")
     if args.role:
-        store.update_user(user["id"], role=args.role)
+        store.update_user(user["id"], role=args.role, actor="cli")
     print(f"password of {user['email']} reset; their sessions are ended, a lockout cleared")
     if temporary:
         print(f"one-time password: {temporary}\n(shown only now; it must be changed at the "
@@ -72,9 +73,22 @@ def cmd_user_reset(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_projects(store: Store, args: argparse.Namespace) -> int:
+    user = _user(store, args.email)
+    try:
+        store.set_user_projects(user["id"], None if args.all else sorted(set(args.project)),
+                                actor="cli")
+    except NotFound:
+        print(f"error: no such project among {args.project} (flagsvc project list)",
+              file=sys.stderr)
+        return 1
+    print(f"{user['email']} may open: {'every project' if args.all else args.project}")
+    return 0
+
+
 def cmd_user_disable(store: Store, args: argparse.Namespace) -> int:
     user = _user(store, args.email)
-    store.update_user(user["id"], disabled=args.what == "disable")
+    store.update_user(user["id"], disabled=args.what == "disable", actor="cli")
     print(f"{user['email']} {args.what}d")
     return 0
 
@@ -102,6 +116,14 @@ def add_parser(sub: Any, run: Callable[[Callable[[Store, argparse.Namespace], in
     p.add_argument("--password-stdin", action="store_true")
     p.add_argument("--role", choices=ROLES, default=None, help="also change the role")
     p.set_defaults(func=run(cmd_user_reset))
+    p = users.add_parser("projects", help="set the projects a user may open")
+    p.add_argument("email")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--project", type=int, action="append",
+                       help="a project id the user may open (repeatable)")
+    which.add_argument("--all", action="store_true",
+                       help="every project, also later ones")
+    p.set_defaults(func=run(cmd_user_projects))
     for what in ("disable", "enable"):
         p = users.add_parser(what, help=f"{what} a user (disabling ends their sessions)")
         p.add_argument("email")

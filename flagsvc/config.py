@@ -61,6 +61,10 @@ SETTINGS = [
             "A console session ends after this long without a request (s).", float),
     Setting("SESSION_MAX_SECONDS", 7 * 86400.0,
             "A console session ends this long after sign-in, however active (s).", float),
+    Setting("FORWARDED_ALLOW_IPS", "127.0.0.1,::1",
+            "Proxy addresses (comma-separated, networks or *) whose X-Forwarded-Proto and "
+            "X-Forwarded-For are believed: HTTPS for the console's Secure cookie, the client's "
+            "address for its sign-in limit. `flagsvc serve --forwarded-allow-ips` sets it."),
     Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
     Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
     Setting("METRICS_TOKEN", None,

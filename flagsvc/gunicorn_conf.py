@@ -33,5 +33,6 @@ def on_starting(server: Any) -> None:
         raise SystemExit(f"error: {e}") from None
 
 
-_options = gunicorn_options(database=_config["DATABASE"])
+_options = gunicorn_options(database=_config["DATABASE"],
+                           forwarded_allow_ips=_config["FORWARDED_ALLOW_IPS"])
 globals().update(_options)  # gunicorn reads a config module's names as its settings

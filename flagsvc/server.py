@@ -133,7 +133,8 @@ class _Gunicorn(BaseApplication):
 
 def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
                      threads: int = 1, timeout: int = 30, access_log: bool = True,
-                     database: str | None = None) -> dict[str, Any]:
+                     database: str | None = None,
+                     forwarded_allow_ips: str | None = None) -> dict[str, Any]:
     """gunicorn's settings for `flagsvc serve`; `database`: also run its ingestion writer
     (store/writer.py) from the master."""
     options: dict[str, Any] = {
@@ -161,6 +162,8 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
         # TLS / HTTP/2 make it fall back to gthread's reading.
         "limit_request_line": 8190,
     }
+    if forwarded_allow_ips is not None:  # gunicorn then sets https from X-Forwarded-Proto
+        options["forwarded_allow_ips"] = forwarded_allow_ips
     if database and database != ":memory:" and not is_postgres(database):
         # (PostgreSQL takes writes from every worker of every node: no writer process)
         from .config import load_config
@@ -172,5 +175,7 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
 
 
 def run(bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int = 1,
-        timeout: int = 30, access_log: bool = True, database: str | None = None) -> None:
-    _Gunicorn(gunicorn_options(bind, workers, threads, timeout, access_log, database)).run()
+        timeout: int = 30, access_log: bool = True, database: str | None = None,
+        forwarded_allow_ips: str | None = None) -> None:
+    _Gunicorn(gunicorn_options(bind, workers, threads, timeout, access_log, database,
+                               forwarded_allow_ips)).run()

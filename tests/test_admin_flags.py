@@ -430,7 +430,10 @@ def test_audit_log_has_every_change_with_before_and_after(client, h):
     assert entries[3]["before"] is None and entries[3]["after"]["key"] == "new-billing"
     assert update["created_at"].endswith("Z")
     assert len(client.get("/api/audit?flag_id=new-billing", headers=h).get_json()["entries"]) == 4
-    assert len(client.get("/api/audit", headers=h).get_json()["entries"]) == 5
+    every = client.get("/api/audit", headers=h).get_json()["entries"]
+    # the 5 flag changes, and the group type the first flag's create_group_types made
+    assert [e["action"] for e in every if e["flag_id"] is None] == ["group_type_created"]
+    assert len(every) == 6
 
 
 def test_audit_pagination(client, h):
@@ -441,9 +444,10 @@ def test_audit_pagination(client, h):
     assert len(first["entries"]) == 4 and first["next_before_id"] == first["entries"][-1]["id"]
     second = client.get(f"/api/audit?limit=4&before_id={first['next_before_id']}",
                         headers=h).get_json()
-    assert len(second["entries"]) == 2 and second["next_before_id"] is None
+    # 6 flag changes and the group type the flag's create_group_types made
+    assert len(second["entries"]) == 3 and second["next_before_id"] is None
     ids = [e["id"] for e in first["entries"] + second["entries"]]
-    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 6
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 7
     assert client.get("/api/audit?limit=0", headers=h).status_code == 422
     assert client.get("/api/audit?limit=lots", headers=h).status_code == 422
     assert client.get("/api/audit?flag_id=ghost", headers=h).status_code == 404

@@ -4,8 +4,8 @@ group-property condition through the form while the blast radius follows the rol
 the stock `posthog` client gets the new answer; two sessions edit one flag and the second
 sees the conflict; a viewer can change nothing (hidden in the page, refused by the server);
 a forged cross-site form post is refused; markup ingested with the stock Segment client is
-shown as text. Screenshots of the main pages go to docs/screenshots/ (README; renewed with
-FLAGSVC_SCREENSHOTS=1)."""
+shown as text. Screenshots of the main pages go to docs/screenshots/ (README) only with
+FLAGSVC_UPDATE_SCREENSHOTS=1, else to a temporary folder."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from segment.analytics import Client
 from stress.harness import API_TOKEN, Server, admin, flagsvc_bin
 
 from flagsvc.engine import bucket
+from flagsvc.store.projects import fingerprint
 from tests.capabilities import CHROMIUM_ARGS, chromium
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -102,13 +103,32 @@ def close(page):
     page.context.close()
 
 
+def updating_screenshots() -> bool:
+    """FLAGSVC_UPDATE_SCREENSHOTS=1 (or the older FLAGSVC_SCREENSHOTS=1) renews the README's
+    committed images; any other run writes its screenshots to a temporary folder, so the
+    checkout stays clean (a missing image is tests/test_readme.py's failure, not made here)."""
+    return any(os.environ.get(v) == "1" for v in ("FLAGSVC_UPDATE_SCREENSHOTS",
+                                                    "FLAGSVC_SCREENSHOTS"))
+
+
+def shot_path(name: str) -> Path:
+    if updating_screenshots():
+        return SHOTS / f"{name}.png"
+    return Path(tempfile.gettempdir()) / "flagsvc-screenshots" / f"{name}.png"
+
+
+def test_an_ordinary_run_leaves_the_committed_screenshots_alone(monkeypatch):
+    for var in ("FLAGSVC_UPDATE_SCREENSHOTS", "FLAGSVC_SCREENSHOTS"):
+        monkeypatch.delenv(var, raising=False)
+    assert SHOTS not in shot_path("flags").parents
+    monkeypatch.setenv("FLAGSVC_UPDATE_SCREENSHOTS", "1")
+    assert shot_path("flags") == SHOTS / "flags.png"
+
+
 def shot(page, name):
-    """A full-page screenshot: into docs/screenshots/ (the README's) when it has none of
-    that name yet or FLAGSVC_SCREENSHOTS=1 asks to renew them, else beside the test's other
-    files — so an ordinary run leaves the committed images as they are."""
-    target = SHOTS / f"{name}.png"
-    if target.exists() and not os.environ.get("FLAGSVC_SCREENSHOTS"):
-        target = Path(tempfile.gettempdir()) / "flagsvc-screenshots" / f"{name}.png"
+    """A full-page screenshot: into docs/screenshots/ only when renewing them, else into
+    the temporary folder (still checked: a page, not a blank image)."""
+    target = shot_path(name)
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000  # a page, not a blank image
@@ -142,7 +162,7 @@ def eventually(check, seconds=5.0):
 def test_editor_creates_a_group_flag_watching_the_blast_radius(browser, console):
     page = signed_in(browser, console, "editor@example.com")
     page.click("text=New flag")
-    page.wait_for_url(console.url + "/ui/flags/new")
+    page.wait_for_url(console.url + "/ui/new-flag")
     page.wait_for_selector("#flag-form[data-ready]")
     page.fill("#f-key", "new-billing")
     page.fill("#f-name", "New billing page")
@@ -156,6 +176,9 @@ def test_editor_creates_a_group_flag_watching_the_blast_radius(browser, console)
     assert {"plan", "name"} <= set(options)
     page.fill("#c0p0-key", "plan")
     page.fill("#c0p0-value", "enterprise")
+    # each checkbox says which filter it is about (review item 16)
+    assert page.get_by_label("not: negate filter 1 of condition 1").count() == 1
+    assert page.get_by_label("ignore case in filter 1 of condition 1").count() == 1
     wait_blast(page, len(ENTERPRISE))  # rollout 100: every enterprise account
     page.fill("#c0-rollout", "30")
     expected = in_rollout("new-billing", 30)
@@ -351,7 +374,7 @@ def test_admin_rotates_the_api_token_and_manages_users(browser, console):
                            timeout=10).json()["entries"]
     rotated = next(e for e in entries if e["action"] == "api_token_rotated")
     assert rotated["actor"] == "user admin@example.com"
-    assert rotated["project"]["after"]["prefix"] == new[:8]
+    assert rotated["project"]["after"]["fingerprint"] == fingerprint(new)
     close(page)
 
 

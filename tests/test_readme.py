@@ -126,3 +126,12 @@ def test_walkthrough_runs_as_written(served, tmp_path):
         exec(compile(python, "README walkthrough", "exec"), {})
     assert f"new-billing for user-42: {expected}" in printed.getvalue()
     assert ("payload: {'color': 'green'}" if expected else "payload: None") in printed.getvalue()
+
+
+def test_the_readme_screenshots_are_in_the_repository():
+    """The images the README shows are committed (tests/test_browser_console.py renews them
+    only with FLAGSVC_UPDATE_SCREENSHOTS=1)."""
+    images = re.findall(r"\]\((docs/screenshots/[\w.-]+\.png)\)", README)
+    assert len(images) >= 5  # the README shows five (more are in docs/screenshots/)
+    for image in images:
+        assert (ROOT / image).stat().st_size > 10_000, image

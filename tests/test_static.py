@@ -4,17 +4,19 @@ a minor version in the `test` extra: a newer release with new findings must not 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 
-import pytest
+from tests.capabilities import need
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(module: str, *args: str) -> subprocess.CompletedProcess:
-    pytest.importorskip(module)
+    need(module, importlib.util.find_spec(module) is not None,
+         f"pip install -e '.[test]' (it pins {module})")
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
 

@@ -36,7 +36,7 @@ from .adminlib import (
     query,
     stored_flag,
 )
-from .common import actor, admin_project, service
+from .common import actor, admin_project, request_may, service
 
 bp.add_url_rule("/openapi.json", "openapi", openapi.serve, methods=["GET"])
 
@@ -112,7 +112,8 @@ def create_flag() -> Response:
     defn = load(s.FlagWriteSchema(), body())
     defn.pop("version", None)
     create = defn.pop("create_group_types")
-    return _written(writes.create_flag(service(), project["id"], defn, create, actor()), 201)
+    return _written(writes.create_flag(service(), project["id"], defn, create, actor(),
+                                       may_create_types=request_may("admin")), 201)
 
 
 @bp.get("/flags/<ref>")
@@ -141,7 +142,7 @@ def update_flag(ref: str) -> Response:
                                errors={"key": ["a flag's key cannot be changed"]})
     flag = writes.update_flag(service(), project["id"], current, changes, version, create,
                               on_conflict=lambda e: _conflict(project["id"], current["id"], e),
-                              actor=actor())
+                              actor=actor(), may_create_types=request_may("admin"))
     return _written(flag)
 
 

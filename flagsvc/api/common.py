@@ -9,6 +9,7 @@ from flask import Response, current_app, g, request
 
 from ..errors import Unauthorized
 from ..service import FlagService
+from ..store.projects import fingerprint
 
 
 def service() -> FlagService:
@@ -71,6 +72,26 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
+def client_address() -> str:
+    """The client's address: the peer's, or, when the peer is a trusted proxy
+    (FORWARDED_ALLOW_IPS), the last one its X-Forwarded-For names."""
+    import ipaddress
+
+    peer = request.remote_addr or ""
+    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+    if not forwarded:
+        return peer
+    for allowed in config("FORWARDED_ALLOW_IPS").split(","):
+        allowed = allowed.strip()
+        try:
+            if allowed == "*" or ipaddress.ip_address(peer) in ipaddress.ip_network(
+                    allowed, strict=False):
+                return forwarded
+        except ValueError:
+            continue
+    return peer
+
+
 def session_policy() -> Any:
     from ..accounts import SessionPolicy
 
@@ -98,8 +119,17 @@ def session_project(session: dict[str, Any]) -> dict[str, Any] | None:
 
 def actor() -> str | None:
     """Who this request's changes are by, for the audit log: "user <email>" (console) or
-    "secret key <prefix>" (admin API)."""
+    "secret key <fingerprint>" (admin API: 12 hex digits of the key's SHA-256)."""
     return g.get("flagsvc_actor")
+
+
+def request_may(need: str) -> bool:
+    """Whether the authority `admin_project` accepted for this request may also do `need`
+    (the secret key may do anything in its project; a console user what their role allows)."""
+    from ..accounts import may
+
+    role = g.get("flagsvc_role")
+    return role is None or may(role, need)
 
 
 def admin_project(need: str = "admin") -> dict[str, Any]:
@@ -132,6 +162,7 @@ def admin_project(need: str = "admin") -> dict[str, Any]:
         if project is None:
             raise Forbidden("you have no project: ask an admin to give you one")
         g.flagsvc_actor = f"user {user['email']}"
+        g.flagsvc_role = user["role"]
         return project
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("admin routes need Authorization: Bearer <secret_key>")
@@ -140,5 +171,5 @@ def admin_project(need: str = "admin") -> dict[str, Any]:
         if service().project_for_token(token, "api") is not None:
             raise Forbidden("that is the public api token; admin routes need the secret key")
         raise Unauthorized("unknown or revoked secret key")
-    g.flagsvc_actor = f"secret key {token[:8]}"
+    g.flagsvc_actor = f"secret key {fingerprint(token)}"
     return project

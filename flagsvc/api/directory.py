@@ -32,7 +32,7 @@ def list_group_types() -> Response:
 def create_group_type() -> Response:
     project = admin_project()
     name = load(s.GroupTypeInputSchema(), body())["name"]
-    group_type, created = writes.create_group_type(service(), project["id"], name)
+    group_type, created = writes.create_group_type(service(), project["id"], name, actor())
     return json_response(s.GroupTypeSchema().dump(group_type), 201 if created else 200)
 
 
@@ -43,7 +43,8 @@ def rename_group_type(group_type: str) -> Response:
     if group_type not in {t["name"] for t in service().store.group_types(project["id"])}:
         raise NotFoundError(f"group type {group_type!r} does not exist")
     new_name = load(s.GroupTypeInputSchema(), body())["name"]
-    renamed = writes.rename_group_type(service(), project["id"], group_type, new_name)
+    renamed = writes.rename_group_type(service(), project["id"], group_type, new_name,
+                                     actor())
     return json_response(s.GroupTypeSchema().dump(renamed))
 
 
@@ -51,26 +52,28 @@ def rename_group_type(group_type: str) -> Response:
 def delete_group_type(group_type: str) -> Response:
     """Delete an unused group type and its groups (its slot is free again)."""
     project = admin_project()
-    deleted = writes.delete_group_type(service(), project["id"], group_type)
+    deleted = writes.delete_group_type(service(), project["id"], group_type, actor())
     return json_response(s.GroupTypeDeletedSchema().dump(deleted))
+
+
+def json_scalar(raw: str) -> Any:
+    """A filter value as what it reads as in JSON (number, boolean, quoted string), else
+    the text itself."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return raw
+    ok = isinstance(parsed, (bool, int, float, str)) and not (
+        isinstance(parsed, float) and math.isnan(parsed)) and not (
+        isinstance(parsed, int) and not -2**63 <= parsed < 2**63)  # past SQLite: text
+    return parsed if ok else raw
 
 
 def _property_filters() -> dict[str, Any]:
     """`properties.<key>=<value>` query parameters. A value that reads as a JSON number or
     boolean matches that type; quote it ("5") to match the string."""
-    out: dict[str, Any] = {}
-    for name, raw in request.args.items():
-        if not name.startswith("properties.") or len(name) == len("properties."):
-            continue
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = raw
-        ok = isinstance(parsed, (bool, int, float, str)) and not (
-            isinstance(parsed, float) and math.isnan(parsed)) and not (
-            isinstance(parsed, int) and not -2**63 <= parsed < 2**63)  # past SQLite: text
-        out[name[len("properties."):]] = parsed if ok else raw
-    return out
+    return {name[len("properties."):]: json_scalar(raw) for name, raw in request.args.items()
+            if name.startswith("properties.") and len(name) > len("properties.")}
 
 
 @bp.get("/groups")

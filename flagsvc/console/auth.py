@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlparse
 
-from flask import redirect, render_template, request
+from flask import current_app, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from .. import accounts
-from ..api.common import SESSION_COOKIE, config, console_session, session_policy
+from ..api.common import (
+    SESSION_COOKIE,
+    client_address,
+    config,
+    console_session,
+    session_policy,
+)
 from . import bp
 from .views import SignInNeeded, back_to, check_csrf, render, session, store
 
@@ -54,9 +60,21 @@ def _safe_next(target: str | None) -> str:
     """Only a path of this console (never another site) is followed after sign-in."""
     target = (target or "").rstrip("?")
     parsed = urlparse(target)
-    if parsed.scheme or parsed.netloc or not target.startswith("/ui/") or "\\" in target:
+    if parsed.scheme or parsed.netloc or not target.startswith("/ui/") or "\\" in target or (
+            any(ord(c) < 32 or ord(c) == 127 for c in target)):  # CR/LF: a header injection
         return "/ui/"
     return target
+
+
+def _same_origin() -> bool:
+    """A sign-in posted from this site (login CSRF: another site must not sign the browser
+    in as its own user). Browsers say where a form came from (Sec-Fetch-Site, Origin);
+    a request without either (curl, a script) is no cross-site form."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    return origin is None or urlparse(origin).netloc == request.host
 
 
 def _set_cookie(response: Response, value: str, max_age: float | None) -> None:
@@ -70,10 +88,22 @@ def signin() -> Response | str | tuple[str, int]:
     if request.method == "GET":
         return render_template("signin.html", next=_safe_next(request.args.get("next")),
                                no_users=no_users, error=None, email="")
+    if not _same_origin():
+        return render_template("signin.html", next="/ui/", no_users=no_users, email="",
+                               error="this sign-in did not come from this site's page"), 403
     email = request.form.get("email", "")
+    throttle = current_app.extensions.setdefault("flagsvc_signin_throttle",
+                                                 accounts.AddressThrottle())
+    address = client_address()
     try:
+        if throttle.blocked(address):
+            return render_template("signin.html", next=_safe_next(request.form.get("next")),
+                                   no_users=no_users, email=email, error=(
+                                       "too many failed sign-ins from your address: try "
+                                       "again in 10 minutes")), 429
         user = accounts.verify(store(), email, request.form.get("password", ""))
     except accounts.SignInRefused as e:
+        throttle.failed(address)
         return render_template("signin.html", next=_safe_next(request.form.get("next")),
                                no_users=no_users, error=str(e), email=email), 401
     token, _ = accounts.start_session(store(), user, session_policy())
@@ -104,6 +134,8 @@ def password() -> Response | str:
             accounts.verify(store(), s["user"]["email"], current)
             if new != again:
                 raise ValueError("the two new passwords differ")
+            if new == current:
+                raise ValueError("choose a new password, not the one you have now")
             accounts.reset_password(store(), s["user"]["id"], new, keep_session=s["id"])
             return back_to("/ui/")
         except (accounts.SignInRefused, ValueError) as e:

@@ -9,10 +9,9 @@ import json
 from typing import Any
 
 from ..api.common import service
-from ..engine import ALIASES, OPERATORS
+from ..engine import OPERATORS
 from ..schemas import PERSON
 from ..service import make_context
-from ..store import NotFound
 from .views import store
 
 MAX_DEPTH = 10  # hierarchy chains deeper than this are cut (SPEC §2)
@@ -42,7 +41,7 @@ def editor_context(project_id: int) -> dict[str, Any]:
         "group_keys": {t: s.group_property_keys(project_id, t) for t in types},
         "person_keys": s.person_property_keys(project_id),
         "hierarchy": s.type_links(project_id),
-        "operators": sorted(OPERATORS) + sorted(a for a in ALIASES if a not in OPERATORS),
+        "operators": sorted(OPERATORS),  # aliases are accepted, not offered (editor-form.js)
         "flags": [f["key"] for f in s.list_flags(project_id)],
         "person": PERSON,
     }
@@ -63,26 +62,37 @@ def ancestors(project_id: int, group_type: str, key: str) -> list[dict[str, str]
     return chain
 
 
-def children_tree(project_id: int, group: dict[str, Any], depth: int = TREE_DEPTH,
-                  seen: set | None = None) -> list[dict[str, Any]]:
-    seen = seen if seen is not None else {(group["group_type"], group["group_key"])}
-    out = []
+def children_tree(project_id: int, group: dict[str, Any], depth: int = TREE_DEPTH
+                  ) -> list[dict[str, Any]]:
+    """The group's children, theirs and so on, `depth` levels, at most TREE_WIDTH per
+    group (each node's `more`: how many it has beyond those). One query per level
+    (Store.children_of), not one per node: 50 x 50 x 50 groups was 2,550 fetches."""
+    seen = {(group["group_type"], group["group_key"])}
+    top = []
     for child in group["children"][:TREE_WIDTH]:
         ref = (child["group_type"], child["group_key"])
-        if ref in seen:
-            continue
-        seen.add(ref)
-        node = {**child, "children": [], "more": 0}
-        if depth > 1:
-            try:
-                sub = store().get_group(project_id, *ref, events=0, members=0)
-            except NotFound:
-                sub = None
-            if sub is not None:
-                node["children"] = children_tree(project_id, sub, depth - 1, seen)
-                node["more"] = max(0, len(sub["children"]) - TREE_WIDTH)
-        out.append(node)
-    return out
+        if ref not in seen:
+            seen.add(ref)
+            top.append({**child, "children": [], "more": 0})
+    level = top
+    for _ in range(depth - 1):
+        if not level:
+            break
+        found = store().children_of(project_id, [(n["group_type"], n["group_key"])
+                                                 for n in level], per_parent=TREE_WIDTH + 1000)
+        below = []
+        for node in level:
+            kids = found.get((node["group_type"], node["group_key"]), [])
+            node["more"] = max(0, len(kids) - TREE_WIDTH)
+            for t, k in kids[:TREE_WIDTH]:
+                if (t, k) in seen:
+                    continue
+                seen.add((t, k))
+                child = {"group_type": t, "group_key": k, "children": [], "more": 0}
+                node["children"].append(child)
+                below.append(child)
+        level = below
+    return top
 
 
 def flags_for(project_id: int, **context: Any) -> list[dict[str, Any]]:

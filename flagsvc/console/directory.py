@@ -4,14 +4,16 @@ persons and a person's page. Everything shown was ingested: the templates escape
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from flask import abort, request
 from werkzeug.wrappers import Response
 
+from ..api.directory import json_scalar
 from ..store import NotFound
 from . import bp
-from .data import ancestors, children_tree, flags_for
+from .data import TREE_WIDTH, ancestors, children_tree, flags_for
 from .views import back_to, project, render, store
 
 PAGE = 50
@@ -20,6 +22,13 @@ PAGE = 50
 def _page() -> int:
     raw = request.args.get("page", "1")
     return max(1, int(raw)) if raw.isdigit() and len(raw) < 7 else 1
+
+
+def _as_typed_too(value: str) -> list[Any]:
+    """A searched property value matches as the text typed and as what it reads as in
+    JSON (seats=5 finds the number 5 and the text "5"; vip=true the boolean)."""
+    typed = json_scalar(value)
+    return [value] if typed == value and type(typed) is str else [value, typed]
 
 
 @bp.get("/groups")
@@ -32,7 +41,7 @@ def groups_list() -> str:
     page = _page()
     rows, total = store().list_groups(
         p["id"], group_type=group_type, search=search or None,
-        properties={prop_key: prop_value} if prop_key else None,
+        properties={prop_key: _as_typed_too(prop_value)} if prop_key else None,
         limit=PAGE, offset=(page - 1) * PAGE)
     keys = store().group_property_keys(p["id"], group_type) if group_type else []
     return render("groups.html", types=types, group_type=group_type, rows=rows, total=total,
@@ -49,7 +58,7 @@ def group_profile(group_type: str, group_key: str) -> str:
         abort(404, f"no group {group_type}/{group_key} in this project")
     return render("group.html", group=group,
                   ancestors=list(reversed(ancestors(p["id"], group_type, group_key))),
-                  tree=children_tree(p["id"], group),
+                  tree=children_tree(p["id"], group), tree_width=TREE_WIDTH,
                   flags=flags_for(p["id"], groups={group_type: group_key}))
 
 

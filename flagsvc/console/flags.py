@@ -36,7 +36,7 @@ def flags_list() -> str:
     return render("flags.html", rows=rows, q=q, state=state)
 
 
-@bp.get("/flags/new")
+@bp.get("/new-flag")  # not under /flags/: a flag may be keyed "new"
 def flag_new() -> str:
     require("flags")
     p = project()

@@ -4,6 +4,7 @@ and users (admins)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import abort, request
@@ -45,20 +46,49 @@ def settings() -> str:
                   signing_keys=store().signing_keys(p["id"]))
 
 
+def _actor() -> str:
+    """Who a users-page change is by, as the admin API names console users."""
+    return f"user {session()['user']['email']}"
+
+
+def _mine() -> set[int] | None:
+    """The projects whose users the signed-in admin manages: None for an admin of every
+    project, who manages every user."""
+    me = session()["user"]
+    return None if me["all_projects"] else set(store().user_project_ids(me))
+
+
+def _manageable(target: dict[str, Any], mine: set[int] | None) -> bool:
+    """An admin of some projects manages only the users who open nothing else (never an
+    every-project user, so never the admins above them)."""
+    if mine is None:
+        return True
+    return not target["all_projects"] and set(store().user_project_ids(target)) <= mine
+
+
 def _users_page(created: dict[str, Any] | None = None, error: str | None = None) -> str:
-    users = store().list_users()
+    mine = _mine()
+    users = [u for u in store().list_users() if _manageable(u, mine)]
     for u in users:
         u["project_ids"] = None if u["all_projects"] else store().user_project_ids(u)
     return render("users.html", users=users, roles=ROLES, created=created, error=error,
-                  all_projects=store().list_projects())
+                  all_projects=_projects_of(mine), every_project=mine is None,
+                  now=time.time())
 
 
-def _chosen_projects() -> list[int] | None:
-    """The projects ticked in a users form; None for "every project"."""
-    if request.form.get("all_projects"):
+def _projects_of(mine: set[int] | None) -> list[dict[str, Any]]:
+    return [p for p in store().list_projects() if mine is None or p["id"] in mine]
+
+
+def _chosen_projects(mine: set[int] | None, default_mine: bool = False) -> list[int] | None:
+    """The projects ticked in a users form; None for "every project", which only an admin
+    of every project may give. An admin of some projects gives only theirs (a new user
+    with none ticked gets all of the admin's, `default_mine`)."""
+    if request.form.get("all_projects") and mine is None:
         return None
-    known = {p["id"] for p in store().list_projects()}
-    return sorted({int(v) for v in request.form.getlist("project") if v.isdigit()} & known)
+    known = {p["id"] for p in _projects_of(mine)}
+    chosen = sorted({int(v) for v in request.form.getlist("project") if v.isdigit()} & known)
+    return chosen or (sorted(known) if default_mine and mine is not None else chosen)
 
 
 @bp.get("/users")
@@ -77,7 +107,8 @@ def user_create() -> Response | str:
         if role not in ROLES:
             raise ValueError("choose a role")
         user, temporary = accounts.create_user(store(), email, role,
-                                               projects=_chosen_projects())
+                                               projects=_chosen_projects(_mine(), True),
+                                               actor=_actor())
         created = {"email": user["email"], "password": temporary}
     except (ValueError, Conflict) as e:
         error = str(e)
@@ -91,21 +122,22 @@ def user_change(user_id: int) -> Response | str:
     require("admin")
     check_csrf()
     target = store().get_user(user_id)
-    if target is None:
+    mine = _mine()
+    if target is None or not _manageable(target, mine):
         abort(404, "no such user")
     action = request.form.get("action", "")
     if target["id"] == session()["user"]["id"] and action in ("role", "disable"):
         abort(409, "you cannot change your own role or disable yourself")
     created = None
     if action == "role" and request.form.get("role") in ROLES:
-        store().update_user(user_id, role=request.form["role"])
+        store().update_user(user_id, role=request.form["role"], actor=_actor())
     elif action in ("disable", "enable"):
-        store().update_user(user_id, disabled=action == "disable")
+        store().update_user(user_id, disabled=action == "disable", actor=_actor())
     elif action == "projects":
-        store().set_user_projects(user_id, _chosen_projects())
+        store().set_user_projects(user_id, _chosen_projects(mine), actor=_actor())
     elif action == "reset":
         created = {"email": target["email"],
-                   "password": accounts.reset_password(store(), user_id)}
+                   "password": accounts.reset_password(store(), user_id, actor=_actor())}
     else:
         abort(400, "unknown action")
     if created:

@@ -184,18 +184,22 @@ class AuditEntrySchema(Schema):
     flag_key = fields.String(allow_none=True)
     action = fields.String(metadata={"description": (
         "a flag's: created, updated, deleted or restored; the project's: settings_updated, "
-        "api_token_rotated, secret_key_rotated, signing_key_rotated")})
+        "api_token_rotated, secret_key_rotated, signing_key_rotated, group_type_created, "
+        "group_type_renamed, group_type_deleted; a user's who may open the project: "
+        "user_created, user_updated (role, disabled, projects), user_password_reset")})
     version = fields.Integer(allow_none=True)
     before = fields.Nested(FlagSchema, allow_none=True, metadata={
         "description": "the flag before (null for project changes: see `project`)"})
     after = fields.Nested(FlagSchema, allow_none=True)
     project = fields.Dict(allow_none=True, metadata={"description": (
         "a project change: {before, after} of the settings it changed, or after: the new "
-        "token's prefix (never the token) for a rotation; null for flag changes")})
+        "token's fingerprint (the first 12 hex digits of its SHA-256, never the token) for "
+        "a rotation; null for flag changes")})
     created_at = Timestamp()
     actor = fields.String(allow_none=True, metadata={"description": (
-        "who made the change: \"user <email>\" (web console), \"secret key <prefix>\" "
-        "(admin API), \"cli\"; null for changes made before flagsvc recorded it")})
+        "who made the change: \"user <email>\" (web console), \"secret key <fingerprint>\" "
+        "(admin API: the first 12 hex digits of the key's SHA-256), \"cli\"; null for "
+        "changes made before flagsvc recorded it")})
 
 
     @pre_dump

@@ -56,7 +56,7 @@ class FlagsMixin:
     def _audit(self, conn: sqlite3.Connection, project_id: int, action: str,
                before: dict | None, after: dict | None, actor: str | None) -> None:
         """The audit entry of a flag change, in the change's transaction. `actor` says who:
-        "user <email>" (console), "secret key <prefix>" (admin API), "cli"."""
+        "user <email>" (console), "secret key <fingerprint>" (admin API), "cli"."""
         ref = after or before or {}
         conn.execute(
             "INSERT INTO audit_log (project_id, flag_id, flag_key, action, version, before, after, "
@@ -83,7 +83,7 @@ class FlagsMixin:
         the commit and may veto it by raising (nothing is left behind: no group type)."""
         conn = self.conn()
         with transaction(conn):
-            self._ensure_types(conn, project_id, group_types)
+            self._ensure_types(conn, project_id, group_types, actor)
             current = self._flag_by(conn, project_id, flag["key"])
             if current is not None:
                 hint = (" (a deleted flag has it: restore it instead)" if current["deleted"]
@@ -111,7 +111,7 @@ class FlagsMixin:
                     f"{expected_version}: it was changed since you read it")
             if "key" in changes and changes["key"] != before["key"]:
                 raise Conflict("a flag's key cannot be changed")
-            self._ensure_types(conn, project_id, group_types)
+            self._ensure_types(conn, project_id, group_types, actor)
             _, after = self.write_flag(conn, project_id, before, changes, always=True,
                                        actor=actor)
             self._check_live(conn, project_id, check)
@@ -150,10 +150,17 @@ class FlagsMixin:
         self._audit(conn, project_id, "updated", before, after, actor)
         return ("restored" if action == "restored" else "updated"), after
 
-    def _ensure_types(self, conn: Any, project_id: int, names: Iterable[str]) -> None:
+    def _ensure_types(self, conn: Any, project_id: int, names: Iterable[str],
+                      actor: str | None) -> None:
+        """The group types a flag write creates, in its transaction, each audited
+        ("group_type_created") as POST /api/group_types audits it."""
         ensure = self.ensure_group_type  # type: ignore[attr-defined]  # GroupTypesMixin
         for name in names:
-            ensure(conn, project_id, name)
+            if conn.execute("SELECT 1 FROM group_types WHERE project_id = ? AND name = ?",
+                            (project_id, name)).fetchone() is None:
+                ensure(conn, project_id, name)
+                self._audit_project(  # type: ignore[attr-defined]  # ProjectsMixin
+                    conn, project_id, "group_type_created", None, {"name": name}, actor)
 
     def _flag_by(self, conn: Any, project_id: int, key: str) -> dict[str, Any] | None:
         row = conn.execute(f"SELECT {_COLS} FROM flags WHERE project_id = ? AND key = ?",
@@ -202,7 +209,7 @@ class FlagsMixin:
         conn = self.conn()
         now = time.time()
         with transaction(conn):
-            self._ensure_types(conn, project_id, group_types)
+            self._ensure_types(conn, project_id, group_types, actor)
             for flag in flags:
                 before = self._flag_by(conn, project_id, flag["key"])
                 action, _ = self.write_flag(conn, project_id, before, flag, now=now, actor=actor)

@@ -25,6 +25,7 @@ class GroupTypeNotAllowed(ValueError):
 class GroupTypesMixin:
     conn: Any  # provided by Store
     list_flags: Any  # FlagsMixin
+    _audit_project: Any  # ProjectsMixin
 
     def group_types(self, project_id: int) -> list[dict[str, Any]]:
         rows = self.conn().execute(
@@ -58,10 +59,14 @@ class GroupTypesMixin:
                      "VALUES (?, ?, ?, ?)", (project_id, name, free[0], time.time()))
         return free[0]
 
-    def create_group_type(self, project_id: int, name: str) -> dict[str, Any]:
+    def create_group_type(self, project_id: int, name: str,
+                          actor: str | None = None) -> dict[str, Any]:
+        """A new group type, audited ("group_type_created") with its `actor`."""
         conn = self.conn()
         with transaction(conn):
             idx = self.ensure_group_type(conn, project_id, name)
+            self._audit_project(conn, project_id, "group_type_created", None,
+                                {"name": name}, actor)
         return {"name": name, "index": idx}
 
     def _flags_naming(self, project_id: int, name: str) -> list[str]:
@@ -92,7 +97,8 @@ class GroupTypesMixin:
                 "WHERE project_id = ? AND group_type = ?",
                 (logged, time.time(), project_id, group_type))
 
-    def rename_group_type(self, project_id: int, name: str, new_name: str) -> dict[str, Any]:
+    def rename_group_type(self, project_id: int, name: str, new_name: str,
+                          actor: str | None = None) -> dict[str, Any]:
         """Rename an unused group type; its groups, parent links naming it and the project's
         default group type follow. Conflict if a flag names it or `new_name` exists."""
         conn = self.conn()
@@ -115,9 +121,12 @@ class GroupTypesMixin:
                          "flags_rev = flags_rev + 1 WHERE id = ?", (name, new_name, project_id))
             idx = conn.execute("SELECT idx FROM group_types WHERE project_id = ? AND name = ?",
                                (project_id, new_name)).fetchone()[0]
+            self._audit_project(conn, project_id, "group_type_renamed", {"name": name},
+                                {"name": new_name}, actor)
         return {"name": new_name, "index": idx, "groups": moved}
 
-    def delete_group_type(self, project_id: int, name: str) -> dict[str, Any]:
+    def delete_group_type(self, project_id: int, name: str,
+                          actor: str | None = None) -> dict[str, Any]:
         """Delete an unused group type that is not the default one, with its groups and
         their memberships (its index is free again). Conflict if a flag names it."""
         conn = self.conn()
@@ -135,6 +144,8 @@ class GroupTypesMixin:
                                    (project_id, name)).rowcount
             conn.execute("DELETE FROM group_types WHERE project_id = ? AND name = ?",
                          (project_id, name))
+            self._audit_project(conn, project_id, "group_type_deleted", {"name": name,
+                                "groups": deleted}, None, actor)
             conn.execute("UPDATE projects SET flags_rev = flags_rev + 1 WHERE id = ?",
                          (project_id,))
         return {"name": name, "groups_deleted": deleted}

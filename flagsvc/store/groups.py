@@ -58,6 +58,33 @@ class GroupsMixin:
             (project_id, key, prefer_not)).fetchone()
         return found[0] if found else None
 
+    def children_of(self, project_id: int, parents: list[tuple[str, str]],
+                    per_parent: int = 1000) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """The child groups (type, key) of many parents at once, one query per 500 parents
+        (the profile's tree: one query per level, not one per node), each list ordered as
+        get_group orders `children`, at most `per_parent` long; a parent named without its
+        type is resolved as get_group does."""
+        wanted = set(parents)
+        out: dict[tuple[str, str], list[tuple[str, str]]] = {p: [] for p in parents}
+        keys = sorted({k for _, k in parents})
+        conn = self.conn()
+        resolved: dict[tuple[str, str], str | None] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            rows = conn.execute(
+                "SELECT group_type, group_key, parent_type, parent_key FROM groups "
+                f"WHERE project_id = ? AND parent_key IN ({', '.join('?' * len(chunk))}) "
+                "ORDER BY group_type, group_key", (project_id, *chunk))
+            for t, k, ptype, pkey in rows:
+                if ptype is None:
+                    if (pkey, t) not in resolved:
+                        resolved[(pkey, t)] = self.type_of_key(project_id, pkey, prefer_not=t)
+                    ptype = resolved[(pkey, t)]
+                parent = (ptype, pkey)
+                if parent in wanted and len(out[parent]) < per_parent:
+                    out[parent].append((t, k))
+        return out
+
     def get_group(self, project_id: int, group_type: str, key: str,
                   events: int = 20, members: int = 100) -> dict[str, Any]:
         """A group's profile: properties, parent, children, members, recent events."""
@@ -118,12 +145,15 @@ class GroupsMixin:
 
     @staticmethod
     def _property_filter(key: str, value: Any) -> tuple[str, list[Any]]:
-        """A WHERE clause (and its parameters) for "property `key` equals `value`"."""
+        """A WHERE clause (and its parameters) for "property `key` equals `value`" (a list:
+        any of its values — the console searches a typed value as text and as JSON)."""
+        values = (value if isinstance(value, list) else [value]) or [None]
+        marks = ", ".join("?" * len(values))
         path = json_key_path(key)
         if path is None:
-            return ("EXISTS (SELECT 1 FROM json_each(properties) WHERE key = ? AND value = ?)",
-                    [key, value])
-        return "json_extract(properties, ?) = ?", [path, value]
+            return ("EXISTS (SELECT 1 FROM json_each(properties) WHERE key = ? "
+                    f"AND value IN ({marks}))", [key, *values])
+        return f"json_extract(properties, ?) IN ({marks})", [path, *values]
 
     _search_filter = "instr(group_key, ?) > 0"  # a substring of the key
 
@@ -134,8 +164,8 @@ class GroupsMixin:
     def list_groups(self, project_id: int, group_type: str | None = None,
                     properties: dict[str, Any] | None = None, search: str | None = None,
                     limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """Groups (optionally of one type, with property equality filters, or whose key
-        contains `search`), and the total count."""
+        """Groups (optionally of one type, with property equality filters — a list: any of
+        its values —, or whose key contains `search`), and the total count."""
         where = ["project_id = ?"]
         args: list[Any] = [project_id]
         if group_type:

@@ -95,4 +95,6 @@ class PgStore(Store):
     @staticmethod
     def _property_filter(key: str, value: Any) -> tuple[str, list[Any]]:
         # containment, served by the GIN index groups_properties (migration 0009)
-        return "properties @> CAST(? AS jsonb)", [dumps({key: value})]
+        values = (value if isinstance(value, list) else [value]) or [None]
+        clause = " OR ".join(["properties @> CAST(? AS jsonb)"] * len(values))
+        return f"({clause})", [dumps({key: v}) for v in values]

@@ -23,6 +23,12 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def fingerprint(token: str) -> str:
+    """What the audit log names a secret by: the first 12 hex digits of its SHA-256
+    (`printf %s "$KEY" | sha256sum | cut -c1-12`), which tells nothing of the secret."""
+    return token_hash(token)[:12]
+
+
 def new_token(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
 
@@ -141,8 +147,8 @@ class ProjectsMixin:
             if kind == "api":
                 conn.execute("UPDATE projects SET api_token = ? WHERE id = ?", (value, project_id))
             self._audit_project(conn, project_id, f"{_TOKEN_NAMES[kind]}_rotated", None,
-                                {"prefix": value[:8], "old_valid_for_seconds": grace_seconds},
-                                actor)
+                                {"fingerprint": fingerprint(value),
+                                 "old_valid_for_seconds": grace_seconds}, actor)
         return value
 
     def update_project(self, project_id: int, actor: str | None = None, group_types: Any = (),
@@ -261,8 +267,8 @@ class ProjectsMixin:
             conn.execute("UPDATE projects SET flags_rev = flags_rev + 1 WHERE id = ?",
                          (project_id,))
             self._audit_project(conn, project_id, "signing_key_rotated", None,
-                                {"prefix": value[:8], "old_valid_for_seconds": grace_seconds},
-                                actor)
+                                {"fingerprint": fingerprint(value),
+                                 "old_valid_for_seconds": grace_seconds}, actor)
         return {"signing_key": value, "prefix": value[:8], "created_at": now,
                 "previous_keys_expire_at": now + grace_seconds}
 

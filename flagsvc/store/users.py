@@ -30,13 +30,36 @@ def _user(row: tuple | None) -> dict[str, Any] | None:
 
 class UsersMixin:
     conn: Any
+    _audit_project: Any  # ProjectsMixin
+
+    def _audit_user(self, conn: Any, user_id: int, action: str, before: dict | None,
+                    after: dict | None, actor: str | None, also: tuple | set = ()) -> None:
+        """A user change, in the audit log of every project the user may open (and of
+        `also`, the ones they may no longer), in the change's transaction. Never a hash."""
+        row = conn.execute("SELECT all_projects FROM users WHERE id = ?", (user_id,)).fetchone()
+        if row is not None and row[0]:
+            pids = {r[0] for r in conn.execute("SELECT id FROM projects")}
+        else:
+            pids = {r[0] for r in conn.execute(
+                "SELECT project_id FROM user_projects WHERE user_id = ?", (user_id,))}
+        for pid in sorted(pids | set(also)):
+            self._audit_project(conn, pid, action, before, after, actor)
+
+    def _projects_text(self, conn: Any, user_id: int) -> str | list[int]:
+        row = conn.execute("SELECT all_projects FROM users WHERE id = ?", (user_id,)).fetchone()
+        if row is None or row[0]:
+            return "all"
+        return sorted(r[0] for r in conn.execute(
+            "SELECT project_id FROM user_projects WHERE user_id = ?", (user_id,)))
 
     # ------------------------------------------------------------ users
 
     def create_user(self, email: str, password_hash: str, role: str,
                     projects: list[int] | None = None,
-                    must_change_password: bool = False) -> dict[str, Any]:
-        """A new user; `projects` None: every project. Conflict if the email is taken."""
+                    must_change_password: bool = False,
+                    actor: str | None = None) -> dict[str, Any]:
+        """A new user; `projects` None: every project. Conflict if the email is taken.
+        Audited ("user_created") when an `actor` made it."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         now = time.time()
@@ -52,6 +75,10 @@ class UsersMixin:
                 for pid in projects or []:
                     conn.execute("INSERT INTO user_projects (user_id, project_id) VALUES (?, ?)",
                                  (uid, pid))
+                if actor is not None:
+                    self._audit_user(conn, uid, "user_created", None, {
+                        "email": email.lower(), "role": role,
+                        "projects": self._projects_text(conn, uid)}, actor)
         except IntegrityError as e:  # (either backend's)
             if "FOREIGN KEY" in str(e).upper():
                 raise NotFound("no such project") from None
@@ -86,15 +113,25 @@ class UsersMixin:
         return [r[0] for r in rows]
 
     def update_user(self, user_id: int, role: str | None = None,
-                    disabled: bool | None = None) -> dict[str, Any]:
-        """Change a user's role or disable / enable them (disabling ends their sessions)."""
+                    disabled: bool | None = None, actor: str | None = None) -> dict[str, Any]:
+        """Change a user's role or disable / enable them (disabling ends their sessions);
+        audited ("user_updated", the values before / after) when an `actor` made it."""
         if role is not None and role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         conn = self.conn()
         now = time.time()
         with transaction(conn):
-            if conn.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
+            old = conn.execute("SELECT email, role, disabled_at FROM users WHERE id = ?",
+                               (user_id,)).fetchone()
+            if old is None:
                 raise NotFound(f"user {user_id} does not exist")
+            before, after = {"email": old[0]}, {"email": old[0]}
+            if role is not None and role != old[1]:
+                before["role"], after["role"] = old[1], role
+            if disabled is not None and disabled != (old[2] is not None):
+                before["disabled"], after["disabled"] = not disabled, disabled
+            if actor is not None and len(after) > 1:
+                self._audit_user(conn, user_id, "user_updated", before, after, actor)
             if role is not None:
                 conn.execute("UPDATE users SET role = ?, updated_at = ? WHERE id = ?",
                              (role, now, user_id))
@@ -107,11 +144,18 @@ class UsersMixin:
         assert user is not None
         return user
 
-    def set_user_projects(self, user_id: int, projects: list[int] | None) -> None:
-        """The projects a user may open: None for every project (also later ones)."""
+    def set_user_projects(self, user_id: int, projects: list[int] | None,
+                          actor: str | None = None) -> None:
+        """The projects a user may open: None for every project (also later ones); audited
+        ("user_updated") in the projects of before and after when an `actor` made it."""
         conn = self.conn()
         try:
             with transaction(conn):
+                email = conn.execute("SELECT email FROM users WHERE id = ?",
+                                     (user_id,)).fetchone()
+                before = self._projects_text(conn, user_id)
+                old_ids = {r[0] for r in conn.execute("SELECT id FROM projects")} if (
+                    before == "all") else set(before)
                 cur = conn.execute("UPDATE users SET all_projects = ?, updated_at = ? WHERE id = ?",
                                    (int(projects is None), time.time(), user_id))
                 if cur.rowcount == 0:
@@ -120,13 +164,19 @@ class UsersMixin:
                 for pid in projects or []:
                     conn.execute("INSERT INTO user_projects (user_id, project_id) VALUES (?, ?)",
                                  (user_id, pid))
+                after = self._projects_text(conn, user_id)
+                if actor is not None and before != after:
+                    self._audit_user(conn, user_id, "user_updated", {
+                        "email": email[0], "projects": before}, {
+                        "email": email[0], "projects": after}, actor, also=old_ids)
         except IntegrityError:
             raise NotFound("no such project") from None
 
     def set_password(self, user_id: int, password_hash: str, must_change: bool,
-                     keep_session: int | None = None) -> None:
+                     keep_session: int | None = None, actor: str | None = None) -> None:
         """A new password: clears the lockout and ends the user's sessions (but
-        `keep_session`, the one that changed it)."""
+        `keep_session`, the one that changed it); audited ("user_password_reset", never
+        the hash) when an `actor` (an admin, the cli) gave it."""
         conn = self.conn()
         with transaction(conn):
             cur = conn.execute(
@@ -135,27 +185,36 @@ class UsersMixin:
                 (password_hash, int(must_change), time.time(), user_id))
             if cur.rowcount == 0:
                 raise NotFound(f"user {user_id} does not exist")
+            if actor is not None:
+                email = conn.execute("SELECT email FROM users WHERE id = ?",
+                                     (user_id,)).fetchone()[0]
+                self._audit_user(conn, user_id, "user_password_reset", None, {
+                    "email": email, "one_time": bool(must_change)}, actor)
             conn.execute("DELETE FROM sessions WHERE user_id = ? AND id <> ?",
                          (user_id, keep_session if keep_session is not None else -1))
 
-    def record_failed_login(self, user_id: int, lock_after: int, lock_seconds: float,
-                            max_lock_seconds: float) -> dict[str, Any]:
-        """Count a failed sign-in; from the `lock_after`-th on, lock the user for
-        `lock_seconds`, doubling with each further failure up to `max_lock_seconds`."""
+    def reserve_sign_in(self, user_id: int, lock_after: int, lock_seconds: float,
+                        max_lock_seconds: float, now: float) -> bool:
+        """Count a sign-in attempt as failed before its password is checked (the sign-in
+        that succeeds clears it), unless the user is locked (False: do not check). The
+        `lock_after`-th attempt in a row locks the user for `lock_seconds`, doubling with
+        each further one up to `max_lock_seconds`. One transaction with the row updated
+        first, so concurrent guesses cannot all pass the check: at most `lock_after` in a
+        row are ever checked."""
         conn = self.conn()
-        now = time.time()
         with transaction(conn):
-            row = conn.execute("SELECT failed_logins FROM users WHERE id = ?",
-                               (user_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"user {user_id} does not exist")
-            failed = row[0] + 1
-            locked = None
+            cur = conn.execute(
+                "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ? AND "
+                "(locked_until IS NULL OR locked_until <= ?)", (user_id, now))
+            if cur.rowcount == 0:
+                return False
+            failed = conn.execute("SELECT failed_logins FROM users WHERE id = ?",
+                                  (user_id,)).fetchone()[0]
             if failed >= lock_after:
-                locked = now + min(max_lock_seconds, lock_seconds * 2 ** (failed - lock_after))
-            conn.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
-                         (failed, locked, user_id))
-        return {"failed_logins": failed, "locked_until": locked}
+                conn.execute("UPDATE users SET locked_until = ? WHERE id = ?", (
+                    now + min(max_lock_seconds, lock_seconds * 2 ** (failed - lock_after)),
+                    user_id))
+        return True
 
     def record_sign_in(self, user_id: int) -> None:
         conn = self.conn()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..errors import ConflictError, NotFoundError, ValidationFailed
+from ..errors import ConflictError, Forbidden, NotFoundError, ValidationFailed
 from ..flagcheck import dependency_problems, flag_problems, referenced_group_types
 from ..store import Conflict, LimitExceeded, NotFound
 
@@ -28,10 +28,11 @@ def check_flag(store: Any, project_id: int, defn: Mapping[str, Any]) -> None:
 
 
 def group_types_to_create(store: Any, project_id: int, defn: Mapping[str, Any],
-                          create: bool) -> list[str]:
+                          create: bool, may_create: bool = True) -> list[str]:
     """The group types the flag names that the project lacks, which the write will create;
     without `create`, a 422 naming the field for any but the project's default group type
-    (a typo in bucket_by must not take one of the project's 5 types for good)."""
+    (a typo in bucket_by must not take one of the project's 5 types for good); a 403 when
+    the writer may not create types (`may_create`: a console editor, not an admin)."""
     existing = {t["name"] for t in store.group_types(project_id)}
     missing = {n: w for n, w in referenced_group_types(defn).items() if n not in existing}
     default = (store.get_project(project_id) or {}).get("default_group_type")
@@ -42,6 +43,9 @@ def group_types_to_create(store: Any, project_id: int, defn: Mapping[str, Any],
             where: [f"{name!r} is not a group type of this project (it has: {known}); send "
                     "\"create_group_types\": true to create it, or POST /api/group_types"]
             for name, where in missing.items()})
+    if {n for n in missing if n != default} and not may_create:
+        raise Forbidden("only an admin creates group types (the project has at most 5): ask "
+                        "one to add it, or choose an existing type")
     for name, where in missing.items():
         if not isinstance(name, str) or not name.strip():
             raise ValidationFailed(f"a group type name must be a non-empty string, not {name!r}",
@@ -68,11 +72,13 @@ def _limit(e: Exception, defn: Mapping[str, Any]) -> ValidationFailed:
 
 
 def create_flag(service: Any, project_id: int, defn: dict[str, Any],
-                create_group_types: bool, actor: str | None = None) -> dict[str, Any]:
-    """`actor`, in this and every command: who the audit log names."""
+                create_group_types: bool, actor: str | None = None,
+                may_create_types: bool = True) -> dict[str, Any]:
+    """`actor`, in this and every command: who the audit log names; `may_create_types`:
+    whether this writer may create group types (console editors may not)."""
     store = service.store
     check_flag(store, project_id, defn)
-    types = group_types_to_create(store, project_id, defn, create_group_types)
+    types = group_types_to_create(store, project_id, defn, create_group_types, may_create_types)
     try:
         flag = store.create_flag(project_id, defn, check=no_cycle([defn["key"]]),
                                  group_types=types, actor=actor)
@@ -87,7 +93,7 @@ def create_flag(service: Any, project_id: int, defn: dict[str, Any],
 def update_flag(service: Any, project_id: int, current: dict[str, Any],
                 changes: dict[str, Any], expected_version: int | None,
                 create_group_types: bool, on_conflict: Any,
-                actor: str | None = None) -> dict[str, Any]:
+                actor: str | None = None, may_create_types: bool = True) -> dict[str, Any]:
     """`changes` applied to the stored flag `current` if it is still at
     `expected_version`; `on_conflict(Conflict)` makes the error of a stale version."""
     from ..schemas import FLAG_READ_ONLY
@@ -96,7 +102,8 @@ def update_flag(service: Any, project_id: int, current: dict[str, Any],
     merged = {**{k: v for k, v in current.items() if k not in FLAG_READ_ONLY
                  and k != "version"}, **changes}
     check_flag(store, project_id, merged)
-    types = group_types_to_create(store, project_id, merged, create_group_types)
+    types = group_types_to_create(store, project_id, merged, create_group_types,
+                                  may_create_types)
     try:
         flag = store.update_flag(project_id, current["id"], changes, expected_version,
                                  check=no_cycle([current["key"]]), group_types=types,

@@ -12,24 +12,25 @@ from ..ingest import privacy
 from ..store import Conflict, LimitExceeded, NotFound
 
 
-def create_group_type(service: Any, project_id: int, name: str) -> tuple[dict[str, Any], bool]:
+def create_group_type(service: Any, project_id: int, name: str, actor: str | None = None
+                      ) -> tuple[dict[str, Any], bool]:
     """The group type `name` and whether it was created now (an existing one is returned)."""
     store = service.store
     existing = {t["name"]: t for t in store.group_types(project_id)}
     if name in existing:
         return existing[name], False
     try:
-        store.create_group_type(project_id, name)
+        store.create_group_type(project_id, name, actor=actor)
     except (LimitExceeded, ValueError) as e:
         raise ValidationFailed(str(e), errors={"name": [str(e)]}) from None
     return next(t for t in store.group_types(project_id) if t["name"] == name), True
 
 
-def rename_group_type(service: Any, project_id: int, name: str, new_name: str
-                      ) -> dict[str, Any]:
+def rename_group_type(service: Any, project_id: int, name: str, new_name: str,
+                      actor: str | None = None) -> dict[str, Any]:
     store = service.store
     try:
-        renamed = store.rename_group_type(project_id, name, new_name)
+        renamed = store.rename_group_type(project_id, name, new_name, actor=actor)
     except NotFound as e:
         raise NotFoundError(str(e)) from None
     except Conflict as e:
@@ -38,9 +39,10 @@ def rename_group_type(service: Any, project_id: int, name: str, new_name: str
     return next(t for t in store.group_types(project_id) if t["name"] == renamed["name"])
 
 
-def delete_group_type(service: Any, project_id: int, name: str) -> dict[str, Any]:
+def delete_group_type(service: Any, project_id: int, name: str, actor: str | None = None
+                      ) -> dict[str, Any]:
     try:
-        deleted = service.store.delete_group_type(project_id, name)
+        deleted = service.store.delete_group_type(project_id, name, actor=actor)
     except NotFound as e:
         raise NotFoundError(str(e)) from None
     except Conflict as e:

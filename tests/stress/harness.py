@@ -45,10 +45,11 @@ class Server:
 
     def __init__(self, db_path: str, workers: int = 4, log_dir: str | None = None,
                  env: dict[str, str] | None = None, gunicorn_conf: bool = False,
-                 preexec_fn: Any = None) -> None:
+                 preexec_fn: Any = None, args: list[str] | None = None) -> None:
         """`gunicorn_conf`: run `gunicorn -c python:flagsvc.gunicorn_conf wsgi:app` instead
         of `flagsvc serve` (a deployment's own gunicorn command). `preexec_fn`: run in the
-        server process before it starts (say, resource.setrlimit)."""
+        server process before it starts (say, resource.setrlimit). `args`: more options of
+        the command line."""
         self.preexec_fn = preexec_fn
         self.db_path = db_path
         self.gunicorn_conf = gunicorn_conf
@@ -59,6 +60,7 @@ class Server:
         self.env = {**os.environ, "FLAGSVC_DATABASE": db_path, "FLAGSVC_API_TOKEN": API_TOKEN,
                     "FLAGSVC_SECRET_KEY": SECRET_KEY, "FLAGSVC_LOG_LEVEL": "INFO",
                     "FLAGSVC_CACHE_SECONDS": "0.2", **(env or {})}
+        self.args = list(args or [])
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
@@ -69,7 +71,8 @@ class Server:
     def start(self, timeout: float = 30.0) -> Server:
         self.starts += 1
         with open(self.log_dir / f"server-{self.port}-{self.starts}.log", "wb") as log:
-            bind = ["--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers)]
+            bind = ["--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                    *self.args]
             argv = ([str(Path(sys.executable).with_name("gunicorn")), "-c",
                      "python:flagsvc.gunicorn_conf", *bind, "wsgi:app"]
                     if self.gunicorn_conf else [flagsvc_bin(), "serve", *bind])

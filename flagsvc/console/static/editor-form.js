@@ -128,7 +128,7 @@
               on: {click: () => { draft.conditions.splice(ci, 1); renderConditions(); changed(); }}},
             "Remove")),
           el("div", {class: "filters-list"}, (c.properties || []).map((p, pi) =>
-            propertyRow(c, p, pi, id + "p" + pi))),
+            propertyRow(c, p, pi, id + "p" + pi, ci))),
           el("button", {type: "button", class: "secondary small", on: {click: () => {
             c.properties = c.properties || [];
             c.properties.push({type: ed.group_types.length ? "group" : "person",
@@ -147,7 +147,14 @@
       }
     }
 
-    function propertyRow(c, p, pi, id) {
+    // The operators offered: flagsvc's own names; an alias (PostHog's, Unleash's) only when
+    // a stored filter already uses it, so it shows as it is.
+    function operatorsFor(p) {
+      return !p.operator || ed.operators.includes(p.operator) ? ed.operators
+        : [...ed.operators, p.operator];
+    }
+
+    function propertyRow(c, p, pi, id, ci) {
       const draft = state.draft;
       const remove = () => { c.properties.splice(pi, 1); renderConditions(); changed(); };
       const type = el("select", {id: id + "-type", on: {change: (e) => {
@@ -183,7 +190,7 @@
           const after = KINDS[p.operator] || "text";
           if (before !== after) p.value = after === "list" ? [] : after === "none" ? null : "";
           renderConditions(); changed();
-        }}}, ...ed.operators.map((o) => el("option", {value: o}, o)));
+        }}}, ...operatorsFor(p).map((o) => el("option", {value: o}, o)));
         op.value = p.operator || "exact";
         parts.push(el("div", {class: "field"}, ...labelled(id + "-op", "Operator", op)));
       }
@@ -197,15 +204,19 @@
           on: {input: (e) => { p.value = parseValue(kind, e.target.value, p.type); changed(); }}});
         parts.push(el("div", {class: "field"}, ...labelled(id + "-value", "Value", value)));
       }
+      // Which filter a checkbox or button is about, for a screen reader among several.
+      const which = "filter " + (pi + 1) + " of condition " + (ci + 1);
       if (p.type !== "flag") {
         parts.push(el("label", {class: "check"}, el("input", {type: "checkbox", checked: p.negate,
+          "aria-label": "not: negate " + which,
           on: {change: (e) => { p.negate = e.target.checked; changed(); }}}), "not"));
         parts.push(el("label", {class: "check"}, el("input", {type: "checkbox",
+          "aria-label": "ignore case in " + which,
           checked: p.case_insensitive, on: {change: (e) => {
             p.case_insensitive = e.target.checked; changed(); }}}), "ignore case"));
       }
       parts.push(el("button", {type: "button", class: "secondary small",
-        "aria-label": "remove this filter", on: {click: remove}}, "Remove"));
+        "aria-label": "remove " + which, on: {click: remove}}, "Remove"));
       return el("div", {class: "filter"}, ...parts);
     }
 
