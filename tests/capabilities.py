@@ -5,11 +5,14 @@ would be a silent hole."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +47,21 @@ def chromium() -> str:
     path = os.environ.get("FLAGSVC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     need("chromium", os.path.exists(path), "apt-get install chromium")
     return path
+
+
+@contextlib.contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Python playwright (the browser tests' one way
+    to launch it)."""
+    path = chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def run_node(script: str, *, env: dict[str, str] | None = None, timeout: float = 60) -> dict:

@@ -27,7 +27,7 @@ from stress.harness import API_TOKEN, Server, admin, flagsvc_bin
 
 from flagsvc.engine import bucket
 from flagsvc.store.projects import fingerprint
-from tests.capabilities import CHROMIUM_ARGS, chromium
+from tests.capabilities import chromium_browser
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PASSWORD = "a long console password"
@@ -73,13 +73,8 @@ def console(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    path = chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+    with chromium_browser() as b:
         yield b
-        b.close()
 
 
 def signed_in(browser, console, email, **context):

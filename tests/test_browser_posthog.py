@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.capabilities import CHROMIUM_ARGS, chromium, node_modules
+from tests.capabilities import chromium_browser, node_modules
 from tests.test_decide import _expected_variant, _seed
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
@@ -102,13 +102,8 @@ def static_site(tmp_path):
 
 @pytest.fixture
 def browser():
-    path = chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+    with chromium_browser() as b:
         yield b
-        b.close()
 
 
 def _events(live_server, event=None):
