@@ -2,9 +2,11 @@
 address may hold, what happens when the worker is full or out of file descriptors.
 
 - FLAGSVC_MAX_CONNECTIONS_PER_ADDRESS (per worker; an IPv6 client counts by its /64): a
-  connection over it is answered 503 and closed at once. Behind a proxy every client has
-  the proxy's address: the cap then bounds the proxy's connections to a worker; set it to
-  0 (off) or above what the proxy opens, and let the proxy limit its clients.
+  connection over it closes that address's oldest connection that has sent nothing yet,
+  or, if all of them are busy, is answered 503 and closed at once. Behind a proxy every
+  client has the proxy's address: the cap then bounds the proxy's connections to a
+  worker; set it to 0 (off) or above what the proxy opens, and let the proxy limit its
+  clients.
 - A worker holding `worker_connections` connections makes room by closing the ones that
   have sent nothing yet (oldest first: new connections within their first-byte deadline,
   then idle kept-alive ones) rather than stop accepting: idle sockets cannot fill it.
@@ -90,11 +92,40 @@ class Accepting(WorkerState):
         return None
 
     def _admit(self, key: str) -> bool:
+        """Under the cap, or at it with a connection of that address that has sent nothing
+        (waiting for its first byte, or idle kept alive): that one is closed to make way,
+        so that a client sharing an address with an idle flood still gets in."""
         held = self.by_address.get(key)
         if held is None or len(held) < self.per_address:
             return True
         held.difference_update([c for c in held if c.sock.fileno() < 0])  # closed since
-        return len(held) < self.per_address
+        if len(held) < self.per_address:
+            return True
+        idle = [c for c in held if c in self.reading and not c.got_bytes]
+        if idle:
+            self._evict(min(idle, key=lambda c: c.started))
+            return True
+        kept = [c for c in self.keepalived_conns if c in held]
+        if kept:
+            self.keepalived_conns.remove(kept[0])
+            self._evict_kept(kept[0])
+            return True
+        return False
+
+    def _evict(self, conn: BufferedConn) -> None:
+        """Close a connection reading its first byte."""
+        self.reading.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(conn.sock)
+        self._forget(conn)
+        self._close(conn)
+
+    def _evict_kept(self, conn: Any) -> None:
+        """Close an idle kept-alive connection (already taken off gunicorn's list)."""
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(conn.sock)
+        self.nr_conns -= 1
+        conn.close()
 
     def prune_addresses(self, now: float) -> None:
         """Forget closed connections of addresses that have not connected again since."""
@@ -131,18 +162,9 @@ class Accepting(WorkerState):
         wanted = max(1, self.worker_connections // 10)
         idle = [c for c in self.reading if not c.got_bytes][:wanted]
         for conn in idle:
-            self.reading.pop(conn, None)
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self.poller.unregister(conn.sock)
-            self._forget(conn)
-            self._close(conn)
-        if len(idle) < wanted and self.keepalived_conns:
-            for _ in range(min(wanted - len(idle), len(self.keepalived_conns))):
-                conn = self.keepalived_conns.popleft()
-                with contextlib.suppress(KeyError, ValueError, OSError):
-                    self.poller.unregister(conn.sock)
-                self.nr_conns -= 1
-                conn.close()
+            self._evict(conn)
+        for _ in range(min(wanted - len(idle), len(self.keepalived_conns))):
+            self._evict_kept(self.keepalived_conns.popleft())
         return self.nr_conns < self.worker_connections
 
 
