@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,8 +54,7 @@ def cmd_user_list(store: Store, args: argparse.Namespace) -> int:
     for u in store.list_users():
         projects = "all" if u["all_projects"] else ",".join(
             map(str, store.user_project_ids(u))) or "none"
-        state = "disabled" if u["disabled"] else (
-            "locked" if u["locked_until"] and u["locked_until"] > time.time() else "active")
+        state = accounts.sign_in_state(store, u)
         print(f"{u['email']}\t{u['role']}\tprojects: {projects}\t{state}")
     return 0
 
@@ -66,7 +64,8 @@ def cmd_user_reset(store: Store, args: argparse.Namespace) -> int:
     temporary = accounts.reset_password(store, user["id"], _password(args), actor="cli")
     if args.role:
         store.update_user(user["id"], role=args.role, actor="cli")
-    print(f"password of {user['email']} reset; their sessions are ended, a lockout cleared")
+    print(f"password of {user['email']} reset; their sessions are ended, their failed "
+          "sign-ins forgotten")
     if temporary:
         print(f"one-time password: {temporary}\n(shown only now; it must be changed at the "
               "next sign-in)")
