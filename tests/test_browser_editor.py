@@ -1,0 +1,229 @@
+"""The flag editor in headless Chromium against a real `flagsvc serve` (the fixtures of
+tests/test_browser_console.py, a server of this module's own): a stale save merged three
+ways (fields only one side changed keep that side's value, a field both changed is a
+conflict the user chooses), the blast radius of a flag bucketed by person, and the
+confirmation before a save that changes who gets what, compared by content."""
+
+from __future__ import annotations
+
+import requests
+from segment.analytics import Client
+from stress.harness import API_TOKEN, admin
+
+from flagsvc.engine import bucket
+from tests import test_browser_console as shared
+
+console = shared.console  # module scope: this module's own server, same data
+browser = shared.browser
+signed_in, close, open_editor, wait_blast = (shared.signed_in, shared.close, shared.open_editor,
+                                             shared.wait_blast)
+ENTERPRISE, ACCOUNTS = shared.ENTERPRISE, shared.ACCOUNTS
+
+
+def plan(value, rollout=100):
+    return {"properties": [{"type": "group", "group_type": "account", "key": "plan",
+                            "operator": "exact", "value": [value]}], "rollout_percentage": rollout}
+
+
+def create(console, flag):
+    r = requests.post(console.url + "/api/flags", headers=admin(), timeout=10, json=flag)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def stored(console, key):
+    return requests.get(console.url + "/api/flags/" + key, headers=admin(), timeout=10).json()
+
+
+def wait_status(page, text):
+    page.wait_for_function("t => document.getElementById('form-status').textContent.includes(t)",
+                           arg=text, timeout=10_000)
+
+
+def confirm_radius(page):
+    page.wait_for_selector("#confirm[open]")
+    page.wait_for_function("document.getElementById('confirm-radius').dataset.state === 'ready'",
+                           timeout=10_000)
+    return page.text_content("#confirm-text"), page.text_content("#confirm-radius")
+
+
+def both_open(browser, console, key):
+    first = signed_in(browser, console, "editor@example.com")
+    second = signed_in(browser, console, "admin@example.com")
+    for page in (first, second):
+        open_editor(page, console.url + "/ui/flags/" + key)
+        page.wait_for_function("document.getElementById('blast').dataset.state === 'ready'")
+    return first, second
+
+
+def outcome(page, field):
+    return page.get_attribute(f'#conflict-changes tr[data-field="{field}"]', "data-outcome")
+
+
+def test_two_sessions_change_different_fields_and_the_merge_keeps_both(browser, console):
+    create(console, {"key": "merge-both", "bucket_by": "account", "conditions": [plan("enterprise", 30)],
+                     "variants": [{"key": "control", "weight": 50}, {"key": "test", "weight": 50}]})
+    first, second = both_open(browser, console, "merge-both")
+    first.fill("#c0-rollout", "20")
+    first.fill("#f-description", "rolled back to 20 %")
+    first.click("#save")
+    first.wait_for_selector("#confirm[open]")
+    first.click("#confirm-ok")
+    wait_status(first, "Saved version 2")
+
+    second.fill("#v0-weight", "70")
+    second.fill("#v1-weight", "30")
+    second.fill("#f-name", "Weighted by the admin")
+    second.click("#save")
+    second.wait_for_selector("#confirm[open]")  # (the weights: asked against version 1)
+    second.click("#confirm-ok")
+    second.wait_for_selector("#conflict:not([hidden])")
+    assert "by user editor@example.com" in second.text_content("#conflict-who")
+    assert outcome(second, "conditions.0.rollout_percentage") == "theirs"
+    assert outcome(second, "description") == "theirs"
+    assert outcome(second, "variants") == "mine" and outcome(second, "name") == "mine"
+    assert second.locator("#conflict-changes tr[data-outcome=conflict]").count() == 0
+    summary = second.text_content("#conflict-summary")
+    assert "They changed: Description, Rollout of condition 1" in summary
+    assert "You changed: Name, Variants and weights" in summary
+    assert second.is_enabled("#conflict-merge")
+    second.click("#conflict-merge")
+    # asked again, against their version: the weights change who gets which variant
+    text, _ = confirm_radius(second)
+    assert "Change the variants and weights from control 50 %, test 50 % to control 70 %" in text
+    assert "rollout" not in text  # their rollout is kept, not undone
+    second.click("#confirm-ok")
+    wait_status(second, "Saved version 3")
+    flag = stored(console, "merge-both")
+    assert flag["conditions"][0]["rollout_percentage"] == 20
+    assert flag["description"] == "rolled back to 20 %"
+    assert flag["name"] == "Weighted by the admin"
+    assert [v["weight"] for v in flag["variants"]] == [70, 30]
+    assert second.input_value("#c0-rollout") == "20"  # the form shows the merge
+    close(first)
+    close(second)
+
+
+def test_a_field_both_changed_is_a_conflict_to_choose(browser, console):
+    create(console, {"key": "merge-conflict", "bucket_by": "account",
+                     "conditions": [plan("enterprise", 30)]})
+    first, second = both_open(browser, console, "merge-conflict")
+    first.fill("#c0-rollout", "20")
+    first.fill("#c0p0-value", "enterprise, pro")
+    first.click("#save")
+    first.wait_for_selector("#confirm[open]")
+    first.click("#confirm-ok")
+    wait_status(first, "Saved version 2")
+
+    second.fill("#c0-rollout", "60")
+    second.fill("#f-name", "Sixty")
+    second.click("#save")
+    second.wait_for_selector("#confirm[open]")
+    second.click("#confirm-ok")
+    second.wait_for_selector("#conflict:not([hidden])")
+    row = '#conflict-changes tr[data-field="conditions.0.rollout_percentage"]'
+    assert outcome(second, "conditions.0.rollout_percentage") == "conflict"
+    cells = second.eval_on_selector_all(row + " td", "tds => tds.map(t => t.textContent)")
+    assert cells[:3] == ["30 %", "20 %", "60 %"]  # opened, theirs, mine
+    assert outcome(second, "conditions.0.properties") == "theirs"
+    assert outcome(second, "name") == "mine"
+    assert "Both changed differently — choose below: Rollout of condition 1" in second.text_content(
+        "#conflict-summary")
+    assert second.is_disabled("#conflict-merge") and second.is_disabled("#conflict-review")
+    assert "1 conflict left to choose" in second.text_content("#conflict-left")
+    # by keyboard: the choice is a labelled radio
+    second.focus(row + " input[value=mine]")
+    second.keyboard.press("Space")
+    assert second.is_checked(row + " input[value=mine]")
+    assert second.text_content("#conflict-left") == ""
+    shared.shot(second, "flag-merge-conflict")  # (a temporary folder: not a README image)
+    second.click("#conflict-merge")
+    text, radius = confirm_radius(second)
+    assert "from 20 % to 60 %" in text  # against their version
+    assert "Now:" in radius and "After this save:" in radius and "account groups" in radius
+    second.click("#confirm-ok")
+    wait_status(second, "Saved version 3")
+    flag = stored(console, "merge-conflict")
+    assert flag["conditions"][0]["rollout_percentage"] == 60
+    assert flag["conditions"][0]["properties"][0]["value"] == ["enterprise", "pro"]
+    assert flag["name"] == "Sixty"
+    close(first)
+    close(second)
+
+
+def test_a_person_bucketed_flag_shows_its_blast_radius_in_persons(browser, console):
+    ids = [f"pm-{i:02d}" for i in range(30)]
+    segment = Client(API_TOKEN, host=console.url, sync_mode=True)
+    for d in ids:
+        segment.identify(d, {"cohort": "beta"})
+    create(console, {"key": "beta-search", "bucket_by": "$person", "conditions": [{
+        "properties": [{"type": "person", "key": "cohort", "operator": "exact",
+                        "value": ["beta"]}], "rollout_percentage": 100}]})
+    page = signed_in(browser, console, "editor@example.com")
+    open_editor(page, console.url + "/ui/flags/beta-search")
+    wait_blast(page, len(ids))
+    assert page.get_attribute("#blast", "data-unit") == "persons"
+    assert " persons get it" in page.text_content("#blast")
+    links = page.eval_on_selector_all("#blast tr[data-variant=true] a",
+                                      "as => as.map(a => a.getAttribute('href'))")
+    assert links and all(h.startswith("/ui/persons/pm-") for h in links)
+    page.fill("#c0-rollout", "40")
+    expected = [d for d in ids if bucket("beta-search", d) <= 40]
+    assert 0 < len(expected) < len(ids)
+    wait_blast(page, len(expected))
+    samples = page.eval_on_selector_all("#blast tr[data-variant=true] a",
+                                        "as => as.map(a => a.textContent)")
+    assert samples and set(samples) <= set(expected)
+    page.click("#save")
+    text, radius = confirm_radius(page)
+    assert "from 100 % to 40 %" in text
+    assert f"Now: {len(ids)} of " in radius and f"After this save: {len(expected)} of " in radius
+    assert "persons" in radius
+    page.click("#confirm-ok")
+    wait_status(page, "Saved version 2")
+    close(page)
+
+
+def test_removing_or_changing_a_condition_or_the_weights_asks_first(browser, console):
+    create(console, {"key": "two-sets", "bucket_by": "account",
+                     "conditions": [plan("enterprise"), plan("free")],
+                     "variants": [{"key": "a", "weight": 50}, {"key": "b", "weight": 50}]})
+    page = signed_in(browser, console, "editor@example.com")
+    open_editor(page, console.url + "/ui/flags/two-sets")
+    wait_blast(page, len(ACCOUNTS))
+    # removing the first set: the second moves up with the same rollout, which a comparison
+    # by position took for no change
+    page.click("[aria-label='remove condition 1']")
+    wait_blast(page, len(ACCOUNTS) - len(ENTERPRISE))
+    page.click("#save")
+    text, radius = confirm_radius(page)
+    assert "Remove condition 1 (account.plan exact enterprise, rollout 100 %)" in text
+    assert f"Now: {len(ACCOUNTS)} of {len(ACCOUNTS) + 1} account groups" in radius
+    assert f"After this save: {len(ACCOUNTS) - len(ENTERPRISE)} of " in radius
+    page.click("#confirm-cancel")
+    assert stored(console, "two-sets")["version"] == 1
+
+    open_editor(page, console.url + "/ui/flags/two-sets")  # a filter's value changed
+    page.fill("#c1p0-value", "free, pro")
+    page.click("#save")
+    text, _ = confirm_radius(page)
+    assert "Change condition 2 from account.plan exact free, rollout 100 % to " \
+           "account.plan exact free, pro, rollout 100 %" in text
+    page.keyboard.press("Escape")  # (the dialog's cancel, by keyboard)
+    page.wait_for_selector("#confirm", state="hidden")
+    assert stored(console, "two-sets")["version"] == 1
+
+    open_editor(page, console.url + "/ui/flags/two-sets")  # the weights changed
+    page.fill("#v0-weight", "90")
+    page.fill("#v1-weight", "10")
+    page.click("#save")
+    text, _ = confirm_radius(page)
+    assert "to a 90 %, b 10 %: some get another variant" in text
+    page.click("#confirm-ok")
+    wait_status(page, "Saved version 2")
+
+    page.fill("#f-description", "only words")  # not who gets what: saved without asking
+    page.click("#save")
+    wait_status(page, "Saved version 3")
+    assert not page.is_visible("#confirm")
+    close(page)
