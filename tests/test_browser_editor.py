@@ -61,7 +61,8 @@ def outcome(page, field):
 
 
 def test_two_sessions_change_different_fields_and_the_merge_keeps_both(browser, console):
-    create(console, {"key": "merge-both", "bucket_by": "account", "conditions": [plan("enterprise", 30)],
+    create(console, {"key": "merge-both", "bucket_by": "account",
+                     "conditions": [plan("enterprise", 30)],
                      "variants": [{"key": "control", "weight": 50}, {"key": "test", "weight": 50}]})
     first, second = both_open(browser, console, "merge-both")
     first.fill("#c0-rollout", "20")
