@@ -228,3 +228,52 @@ def test_removing_or_changing_a_condition_or_the_weights_asks_first(browser, con
     wait_status(page, "Saved version 3")
     assert not page.is_visible("#confirm")
     close(page)
+
+
+def test_the_comparisons_read_content_not_positions_or_spelling(browser, console):
+    """editor-merge.js's functions, run in the page: values the engine reads alike compare
+    alike; a side that adds or removes a condition makes the list one field; a payload of a
+    variant the merge no longer has is dropped; reordering, adding and rebucketing ask."""
+    create(console, {"key": "compared"})
+    page = signed_in(browser, console, "viewer@example.com")
+    open_editor(page, console.url + "/ui/flags/compared")
+    out = page.evaluate("""() => {
+      const M = window.flagsvcMerge;
+      const f = (o) => ({key: "k", name: "", description: "", active: true, bucket_by: "account",
+        hash_namespace: null, conditions: [{properties: [], rollout_percentage: null}],
+        variants: [], payloads: {}, ...o});
+      const p = (v) => ({type: "person", key: "email", operator: "exact", value: [v]});
+      const spelled = f({conditions: [{properties: [{...p("x"), negate: false, group_type: null}],
+        rollout_percentage: null, variant: null}]});
+      const plain = f({conditions: [{properties: [p("x")], rollout_percentage: 100}]});
+      const added = f({conditions: [...plain.conditions, {properties: [p("y")]}]});
+      const halved = f({conditions: [{properties: [p("x")], rollout_percentage: 50}]});
+      const ab = {variants: [{key: "a", weight: 50}, {key: "b", weight: 50}]};
+      const base = f({...ab, payloads: {a: 1, b: 2}});
+      const theirs = f({variants: [{key: "a", weight: 100}], payloads: {a: 1}});
+      const mine = f({...ab, payloads: {a: 1, b: 3}});
+      const drop = M.merge3(base, theirs, mine);
+      const two = f({conditions: [{properties: [p("x")]}, {properties: [p("y")]}]});
+      const swapped = f({conditions: [two.conditions[1], two.conditions[0]]});
+      return {
+        alike: M.merge3(spelled, spelled, plain).rows.length,
+        alikeAsk: M.audienceChanges(spelled, plain),
+        added: M.merge3(plain, added, halved).rows.map((r) => [r.field.name, r.outcome]),
+        drop: drop.rows.map((r) => [r.field.name, r.outcome]),
+        dropped: drop.build({"payloads.b": "mine"}).payloads,
+        swapped: M.audienceChanges(two, swapped),
+        removed: M.audienceChanges(two, f({conditions: [two.conditions[1]]})),
+        addedAsk: M.audienceChanges(plain, added),
+        rebucketed: M.audienceChanges(plain, {...plain, bucket_by: "$person"}),
+      };
+    }""")
+    assert out["alike"] == 0 and out["alikeAsk"] == []
+    assert out["added"] == [["conditions", "conflict"]]
+    assert out["drop"] == [["variants", "theirs"], ["payloads.b", "conflict"]]
+    assert out["dropped"] == {"a": 1}  # b is no variant of the merge: its payload would be refused
+    assert out["swapped"] == ["Reorder the conditions: the first that matches decides."]
+    assert out["removed"] == ["Remove condition 1 (email exact x, rollout 100 %): what it "
+                              "matched no longer gets the flag through it."]
+    assert out["addedAsk"] == ["Add condition 2 (email exact y, rollout 100 %)."]
+    assert out["rebucketed"][0].startswith("Bucket by $person instead of account")
+    close(page)

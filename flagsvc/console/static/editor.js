@@ -183,8 +183,10 @@
 
   // A confirmation: the lines, and, with `radius` (the flags before and after), the blast
   // radius of each, filled in when the previews answer.
+  let askSeq = 0;
   function ask(lines, yes, radius) {
     const dialog = $("confirm");
+    const seq = ++askSeq;
     $("confirm-ok").textContent = yes || "Yes, save";
     $("confirm-text").replaceChildren(...lines.map((l) => el("li", {}, l)));
     const box = $("confirm-radius");
@@ -193,6 +195,7 @@
     if (radius) {
       box.textContent = "Blast radius: computing…";
       Promise.all(radius.map(blastOf)).then(([before, after]) => {
+        if (seq !== askSeq) return;  // an answer for a confirmation since closed
         const text = (b) => (b.error ? "cannot be computed (" + b.error.join(" · ") + ")" : b.text);
         box.replaceChildren(el("strong", {}, "Blast radius"), el("br"),
           el("span", {id: "radius-before"}, "Now: " + text(before)), el("br"),
