@@ -137,6 +137,19 @@ def test_preview_of_a_person_bucketed_flag_counts_persons_like_the_engine(client
                 distinct_id=d, person_properties={"cohort": "beta"})).variant == variant
 
 
+def test_a_person_scan_past_its_time_budget_says_so(app, client, h, persons, monkeypatch):
+    from flagsvc.api import preview
+
+    monkeypatch.setitem(app.config["FLAGSVC"], "PREVIEW_SECONDS", 0.0)
+    monkeypatch.setattr(preview.Scan, "CHECK_EVERY", 50)
+    out = client.post("/api/flags/preview", json=PERSON_FLAG, headers=h).get_json()
+    assert out["complete"] is False and out["total"] == 50
+    flags = compile_flags([PERSON_FLAG])
+    first = [d for i, d in enumerate(persons[:50]) if i % 3 == 0 and evaluate(
+        flags, "beta-search", Context(distinct_id=d, person_properties={"cohort": "beta"})).enabled]
+    assert out["enabled"] == len(first)  # the first 50 stored
+
+
 def test_a_person_preview_uses_the_groups_each_person_was_last_seen_with(
         client, h, store, app_project):
     store.ingest(app_project["id"], [

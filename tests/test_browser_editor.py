@@ -6,6 +6,9 @@ confirmation before a save that changes who gets what, compared by content."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import requests
 from segment.analytics import Client
 from stress.harness import API_TOKEN, admin
@@ -45,6 +48,15 @@ def confirm_radius(page):
     page.wait_for_function("document.getElementById('confirm-radius').dataset.state === 'ready'",
                            timeout=10_000)
     return page.text_content("#confirm-text"), page.text_content("#confirm-radius")
+
+
+def look(page, name):
+    """A screenshot for a person to look at, never a README image: always the temporary
+    folder."""
+    target = Path(tempfile.gettempdir()) / "flagsvc-screenshots" / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000
 
 
 def both_open(browser, console, key):
@@ -137,7 +149,7 @@ def test_a_field_both_changed_is_a_conflict_to_choose(browser, console):
     second.keyboard.press("Space")
     assert second.is_checked(row + " input[value=mine]")
     assert second.text_content("#conflict-left") == ""
-    shared.shot(second, "flag-merge-conflict")  # (a temporary folder: not a README image)
+    look(second, "flag-merge-conflict")
     second.click("#conflict-merge")
     text, radius = confirm_radius(second)
     assert "from 20 % to 60 %" in text  # against their version
@@ -201,6 +213,7 @@ def test_removing_or_changing_a_condition_or_the_weights_asks_first(browser, con
     assert "Remove condition 1 (account.plan exact enterprise, rollout 100 %)" in text
     assert f"Now: {len(ACCOUNTS)} of {len(ACCOUNTS) + 1} account groups" in radius
     assert f"After this save: {len(ACCOUNTS) - len(ENTERPRISE)} of " in radius
+    look(page, "flag-confirm")
     page.click("#confirm-cancel")
     assert stored(console, "two-sets")["version"] == 1
 
