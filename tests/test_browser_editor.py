@@ -43,6 +43,18 @@ def wait_status(page, text):
                            arg=text, timeout=10_000)
 
 
+def save_confirmed(page, fills, then=None):
+    """Fills the fields {selector: text}, saves and says yes to the confirmation of a change
+    of who gets what; waits for `then` in the status, if given."""
+    for selector, text in fills.items():
+        page.fill(selector, text)
+    page.click("#save")
+    page.wait_for_selector("#confirm[open]")
+    page.click("#confirm-ok")
+    if then:
+        wait_status(page, then)
+
+
 def confirm_radius(page):
     page.wait_for_selector("#confirm[open]")
     page.wait_for_function("document.getElementById('confirm-radius').dataset.state === 'ready'",
@@ -77,19 +89,11 @@ def test_two_sessions_change_different_fields_and_the_merge_keeps_both(browser, 
                      "conditions": [plan("enterprise", 30)],
                      "variants": [{"key": "control", "weight": 50}, {"key": "test", "weight": 50}]})
     first, second = both_open(browser, console, "merge-both")
-    first.fill("#c0-rollout", "20")
-    first.fill("#f-description", "rolled back to 20 %")
-    first.click("#save")
-    first.wait_for_selector("#confirm[open]")
-    first.click("#confirm-ok")
-    wait_status(first, "Saved version 2")
-
-    second.fill("#v0-weight", "70")
-    second.fill("#v1-weight", "30")
-    second.fill("#f-name", "Weighted by the admin")
-    second.click("#save")
-    second.wait_for_selector("#confirm[open]")  # (the weights: asked against version 1)
-    second.click("#confirm-ok")
+    save_confirmed(first, {"#c0-rollout": "20", "#f-description": "rolled back to 20 %"},
+                   "Saved version 2")
+    # (the weights: asked against version 1)
+    save_confirmed(second, {"#v0-weight": "70", "#v1-weight": "30",
+                            "#f-name": "Weighted by the admin"})
     second.wait_for_selector("#conflict:not([hidden])")
     assert "by user editor@example.com" in second.text_content("#conflict-who")
     assert outcome(second, "conditions.0.rollout_percentage") == "theirs"
@@ -121,18 +125,9 @@ def test_a_field_both_changed_is_a_conflict_to_choose(browser, console):
     create(console, {"key": "merge-conflict", "bucket_by": "account",
                      "conditions": [plan("enterprise", 30)]})
     first, second = both_open(browser, console, "merge-conflict")
-    first.fill("#c0-rollout", "20")
-    first.fill("#c0p0-value", "enterprise, pro")
-    first.click("#save")
-    first.wait_for_selector("#confirm[open]")
-    first.click("#confirm-ok")
-    wait_status(first, "Saved version 2")
-
-    second.fill("#c0-rollout", "60")
-    second.fill("#f-name", "Sixty")
-    second.click("#save")
-    second.wait_for_selector("#confirm[open]")
-    second.click("#confirm-ok")
+    save_confirmed(first, {"#c0-rollout": "20", "#c0p0-value": "enterprise, pro"},
+                   "Saved version 2")
+    save_confirmed(second, {"#c0-rollout": "60", "#f-name": "Sixty"})
     second.wait_for_selector("#conflict:not([hidden])")
     row = '#conflict-changes tr[data-field="conditions.0.rollout_percentage"]'
     assert outcome(second, "conditions.0.rollout_percentage") == "conflict"
