@@ -263,6 +263,8 @@ def test_the_comparisons_read_content_not_positions_or_spelling(browser, console
       const drop = M.merge3(base, theirs, mine);
       const two = f({conditions: [{properties: [p("x")]}, {properties: [p("y")]}]});
       const swapped = f({conditions: [two.conditions[1], two.conditions[0]]});
+      const twoHalved = f({conditions: [{...two.conditions[0], rollout_percentage: 50},
+        two.conditions[1]]});
       return {
         alike: M.merge3(spelled, spelled, plain).rows.length,
         alikeAsk: M.audienceChanges(spelled, plain),
@@ -270,6 +272,8 @@ def test_the_comparisons_read_content_not_positions_or_spelling(browser, console
         drop: drop.rows.map((r) => [r.field.name, r.outcome]),
         dropped: drop.build({"payloads.b": "mine"}).payloads,
         swapped: M.audienceChanges(two, swapped),
+        moved: M.merge3(two, swapped, twoHalved).rows.map((r) => [r.field.name, r.outcome]),
+        inPlace: M.merge3(two, two, twoHalved).rows.map((r) => [r.field.name, r.outcome]),
         removed: M.audienceChanges(two, f({conditions: [two.conditions[1]]})),
         addedAsk: M.audienceChanges(plain, added),
         rebucketed: M.audienceChanges(plain, {...plain, bucket_by: "$person"}),
@@ -279,6 +283,10 @@ def test_the_comparisons_read_content_not_positions_or_spelling(browser, console
     assert out["added"] == [["conditions", "conflict"]]
     assert out["drop"] == [["variants", "theirs"], ["payloads.b", "conflict"]]
     assert out["dropped"] == {"a": 1}  # b is no variant of the merge: its payload would be refused
+    # they moved the conditions, I halved one: merged by place, my rollout would land on
+    # the other condition, so the list is one field
+    assert out["moved"] == [["conditions", "conflict"]]
+    assert out["inPlace"] == [["conditions.0.rollout_percentage", "mine"]]
     assert out["swapped"] == ["Reorder the conditions: the first that matches decides."]
     assert out["removed"] == ["Remove condition 1 (email exact x, rollout 100 %): what it "
                               "matched no longer gets the flag through it."]

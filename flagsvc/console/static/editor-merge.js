@@ -1,7 +1,7 @@
 // The flag editor's comparisons, no page access: flags compared by content, not by position.
 // - merge3(base, theirs, mine): a stale save's three-way merge, field by field (a condition's
-//   filters, rollout, variant and bucket_by each on their own when no side added or removed
-//   a condition): what only they changed keeps theirs, what only I changed takes mine, what
+//   filters, rollout, variant and bucket_by each on their own when no side added, removed or
+//   moved a condition): what only they changed keeps theirs, what only I changed takes mine, what
 //   both changed differently is a conflict to choose.
 // - audienceChanges(before, after): every change of who gets what (switched off or on,
 //   bucketing, a condition removed, added or changed, a rollout, the variants and weights,
@@ -103,15 +103,18 @@
     const list = [field("name", "Name", "text"), field("description", "Description", "text"),
       field("active", "Active", "active"), field("bucket_by", "Bucket by", "text"),
       field("hash_namespace", "Hash namespace", "text")];
-    const n = versions[0].conditions.length;
-    if (versions.every((v) => v.conditions.length === n)) {
+    const [base, ...others] = versions.map((v) => v.conditions.map(normCondition));
+    const inPlace = (now) => now.length === base.length &&
+      pairConditions(base, now).pairs.every(([i, j]) => i === j);
+    if (others.every(inPlace)) {  // no side added, removed or moved a condition
+      const n = base.length;
       for (let i = 0; i < n; i++) {
         list.push(conditionPart(i, "properties", "Filters", "filters"),
           conditionPart(i, "rollout_percentage", "Rollout", "rollout"),
           conditionPart(i, "variant", "Variant", "variant"),
           conditionPart(i, "bucket_by", "Bucket by", "bucket"));
       }
-    } else {  // a condition added or removed: the list is one field
+    } else {  // a condition added, removed or moved: the list is one field
       list.push({name: "conditions", label: "Conditions", kind: "conditions",
         get: (r) => r.conditions.map(normCondition), set: (r, v) => { r.conditions = clone(v); }});
     }
@@ -188,11 +191,9 @@
     return lines;
   }
 
-  // Conditions are paired by whom they target (filters, variant, bucket_by), wherever they
-  // are in the list; then what is left over at the same place is a changed condition, the
-  // rest removed or added ones.
-  function conditionChanges(was, now) {
-    const lines = [];
+  // Conditions paired by whom they target (filters, variant, bucket_by), wherever they are
+  // in the lists: pairs [i, j], the indexes of `was` left unpaired (gone) and of `now` (added).
+  function pairConditions(was, now) {
     const target = (c) => canon({properties: c.properties, variant: c.variant, bucket_by: c.bucket_by});
     const taken = new Set();
     const pairs = [];
@@ -203,7 +204,15 @@
       taken.add(j);
       pairs.push([i, j]);
     });
-    let added = now.map((_, j) => j).filter((j) => !taken.has(j));
+    return {pairs, gone, added: now.map((_, j) => j).filter((j) => !taken.has(j))};
+  }
+
+  // What is left over at the same place is a changed condition, the rest removed or added.
+  function conditionChanges(was, now) {
+    const lines = [];
+    const paired = pairConditions(was, now);
+    const {pairs, gone} = paired;
+    let added = paired.added;
     for (const [i, j] of pairs) {
       if (was[i].rollout_percentage !== now[j].rollout_percentage) {
         lines.push("Change the rollout of condition " + (j + 1) + " (" + filtersText(now[j].properties) +
