@@ -50,10 +50,12 @@ def ensure_default_project(store: Store, config: Mapping[str, Any]) -> dict[str,
     """On an empty database, create the default project (tokens from config or new);
     returns it with its secret key, or None if projects already exist. Atomic: of several
     processes starting at once on a new database, exactly one creates it."""
+    from .writes import Uncached, create_project
+
     if store.list_projects():
         return None
-    return store.create_project("default", api_token=config.get("API_TOKEN"),
-                                secret_key=config.get("SECRET_KEY"), only_if_none=True)
+    return create_project(Uncached(store), "default", api_token=config.get("API_TOKEN"),
+                          secret_key=config.get("SECRET_KEY"), only_if_none=True)
 
 
 class _Flask(Flask):

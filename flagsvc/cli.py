@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import load_config
+from .errors import APIError
 from .imports import FORMATS
-from .store import Conflict, DatabaseUnavailable, MigrationError, Store, StoreError, is_postgres
+from .store import DatabaseUnavailable, MigrationError, Store, StoreError, is_postgres
 
+CLI_ACTOR = "cli"  # who the audit log names for a change made by this command
 # what makes a command's database unusable as asked: one line, no traceback
 _UNAVAILABLE: tuple[type[BaseException], ...] = (*DatabaseUnavailable, PermissionError)
 
@@ -56,11 +58,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writes(store: Store | None = None) -> Any:
+    """The write path's `service` for a command: every CLI write goes through the command
+    of flagsvc.writes that the admin API uses (checks, audit with actor "cli"); running
+    nodes see it as any other node's change."""
+    from .writes import Uncached
+
+    return Uncached(store or _store())
+
+
 def cmd_project_create(args: argparse.Namespace) -> int:
+    from .writes import create_project
+
     try:
-        project = _store().create_project(args.name, api_token=args.api_token,
-                                          secret_key=args.secret_key)
-    except Conflict as e:
+        project = create_project(_writes(), args.name, api_token=args.api_token,
+                                 secret_key=args.secret_key, actor=CLI_ACTOR)
+    except APIError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     assert project is not None  # None only with only_if_none
@@ -75,8 +88,14 @@ def cmd_project_list(args: argparse.Namespace) -> int:
 
 
 def cmd_project_rotate(args: argparse.Namespace) -> int:
+    from .writes import rotate_token
+
     kind = "api" if args.what == "rotate-api-token" else "secret"
-    value = _store().rotate_token(args.project, kind, grace_seconds=args.grace, actor="cli")
+    try:
+        value = rotate_token(_writes(), args.project, kind, args.grace, actor=CLI_ACTOR)
+    except APIError as e:
+        print(f"error: {e} (flagsvc project list)", file=sys.stderr)
+        return 1
     name = "api_token" if kind == "api" else "secret_key"
     if args.json:
         print(json.dumps({name: value, "old_valid_for_seconds": args.grace}))
@@ -133,7 +152,8 @@ def cmd_flags_import(args: argparse.Namespace) -> int:
     across the project's flags, the group types needed) and nothing is written unless every
     flag is valid; a deleted flag of the same key is restored."""
     from .imports import Unimportable, convert
-    from .imports.apply import import_flags, skip_unresolved
+    from .imports.apply import skip_unresolved
+    from .writes import import_flags
 
     try:
         if args.file in (None, "-"):
@@ -167,8 +187,8 @@ def cmd_flags_import(args: argparse.Namespace) -> int:
     if converted.skipped and not args.skip_unimportable:
         print("nothing was imported (--skip-unimportable imports the others)", file=sys.stderr)
         return 1
-    done = import_flags(store, args.project, converted.flags, dry_run=args.dry_run,
-                        actor="cli")
+    done = import_flags(_writes(store), args.project, converted.flags, dry_run=args.dry_run,
+                        actor=CLI_ACTOR)
     if done.conflict:
         print(f"error: {done.conflict}", file=sys.stderr)
         return 1
