@@ -135,7 +135,7 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
                      threads: int = 1, timeout: int = 30, access_log: bool = True,
                      database: str | None = None,
                      forwarded_allow_ips: str | None = None,
-                     worker_connections: int = 1000) -> dict[str, Any]:
+                     worker_connections: int = 4000) -> dict[str, Any]:
     """gunicorn's settings for `flagsvc serve`; `database`: also run its ingestion writer
     (store/writer.py) from the master."""
     options: dict[str, Any] = {
@@ -180,6 +180,6 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
 
 def run(bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int = 1,
         timeout: int = 30, access_log: bool = True, database: str | None = None,
-        forwarded_allow_ips: str | None = None, worker_connections: int = 1000) -> None:
+        forwarded_allow_ips: str | None = None, worker_connections: int = 4000) -> None:
     _Gunicorn(gunicorn_options(bind, workers, threads, timeout, access_log, database,
                                forwarded_allow_ips, worker_connections)).run()
