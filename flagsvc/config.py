@@ -54,8 +54,9 @@ SETTINGS = [
             "does not take at once is dropped with the connection.", int),
     Setting("MAX_CONNECTIONS_PER_ADDRESS", 100,
             "Most connections one client address (an IPv6 /64) may hold to one `flagsvc "
-            "serve` worker; more are answered 503 and closed. Behind a proxy every client "
-            "has the proxy's address: set it above what the proxy opens, or 0 (off).", int),
+            "serve` worker: past it that address's oldest idle connection is closed, or "
+            "the new one answered 503. The proxies of FORWARDED_ALLOW_IPS are not capped "
+            "(behind a proxy every client has its address); 0: no cap.", int),
     Setting("MAX_EVENT_BYTES", 1024 * 1024,
             "Largest single event in an ingestion batch (bytes).", int),
     Setting("MAX_BATCH_EVENTS", 5000, "Most events in one ingestion request.", int),
