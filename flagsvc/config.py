@@ -49,7 +49,7 @@ SETTINGS = [
             "piece within FLAGSVC_WRITE_TIMEOUT.", int),
     Setting("WORKER_BUFFER_BYTES", 32 * 1024 * 1024,
             "Most bytes a `flagsvc serve` worker holds for requests still arriving and "
-            "answers not yet taken: over it, a request past 64 KiB is answered 503 "
+            "answers not yet taken: over it, a request past 16 KiB is answered 503 "
             "(Retry-After: 1) instead of being read further, and an answer its client "
             "does not take at once is dropped with the connection.", int),
     Setting("MAX_CONNECTIONS_PER_ADDRESS", 100,

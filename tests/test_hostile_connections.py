@@ -188,7 +188,7 @@ def test_reason_phrases_are_the_standard_ones(server):
 def test_bytes_held_for_unfinished_requests_are_capped_per_worker(tmp_path):
     """150 connections each announce a 900 KB body and send 600 KB of it, then stall: a
     worker held all of it (2,000 such: 1.65 GB in the attack run). Past
-    FLAGSVC_WORKER_BUFFER_BYTES (4 MiB here) a request over 64 KiB is answered 503 with
+    FLAGSVC_WORKER_BUFFER_BYTES (4 MiB here) a request over 16 KiB is answered 503 with
     Retry-After instead of being read further; small requests (decide) are still read."""
     srv = Server(str(tmp_path / "budget.db"), workers=1,
                  env={"FLAGSVC_WORKER_BUFFER_BYTES": str(4 << 20),
