@@ -159,6 +159,27 @@ def test_a_field_both_changed_is_a_conflict_to_choose(browser, console):
     close(second)
 
 
+def test_a_stale_delete_shows_what_changed_and_loads_theirs(browser, console):
+    create(console, {"key": "stale-delete", "bucket_by": "account", "conditions": [{}]})
+    first, second = both_open(browser, console, "stale-delete")
+    first.fill("#f-name", "Still needed")  # (who gets what is the same: no question)
+    first.click("#save")
+    wait_status(first, "Saved version 2")
+    second.click("#delete")
+    second.wait_for_selector("#confirm[open]")
+    second.click("#confirm-ok")
+    second.wait_for_selector("#conflict:not([hidden])")
+    assert "The flag is not deleted" in second.text_content("#conflict-who")
+    assert outcome(second, "name") == "theirs"
+    assert second.is_hidden("#conflict-merge") and second.is_hidden("#conflict-review")
+    second.click("#conflict-theirs")
+    assert second.input_value("#f-name") == "Still needed"
+    assert second.text_content("#version-label") == "version 2"
+    assert stored(console, "stale-delete")["deleted"] is False
+    close(first)
+    close(second)
+
+
 def test_a_person_bucketed_flag_shows_its_blast_radius_in_persons(browser, console):
     ids = [f"pm-{i:02d}" for i in range(30)]
     segment = Client(API_TOKEN, host=console.url, sync_mode=True)
