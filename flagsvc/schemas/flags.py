@@ -183,7 +183,8 @@ class AuditEntrySchema(Schema):
     flag_id = fields.Integer(allow_none=True)
     flag_key = fields.String(allow_none=True)
     action = fields.String(metadata={"description": (
-        "a flag's: created, updated, deleted or restored; the project's: settings_updated, "
+        "a flag's: created, updated, deleted or restored; the project's: project_created, "
+        "settings_updated, "
         "api_token_rotated, secret_key_rotated, signing_key_rotated, group_type_created, "
         "group_type_renamed, group_type_deleted; a user's who may open the project: "
         "user_created, user_updated (role, disabled, projects), user_password_reset")})
