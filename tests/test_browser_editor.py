@@ -144,6 +144,10 @@ def test_a_field_both_changed_is_a_conflict_to_choose(browser, console):
     second.keyboard.press("Space")
     assert second.is_checked(row + " input[value=mine]")
     assert second.text_content("#conflict-left") == ""
+    # an edit made while the conflict shows joins the merge (the choice made stays)
+    second.fill("#f-description", "typed after the conflict")
+    assert outcome(second, "description") == "mine"
+    assert second.is_checked(row + " input[value=mine]")
     look(second, "flag-merge-conflict")
     second.click("#conflict-merge")
     text, radius = confirm_radius(second)
@@ -154,7 +158,7 @@ def test_a_field_both_changed_is_a_conflict_to_choose(browser, console):
     flag = stored(console, "merge-conflict")
     assert flag["conditions"][0]["rollout_percentage"] == 60
     assert flag["conditions"][0]["properties"][0]["value"] == ["enterprise", "pro"]
-    assert flag["name"] == "Sixty"
+    assert flag["name"] == "Sixty" and flag["description"] == "typed after the conflict"
     close(first)
     close(second)
 
