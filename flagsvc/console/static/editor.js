@@ -253,8 +253,7 @@
     form.renderAll();
   }
 
-  const OUTCOME = {theirs: "theirs: only they changed it", mine: "yours: only you changed it",
-    same: "the same change on both sides"};
+  const OUTCOME = {theirs: "theirs", mine: "yours", same: "alike"};  // (the summary says why)
 
   // A refused stale save (or delete): what changed since the version this edit started from,
   // merged three ways with `mine`; conflicts are chosen per field before the merge is saved.
@@ -304,7 +303,9 @@
     const summary = [["They changed", names("theirs")], ["You changed", names("mine")],
       ["Both changed alike", names("same")], ["Both changed differently — choose below", names("conflict")]]
       .filter(([, v]) => v).map(([k, v]) => el("li", {}, k + ": " + v));
-    const code = (r, v) => el("td", {}, el("code", {}, r.show(v)));
+    const heads = ["You opened (v" + base.version + ")", "Theirs (v" + theirs.version + ")",
+      "Yours", "Merged"];  // (each cell says its column too: at a phone's width rows stack)
+    const code = (r, v, i) => el("td", {"data-label": heads[i]}, el("code", {}, r.show(v)));
     const picker = (r, ri) => el("fieldset", {class: "pick"},
       el("legend", {class: "sr-only"}, "Keep which " + r.field.label.toLowerCase() + "?"),
       ...["theirs", "mine"].map((side) => el("label", {class: "check"},
@@ -314,14 +315,12 @@
         side === "theirs" ? "keep theirs" : "keep mine")));
     const rows = merged.rows.map((r, ri) => el("tr", {"data-field": r.field.name,
       "data-outcome": r.outcome}, el("th", {scope: "row"}, r.field.label),
-    code(r, r.base), code(r, r.theirs), code(r, r.mine),
-    el("td", {}, r.outcome === "conflict" ? picker(r, ri) : OUTCOME[r.outcome])));
+    code(r, r.base, 0), code(r, r.theirs, 1), code(r, r.mine, 2),
+    el("td", {"data-label": heads[3]}, r.outcome === "conflict" ? picker(r, ri) : OUTCOME[r.outcome])));
     $("conflict-changes").replaceChildren(el("ul", {id: "conflict-summary"}, summary),
-      el("div", {class: "table-wrap"}, el("table", {class: "list compact"},
+      el("div", {class: "table-wrap"}, el("table", {class: "list merge"},
         el("thead", {}, el("tr", {}, el("th", {scope: "col"}, "Field"),
-          el("th", {scope: "col"}, "You opened (v" + base.version + ")"),
-          el("th", {scope: "col"}, "Theirs (v" + theirs.version + ")"),
-          el("th", {scope: "col"}, "Yours"), el("th", {scope: "col"}, "Merged"))),
+          ...heads.map((h) => el("th", {scope: "col"}, h)))),
         el("tbody", {}, rows))));
     function ready() {
       const left = conflicts.filter((r) => !choices[r.field.name]).length;
