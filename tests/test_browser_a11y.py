@@ -9,8 +9,8 @@ import pytest
 import requests
 from segment.analytics import Client
 from stress.harness import API_TOKEN, admin
-from test_browser_console import close, signed_in
 from test_browser_console import browser as browser  # noqa: F401 (a fixture)
+from test_browser_console import close, signed_in
 from test_browser_console import console as console  # noqa: F401 (a fixture)
 
 from tests.capabilities import node_modules
