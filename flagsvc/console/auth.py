@@ -16,6 +16,7 @@ from ..api.common import (
     console_session,
     session_policy,
 )
+from ..writes import users as writes
 from . import bp
 from .views import SignInNeeded, back_to, check_csrf, render, session, store
 
@@ -131,7 +132,7 @@ def password() -> Response | str:
                 raise ValueError("the two new passwords differ")
             if new == current:
                 raise ValueError("choose a new password, not the one you have now")
-            accounts.reset_password(store(), s["user"]["id"], new, keep_session=s["id"])
+            writes.reset_password(store(), s["user"]["id"], new, keep_session=s["id"])
             return back_to("/ui/")
         except (accounts.SignInRefused, ValueError) as e:
             error = str(e)

@@ -246,6 +246,27 @@ class GroupsMixin:
         return {"id": pid, "distinct_ids": ids, "properties": loads(props),
                 "created_at": created, "last_seen": last_seen, "groups": groups}
 
+    def iter_persons(self, project_id: int) -> Generator[tuple[int, str, dict], None, None]:
+        """(person id, distinct id, properties) of every person, for previews of flags
+        bucketed by person: the distinct id is the first the person had, the one the
+        persons page shows."""
+        rows = self.conn().execute(
+            "SELECT p.id, (SELECT distinct_id FROM person_distinct_ids d WHERE d.person_id = p.id "
+            "ORDER BY rowid LIMIT 1), p.properties FROM persons p WHERE p.project_id = ? "
+            "ORDER BY p.id", (project_id,))
+        for pid, distinct_id, props in rows:
+            if distinct_id is not None:
+                yield pid, distinct_id, loads(props)
+
+    def person_last_groups(self, person_id: int) -> dict[str, str]:
+        """{group type: key} of the groups a person was last seen with, one per type (what
+        an SDK would name for them)."""
+        rows = self.conn().execute(
+            "SELECT g.group_type, g.group_key FROM memberships m JOIN groups g "
+            "ON g.id = m.group_id WHERE m.person_id = ? ORDER BY m.last_seen, g.group_key",
+            (person_id,))
+        return {gtype: key for gtype, key in rows}
+
     def list_persons(self, project_id: int, limit: int = 100,
                      offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         conn = self.conn()
