@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from . import accounts
 from .store import ROLES, Conflict, NotFound, Store
 from .writes import users as writes
 

@@ -5,6 +5,9 @@ on a group with more children than one page."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 import requests
 from segment.analytics import Client
@@ -133,6 +136,7 @@ def test_the_group_tree_by_keyboard(browser, world):  # noqa: F811
         "document.querySelectorAll('#tree-root > li:not(.tree-more) > a').length === "
         f"{MANY + 1}")
     assert page.locator("#tree-root li.tree-more").count() == 0  # the last page
+    page.screenshot(path=str(Path(tempfile.gettempdir()) / "flagsvc-a11y-tree.png"))
     keys = [a.text_content() for a in children.all()]
     assert len(set(keys)) == MANY + 1 and "ws-1" in keys
     close(page)

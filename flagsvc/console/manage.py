@@ -9,6 +9,7 @@ from typing import Any
 from flask import abort, request
 from werkzeug.wrappers import Response
 
+from .. import accounts
 from ..store import ROLES, Conflict, NotFound
 from ..writes import users as writes
 from . import bp
