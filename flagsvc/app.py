@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask, Request, Response, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from .config import load_config
 from .errors import APIError, error_response
@@ -78,6 +79,11 @@ class _Request(Request):
         self.environ["flagsvc.url_rule"] = rule
 
 
+# Werkzeug writes reason phrases in capitals ("400 BAD REQUEST"): the standard ones instead.
+_STANDARD_STATUS = {f"{code} {phrase.upper()}": f"{code} {phrase}"
+                    for code, phrase in HTTP_STATUS_CODES.items()}
+
+
 class _Instrumented:
     """WSGI middleware: request count and latency per route, and a log line for 5xx.
     (Middleware rather than Flask hooks: it runs once per request, outside Flask's hook
@@ -102,7 +108,7 @@ class _Instrumented:
 
         def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
             status_code[0] = int(status[:3])
-            return start_response(status, headers, exc_info)
+            return start_response(_STANDARD_STATUS.get(status, status), headers, exc_info)
 
         try:
             return self.wsgi_app(environ, recording_start_response)

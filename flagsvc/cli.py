@@ -312,11 +312,13 @@ def secret_key_path(database: str) -> str:
 
 
 def announce_default_project(project: dict[str, Any], config: Mapping[str, Any],
-                             out: Any = None) -> None:
+                             out: Any = None, show_secret_key: bool = False) -> None:
     """Say that the default project was created, without putting its secret key in the
     service's log: a generated key is written to `<database>.secret_key` (mode 0600, this
-    user only) and, when a person is at a terminal, also shown there; a key taken from
-    FLAGSVC_SECRET_KEY is never repeated."""
+    user only) and only where it is is printed. A terminal is no proof that a person reads
+    it (`docker run -t` gives the service one, and `docker logs` keeps it): the key itself
+    is printed only when the operator asks (`flagsvc serve --print-secret-key`). A key
+    taken from FLAGSVC_SECRET_KEY is never repeated."""
     out = out or sys.stderr  # looked up now: tests and callers may have replaced it
     print("created the default project on this new database:", file=out)
     _print_project({k: v for k, v in project.items() if k != "secret_key"}, False, out=out)
@@ -335,12 +337,12 @@ def announce_default_project(project: dict[str, Any], config: Mapping[str, Any],
         print(f"  secret_key: could not be written to {path} ({e.strerror or e}); "
               f"`flagsvc project rotate-secret-key {project['id']}` makes a new one",
               file=out)
-    else:
-        print(f"  secret_key: in {path} (admin API; readable by this user only, never "
-              "logged): store it somewhere safe, then delete the file", file=out)
-    if out.isatty():  # a person reads this terminal; nothing keeps it
-        print(f"  secret_key: {project['secret_key']}   (shown here because this is a "
-              "terminal)", file=out)
+        return
+    print(f"  secret_key: in {path} (admin API; readable by this user only, never "
+          "logged): store it somewhere safe, then delete the file", file=out)
+    if show_secret_key:  # asked for on the command line
+        print(f"  secret_key: {project['secret_key']}   (printed because of "
+              "--print-secret-key)", file=out)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -351,7 +353,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = Store(config["DATABASE"], synchronous=config["SYNCHRONOUS"])
     project = ensure_default_project(store, config)
     if project is not None:
-        announce_default_project(project, config)
+        announce_default_project(project, config, show_secret_key=args.print_secret_key)
     else:
         _warn_unused_tokens(store, config)
     if not store.count_users():
@@ -374,7 +376,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     run(bind=args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout,
         access_log=not args.no_access_log,
-        forwarded_allow_ips=args.forwarded_allow_ips or config["FORWARDED_ALLOW_IPS"])
+        forwarded_allow_ips=args.forwarded_allow_ips or config["FORWARDED_ALLOW_IPS"],
+        worker_connections=args.worker_connections)
     return 0
 
 
@@ -396,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="proxies whose X-Forwarded-Proto/-For are trusted (comma-separated "
                    "addresses or networks, or *; default 127.0.0.1,::1, or "
                    "FLAGSVC_FORWARDED_ALLOW_IPS)")
+    p.add_argument("--worker-connections", type=int, default=1000, metavar="N",
+                   help="most connections a worker holds (default 1000)")
+    p.add_argument("--print-secret-key", action="store_true",
+                   help="on a new database, also print the generated secret key (by "
+                   "default it is only written to <database>.secret_key, mode 0600)")
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
+from . import accounts
 from .store import ROLES, Conflict, NotFound, Store
 from .writes import users as writes
 
@@ -57,8 +57,7 @@ def cmd_user_list(store: Store, args: argparse.Namespace) -> int:
     for u in store.list_users():
         projects = "all" if u["all_projects"] else ",".join(
             map(str, store.user_project_ids(u))) or "none"
-        state = "disabled" if u["disabled"] else (
-            "locked" if u["locked_until"] and u["locked_until"] > time.time() else "active")
+        state = accounts.sign_in_state(store, u)
         print(f"{u['email']}\t{u['role']}\tprojects: {projects}\t{state}")
     return 0
 
@@ -68,7 +67,8 @@ def cmd_user_reset(store: Store, args: argparse.Namespace) -> int:
     temporary = writes.reset_password(store, user["id"], _password(args), actor=ACTOR)
     if args.role:
         writes.change_user(store, user["id"], role=args.role, actor=ACTOR)
-    print(f"password of {user['email']} reset; their sessions are ended, a lockout cleared")
+    print(f"password of {user['email']} reset; their sessions are ended, their failed "
+          "sign-ins forgotten")
     if temporary:
         print(f"one-time password: {temporary}\n(shown only now; it must be changed at the "
               "next sign-in)")

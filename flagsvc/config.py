@@ -35,6 +35,27 @@ SETTINGS = [
     Setting("BODY_TIMEOUT", 30.0,
             "Seconds a client has to send a request's body once its headers arrived "
             "(`flagsvc serve`; 408 past that).", float),
+    Setting("FIRST_BYTE_TIMEOUT", 5.0,
+            "Seconds a new connection has to send its first byte (`flagsvc serve`): closed "
+            "past that, so idle connections do not hold the worker's connection slots.",
+            float),
+    Setting("WRITE_TIMEOUT", 30.0,
+            "Seconds a client has to take a whole answer once it is rendered (`flagsvc "
+            "serve`): the connection is closed past that. Answers are written by the "
+            "worker's event loop, never by an app thread.", float),
+    Setting("WRITE_BUFFER_BYTES", 8 * 1024 * 1024,
+            "Largest answer an app thread renders into memory for the event loop to write "
+            "(`flagsvc serve`); a larger one (a big export) is written by its thread, each "
+            "piece within FLAGSVC_WRITE_TIMEOUT.", int),
+    Setting("WORKER_BUFFER_BYTES", 64 * 1024 * 1024,
+            "Most bytes a `flagsvc serve` worker holds for requests still arriving and "
+            "answers not yet taken: over it, a request past 64 KiB is answered 503 "
+            "(Retry-After: 1) instead of being read further, and an answer its client "
+            "does not take at once is dropped with the connection.", int),
+    Setting("MAX_CONNECTIONS_PER_ADDRESS", 100,
+            "Most connections one client address (an IPv6 /64) may hold to one `flagsvc "
+            "serve` worker; more are answered 503 and closed. Behind a proxy every client "
+            "has the proxy's address: set it above what the proxy opens, or 0 (off).", int),
     Setting("MAX_EVENT_BYTES", 1024 * 1024,
             "Largest single event in an ingestion batch (bytes).", int),
     Setting("MAX_BATCH_EVENTS", 5000, "Most events in one ingestion request.", int),

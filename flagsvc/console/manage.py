@@ -4,12 +4,12 @@ and users (admins)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flask import abort, request
 from werkzeug.wrappers import Response
 
+from .. import accounts
 from ..store import ROLES, Conflict, NotFound
 from ..writes import users as writes
 from . import bp
@@ -71,9 +71,9 @@ def _users_page(created: dict[str, Any] | None = None, error: str | None = None)
     users = [u for u in store().list_users() if _manageable(u, mine)]
     for u in users:
         u["project_ids"] = None if u["all_projects"] else store().user_project_ids(u)
+        u["state"] = accounts.sign_in_state(store(), u)
     return render("users.html", users=users, roles=ROLES, created=created, error=error,
-                  all_projects=_projects_of(mine), every_project=mine is None,
-                  now=time.time())
+                  all_projects=_projects_of(mine), every_project=mine is None)
 
 
 def _projects_of(mine: set[int] | None) -> list[dict[str, Any]]:

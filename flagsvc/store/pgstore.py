@@ -77,8 +77,9 @@ class PgStore(Store):
         self.conn().execute("SELECT count(*) FROM schema_migrations").fetchone()
         return "ok"
 
-    # LIKE (with its wildcards escaped) rather than strpos: the trigram index serves it
-    _search_filter = "group_key LIKE ?"
+    # LIKE (with its wildcards escaped) rather than strpos, on the expression the trigram
+    # index groups_key_search is built on (migration 0011: not on group_key itself)
+    _search_filter = "(group_key || '') LIKE ?"
 
     @staticmethod
     def _search_pattern(search: str) -> str:
