@@ -86,7 +86,8 @@ SETTINGS = [
     Setting("FORWARDED_ALLOW_IPS", "127.0.0.1,::1",
             "Proxy addresses (comma-separated, networks or *) whose X-Forwarded-Proto and "
             "X-Forwarded-For are believed: HTTPS for the console's Secure cookie, the client's "
-            "address for its sign-in limit. `flagsvc serve --forwarded-allow-ips` sets it."),
+            "address for its sign-in limits (the nearest X-Forwarded-For address that is no "
+            "trusted proxy). `flagsvc serve --forwarded-allow-ips` sets it."),
     Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
     Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
     Setting("METRICS_TOKEN", None,
