@@ -45,7 +45,7 @@ class SignInLimited(SignInRefused):
         self.why, self.wait = why, max(1, math.ceil(wait))
         text = {"address": "too many failed sign-ins from your address: try again in {}",
                 "pair": "too many failed sign-ins with this email from your address: try "
-                        "again in {} (other addresses and devices are not held up)",
+                        "again in {} (sign-ins from other addresses are not held up)",
                 "email": "this email has had many failed sign-ins lately, from elsewhere "
                          "too: wait {}, then sign in again"}[why]
         super().__init__(text.format(_duration(self.wait)))
@@ -156,8 +156,8 @@ def create_user(store: Store, email: str, role: str, password: str | None = None
 
 def reset_password(store: Store, user_id: int, password: str | None = None,
                    keep_session: int | None = None, actor: str | None = None) -> str | None:
-    """A new password for a user (a one-time one, returned, when None): clears a lockout
-    and ends the user's other sessions."""
+    """A new password for a user (a one-time one, returned, when None): ends the locks
+    failed sign-ins put on their email and the user's other sessions."""
     temporary = one_time_password() if password is None else None
     store.set_password(user_id, hash_password(password or temporary or ""),
                        must_change=temporary is not None, keep_session=keep_session,
@@ -169,7 +169,8 @@ def reset_password(store: Store, user_id: int, password: str | None = None,
 # the same cost; the limits count unknown emails as they count real ones (by the email
 # typed), so no answer or time tells which emails exist.
 REFUSED = (f"wrong email or password (after {LIMITS.lock_after} failed sign-ins in a row "
-           f"from one address, that address waits {int(LIMITS.lock_seconds)} s, then longer)")
+           f"with an email from one address, that address waits {int(LIMITS.lock_seconds)} s "
+           "for it, then longer)")
 
 
 def verify(store: Store, email: str, password: str, address: str = "local",

@@ -47,7 +47,7 @@ SETTINGS = [
             "Largest answer an app thread renders into memory for the event loop to write "
             "(`flagsvc serve`); a larger one (a big export) is written by its thread, each "
             "piece within FLAGSVC_WRITE_TIMEOUT.", int),
-    Setting("WORKER_BUFFER_BYTES", 64 * 1024 * 1024,
+    Setting("WORKER_BUFFER_BYTES", 32 * 1024 * 1024,
             "Most bytes a `flagsvc serve` worker holds for requests still arriving and "
             "answers not yet taken: over it, a request past 64 KiB is answered 503 "
             "(Retry-After: 1) instead of being read further, and an answer its client "
@@ -85,7 +85,8 @@ SETTINGS = [
     Setting("FORWARDED_ALLOW_IPS", "127.0.0.1,::1",
             "Proxy addresses (comma-separated, networks or *) whose X-Forwarded-Proto and "
             "X-Forwarded-For are believed: HTTPS for the console's Secure cookie, the client's "
-            "address for its sign-in limit. `flagsvc serve --forwarded-allow-ips` sets it."),
+            "address for its sign-in limits (the nearest X-Forwarded-For address that is no "
+            "trusted proxy). `flagsvc serve --forwarded-allow-ips` sets it."),
     Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
     Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
     Setting("METRICS_TOKEN", None,

@@ -442,6 +442,8 @@ def test_ingested_markup_is_shown_as_text(browser, console):
     page.wait_for_function("document.getElementById('blast').dataset.state === 'ready'")
     assert page.locator("main img").count() == 0 and page.evaluate("window.__xss") is None
     page.goto(console.url + "/ui/groups/account/acct-00")
+    page.click("button.tree-toggle[data-key='ws-1']")  # the next level, loaded on demand
+    page.wait_for_selector("#tree-root a:text-is('proj-1')")
     assert "ws-1" in page.text_content("main") and "proj-1" in page.text_content("main")
     shot(page, "group-profile")
     close(page)

@@ -230,3 +230,19 @@ def test_the_users_page_shows_who_is_held_up(app):
     page = client.get("/ui/users").get_data(as_text=True)
     state = re.search(r'data-label="State">([^<]+)<', page).group(1)
     assert state == f"active: paced ({LIMITS.email_slow_after} failed sign-ins)"
+
+
+@pytest.mark.parametrize("allowed, peer, forwarded, counted", [
+    ("127.0.0.1", "127.0.0.1", "203.0.113.5", "203.0.113.5"),
+    ("127.0.0.1", "10.0.0.9", "203.0.113.5", "10.0.0.9"),  # an untrusted peer's header
+    # a chain of named proxies: the address the outermost one saw, not a client's own words
+    ("127.0.0.1,10.0.0.0/8", "127.0.0.1", "1.2.3.4, 203.0.113.5, 10.0.0.7", "203.0.113.5"),
+    ("127.0.0.1", "127.0.0.1", "1.2.3.4, 203.0.113.5, 10.0.0.7", "10.0.0.7"),
+    ("*", "192.0.2.1", "1.2.3.4, 203.0.113.5", "203.0.113.5"),
+])
+def test_the_client_address_behind_proxies(db_path, allowed, peer, forwarded, counted):
+    app = create_app({"DATABASE": db_path, "LOG_LEVEL": "WARNING",
+                      "FORWARDED_ALLOW_IPS": allowed})
+    sign_in(app, "guess guess guess", peer, forwarded)
+    assert {r[0] for r in app.extensions["flagsvc"].store.conn().execute(
+        "SELECT address FROM sign_in_attempts WHERE email = ''")} == {counted}
