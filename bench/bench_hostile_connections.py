@@ -5,8 +5,8 @@ Attacks (`--attacks`, all by default), each against a fresh server with default 
 and workers, attackers on their own loopback addresses (127.0.x.y), the normal client on
 127.0.0.1 sending decide requests from `--probes` threads on new connections:
 
-- `slow-readers`: 10 connections pipeline 20 x GET /api/openapi.json (110 KB) and read
-  nothing;
+- `slow-readers`: 10 connections pipeline `--pipelined` x GET /api/openapi.json (110 KB)
+  and read nothing (a 4 KB receive buffer);
 - `bodies`: `--bodies` connections (from 20 addresses) announce a 900 KB body and send all
   of it but one byte; reported: the workers' RSS growth and how many were answered 503;
 - `idle`: `--idle` connections that send nothing, from one address (127.0.0.7) and then
@@ -45,8 +45,11 @@ import common
 OPENAPI = b"GET /api/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def _from(address: str, port: int, timeout: float = 5.0) -> socket.socket:
+def _from(address: str, port: int, timeout: float = 5.0,
+          rcvbuf: int | None = None) -> socket.socket:
     sock = socket.socket()
+    if rcvbuf:  # a client that reads nothing: its kernel takes little before it stalls
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(timeout)
     sock.bind((address, 0))
     sock.connect(("127.0.0.1", port))
@@ -106,14 +109,14 @@ def _rss(pids: list[int]) -> int:
 def slow_readers(svc: common.Server, args: argparse.Namespace) -> list:
     socks = []
     for _ in range(10):
-        sock = _from("127.0.0.2", svc.port)
-        sock.sendall(OPENAPI * 20)
+        sock = _from("127.0.0.2", svc.port, rcvbuf=4096)
+        sock.sendall(OPENAPI * args.pipelined)
         socks.append(sock)
     time.sleep(0.5)
     row = Probes(svc.url, args.probes).run_for(args.seconds).summary()
     for sock in socks:
         sock.close()
-    return ["10 non-reading pipeliners", *row, "-"]
+    return [f"10 non-reading pipeliners x {args.pipelined}", *row, "-"]
 
 
 def bodies(svc: common.Server, args: argparse.Namespace) -> list:
@@ -201,6 +204,7 @@ def main() -> int:
     ap.add_argument("--attacks", default="slow-readers,bodies,idle,reload,lf")
     ap.add_argument("--seconds", type=float, default=15.0, help="probing per attack (s)")
     ap.add_argument("--probes", type=int, default=6, help="normal client threads")
+    ap.add_argument("--pipelined", type=int, default=100, help="requests per non-reader")
     ap.add_argument("--bodies", type=int, default=1000)
     ap.add_argument("--idle", type=int, default=5500)
     ap.add_argument("--workers", type=int, default=None)

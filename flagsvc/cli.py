@@ -399,8 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="proxies whose X-Forwarded-Proto/-For are trusted (comma-separated "
                    "addresses or networks, or *; default 127.0.0.1,::1, or "
                    "FLAGSVC_FORWARDED_ALLOW_IPS)")
-    p.add_argument("--worker-connections", type=int, default=1000, metavar="N",
-                   help="most connections a worker holds (default 1000)")
+    p.add_argument("--worker-connections", type=int, default=4000, metavar="N",
+                   help="most connections a worker holds (default 4000)")
     p.add_argument("--print-secret-key", action="store_true",
                    help="on a new database, also print the generated secret key (by "
                    "default it is only written to <database>.secret_key, mode 0600)")

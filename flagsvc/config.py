@@ -49,13 +49,14 @@ SETTINGS = [
             "piece within FLAGSVC_WRITE_TIMEOUT.", int),
     Setting("WORKER_BUFFER_BYTES", 32 * 1024 * 1024,
             "Most bytes a `flagsvc serve` worker holds for requests still arriving and "
-            "answers not yet taken: over it, a request past 64 KiB is answered 503 "
+            "answers not yet taken: over it, a request past 16 KiB is answered 503 "
             "(Retry-After: 1) instead of being read further, and an answer its client "
             "does not take at once is dropped with the connection.", int),
     Setting("MAX_CONNECTIONS_PER_ADDRESS", 100,
             "Most connections one client address (an IPv6 /64) may hold to one `flagsvc "
-            "serve` worker; more are answered 503 and closed. Behind a proxy every client "
-            "has the proxy's address: set it above what the proxy opens, or 0 (off).", int),
+            "serve` worker: past it that address's oldest idle connection is closed, or "
+            "the new one answered 503. The proxies of FORWARDED_ALLOW_IPS are not capped "
+            "(behind a proxy every client has its address); 0: no cap.", int),
     Setting("MAX_EVENT_BYTES", 1024 * 1024,
             "Largest single event in an ingestion batch (bytes).", int),
     Setting("MAX_BATCH_EVENTS", 5000, "Most events in one ingestion request.", int),

@@ -4,9 +4,8 @@ address may hold, what happens when the worker is full or out of file descriptor
 - FLAGSVC_MAX_CONNECTIONS_PER_ADDRESS (per worker; an IPv6 client counts by its /64): a
   connection over it closes that address's oldest connection that has sent nothing yet,
   or, if all of them are busy, is answered 503 and closed at once. Behind a proxy every
-  client has the proxy's address: the cap then bounds the proxy's connections to a
-  worker; set it to 0 (off) or above what the proxy opens, and let the proxy limit its
-  clients.
+  client has the proxy's address: the proxies of FLAGSVC_FORWARDED_ALLOW_IPS (default
+  127.0.0.1, ::1; `*`: every peer) are not capped, and the proxy limits its clients.
 - A worker holding `worker_connections` connections makes room by closing the ones that
   have sent nothing yet (oldest first: new connections within their first-byte deadline,
   then idle kept-alive ones) rather than stop accepting: idle sockets cannot fill it.
@@ -38,14 +37,32 @@ _TOO_MANY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-Af
              % len(_TOO_MANY_BODY)) + _TOO_MANY_BODY
 
 
-def address_key(addr: Any) -> str | None:
+def trusted_networks(allowed: Any) -> list[Any] | None:
+    """gunicorn's forwarded_allow_ips (FLAGSVC_FORWARDED_ALLOW_IPS) as networks; None for
+    `*` (every peer is a trusted proxy)."""
+    items = allowed.split(",") if isinstance(allowed, str) else list(allowed or [])
+    networks = []
+    for item in (i.strip() for i in items):
+        if item == "*":
+            return None
+        with contextlib.suppress(ValueError):
+            networks.append(ipaddress.ip_network(item, strict=False))
+    return networks
+
+
+def address_key(addr: Any, uncapped: list[Any] | None = None) -> str | None:
     """What a client's connections are counted under: its IPv4 address, its IPv6 /64 (one
-    host gets a whole /64), None for a Unix socket (not counted)."""
+    host gets a whole /64); None (not counted) for a Unix socket and for the trusted proxies
+    of `uncapped` (None: all are) — behind a proxy every client has its address."""
     if not isinstance(addr, tuple) or not addr:
         return None
     try:
         ip = ipaddress.ip_address(addr[0])
     except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if uncapped is None or any(ip in network for network in uncapped):
         return None
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
@@ -58,6 +75,7 @@ class Accepting(WorkerState):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.by_address: dict[str, set[BufferedConn]] = {}
+        self.uncapped = trusted_networks(self.cfg.forwarded_allow_ips)
         self._accept_resume = 0.0  # out of descriptors: no accept before this
         self._next_prune = 0.0
         self._refused_logged = 0.0
@@ -73,7 +91,7 @@ class Accepting(WorkerState):
             elif e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return None
-        key = address_key(addr) if self.per_address > 0 else None
+        key = address_key(addr, self.uncapped) if self.per_address > 0 else None
         if key is not None and not self._admit(key):
             self._send_quietly(sock, _TOO_MANY)
             util.close(sock)

@@ -7,8 +7,8 @@ body within FLAGSVC_BODY_TIMEOUT after the headers; past one, 408 (or a plain cl
 nothing arrived). A body announced larger than FLAGSVC_MAX_BODY_BYTES is not waited for:
 the app refuses it (413) from the headers. The bytes all unfinished requests of a worker
 hold are capped (FLAGSVC_WORKER_BUFFER_BYTES, with the unsent answers): over it, a request
-that has grown past SMALL_REQUEST is answered 503 with Retry-After instead of being read
-further, while small ones (decide) still are.
+that has grown past SMALL_REQUEST (16 KiB) is answered 503 with Retry-After instead of
+being read further, while small ones (decide) still are.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from .http_conn import BufferedConn, WorkerState
 from .http_framing import MAX_HEADER_BYTES, Framing
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-SMALL_REQUEST = 64 * 1024  # read whatever the worker holds: decide and most batches
+SMALL_REQUEST = 16 * 1024  # read whatever the worker holds (decide): over the budget, the
+#                          worker holds at most this much more per connection
+READ_AT_ONCE = 4  # x 64 KiB read per readiness event: what a pipelining client sends past
+#                   one request is held by the parser without being counted, so bounded
 STOP_LINGER = 2.0  # stopping: how long a connection that sent nothing yet may still start
 
 
@@ -71,7 +74,7 @@ class RequestReading(WorkerState):
         sent. A client that sends its request and then closes its side (`eof`) still gets
         the answer."""
         try:
-            while True:
+            for _ in range(READ_AT_ONCE):  # the poller says again if more is waiting
                 chunk = conn.sock.recv(65536)
                 if not chunk:
                     conn.eof = True

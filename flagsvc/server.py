@@ -72,7 +72,7 @@ class _Gunicorn(BaseApplication):
 def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
                      threads: int = 1, timeout: int = 30, access_log: bool = True,
                      forwarded_allow_ips: str | None = None,
-                     worker_connections: int = 1000) -> dict[str, Any]:
+                     worker_connections: int = 4000) -> dict[str, Any]:
     """gunicorn's settings for `flagsvc serve` (and flagsvc.gunicorn_conf)."""
     options: dict[str, Any] = {
         # gthread reading whole requests in its poller before a thread runs them: slow
@@ -109,6 +109,6 @@ def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,
 
 def run(bind: str = "127.0.0.1:8000", workers: int | None = None, threads: int = 1,
         timeout: int = 30, access_log: bool = True,
-        forwarded_allow_ips: str | None = None, worker_connections: int = 1000) -> None:
+        forwarded_allow_ips: str | None = None, worker_connections: int = 4000) -> None:
     _Gunicorn(gunicorn_options(bind, workers, threads, timeout, access_log,
                                forwarded_allow_ips, worker_connections)).run()

@@ -10,6 +10,7 @@ addresses); every loop is bounded.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import resource
@@ -27,20 +28,27 @@ from stress.harness import API_TOKEN, Server, create_flag
 DECIDE_BOUND = 3.0  # seconds, for every decide request while under attack (~5 ms unloaded)
 
 
-def _decide_probes(url: str, seconds: float, threads: int = 3) -> list[tuple[int, float]]:
-    """Decide requests on new connections from 127.0.0.1 for `seconds`: (status, seconds)
+def _decide_probes(url: str, seconds: float, threads: int = 3,
+                   source: str = "127.0.0.1") -> list[tuple[int, float]]:
+    """Decide requests on new connections from `source` for `seconds`: (status, seconds)
     each; a request not answered within 3 x DECIDE_BOUND counts as (0, that)."""
     results: list[tuple[int, float]] = []
     end = time.monotonic() + seconds
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps({"api_key": API_TOKEN, "distinct_id": "u-normal"})
 
     def probe() -> None:
         while time.monotonic() < end:
             started = time.monotonic()
             try:
-                r = requests.post(f"{url}/flags/?v=2", timeout=DECIDE_BOUND * 3,
-                                  json={"api_key": API_TOKEN, "distinct_id": "u-normal"})
-                results.append((r.status_code, time.monotonic() - started))
-            except requests.RequestException:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DECIDE_BOUND * 3,
+                                                  source_address=(source, 0))
+                conn.request("POST", "/flags/?v=2", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                results.append((response.status, time.monotonic() - started))
+            except OSError:
                 results.append((0, time.monotonic() - started))
             time.sleep(0.1)
 
@@ -178,7 +186,7 @@ def test_reason_phrases_are_the_standard_ones(server):
 def test_bytes_held_for_unfinished_requests_are_capped_per_worker(tmp_path):
     """150 connections each announce a 900 KB body and send 600 KB of it, then stall: a
     worker held all of it (2,000 such: 1.65 GB in the attack run). Past
-    FLAGSVC_WORKER_BUFFER_BYTES (4 MiB here) a request over 64 KiB is answered 503 with
+    FLAGSVC_WORKER_BUFFER_BYTES (4 MiB here) a request over 16 KiB is answered 503 with
     Retry-After instead of being read further; small requests (decide) are still read."""
     srv = Server(str(tmp_path / "budget.db"), workers=1,
                  env={"FLAGSVC_WORKER_BUFFER_BYTES": str(4 << 20),
@@ -223,25 +231,26 @@ def _raise_own_fd_limit(wanted: int) -> None:
 
 
 def test_idle_connections_cannot_fill_the_workers(tmp_path):
-    """2 workers x 1,000 connections: 2,400 idle connections (from 40 addresses, 60 each,
+    """2 workers x 1,000 connections (gunicorn's default; flagsvc's is 4,000): 2,400 idle
+    connections (from 40 addresses, 60 each,
     under the per-address cap) filled every slot and decide got nothing until they timed
     out (5,500 in the attack run); now a full worker closes the connections that have sent
     nothing yet, oldest first. The same from the decide client's own address (behind a
-    proxy or NAT, attacker and users share one): over FLAGSVC_MAX_CONNECTIONS_PER_ADDRESS
-    (100 per worker) a new connection closes that address's oldest idle one. Then 500 from
+    NAT, attacker and users share one): over FLAGSVC_MAX_CONNECTIONS_PER_ADDRESS (100 per
+    worker) a new connection closes that address's oldest idle one. Then 500 from
     one address that each send half a request: the cap answers them 503 at accept."""
     _raise_own_fd_limit(3500)
-    srv = Server(str(tmp_path / "idle.db"), workers=2,
+    srv = Server(str(tmp_path / "idle.db"), workers=2, args=["--worker-connections", "1000"],
                  env={"FLAGSVC_FIRST_BYTE_TIMEOUT": "60", "FLAGSVC_HEADER_TIMEOUT": "60"})
     srv.start()
     socks: list[socket.socket] = []
     try:
         create_flag(srv.url)
-        for addresses in [[f"127.0.1.{10 + i}" for i in range(40)], ["127.0.0.1"]]:
+        for addresses in [[f"127.0.1.{10 + i}" for i in range(40)], ["127.0.0.4"]]:
             for i in range(2400):
                 with contextlib.suppress(OSError):
                     socks.append(_from(addresses[i % len(addresses)], srv.port, timeout=2))
-            _assert_decide_held(_decide_probes(srv.url, 4))
+            _assert_decide_held(_decide_probes(srv.url, 4, source=addresses[-1]))
             for sock in socks:
                 sock.close()
             socks = []
@@ -330,8 +339,13 @@ def test_an_answer_too_large_to_hold_is_written_by_its_thread_whole(tmp_path):
     (("2001:db8:1:2:bbbb::9", 5000, 0, 0), "2001:db8:1:2::/64"),  # the same host's /64
     (("::ffff:198.51.100.2", 5000, 0, 0), "198.51.100.2"),
     ("", None),  # a Unix socket: not counted
+    (("127.0.0.1", 5000), None),  # a trusted proxy (forwarded_allow_ips): not counted
+    (("::1", 5000, 0, 0), None),
+    (("10.1.2.3", 5000), None),
+    (("127.0.0.2", 5000), "127.0.0.2"),
 ])
 def test_connections_are_counted_per_ipv4_address_and_ipv6_64(addr, key):
-    from flagsvc.http_accepting import address_key
+    from flagsvc.http_accepting import address_key, trusted_networks
 
-    assert address_key(addr) == key
+    assert address_key(addr, trusted_networks(["127.0.0.1", "::1", "10.0.0.0/8"])) == key
+    assert address_key(addr, trusted_networks("*")) is None
