@@ -1,11 +1,13 @@
-"""Issue 19 — does the SQLite ingestion writer process still earn its place?
+"""Issue 19 — did the SQLite ingestion writer process earn its place? (It did not: removed.)
 
 Side by side in one run, alternating rounds on fresh copies of the same database:
 
-- `writer`: `flagsvc serve` as shipped when this bench was written: gunicorn's master runs
-  the ingestion writer process (store/writer.py) and the workers hand it their batches.
-- `direct`: the same gunicorn configuration (flagsvc.server.run, same workers, worker
-  class, checkpointer) without the writer: each worker writes its own batches (WAL,
+- `writer`: `flagsvc serve` of the last commit that had the ingestion writer process
+  (WRITER_COMMIT, extracted with `git archive` unless `--writer-checkout` names a tree):
+  gunicorn's master ran store/writer.py and the workers handed it their batches over a
+  Unix socket; it wrote every request waiting at that moment in one transaction and kept
+  the rows it wrote between transactions (rowcache.py).
+- `direct`: this checkout's `flagsvc serve`: each worker writes its own batches (WAL,
   BEGIN IMMEDIATE, busy_timeout, the `.writelock` flock queue of store/db.py).
 - `direct-noflock` (`--modes`): as `direct` with the flock queue left out (SQLite's own
   busy handler only), to see what that layer buys.
@@ -14,8 +16,8 @@ Load: bench_ingest's PostHog `/batch/` bodies (100 events each), `--clients` thr
 Reported per mode: events/s, p50/p99 per request, server CPU µs per event (master,
 workers and the writer, from /proc), events lost (accepted×100 − counted), failures.
 
-    python bench/bench_writer.py [--rounds 3] [--duration 8] [--clients 4] [--workers N]
-                                 [--modes writer,direct] [--no-record]
+    python bench/bench_writer.py [--rounds 10] [--duration 6] [--clients 4] [--workers N]
+                                 [--modes writer,direct] [--writer-checkout DIR] [--no-record]
 """
 
 from __future__ import annotations
@@ -36,10 +38,22 @@ import bench_ingest
 import common
 
 HERE = Path(__file__).resolve().parent
+WRITER_COMMIT = "ab831b4"  # the last commit with flagsvc/store/writer.py
+
+
+def writer_checkout(given: str | None) -> str:
+    if given:
+        return given
+    d = os.path.join(common.tmpdir("bench-writer-code"), "tree")
+    os.mkdir(d)
+    archive = subprocess.run(["git", "archive", WRITER_COMMIT], cwd=str(common.REPO),
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", d], input=archive, check=True)
+    return d
 
 
 def serve_direct(bind: str, workers: int | None, flock: bool) -> None:
-    """`flagsvc serve` without the writer process (this file run as a script)."""
+    """`flagsvc serve`, optionally without the flock queue (this file run as a script)."""
     import tempfile
 
     from flagsvc.app import ensure_default_project
@@ -62,16 +76,18 @@ def serve_direct(bind: str, workers: int | None, flock: bool) -> None:
     ensure_default_project(store, config)
     store.close()
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="flagsvc-m-"))
-    run(bind=bind, workers=workers, access_log=False, database=None)
+    run(bind=bind, workers=workers, access_log=False)
 
 
-def server(mode: str, db: str, workers: int | None, sync: str) -> common.Server:
+def server(mode: str, db: str, workers: int | None, sync: str, old: str | None
+           ) -> common.Server:
     env = {"FLAGSVC_SYNCHRONOUS": sync}
-    if mode == "writer":
-        return common.flagsvc_server(db, workers=workers, extra_env=env)
+    if mode in ("writer", "direct"):
+        return common.flagsvc_server(db, workers=workers, extra_env=env,
+                                     checkout=old if mode == "writer" else None)
     port = common.free_port()
     argv = [common.PYTHON, str(HERE / "bench_writer.py"), "--serve", f"127.0.0.1:{port}",
-            "--serve-flock", "1" if mode == "direct" else "0"]
+            "--serve-flock", "0"]
     if workers:
         argv += ["--workers", str(workers)]
     env.update({"FLAGSVC_DATABASE": db, "FLAGSVC_API_TOKEN": common.API_TOKEN,
@@ -104,7 +120,7 @@ def one_round(mode: str, template: str, d: str, bodies: list[bytes], args: argpa
         if os.path.exists(template + suffix):
             shutil.copy(template + suffix, db + suffix)
     before = bench_ingest.count_events(db)
-    svc = server(mode, db, args.workers, args.synchronous)
+    svc = server(mode, db, args.workers, args.synchronous, args.old)
     with common.running(svc):
         warm = bench_ingest.post_batches(svc.port, bodies[:20], args.clients, 30)
         cpu0 = descendants_cpu(svc.pid)
@@ -123,13 +139,15 @@ def one_round(mode: str, template: str, d: str, bodies: list[bytes], args: argpa
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per mode")
-    ap.add_argument("--duration", type=float, default=8)
+    ap.add_argument("--rounds", type=int, default=10, help="alternating rounds per mode")
+    ap.add_argument("--duration", type=float, default=6)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--batches", type=int, default=2500)
     ap.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"))
     ap.add_argument("--modes", default="writer,direct")
+    ap.add_argument("--writer-checkout", default=None,
+                    help=f"a tree of flagsvc with the writer (default: {WRITER_COMMIT})")
     ap.add_argument("--no-record", action="store_true")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--serve-flock", default="1", help=argparse.SUPPRESS)
@@ -138,6 +156,7 @@ def main() -> int:
         serve_direct(args.serve, args.workers, args.serve_flock == "1")
         return 0
     modes = args.modes.split(",")
+    args.old = writer_checkout(args.writer_checkout) if "writer" in modes else None
     rng = random.Random(7)
     bodies = [bench_ingest.batch_body(bench_ingest.make_events(rng))
               for _ in range(args.batches)]
@@ -155,7 +174,6 @@ def main() -> int:
                   f"lost {res['lost']:.0f}  failed {res['failed']:.0f}", flush=True)
         time.sleep(1)
     med = {m: {k: common.median([x[k] for x in runs[m]]) for k in runs[m][0]} for m in modes}
-    base = med[modes[0]]
     # The load of a shared machine drifts: the ratio of each round's pair (run back to back)
     # is steadier than the ratio of the medians.
     def paired(m: str, k: str) -> float:

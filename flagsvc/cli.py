@@ -375,7 +375,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import run
 
     run(bind=args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout,
-        access_log=not args.no_access_log, database=config["DATABASE"],
+        access_log=not args.no_access_log,
         forwarded_allow_ips=args.forwarded_allow_ips or config["FORWARDED_ALLOW_IPS"],
         worker_connections=args.worker_connections)
     return 0

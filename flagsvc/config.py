@@ -47,7 +47,7 @@ SETTINGS = [
             "Largest answer an app thread renders into memory for the event loop to write "
             "(`flagsvc serve`); a larger one (a big export) is written by its thread, each "
             "piece within FLAGSVC_WRITE_TIMEOUT.", int),
-    Setting("WORKER_BUFFER_BYTES", 64 * 1024 * 1024,
+    Setting("WORKER_BUFFER_BYTES", 32 * 1024 * 1024,
             "Most bytes a `flagsvc serve` worker holds for requests still arriving and "
             "answers not yet taken: over it, a request past 64 KiB is answered 503 "
             "(Retry-After: 1) instead of being read further, and an answer its client "

@@ -144,6 +144,10 @@ def test_a_field_both_changed_is_a_conflict_to_choose(browser, console):
     second.keyboard.press("Space")
     assert second.is_checked(row + " input[value=mine]")
     assert second.text_content("#conflict-left") == ""
+    # an edit made while the conflict shows joins the merge (the choice made stays)
+    second.fill("#f-description", "typed after the conflict")
+    assert outcome(second, "description") == "mine"
+    assert second.is_checked(row + " input[value=mine]")
     look(second, "flag-merge-conflict")
     second.click("#conflict-merge")
     text, radius = confirm_radius(second)
@@ -154,7 +158,28 @@ def test_a_field_both_changed_is_a_conflict_to_choose(browser, console):
     flag = stored(console, "merge-conflict")
     assert flag["conditions"][0]["rollout_percentage"] == 60
     assert flag["conditions"][0]["properties"][0]["value"] == ["enterprise", "pro"]
-    assert flag["name"] == "Sixty"
+    assert flag["name"] == "Sixty" and flag["description"] == "typed after the conflict"
+    close(first)
+    close(second)
+
+
+def test_a_stale_delete_shows_what_changed_and_loads_theirs(browser, console):
+    create(console, {"key": "stale-delete", "bucket_by": "account", "conditions": [{}]})
+    first, second = both_open(browser, console, "stale-delete")
+    first.fill("#f-name", "Still needed")  # (who gets what is the same: no question)
+    first.click("#save")
+    wait_status(first, "Saved version 2")
+    second.click("#delete")
+    second.wait_for_selector("#confirm[open]")
+    second.click("#confirm-ok")
+    second.wait_for_selector("#conflict:not([hidden])")
+    assert "The flag is not deleted" in second.text_content("#conflict-who")
+    assert outcome(second, "name") == "theirs"
+    assert second.is_hidden("#conflict-merge") and second.is_hidden("#conflict-review")
+    second.click("#conflict-theirs")
+    assert second.input_value("#f-name") == "Still needed"
+    assert second.text_content("#version-label") == "version 2"
+    assert stored(console, "stale-delete")["deleted"] is False
     close(first)
     close(second)
 

@@ -73,9 +73,7 @@ def _from(address: str, port: int, rcvbuf: int | None = None,
 def _worker_pids(srv: Server) -> list[int]:
     assert srv.proc is not None
     pid = srv.proc.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(p) for p in children
-            if b"flagsvc.store.writer" not in Path(f"/proc/{p}/cmdline").read_bytes()]
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def _rss(pid: int) -> int:

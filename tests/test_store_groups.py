@@ -282,3 +282,21 @@ def test_children_page_walks_every_child_once_a_page_at_a_time(store, project):
     assert store.children_count(pid, "account", "a", up_to=20) == 21  # "over 20"
     assert store.children_page(pid, "workspace", "a") == ([], False)
     assert store.children_count(pid, "workspace", "a") == 0
+
+
+def test_previews_scan_every_group_and_person_a_page_at_a_time(store, project):
+    """iter_groups / iter_persons read in pages (bounded memory, no read held open for the
+    whole scan): every row once, in order, across page boundaries."""
+    pid = project["id"]
+    keys = [f"org-{i:02d}" for i in range(11)]
+    store.ingest(pid, [_call("group", group_type="organization", group_key=k,
+                             group_set={"n": i}) for i, k in enumerate(reversed(keys))])
+    store.ingest(pid, [_call("identify", distinct_id=f"u{i}", person_set={"i": i})
+                       for i in range(7)])
+    for page in (1, 3, 11, 100):
+        got = list(store.iter_groups(pid, "organization", page=page))
+        assert [k for k, _ in got] == keys
+        assert got[0][1] == {"n": 10}
+        persons = list(store.iter_persons(pid, page=page))
+        assert sorted(d for _, d, _ in persons) == [f"u{i}" for i in range(7)]
+        assert len({p for p, _, _ in persons}) == 7

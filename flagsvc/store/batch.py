@@ -19,7 +19,6 @@ from ..ingest.model import Call, IngestResult
 from .batch_load import _chunks, _Loading, _Row
 from .db import LimitExceeded, dumps, loads
 from .merge import apply_set, apply_set_once, apply_unset, merge_into
-from .rowcache import RowCache
 
 __all__ = ["CHANGES_KEPT", "LAST_SEEN_RESOLUTION", "_Batch", "_Row", "_chunks"]
 
@@ -30,9 +29,8 @@ LAST_SEEN_RESOLUTION = 60.0
 
 
 class _Batch(_Loading):
-    def __init__(self, store: Any, conn: sqlite3.Connection, project_id: int,
-                 cache: RowCache | None = None) -> None:
-        super().__init__(conn, project_id, cache)
+    def __init__(self, store: Any, conn: sqlite3.Connection, project_id: int) -> None:
+        super().__init__(conn, project_id)
         self.store = store
         # (id(person row), (group type, key)) -> [first seen, last seen, person row, node]
         self.memberships: dict[tuple[int, tuple[str, str]], list[Any]] = {}

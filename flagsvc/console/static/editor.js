@@ -97,6 +97,7 @@
     errors.hidden = !problems.length;
     errors.replaceChildren(...problems.map((p) => el("div", {}, p)));
     if ($("save")) $("save").disabled = !canEdit || problems.length > 0;
+    if (pending && !problems.length) showConflict();  // the merge follows the draft
     schedulePreview();
   }
 
@@ -227,13 +228,14 @@
     status("Saving…");
     const r = base ? await api("PUT", "/api/flags/" + encodeURIComponent(base.key),
       {...flag, version: base.version}) : await api("POST", "/api/flags", flag);
-    if (r.status === 409 && base) { await conflict(flag, false); return; }
+    if (r.status === 409 && base) { await conflict(false); return; }
     if (!r.ok) {
       status("Not saved: " + errorLines(r.data).join(" · "), "error-text");
       return;
     }
     if (!base) { window.location.assign("/ui/flags/" + encodeURIComponent(r.data.key)); return; }
     base = r.data;
+    pending = null;
     $("conflict").hidden = true;
     $("version-label").textContent = "version " + base.version;
     status("Saved version " + base.version + ".", "ok-text");
@@ -241,6 +243,7 @@
 
   // The form shows `rules`, edited from the stored version `stored`.
   function load(stored, rules) {
+    pending = null;
     base = stored;
     state.draft = rules;
     for (const k of Object.keys(payloadText)) delete payloadText[k];
@@ -250,47 +253,74 @@
     form.renderAll();
   }
 
-  const OUTCOME = {theirs: "theirs: only they changed it", mine: "yours: only you changed it",
-    same: "the same change on both sides"};
+  const OUTCOME = {theirs: "theirs", mine: "yours", same: "alike"};  // (the summary says why)
 
   // A refused stale save (or delete): what changed since the version this edit started from,
   // merged three ways with `mine`; conflicts are chosen per field before the merge is saved.
-  async function conflict(mine, deleting) {
+  // A refused stale save (or delete) leaves `pending`: the stored version it met, while the
+  // panel shows what changed since the version this edit started from, merged three ways
+  // with the draft (again after each edit made meanwhile); conflicts are chosen per field.
+  let pending = null;
+
+  async function conflict(deleting) {
     const key = base.key;
     const [theirs, audit] = await Promise.all([
       api("GET", "/api/flags/" + encodeURIComponent(key)),
       api("GET", "/api/audit?limit=1&flag_id=" + encodeURIComponent(key))]);
     if (!theirs.ok) { status("Not saved: the flag changed and cannot be read.", "error-text"); return; }
     const last = audit.ok && audit.data.entries[0];
-    const opened = base.version, now = theirs.data.version;
-    $("conflict-who").textContent = "Version " + now + " was saved" +
+    pending = {theirs: theirs.data, deleting, choices: {}, merged: null};
+    $("conflict-who").textContent = "Version " + theirs.data.version + " was saved" +
       (last ? " by " + (last.actor || "someone") : "") + " after you opened version " +
-      opened + ". " + (deleting ? "The flag is not deleted." : "Your edits are not saved yet.");
-    const merged = merge3(rulesOf(base), rulesOf(theirs.data), rulesOf(mine));
-    const choices = {};
+      base.version + ". " + (deleting ? "The flag is not deleted." : "Your edits are not saved yet.");
+    $("conflict-merge").hidden = $("conflict-review").hidden = deleting;
+    showConflict();
+    $("conflict").hidden = false;
+    $("conflict").scrollIntoView({block: "nearest"});
+    $("conflict-title").focus();
+    status(deleting ? "Not deleted: someone else changed this flag."
+      : "Not saved: someone else changed this flag.", "error-text");
+    $("conflict-theirs").onclick = () => {
+      load(pending.theirs, rulesOf(pending.theirs));
+      status("Loaded version " + base.version + ".");
+    };
+    $("conflict-review").onclick = () => {
+      load(pending.theirs, pending.merged.build(pending.choices));
+      status("The merge with version " + base.version + " is in the form, not saved yet.");
+    };
+    $("conflict-merge").onclick = () => {
+      load(pending.theirs, pending.merged.build(pending.choices));
+      save(null);
+    };
+  }
+
+  function showConflict() {
+    const {theirs, choices} = pending;
+    const merged = pending.merged = merge3(rulesOf(base), rulesOf(theirs), rulesOf(collect().flag));
     const conflicts = merged.rows.filter((r) => r.outcome === "conflict");
     const names = (outcome) => merged.rows.filter((r) => r.outcome === outcome)
       .map((r) => r.field.label).join(", ");
     const summary = [["They changed", names("theirs")], ["You changed", names("mine")],
       ["Both changed alike", names("same")], ["Both changed differently — choose below", names("conflict")]]
       .filter(([, v]) => v).map(([k, v]) => el("li", {}, k + ": " + v));
-    const code = (r, v) => el("td", {}, el("code", {}, r.show(v)));
+    const heads = ["You opened (v" + base.version + ")", "Theirs (v" + theirs.version + ")",
+      "Yours", "Merged"];  // (each cell says its column too: at a phone's width rows stack)
+    const code = (r, v, i) => el("td", {"data-label": heads[i]}, el("code", {}, r.show(v)));
     const picker = (r, ri) => el("fieldset", {class: "pick"},
       el("legend", {class: "sr-only"}, "Keep which " + r.field.label.toLowerCase() + "?"),
       ...["theirs", "mine"].map((side) => el("label", {class: "check"},
         el("input", {type: "radio", name: "pick-" + ri, value: side, id: "pick-" + ri + "-" + side,
+          checked: choices[r.field.name] === side,
           on: {change: () => { choices[r.field.name] = side; ready(); }}}),
         side === "theirs" ? "keep theirs" : "keep mine")));
     const rows = merged.rows.map((r, ri) => el("tr", {"data-field": r.field.name,
       "data-outcome": r.outcome}, el("th", {scope: "row"}, r.field.label),
-    code(r, r.base), code(r, r.theirs), code(r, r.mine),
-    el("td", {}, r.outcome === "conflict" ? picker(r, ri) : OUTCOME[r.outcome])));
+    code(r, r.base, 0), code(r, r.theirs, 1), code(r, r.mine, 2),
+    el("td", {"data-label": heads[3]}, r.outcome === "conflict" ? picker(r, ri) : OUTCOME[r.outcome])));
     $("conflict-changes").replaceChildren(el("ul", {id: "conflict-summary"}, summary),
-      el("div", {class: "table-wrap"}, el("table", {class: "list compact"},
+      el("div", {class: "table-wrap"}, el("table", {class: "list merge"},
         el("thead", {}, el("tr", {}, el("th", {scope: "col"}, "Field"),
-          el("th", {scope: "col"}, "You opened (v" + opened + ")"),
-          el("th", {scope: "col"}, "Theirs (v" + now + ")"), el("th", {scope: "col"}, "Yours"),
-          el("th", {scope: "col"}, "Merged"))),
+          ...heads.map((h) => el("th", {scope: "col"}, h)))),
         el("tbody", {}, rows))));
     function ready() {
       const left = conflicts.filter((r) => !choices[r.field.name]).length;
@@ -299,24 +329,6 @@
         " left to choose." : "";
     }
     ready();
-    $("conflict-merge").hidden = $("conflict-review").hidden = deleting;
-    $("conflict").hidden = false;
-    $("conflict").scrollIntoView({block: "nearest"});
-    $("conflict-title").focus();
-    status(deleting ? "Not deleted: someone else changed this flag."
-      : "Not saved: someone else changed this flag.", "error-text");
-    $("conflict-theirs").onclick = () => {
-      load(theirs.data, rulesOf(theirs.data));
-      status("Loaded version " + base.version + ".");
-    };
-    $("conflict-review").onclick = () => {
-      load(theirs.data, merged.build(choices));
-      status("The merge with version " + base.version + " is in the form, not saved yet.");
-    };
-    $("conflict-merge").onclick = () => {
-      load(theirs.data, merged.build(choices));
-      save(null);
-    };
   }
 
   async function remove() {
@@ -324,7 +336,7 @@
       "and history are kept, and it can be restored."], "Yes, delete"))) return;
     const r = await api("DELETE", "/api/flags/" + encodeURIComponent(base.key), undefined,
       {"If-Match": String(base.version)});
-    if (r.status === 409) { await conflict(collect().flag, true); return; }
+    if (r.status === 409) { await conflict(true); return; }
     if (!r.ok) { status("Not deleted: " + errorLines(r.data).join(" · "), "error-text"); return; }
     window.location.assign("/ui/?state=deleted");
   }
@@ -333,43 +345,6 @@
     const r = await api("POST", "/api/flags/" + encodeURIComponent(base.key) + "/restore");
     if (!r.ok) { status("Not restored: " + errorLines(r.data).join(" · "), "error-text"); return; }
     window.location.reload();
-  }
-
-  // ------------------------------------------------------------------ explain
-
-  async function explain(event) {
-    event.preventDefault();
-    const box = $("explain");
-    const {flag} = collect();
-    const groups = {};
-    if ($("x-type").value && $("x-key").value.trim()) groups[$("x-type").value] = $("x-key").value.trim();
-    const body = {flag: {...flag, key: flag.key || "draft"}, groups};
-    if ($("x-distinct").value.trim()) body.distinct_id = $("x-distinct").value.trim();
-    const r = await api("POST", "/api/flags/explain", body);
-    if (!r.ok) {
-      box.replaceChildren(el("ul", {class: "error-text"}, errorLines(r.data).map((l) => el("li", {}, l))));
-      return;
-    }
-    const x = r.data;
-    const path = (x.inferred_from || []).map((step) => step.join(" ")).join(" → ");
-    const facts = [
-      ["Answer", JSON.stringify(x.value)], ["Reason", x.reason +
-        (x.condition_index !== null && x.condition_index !== undefined
-          ? " (condition " + (x.condition_index + 1) + ")" : "")],
-      ["Bucketed by", x.bucket_by], ["Key hashed", x.group_key === null ? "(none)" : x.group_key],
-      ["Found through", path || "given in the request"],
-      ["Bucket", x.bucket === null || x.bucket === undefined ? "-" : String(x.bucket)],
-    ];
-    const conditions = (x.conditions || []).map((c) => el("li", {},
-      "Condition " + (c.index + 1) + ": " + (c.matched ? "matched" : "did not match") +
-      (c.bucket !== null && c.bucket !== undefined ? ", bucket " + c.bucket + " vs rollout " +
-        c.rollout_percentage + " % (" + (c.in_rollout ? "in" : "out") + ")" : ""),
-      el("ul", {}, (c.properties || []).map((p) => el("li", {},
-        (p.group_type ? p.group_type + "." : "") + p.key + " " + (p.negate ? "not " : "") +
-        p.operator + " " + JSON.stringify(p.value) + ": had " + JSON.stringify(p.actual) +
-        " → " + (p.matched ? "yes" : "no"))))));
-    box.replaceChildren(el("dl", {class: "facts"}, facts.flatMap(([k, v]) =>
-      [el("dt", {}, k), el("dd", {}, v)])), el("ul", {}, conditions));
   }
 
   // ------------------------------------------------------------------ wiring
@@ -384,7 +359,7 @@
     form.renderVariants(); form.renderConditions(); form.renderPayloads(); changed();
   });
   flagForm.addEventListener("submit", (e) => save(e));
-  $("explain-form").addEventListener("submit", explain);
+  $("explain-form").addEventListener("submit", window.flagsvcExplain(() => collect().flag));
   if ($("delete")) $("delete").addEventListener("click", remove);
   if ($("restore")) $("restore").addEventListener("click", restore);
   form.renderAll();
