@@ -479,6 +479,7 @@ def test_group_tree_is_paged_and_loaded_a_level_at_a_time(world):
     assert len(r.data) < 40_000  # was 262 KB for a tree of this kind
     assert "ws-0049" in page and "ws-0050" not in page and "pr-0000" not in page
     assert page.count("tree-toggle") == 2  # ws-0000 and ws-0001 have children
+    assert "3,000 child groups, 50 at a time" in page
     assert 'after_type=workspace&amp;after_key=ws-0049' in page  # the next page, without JS
     assert "ws-0050" in client.get("/ui/groups/account/acct?after_type=workspace&"
                                    "after_key=ws-0049").get_data(as_text=True)
