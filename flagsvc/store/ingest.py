@@ -11,6 +11,7 @@ Retention expires old events a chunk at a time as batches arrive.
 from __future__ import annotations
 
 import copy
+import logging
 import sqlite3
 import time
 from contextlib import nullcontext
@@ -19,6 +20,7 @@ from typing import Any
 from ..ingest import privacy
 from ..ingest.model import Call, IngestResult
 from .batch import CHANGES_KEPT, LAST_SEEN_RESOLUTION, _Batch, _chunks
+from .concurrent import EXPIRE_LOCK, RETRIED, Exclusive, lock_keys, needs_exclusive, take_locks
 from .db import dumps, transaction
 from .rowcache import RowCache
 
@@ -27,6 +29,8 @@ Request = tuple[int, list[Call], list[str]]
 
 __all__ = ["CHANGES_KEPT", "EXPIRE_CHUNK", "LAST_SEEN_RESOLUTION", "IngestMixin", "dedupe_day",
            "dedupe_days"]
+
+log = logging.getLogger("flagsvc")
 
 EXPIRE_CHUNK = 1000  # expired events a batch may delete, at least (twice its size if more)
 
@@ -97,7 +101,17 @@ class IngestMixin:
     def _commit_requests(self, conn: sqlite3.Connection,
                          requests: list[Request]) -> list[IngestResult | Exception]:
         """One transaction; the row cache (if any) is checked first and, after COMMIT, keeps
-        the rows written — or is dropped if anything failed."""
+        the rows written — or is dropped if anything failed. On PostgreSQL, under the
+        writers' lock in shared mode when the batch allows it (concurrent.py)."""
+        if getattr(conn, "dialect", None) == "postgresql" and not needs_exclusive(requests):
+            try:
+                with transaction(conn, shared=True):
+                    return list(self._write_requests(conn, requests, [], shared=True))
+            except Exclusive:
+                pass
+            except RETRIED:
+                log.info("ingestion batch written again under the exclusive lock",
+                         exc_info=True)
         cache = self.row_cache
         batches: list[_Batch] = []
         try:
@@ -118,16 +132,19 @@ class IngestMixin:
         return results
 
     def _write_requests(self, conn: sqlite3.Connection, requests: list[Request],
-                        batches: list[_Batch]) -> list[IngestResult]:
+                        batches: list[_Batch], shared: bool = False) -> list[IngestResult]:
         """Write requests in the current transaction, one `_Batch` per project; each gets
         its own result (duplicates, dropped group references, warnings). The batches are
-        appended to `batches`."""
+        appended to `batches`. `shared`: under the writers' lock in shared mode, one
+        project (concurrent.py): the batch's keys are locked first."""
         results = [IngestResult() for _ in requests]
         by_project: dict[int, list[int]] = {}
         for i, (pid, _, _) in enumerate(requests):
             by_project.setdefault(pid, []).append(i)
         for pid, indexes in by_project.items():
-            batch = _Batch(self, conn, pid, self.row_cache)
+            if shared:
+                take_locks(conn, lock_keys(pid, [c for i in indexes for c in requests[i][1]]))
+            batch = _Batch(self, conn, pid, self.row_cache, shared=shared)
             batches.append(batch)
             seen: set[tuple[int, str]] = set()
             payloads: dict[int, str] = {}
@@ -151,21 +168,24 @@ class IngestMixin:
                 batch.write(every, payloads)
                 if every:
                     self._expire_events(conn, pid, batch.now, len(every),
-                                        batch.retention_days)
+                                        batch.retention_days, shared)
         return results
 
     @staticmethod
     def _expire_events(conn: sqlite3.Connection, project_id: int, now: float,
-                       added: int, days: int | None) -> None:
+                       added: int, days: int | None, shared: bool = False) -> None:
         """Retention, a little at a time: each batch deletes up to twice as many expired
         events as it adds (at least `EXPIRE_CHUNK`; one index probe when there are none), so
         the events table stays bounded without a separate job and a backlog shrinks.
-        `days`: the project's event_retention_days, as the batch read it."""
+        `days`: the project's event_retention_days, as the batch read it. `shared`: batches
+        in parallel (concurrent.py) — one of them at a time deletes, the others skip it
+        (two deleting the same rows could deadlock on them)."""
         if days is None or days <= 0:
             return
+        guard = f"(SELECT pg_try_advisory_xact_lock({EXPIRE_LOCK})) AND " if shared else ""
         conn.execute(
-            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE project_id = ? AND "
-            "received_at < ? ORDER BY received_at LIMIT ?)",
+            f"DELETE FROM events WHERE {guard}id IN (SELECT id FROM events WHERE project_id = ? "
+            "AND received_at < ? ORDER BY received_at LIMIT ?)",
             (project_id, now - days * 86400, max(EXPIRE_CHUNK, 2 * added)))
 
     @staticmethod

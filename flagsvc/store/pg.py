@@ -11,11 +11,12 @@ point reads) stay byte-for-byte what they were, with no layer between them and s
 
 Concurrency: a write transaction first takes a transaction-level advisory lock
 (`pg_advisory_xact_lock(WRITE_LOCK)`), the counterpart of SQLite's `BEGIN IMMEDIATE`. Every
-check-then-write of the store (a flag's version check, message-id de-duplication, the
-default project, a group type's index, last-write-wins merging of properties, ids of new
-rows, the change log's commit order) is then atomic across every node of the database, by
-the same argument as on SQLite; unique constraints stay underneath as the backstop. Reads
-never take it (MVCC: decide never waits for a writer).
+check-then-write of the store (a flag's version check, the default project, a group type's
+index, ...) is then atomic across every node of the database, by the same argument as on
+SQLite; unique constraints stay underneath as the backstop. Ingestion batches take it in
+shared mode and make their own check-then-writes atomic per key (concurrent.py), so
+batches of several workers and nodes are written in parallel. Reads never take it (MVCC:
+decide never waits for a writer).
 """
 
 from __future__ import annotations
@@ -228,21 +229,23 @@ class PgConnection:
             yield self
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[PgConnection]:
+    def transaction(self, write: bool = True, shared: bool = False) -> Iterator[PgConnection]:
+        """`shared`: the writers' lock in shared mode (ingestion batches, concurrent.py)."""
         try:
-            with self._transaction(write) as conn:
+            with self._transaction(write, shared) as conn:
                 yield conn
         except psycopg.OperationalError as e:  # (COMMIT included)
             self._failed(e)
             raise
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[PgConnection]:
+    def _transaction(self, write: bool, shared: bool) -> Iterator[PgConnection]:
         with self.raw.transaction() as tx:
             self._tx = tx
             try:
                 if write:
-                    self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    self.raw.execute(f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}"
+                                     "(%s)", (WRITE_LOCK,))
                 yield self
             finally:
                 self._tx = None
