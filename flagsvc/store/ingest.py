@@ -24,7 +24,8 @@ from .concurrent import EXPIRE_LOCK, RETRIED, Exclusive, lock_keys, needs_exclus
 from .db import dumps, transaction
 from .rowcache import RowCache
 
-# project id, calls, their event properties serialized (see IngestMixin.ingest)
+# project id, calls, their event properties serialized (see IngestMixin.ingest; [] when
+# that is left to the transaction)
 Request = tuple[int, list[Call], list[str]]
 
 __all__ = ["CHANGES_KEPT", "EXPIRE_CHUNK", "LAST_SEEN_RESOLUTION", "IngestMixin", "dedupe_day",
@@ -33,6 +34,17 @@ __all__ = ["CHANGES_KEPT", "EXPIRE_CHUNK", "LAST_SEEN_RESOLUTION", "IngestMixin"
 log = logging.getLogger("flagsvc")
 
 EXPIRE_CHUNK = 1000  # expired events a batch may delete, at least (twice its size if more)
+
+
+def _pristine(call: Call) -> Call:
+    """A call the batch may resolve in place (a key without its type: `_Batch._bare`,
+    `apply`) as a copy, so that a batch written again under the exclusive lock starts
+    from what was sent."""
+    if call.bare_group is None and not (call.kind == "group" and call.group_type is None):
+        return call
+    twin = copy.copy(call)
+    twin.groups = dict(call.groups)
+    return twin
 
 
 def pipelined(conn: Any) -> Any:
@@ -64,9 +76,12 @@ class IngestMixin:
         Under `flagsvc serve` the batch goes to the writer process (writer.py), which
         writes it together with whatever else is waiting; if that process cannot be
         reached, the batch is written here (a batch it did commit is then a duplicate)."""
-        # Event properties serialized before the write lock (the lock is the limit of
-        # ingestion throughput); redone inside it for a project with a privacy policy.
-        request: Request = (project_id, calls, [dumps(c.properties) for c in calls])
+        # SQLite: event properties serialized before the write lock (the lock is the limit
+        # of ingestion throughput), redone inside it for a project with a privacy policy.
+        # PostgreSQL has no such lock: serialized once, in the transaction, after scrubbing.
+        pre = getattr(self, "dialect", "sqlite") != "postgresql"
+        serialized = [dumps(c.properties) for c in calls] if pre else []
+        request: Request = (project_id, calls, serialized)
         if self.writer is not None:
             result = self.writer.ingest(request)
             if result is not None:
@@ -106,7 +121,9 @@ class IngestMixin:
         if getattr(conn, "dialect", None) == "postgresql" and not needs_exclusive(requests):
             try:
                 with transaction(conn, shared=True):
-                    return list(self._write_requests(conn, requests, [], shared=True))
+                    return list(self._write_requests(conn, [
+                        (pid, [_pristine(c) for c in calls], ser) for pid, calls, ser in requests
+                    ], [], shared=True))
             except Exclusive:
                 pass
             except RETRIED:
@@ -154,6 +171,7 @@ class IngestMixin:
                 if batch.policy:  # scrubbed copies: a retry must not hash a hash
                     calls = [privacy.scrub_call(copy.copy(c), batch.policy, batch.salt)
                              for c in calls]
+                if batch.policy or len(serialized) != len(calls):  # (PostgreSQL: not yet)
                     serialized = [dumps(c.properties) for c in calls]
                 payloads.update(zip(map(id, calls), serialized, strict=True))
                 fresh.append(self._fresh(conn, pid, calls, results[i], seen))

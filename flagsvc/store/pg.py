@@ -33,6 +33,8 @@ import psycopg
 from psycopg.adapt import Loader
 from psycopg_pool import ConnectionPool
 
+from .pgbulk import bulk_form, run_bulk
+
 WRITE_LOCK = 0x666C6167  # "flag": the writers' advisory lock key
 MIGRATE_LOCK = 0x666C6168  # held while migrating: nodes starting together migrate once
 DOWN_SECONDS = 0.5  # while the server is unreachable, one connection attempt this often
@@ -213,8 +215,11 @@ class PgConnection:
         rows = list(rows)
         cur = self.raw.cursor()
         try:
-            if rows:
-                cur.executemany(translate(sql), rows)
+            text = translate(sql)
+            if len(rows) > 1 and (form := bulk_form(sql, text)) is not None:
+                run_bulk(self.raw, cur, text, form, rows)
+            elif rows:
+                cur.executemany(text, rows)
         except psycopg.OperationalError as e:
             self._failed(e)
             raise
