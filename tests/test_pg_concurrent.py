@@ -154,3 +154,36 @@ def test_processes_sending_the_same_batches_store_each_event_once(pg_url, tmp_pa
         assert pg.count_events(pid) == 12 * 40
     finally:
         pg.close()
+
+
+def test_installations_in_two_schemas_do_not_wait_for_each_other(pg_url):
+    """Advisory locks belong to the database: the keys are mixed with the search_path."""
+    import threading
+
+    from flagsvc.store import db
+
+    other_schema, other_url = pg_schema_url()
+    a, b = Store(pg_url), Store(other_url)
+    try:
+        pb = b.create_project("p")["id"]
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with db.transaction(a.conn()):
+                held.set()
+                release.wait(10)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        assert held.wait(10)
+        done = threading.Event()
+        threading.Thread(target=lambda: (b.update_project(pb, name="q"), done.set())).start()
+        try:
+            assert done.wait(5), "a write in another schema waited for this one's lock"
+        finally:
+            release.set()
+            t.join()
+    finally:
+        a.close()
+        b.close()
+        drop_pg_schema(other_schema)

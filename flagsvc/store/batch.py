@@ -350,7 +350,8 @@ class _Batch(_Loading):
                 "SELECT distinct_id FROM person_distinct_ids WHERE person_id "
                 f"IN ({','.join('?' * len(chunk))})", tuple(chunk))]
         if rows and self.shared:  # the change log's ids in commit order (concurrent.py)
-            self.conn.execute("SELECT pg_advisory_xact_lock(?)", (CHANGES_LOCK,))
+            salt = getattr(self.conn, "lock_salt", 0)
+            self.conn.execute("SELECT pg_advisory_xact_lock(?)", (CHANGES_LOCK ^ salt,))
         self.conn.executemany("INSERT INTO changes (project_id, kind, group_type, key, created_at) "
                               "VALUES (?, ?, ?, ?, ?)", rows)
         if rows:  # keep the newest CHANGES_KEPT rows (a reader further behind starts afresh)

@@ -59,7 +59,7 @@ def _key(kind: str, project_id: int, name: str) -> int:
 
 
 def lock_keys(project_id: int, calls: list[Call]) -> list[int]:
-    """The advisory lock keys of a batch, ascending."""
+    """The advisory lock keys of a batch."""
     keys: set[int] = set()
     for c in calls:
         keys.add(_key("m", project_id, c.message_id))
@@ -75,11 +75,13 @@ def lock_keys(project_id: int, calls: list[Call]) -> list[int]:
             keys.add(_key("g", project_id, k))
         for _, k in c.more_groups:
             keys.add(_key("g", project_id, k))
-    return sorted(keys)
+    return list(keys)
 
 
 def take_locks(conn: Any, keys: list[int]) -> None:
-    """Every key's lock, in ascending order, in one statement."""
+    """Every key's lock (mixed with the connection's `lock_salt`, pg.py), in ascending
+    order, in one statement."""
     if keys:
         conn.raw.execute("SELECT count(pg_advisory_xact_lock(k)) FROM "
-                         "(SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS s", (keys,))
+                         "(SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS s",
+                         (sorted({k ^ conn.lock_salt for k in keys}),))

@@ -200,7 +200,8 @@ class IngestMixin:
         (two deleting the same rows could deadlock on them)."""
         if days is None or days <= 0:
             return
-        guard = f"(SELECT pg_try_advisory_xact_lock({EXPIRE_LOCK})) AND " if shared else ""
+        salt = getattr(conn, "lock_salt", 0)
+        guard = f"(SELECT pg_try_advisory_xact_lock({EXPIRE_LOCK ^ salt})) AND " if shared else ""
         conn.execute(
             f"DELETE FROM events WHERE {guard}id IN (SELECT id FROM events WHERE project_id = ? "
             "AND received_at < ? ORDER BY received_at LIMIT ?)",

@@ -29,6 +29,7 @@ from contextlib import contextmanager, suppress
 from importlib import resources
 from typing import Any
 
+import mmh3
 import psycopg
 from psycopg.adapt import Loader
 from psycopg_pool import ConnectionPool
@@ -37,6 +38,14 @@ from .pgbulk import bulk_form, run_bulk
 
 WRITE_LOCK = 0x666C6167  # "flag": the writers' advisory lock key
 MIGRATE_LOCK = 0x666C6168  # held while migrating: nodes starting together migrate once
+# Advisory locks are the database's, not a schema's: every key flagsvc takes is mixed with
+# its search_path (`lock_salt`), so installations in two schemas of one database (tests,
+# benches, staging beside production) never wait for each other.
+
+
+def lock_salt(raw: psycopg.Connection) -> int:
+    path = raw.execute("SELECT current_setting('search_path')").fetchone()
+    return int(mmh3.hash64(str(path[0] if path else ""), signed=True)[0])
 DOWN_SECONDS = 0.5  # while the server is unreachable, one connection attempt this often
 
 
@@ -183,8 +192,10 @@ class PgConnection:
 
     dialect = "postgresql"
 
-    def __init__(self, raw: psycopg.Connection, on_broken: Any = None) -> None:
+    def __init__(self, raw: psycopg.Connection, on_broken: Any = None,
+                 salt: int = 0) -> None:
         self.raw = raw
+        self.lock_salt = salt  # mixed into every advisory lock key (see lock_salt)
         self._tx: Any = None
         self._on_broken = on_broken  # told when the server goes away under this connection
 
@@ -250,7 +261,7 @@ class PgConnection:
             try:
                 if write:
                     self.raw.execute(f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}"
-                                     "(%s)", (WRITE_LOCK,))
+                                     "(%s)", (WRITE_LOCK ^ self.lock_salt,))
                 yield self
             finally:
                 self._tx = None
@@ -278,6 +289,7 @@ class PgPool:
         self._lock = threading.Lock()
         self._all: dict[threading.Thread, PgConnection] = {}
         self._down, self._down_reason, self._probed = False, "", 0.0
+        self._salt: int | None = None  # lock_salt of this pool's search_path
 
     def _open(self) -> ConnectionPool:
         return ConnectionPool(self.url, min_size=0, max_size=self.max_size,
@@ -297,7 +309,10 @@ class PgPool:
             with self._lock:  # hand back the connections of threads that have ended first
                 for thread in [t for t in self._all if not t.is_alive()]:
                     self._release(self._all.pop(thread), forget=False)
-            conn = PgConnection(self._checkout(), on_broken=self.mark_down)
+            raw = self._checkout()
+            if self._salt is None:
+                self._salt = lock_salt(raw)
+            conn = PgConnection(raw, on_broken=self.mark_down, salt=self._salt)
             self._local.conn = conn
             with self._lock:
                 self._all[threading.current_thread()] = conn
@@ -365,7 +380,7 @@ def migrate(conn: PgConnection) -> list[str]:
     raw = conn.raw
     applied: list[str] = []
     with raw.transaction():
-        raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK ^ conn.lock_salt,))
         raw.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                     "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
         done = {r[0] for r in raw.execute("SELECT name FROM schema_migrations")}
