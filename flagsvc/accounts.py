@@ -1,4 +1,4 @@
-"""Console accounts: password hashing, sign-in with lockout, sessions and roles.
+"""Console accounts: password hashing, sign-in with limits on failures, sessions and roles.
 
 Passwords are hashed with argon2id through argon2-cffi (the reference implementation's
 bindings, maintained by the PyCA-adjacent Hynek Schlawack; parameters of RFC 9106's second
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -20,14 +21,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .store import ROLES, Store
+from .store.signin import Attempts
 
 HASHER = PasswordHasher()  # argon2id, argon2-cffi's defaults (RFC 9106 low-memory profile)
 # A hash to verify against when the email is unknown: the answer takes as long either way.
 _DUMMY_HASH = HASHER.hash("not a password of anyone")
 MIN_PASSWORD_LENGTH = 10
-LOCK_AFTER = 5  # consecutive failures before the account is locked
-LOCK_SECONDS = 30.0  # first lock; doubles with every further failure
-MAX_LOCK_SECONDS = 3600.0
 TOUCH_EVERY = 60.0  # a session's idle expiry moves on at most once a minute (no write per page)
 
 # What each role may do: viewers read, editors also change flags, admins everything.
@@ -35,7 +34,91 @@ NEEDS = {"read": "viewer", "flags": "editor", "admin": "admin"}
 
 
 class SignInRefused(Exception):
-    """Wrong email or password, a disabled user, or a locked account (the message says)."""
+    """Wrong email or password, a disabled user, or too many failures (SignInLimited)."""
+
+
+class SignInLimited(SignInRefused):
+    """Refused before the password was checked: `why` ("address", "pair", "email") and
+    how long to wait (`wait`, seconds)."""
+
+    def __init__(self, why: str, wait: float) -> None:
+        self.why, self.wait = why, max(1, math.ceil(wait))
+        text = {"address": "too many failed sign-ins from your address: try again in {}",
+                "pair": "too many failed sign-ins with this email from your address: try "
+                        "again in {} (sign-ins from other addresses are not held up)",
+                "email": "this email has had many failed sign-ins lately, from elsewhere "
+                         "too: wait {}, then sign in again"}[why]
+        super().__init__(text.format(_duration(self.wait)))
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds} s" if seconds < 120 else f"{-(-seconds // 60)} minutes"
+
+
+@dataclass(frozen=True)
+class SignInLimits:
+    """What failed sign-ins hold up, counted in the database (store/signin.py) so every
+    worker and node sees them and a restart forgets nothing:
+
+    - one client (email, address): `lock_after` failures in a row lock that client out of
+      that email for `lock_seconds`, doubling with each further failure up to
+      `max_lock_seconds`; the rightful user elsewhere is not held up by it;
+    - one address, whatever emails it tries: `address_limit` failures within
+      `address_window` seconds refuse it until the window ends (a password spray);
+    - one email, from every address: from `email_slow_after` failures within
+      `email_window`, its passwords are checked at most once per `email_pace` seconds
+      from addresses it has not signed in from in `trust_seconds` (a distributed guesser
+      meets a pace, not a lock; its rightful user's familiar address is not paced, and
+      from a new one they wait a few seconds).
+    Counts of a client expire `keep_seconds` after its first failure."""
+
+    lock_after: int = 5
+    lock_seconds: float = 30.0
+    max_lock_seconds: float = 3600.0
+    address_limit: int = 20
+    address_window: float = 600.0
+    email_slow_after: int = 10
+    email_window: float = 900.0
+    email_pace: float = 5.0
+    trust_seconds: float = 30 * 86400.0
+    keep_seconds: float = 86400.0
+
+    def decide(self, by_address: Attempts, pair: Attempts, by_email: Attempts, now: float
+               ) -> tuple[str | None, float]:
+        """(None, 0) and the three rows counted as after a failure (until it succeeds);
+        or why not and how long to wait, the rows then to be left as they were."""
+        if by_address.failures and by_address.since <= now - self.address_window:
+            by_address.failures = 0
+        if by_address.failures >= self.address_limit:
+            return "address", by_address.since + self.address_window - now
+        if pair.blocked_until is not None and pair.blocked_until > now:
+            return "pair", pair.blocked_until - now
+        if pair.failures and pair.since <= now - self.keep_seconds:
+            pair.failures = 0
+        if by_email.failures and by_email.since <= now - self.email_window:
+            by_email.failures = 0
+        familiar = pair.succeeded_at is not None and pair.succeeded_at > now - self.trust_seconds
+        if not familiar and by_email.failures >= self.email_slow_after:
+            if by_email.blocked_until is not None and by_email.blocked_until > now:
+                return "email", by_email.blocked_until - now
+            by_email.blocked_until = now + self.email_pace
+        for row in (by_address, pair, by_email):
+            if row.failures == 0:
+                row.since = now
+            row.failures += 1
+        if pair.failures >= self.lock_after:
+            pair.blocked_until = now + min(self.max_lock_seconds,
+                                           self.lock_seconds * 2 ** (pair.failures
+                                                                     - self.lock_after))
+        return None, 0.0
+
+    def expires_at(self, row: Attempts, now: float) -> float:
+        """When a row may be forgotten: its counts, lock and familiarity all over."""
+        return max(now + self.keep_seconds, row.blocked_until or 0.0,
+                   (row.succeeded_at or -self.trust_seconds) + self.trust_seconds)
+
+
+LIMITS = SignInLimits()
 
 
 def may(role: str, need: str) -> bool:
@@ -73,8 +156,8 @@ def create_user(store: Store, email: str, role: str, password: str | None = None
 
 def reset_password(store: Store, user_id: int, password: str | None = None,
                    keep_session: int | None = None, actor: str | None = None) -> str | None:
-    """A new password for a user (a one-time one, returned, when None): clears a lockout
-    and ends the user's other sessions."""
+    """A new password for a user (a one-time one, returned, when None): ends the locks
+    failed sign-ins put on their email and the user's other sessions."""
     temporary = one_time_password() if password is None else None
     store.set_password(user_id, hash_password(password or temporary or ""),
                        must_change=temporary is not None, keep_session=keep_session,
@@ -82,54 +165,52 @@ def reset_password(store: Store, user_id: int, password: str | None = None,
     return temporary
 
 
-# Every refused sign-in says the same, after an argon2 check of the same cost: whether an
-# email exists, is disabled or is locked cannot be told from the answer or its time.
-REFUSED = (f"wrong email or password (after {LOCK_AFTER} failed sign-ins in a row an account "
-           f"waits {int(LOCK_SECONDS)} s, then longer)")
+# A wrong password and an unknown or disabled email answer alike, after an argon2 check of
+# the same cost; the limits count unknown emails as they count real ones (by the email
+# typed), so no answer or time tells which emails exist.
+REFUSED = (f"wrong email or password (after {LIMITS.lock_after} failed sign-ins in a row "
+           f"with an email from one address, that address waits {int(LIMITS.lock_seconds)} s "
+           "for it, then longer)")
 
 
-def verify(store: Store, email: str, password: str, now: float | None = None) -> dict[str, Any]:
-    """The user of a correct email and password; SignInRefused otherwise. A locked account
-    is refused even with the right password until its lock ends (its password is then not
-    even checked: the lock caps the guesses, concurrent ones included)."""
+def verify(store: Store, email: str, password: str, address: str = "local",
+           now: float | None = None) -> dict[str, Any]:
+    """The user of a correct email and password from a client `address`; SignInLimited
+    when the limits (SignInLimits) hold this attempt up — its password is then not even
+    checked — and SignInRefused otherwise."""
     now = time.time() if now is None else now
-    user = store.user_by_email(email or "")
-    if user is None or user["disabled"] or not store.reserve_sign_in(
-            user["id"], LOCK_AFTER, LOCK_SECONDS, MAX_LOCK_SECONDS, now):
+    key = (email or "").strip().lower()[:320]
+    address = (address or "unknown")[:100]
+    why, wait = store.reserve_sign_in(key, address, LIMITS, now)
+    if why is not None:
+        raise SignInLimited(why, wait)
+    user = store.user_by_email(key) if key else None
+    if user is None or user["disabled"]:
         _check(_DUMMY_HASH, password)  # as slow as a real check: no user enumeration by timing
         raise SignInRefused(REFUSED)
     if not _check(user["password_hash"], password):
         raise SignInRefused(REFUSED)
-    store.record_sign_in(user["id"])
+    store.sign_in_succeeded(key, address, LIMITS, now)
     if HASHER.check_needs_rehash(user["password_hash"]):
         store.set_password(user["id"], HASHER.hash(password), user["must_change_password"],
                            keep_session=None)
     return user
 
 
-class AddressThrottle:
-    """Failed sign-ins per client address (after the proxy's X-Forwarded-For when
-    `--forwarded-allow-ips` trusts it): from `limit` failures with no pause of `window`
-    seconds, that address is refused before any check, whatever email it tries. Kept in
-    the worker's memory (bounded): a password spray from one address is slowed without a
-    lock anyone could put on someone else's account."""
-
-    def __init__(self, limit: int = 20, window: float = 600.0, size: int = 10_000) -> None:
-        import threading
-
-        from cachetools import TTLCache
-
-        self.limit = limit
-        self._failures: TTLCache[str, int] = TTLCache(maxsize=size, ttl=window)
-        self._lock = threading.Lock()
-
-    def blocked(self, address: str) -> bool:
-        with self._lock:
-            return self._failures.get(address, 0) >= self.limit
-
-    def failed(self, address: str) -> None:
-        with self._lock:
-            self._failures[address] = self._failures.get(address, 0) + 1
+def sign_in_state(store: Store, user: dict[str, Any], now: float | None = None) -> str:
+    """What the users page and `flagsvc user list` say of a user's sign-ins."""
+    if user["disabled"]:
+        return "disabled"
+    now = time.time() if now is None else now
+    state = store.sign_in_state(user["email"], now)
+    parts = []
+    if state["locked_addresses"]:
+        n = state["locked_addresses"]
+        parts.append(f"held up at {n} address{'es' if n > 1 else ''}")
+    if state["failures"] >= LIMITS.email_slow_after and (
+            state["since"] > now - LIMITS.email_window):
+        parts.append(f"paced ({state['failures']} failed sign-ins)")
+    return "active" + (": " + ", ".join(parts) if parts else "")
 
 
 def _check(encoded: str, password: str) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask, Request, Response, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from .config import load_config
 from .errors import APIError, error_response
@@ -49,10 +50,12 @@ def ensure_default_project(store: Store, config: Mapping[str, Any]) -> dict[str,
     """On an empty database, create the default project (tokens from config or new);
     returns it with its secret key, or None if projects already exist. Atomic: of several
     processes starting at once on a new database, exactly one creates it."""
+    from .writes import Uncached, create_project
+
     if store.list_projects():
         return None
-    return store.create_project("default", api_token=config.get("API_TOKEN"),
-                                secret_key=config.get("SECRET_KEY"), only_if_none=True)
+    return create_project(Uncached(store), "default", api_token=config.get("API_TOKEN"),
+                          secret_key=config.get("SECRET_KEY"), only_if_none=True)
 
 
 class _Flask(Flask):
@@ -74,6 +77,11 @@ class _Request(Request):
     @url_rule.setter
     def url_rule(self, rule: Any) -> None:
         self.environ["flagsvc.url_rule"] = rule
+
+
+# Werkzeug writes reason phrases in capitals ("400 BAD REQUEST"): the standard ones instead.
+_STANDARD_STATUS = {f"{code} {phrase.upper()}": f"{code} {phrase}"
+                    for code, phrase in HTTP_STATUS_CODES.items()}
 
 
 class _Instrumented:
@@ -100,7 +108,7 @@ class _Instrumented:
 
         def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
             status_code[0] = int(status[:3])
-            return start_response(status, headers, exc_info)
+            return start_response(_STANDARD_STATUS.get(status, status), headers, exc_info)
 
         try:
             return self.wsgi_app(environ, recording_start_response)

@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import load_config
+from .errors import APIError
 from .imports import FORMATS
-from .store import Conflict, DatabaseUnavailable, MigrationError, Store, StoreError, is_postgres
+from .store import DatabaseUnavailable, MigrationError, Store, StoreError, is_postgres
 
+CLI_ACTOR = "cli"  # who the audit log names for a change made by this command
 # what makes a command's database unusable as asked: one line, no traceback
 _UNAVAILABLE: tuple[type[BaseException], ...] = (*DatabaseUnavailable, PermissionError)
 
@@ -56,11 +58,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writes(store: Store | None = None) -> Any:
+    """The write path's `service` for a command: every CLI write goes through the command
+    of flagsvc.writes that the admin API uses (checks, audit with actor "cli"); running
+    nodes see it as any other node's change."""
+    from .writes import Uncached
+
+    return Uncached(store or _store())
+
+
 def cmd_project_create(args: argparse.Namespace) -> int:
+    from .writes import create_project
+
     try:
-        project = _store().create_project(args.name, api_token=args.api_token,
-                                          secret_key=args.secret_key)
-    except Conflict as e:
+        project = create_project(_writes(), args.name, api_token=args.api_token,
+                                 secret_key=args.secret_key, actor=CLI_ACTOR)
+    except APIError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     assert project is not None  # None only with only_if_none
@@ -75,8 +88,14 @@ def cmd_project_list(args: argparse.Namespace) -> int:
 
 
 def cmd_project_rotate(args: argparse.Namespace) -> int:
+    from .writes import rotate_token
+
     kind = "api" if args.what == "rotate-api-token" else "secret"
-    value = _store().rotate_token(args.project, kind, grace_seconds=args.grace, actor="cli")
+    try:
+        value = rotate_token(_writes(), args.project, kind, args.grace, actor=CLI_ACTOR)
+    except APIError as e:
+        print(f"error: {e} (flagsvc project list)", file=sys.stderr)
+        return 1
     name = "api_token" if kind == "api" else "secret_key"
     if args.json:
         print(json.dumps({name: value, "old_valid_for_seconds": args.grace}))
@@ -133,7 +152,8 @@ def cmd_flags_import(args: argparse.Namespace) -> int:
     across the project's flags, the group types needed) and nothing is written unless every
     flag is valid; a deleted flag of the same key is restored."""
     from .imports import Unimportable, convert
-    from .imports.apply import import_flags, skip_unresolved
+    from .imports.apply import skip_unresolved
+    from .writes import import_flags
 
     try:
         if args.file in (None, "-"):
@@ -167,8 +187,8 @@ def cmd_flags_import(args: argparse.Namespace) -> int:
     if converted.skipped and not args.skip_unimportable:
         print("nothing was imported (--skip-unimportable imports the others)", file=sys.stderr)
         return 1
-    done = import_flags(store, args.project, converted.flags, dry_run=args.dry_run,
-                        actor="cli")
+    done = import_flags(_writes(store), args.project, converted.flags, dry_run=args.dry_run,
+                        actor=CLI_ACTOR)
     if done.conflict:
         print(f"error: {done.conflict}", file=sys.stderr)
         return 1
@@ -292,11 +312,13 @@ def secret_key_path(database: str) -> str:
 
 
 def announce_default_project(project: dict[str, Any], config: Mapping[str, Any],
-                             out: Any = None) -> None:
+                             out: Any = None, show_secret_key: bool = False) -> None:
     """Say that the default project was created, without putting its secret key in the
     service's log: a generated key is written to `<database>.secret_key` (mode 0600, this
-    user only) and, when a person is at a terminal, also shown there; a key taken from
-    FLAGSVC_SECRET_KEY is never repeated."""
+    user only) and only where it is is printed. A terminal is no proof that a person reads
+    it (`docker run -t` gives the service one, and `docker logs` keeps it): the key itself
+    is printed only when the operator asks (`flagsvc serve --print-secret-key`). A key
+    taken from FLAGSVC_SECRET_KEY is never repeated."""
     out = out or sys.stderr  # looked up now: tests and callers may have replaced it
     print("created the default project on this new database:", file=out)
     _print_project({k: v for k, v in project.items() if k != "secret_key"}, False, out=out)
@@ -315,12 +337,12 @@ def announce_default_project(project: dict[str, Any], config: Mapping[str, Any],
         print(f"  secret_key: could not be written to {path} ({e.strerror or e}); "
               f"`flagsvc project rotate-secret-key {project['id']}` makes a new one",
               file=out)
-    else:
-        print(f"  secret_key: in {path} (admin API; readable by this user only, never "
-              "logged): store it somewhere safe, then delete the file", file=out)
-    if out.isatty():  # a person reads this terminal; nothing keeps it
-        print(f"  secret_key: {project['secret_key']}   (shown here because this is a "
-              "terminal)", file=out)
+        return
+    print(f"  secret_key: in {path} (admin API; readable by this user only, never "
+          "logged): store it somewhere safe, then delete the file", file=out)
+    if show_secret_key:  # asked for on the command line
+        print(f"  secret_key: {project['secret_key']}   (printed because of "
+              "--print-secret-key)", file=out)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -331,7 +353,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = Store(config["DATABASE"], synchronous=config["SYNCHRONOUS"])
     project = ensure_default_project(store, config)
     if project is not None:
-        announce_default_project(project, config)
+        announce_default_project(project, config, show_secret_key=args.print_secret_key)
     else:
         _warn_unused_tokens(store, config)
     if not store.count_users():
@@ -353,8 +375,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import run
 
     run(bind=args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout,
-        access_log=not args.no_access_log, database=config["DATABASE"],
-        forwarded_allow_ips=args.forwarded_allow_ips or config["FORWARDED_ALLOW_IPS"])
+        access_log=not args.no_access_log,
+        forwarded_allow_ips=args.forwarded_allow_ips or config["FORWARDED_ALLOW_IPS"],
+        worker_connections=args.worker_connections)
     return 0
 
 
@@ -376,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="proxies whose X-Forwarded-Proto/-For are trusted (comma-separated "
                    "addresses or networks, or *; default 127.0.0.1,::1, or "
                    "FLAGSVC_FORWARDED_ALLOW_IPS)")
+    p.add_argument("--worker-connections", type=int, default=4000, metavar="N",
+                   help="most connections a worker holds (default 4000)")
+    p.add_argument("--print-secret-key", action="store_true",
+                   help="on a new database, also print the generated secret key (by "
+                   "default it is only written to <database>.secret_key, mode 0600)")
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)

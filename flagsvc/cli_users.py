@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 from . import accounts
 from .store import ROLES, Conflict, NotFound, Store
+from .writes import users as writes
+
+ACTOR = "cli"  # as cli.CLI_ACTOR (which imports this module)
 
 FIRST_ADMIN_HINT = ("no console user yet: create the first admin with\n"
                     "  flagsvc user create you@example.com --role admin\n"
@@ -35,8 +37,8 @@ def _user(store: Store, email: str) -> dict[str, Any]:
 
 def cmd_user_create(store: Store, args: argparse.Namespace) -> int:
     try:
-        user, temporary = accounts.create_user(store, args.email, args.role, _password(args),
-                                               projects=args.project or None, actor="cli")
+        user, temporary = writes.create_user(store, args.email, args.role, _password(args),
+                                             projects=args.project or None, actor=ACTOR)
     except Conflict as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -55,18 +57,18 @@ def cmd_user_list(store: Store, args: argparse.Namespace) -> int:
     for u in store.list_users():
         projects = "all" if u["all_projects"] else ",".join(
             map(str, store.user_project_ids(u))) or "none"
-        state = "disabled" if u["disabled"] else (
-            "locked" if u["locked_until"] and u["locked_until"] > time.time() else "active")
+        state = accounts.sign_in_state(store, u)
         print(f"{u['email']}\t{u['role']}\tprojects: {projects}\t{state}")
     return 0
 
 
 def cmd_user_reset(store: Store, args: argparse.Namespace) -> int:
     user = _user(store, args.email)
-    temporary = accounts.reset_password(store, user["id"], _password(args), actor="cli")
+    temporary = writes.reset_password(store, user["id"], _password(args), actor=ACTOR)
     if args.role:
-        store.update_user(user["id"], role=args.role, actor="cli")
-    print(f"password of {user['email']} reset; their sessions are ended, a lockout cleared")
+        writes.change_user(store, user["id"], role=args.role, actor=ACTOR)
+    print(f"password of {user['email']} reset; their sessions are ended, their failed "
+          "sign-ins forgotten")
     if temporary:
         print(f"one-time password: {temporary}\n(shown only now; it must be changed at the "
               "next sign-in)")
@@ -76,8 +78,8 @@ def cmd_user_reset(store: Store, args: argparse.Namespace) -> int:
 def cmd_user_projects(store: Store, args: argparse.Namespace) -> int:
     user = _user(store, args.email)
     try:
-        store.set_user_projects(user["id"], None if args.all else sorted(set(args.project)),
-                                actor="cli")
+        writes.set_user_projects(store, user["id"], None if args.all else args.project,
+                                 actor=ACTOR)
     except NotFound:
         print(f"error: no such project among {args.project} (flagsvc project list)",
               file=sys.stderr)
@@ -88,7 +90,7 @@ def cmd_user_projects(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_user_disable(store: Store, args: argparse.Namespace) -> int:
     user = _user(store, args.email)
-    store.update_user(user["id"], disabled=args.what == "disable", actor="cli")
+    writes.change_user(store, user["id"], disabled=args.what == "disable", actor=ACTOR)
     print(f"{user['email']} {args.what}d")
     return 0
 

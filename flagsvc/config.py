@@ -35,6 +35,28 @@ SETTINGS = [
     Setting("BODY_TIMEOUT", 30.0,
             "Seconds a client has to send a request's body once its headers arrived "
             "(`flagsvc serve`; 408 past that).", float),
+    Setting("FIRST_BYTE_TIMEOUT", 5.0,
+            "Seconds a new connection has to send its first byte (`flagsvc serve`): closed "
+            "past that, so idle connections do not hold the worker's connection slots.",
+            float),
+    Setting("WRITE_TIMEOUT", 30.0,
+            "Seconds a client has to take a whole answer once it is rendered (`flagsvc "
+            "serve`): the connection is closed past that. Answers are written by the "
+            "worker's event loop, never by an app thread.", float),
+    Setting("WRITE_BUFFER_BYTES", 8 * 1024 * 1024,
+            "Largest answer an app thread renders into memory for the event loop to write "
+            "(`flagsvc serve`); a larger one (a big export) is written by its thread, each "
+            "piece within FLAGSVC_WRITE_TIMEOUT.", int),
+    Setting("WORKER_BUFFER_BYTES", 32 * 1024 * 1024,
+            "Most bytes a `flagsvc serve` worker holds for requests still arriving and "
+            "answers not yet taken: over it, a request past 16 KiB is answered 503 "
+            "(Retry-After: 1) instead of being read further, and an answer its client "
+            "does not take at once is dropped with the connection.", int),
+    Setting("MAX_CONNECTIONS_PER_ADDRESS", 100,
+            "Most connections one client address (an IPv6 /64) may hold to one `flagsvc "
+            "serve` worker: past it that address's oldest idle connection is closed, or "
+            "the new one answered 503. The proxies of FORWARDED_ALLOW_IPS are not capped "
+            "(behind a proxy every client has its address); 0: no cap.", int),
     Setting("MAX_EVENT_BYTES", 1024 * 1024,
             "Largest single event in an ingestion batch (bytes).", int),
     Setting("MAX_BATCH_EVENTS", 5000, "Most events in one ingestion request.", int),
@@ -69,7 +91,8 @@ SETTINGS = [
     Setting("FORWARDED_ALLOW_IPS", "127.0.0.1,::1",
             "Proxy addresses (comma-separated, networks or *) whose X-Forwarded-Proto and "
             "X-Forwarded-For are believed: HTTPS for the console's Secure cookie, the client's "
-            "address for its sign-in limit. `flagsvc serve --forwarded-allow-ips` sets it."),
+            "address for its sign-in limits (the nearest X-Forwarded-For address that is no "
+            "trusted proxy). `flagsvc serve --forwarded-allow-ips` sets it."),
     Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
     Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
     Setting("METRICS_TOKEN", None,

@@ -2,11 +2,11 @@
 
     gunicorn -c python:flagsvc.gunicorn_conf wsgi:app [--bind ... --workers ...]
 
-the ingestion writer process run (and restarted) by the master, the background WAL
-checkpointer in the workers, the frozen GC generation, Prometheus multiprocess clean-up,
-and `flagsvc serve`'s defaults (the worker that reads whole requests before a thread runs
-them, so slow clients cannot hold it — flagsvc/http_worker.py; workers 2 x CPU + 1 up to 8,
-timeouts, access log without tokens). Options given on gunicorn's command line still win.
+the background WAL checkpointer in the workers, the frozen GC generation, Prometheus
+multiprocess clean-up, and `flagsvc serve`'s defaults (the worker that reads whole
+requests before a thread runs them, so slow clients cannot hold it —
+flagsvc/http_worker.py; workers 2 x CPU + 1 up to 8, timeouts, access log without tokens).
+Options given on gunicorn's command line still win.
 The database is the one the app uses (FLAGSVC_DATABASE, see flagsvc/config.py); pending
 migrations are applied by the `on_starting` hook, in the master, before any worker starts
 (a long one would otherwise run inside a worker's boot timeout, and be killed and retried
@@ -33,6 +33,5 @@ def on_starting(server: Any) -> None:
         raise SystemExit(f"error: {e}") from None
 
 
-_options = gunicorn_options(database=_config["DATABASE"],
-                           forwarded_allow_ips=_config["FORWARDED_ALLOW_IPS"])
+_options = gunicorn_options(forwarded_allow_ips=_config["FORWARDED_ALLOW_IPS"])
 globals().update(_options)  # gunicorn reads a config module's names as its settings

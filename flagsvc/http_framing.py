@@ -4,6 +4,8 @@ framing (Content-Length, chunked) is read here; gunicorn's parser checks everyth
 
 from __future__ import annotations
 
+import re
+
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers, larger: 431 (gunicorn's own limits
 #                               are checked on what arrived, by its parser)
 
@@ -15,12 +17,15 @@ class Framing:
     gunicorn's parser rejects: those are answered 400 from what arrived), `TOO_LARGE` for
     headers over MAX_HEADER_BYTES, `BAD` for a chunk-size line that never ends and
     `BODY_TOO_LARGE` for a chunked body whose next announced chunk would take it over the
-    body limit (refused before that chunk's data is waited for, let alone buffered)."""
+    body limit (refused before that chunk's data is waited for, let alone buffered), and
+    `BARE_LF` for a request or chunk line ending in LF without CR (gunicorn's parser refuses
+    those too; waiting for a CRLF that never comes would end in a 408)."""
 
     HAND_OVER = -1
     TOO_LARGE = -2
     BAD = -3
     BODY_TOO_LARGE = -4
+    BARE_LF = -5
 
     def __init__(self, body_limit: int) -> None:
         self.body_limit = body_limit
@@ -49,6 +54,8 @@ class Framing:
         while buf.startswith(b"\r\n", start):  # empty lines before a request are ignored
             start += 2
         end = buf.find(b"\r\n\r\n", max(start, self.scanned - 3))
+        if _BARE_LF.search(buf, max(start, self.scanned - 1), len(buf) if end < 0 else end):
+            return self.BARE_LF
         if end < 0:
             self.scanned = len(buf)
             return self.TOO_LARGE if len(buf) > MAX_HEADER_BYTES else None
@@ -83,6 +90,8 @@ class Framing:
     def _chunks(self, buf: bytearray) -> int | None:
         while True:
             line_end = buf.find(b"\r\n", self.pos)
+            if _BARE_LF.search(buf, self.pos, len(buf) if line_end < 0 else line_end):
+                return self.BARE_LF
             if line_end < 0:  # a chunk-size line is a few bytes; gunicorn would wait for more
                 return self.BAD if len(buf) - self.pos > 1024 else None
             size = _chunk_size(bytes(buf[self.pos:line_end]))
@@ -92,6 +101,8 @@ class Framing:
                 if buf.startswith(b"\r\n", line_end + 2):
                     return line_end + 4
                 end = buf.find(b"\r\n\r\n", line_end + 2)
+                if _BARE_LF.search(buf, line_end + 2, len(buf) if end < 0 else end):
+                    return self.BARE_LF
                 if end >= 0:
                     return end + 4
                 return self.TOO_LARGE if len(buf) - line_end > MAX_HEADER_BYTES else None
@@ -106,6 +117,7 @@ class Framing:
             self.pos = data_end + 2
 
 
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 

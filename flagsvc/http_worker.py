@@ -1,98 +1,52 @@
-"""The gunicorn worker of `flagsvc serve`: whole requests are read before a thread sees them.
+"""The gunicorn worker of `flagsvc serve`: whole requests are read, and whole answers
+written, by the main thread; an app thread only runs the app.
 
 gunicorn's own workers give a slow client a worker (sync) or a thread (gthread: once the
-first byte arrives, the thread reads the rest with blocking calls): five connections sending
-a header line every 5 s held all five sync workers, and the service answered nobody. This
-worker is gunicorn's threaded worker with one change of where requests are read: its main
-thread reads every connection without blocking, in the poller it already runs for idle
-keep-alive connections, until the request has arrived whole (headers, then a body of its
-`Content-Length` or a complete chunked body), and only then hands it to a thread, which
-parses it from memory (gunicorn's own parser, limits and checks) and runs the app. A slow
-client costs a socket and a buffer, never a thread; so do hundreds of them. As a buffering
-reverse proxy does, with deadlines: a request's headers must arrive within
-FLAGSVC_HEADER_TIMEOUT seconds, its body within FLAGSVC_BODY_TIMEOUT seconds after them;
-past that the connection is answered 408 and closed. A body announced larger than
-FLAGSVC_MAX_BODY_BYTES is not waited for: the app refuses it (413) from the headers.
+first byte arrives, the thread reads the rest with blocking calls, and writes the answer
+with blocking calls): five connections sending a header line every 5 s held all five sync
+workers, and ten that pipelined requests and read no answer held every thread in
+`sendall`. This worker is gunicorn's threaded worker with the reading and the writing moved
+to its main thread, in the poller it already runs for idle keep-alive connections:
 
-Left to gunicorn: connection limits (`worker_connections` per worker, then the listen
-backlog), keep-alive, the app threads. TLS and HTTP/2 (which a buffering reader cannot
-frame) fall back to plain gthread behaviour; terminate TLS in front.
+- http_reading.py: a request is read without blocking until it has arrived whole (headers,
+  then a body of its `Content-Length` or a complete chunked body), within deadlines, and
+  only then handed to a thread, which parses it from memory (gunicorn's parser, limits and
+  checks) and runs the app;
+- http_writing.py: the thread renders the answer into memory and is free; the main thread
+  writes it as the client takes it, within a deadline, before it reads that connection's
+  next request;
+- http_accepting.py: connections per client address, room made by idle ones, running out
+  of file descriptors;
+- http_conn.py: the connection, the in-memory socket and the shared counters; the bytes
+  held for requests and answers are capped per worker.
+
+A slow client costs a socket and a buffer, never a thread; so do hundreds of them. Stopping
+(SIGTERM, or SIGHUP's old workers) finishes the requests that have begun within gunicorn's
+graceful timeout. TLS and HTTP/2 (which a buffering reader cannot frame) fall back to plain
+gthread behaviour; terminate TLS in front.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import json
-import resource
-import selectors
-import socket
 import threading
 import time
-from functools import partial
 from typing import Any
 
-from gunicorn import util
-from gunicorn.workers.gthread import TConn, ThreadWorker
-
-from .config import load_config
-from .http_framing import MAX_HEADER_BYTES, Framing
-
-LINGER_SECONDS = 2.0  # after an answer with Connection: close, how long its FIN may take
-ACCEPT_PAUSE = 0.5  # seconds without accepting after EMFILE/ENFILE (out of descriptors)
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+from .http_accepting import Accepting, raise_fd_limit
+from .http_conn import ResponseSink
+from .http_reading import RequestReading
+from .http_writing import AnswerWriting
 
 
-class BufferedConn(TConn):  # type: ignore[misc]
-    """A connection and the request it is reading (or has read) in the main thread."""
-
-    def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any,
-                 linger: Any) -> None:
-        super().__init__(cfg, sock, client, server)
-        self.data_ready = True  # gthread's wait for a first byte: we already have the request
-        self.linger = linger
-        self.buf = bytearray()
-        self.framing: Framing | None = None
-        self.deadline = 0.0
-        self.request: bytes | None = None  # the request read, for the thread's parser
-        self.partial = False  # handed over before its body arrived: no keep-alive
-        self.sent_continue = False
-        self.eof = False  # the client closed its side
-
-    def init(self) -> None:
-        """In the thread, before gunicorn parses: the parser reads the request from memory."""
-        super().init()
-        if self.request is not None:
-            # Writing the answer to a client that reads none: as long as a request may run
-            # (--timeout; past it the worker is replaced anyway, see notify()).
-            self.sock.settimeout(self.cfg.timeout or None)
-            self.parser.unreader.unread(self.request)
-            self.request = None
-
-    def close(self, graceful: bool = False) -> None:
-        if graceful and self.linger is not None and \
-                threading.current_thread() is threading.main_thread():
-            self.linger(self)  # the FIN and the drain without blocking the main loop
-        else:
-            util.close(self.sock)
-
-
-class BufferingWorker(ThreadWorker):  # type: ignore[misc]
-    """gunicorn's gthread worker reading whole requests before a thread runs them."""
+class BufferingWorker(Accepting, RequestReading, AnswerWriting):
+    """gunicorn's gthread worker reading whole requests before a thread runs them, and
+    writing their answers after it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        settings = load_config()
-        self.body_limit = int(settings["MAX_BODY_BYTES"])
-        self.header_seconds = float(settings["HEADER_TIMEOUT"])
-        self.body_seconds = float(settings["BODY_TIMEOUT"])
-        self.reading: dict[BufferedConn, None] = {}  # connections reading a request
-        self.lingering: dict[BufferedConn, None] = {}  # answered, closing
         self._next_sweep = 0.0
         self._busy: dict[int, float] = {}  # app thread -> when its request started
         self._stuck = False
-        self._accept_resume = 0.0  # out of descriptors: no accept before this
-        self.buffering = not self.cfg.is_ssl and "h2" not in self.cfg.http_protocols
         if self.buffering:
             # The request line is bounded by the headers' MAX_HEADER_BYTES (64 KiB, read here
             # before gunicorn parses): gunicorn's own cap (8190 at most) refused, as an HTML
@@ -105,209 +59,27 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             self.log.warning("TLS or HTTP/2 configured: requests are not buffered before "
                              "a thread reads them (slow clients can hold threads); "
                              "terminate TLS in front of flagsvc instead")
-        _raise_fd_limit(self.log, self.cfg.worker_connections + 64)
+        raise_fd_limit(self.log, self.cfg.worker_connections + 64)
         super().init_process()
 
     # ---------------------------------------------------------------- main thread
 
-    def accept(self, listener: socket.socket) -> None:
-        if not self.buffering:
-            return super().accept(listener)
-        try:
-            sock, addr = listener.accept()
-        except OSError as e:
-            if e.errno in (errno.EMFILE, errno.ENFILE):
-                self._pause_accepting(e)
-            elif e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                raise
-            return None
-        self.nr_conns += 1
-        self.enqueue_req(BufferedConn(self.cfg, sock, addr, listener.getsockname(),
-                                      self._linger))
-        return None
-
-    def _pause_accepting(self, error: OSError) -> None:
-        """Out of file descriptors: new connections wait in the listen backlog while the
-        ones held finish (gunicorn re-raises, the worker exits and takes them all along)."""
-        self.log.warning("accept: %s; not accepting for %s s (%d connections held; raise "
-                         "the open files limit, ulimit -n)", error.strerror, ACCEPT_PAUSE,
-                         self.nr_conns)
-        self._accept_resume = time.monotonic() + ACCEPT_PAUSE
-        self.set_accept_enabled(False)
-
-    def set_accept_enabled(self, enabled: bool) -> None:
-        if enabled and time.monotonic() < self._accept_resume:
-            return  # gunicorn's loop asks again every turn: resumes after the pause
-        super().set_accept_enabled(enabled)
-
-    def enqueue_req(self, conn: Any) -> None:
-        """Every way into a thread passes here: a connection with its request read goes to
-        the pool; any other (new, kept alive and readable, answered with bytes left over)
-        first reads its next request in the poller."""
-        if not self.buffering or conn.request is not None:
-            return super().enqueue_req(conn)
-        conn.buf = bytearray(conn.parser.unreader.take_buffered() if conn.parser else b"")
-        conn.framing = Framing(self.body_limit)
-        conn.partial = conn.sent_continue = conn.eof = False
-        conn.deadline = time.monotonic() + self.header_seconds
-        conn.sock.setblocking(False)
-        # Read at once: a kept-alive connection is here because it is readable, and a new
-        # one often has its request waiting already (no extra turn of the poller for them).
-        if self._receive(conn) and not self._advance(conn):
-            if conn.eof:  # closed before its request was whole
-                self._close(conn)
-                return None
-            self.reading[conn] = None
-            self.poller.register(conn.sock, selectors.EVENT_READ,
-                                 partial(self._on_readable, conn))
-        return None
-
-    def _on_readable(self, conn: BufferedConn, sock: socket.socket) -> None:
-        if self._receive(conn, registered=True) and not self._advance(conn, registered=True) \
-                and conn.eof:
-            self._stop_reading(conn)
-            self._close(conn)
-
-    def _receive(self, conn: BufferedConn, registered: bool = False) -> bool:
-        """Read what has arrived; False (and closed) if the client went away with nothing
-        sent. A client that sends its request and then closes its side (`eof`) still gets
-        the answer."""
-        try:
-            while True:
-                chunk = conn.sock.recv(65536)
-                if not chunk:
-                    conn.eof = True
-                    break
-                conn.buf += chunk
-                if len(chunk) < 65536:
-                    return True
-        except (BlockingIOError, InterruptedError):
-            return True
-        except OSError:  # reset: nobody to answer
-            conn.eof, conn.buf = True, bytearray()
-        if conn.buf:
-            return True
-        if registered:
-            self._stop_reading(conn)
-        self._close(conn)
-        return False
-
-    def _advance(self, conn: BufferedConn, registered: bool = False) -> bool:
-        """Look at what arrived; True once the connection has left the reading state
-        (handed to a thread, or answered and closed)."""
-        framing = conn.framing
-        assert framing is not None
-        had_headers = framing.header_end is not None
-        end = framing.step(conn.buf)
-        if end is None:
-            if not had_headers and framing.header_end is not None:
-                conn.deadline = time.monotonic() + self.body_seconds  # the body's turn
-            if framing.wants_continue and not conn.sent_continue:
-                conn.sent_continue = True
-                self._send_quietly(conn.sock, _CONTINUE)
-            return False
-        if registered:
-            self._stop_reading(conn)
-        if end == Framing.TOO_LARGE:
-            self._answer(conn, 431, "request_header_fields_too_large",
-                         f"request headers are over {MAX_HEADER_BYTES} bytes")
-            return True
-        if end == Framing.BODY_TOO_LARGE:
-            self._answer(conn, 413, "payload_too_large",
-                         f"request body is over the {self.body_limit} byte limit")
-            return True
-        if end == Framing.BAD:
-            self._answer(conn, 400, "invalid_body", "the chunked body is malformed")
-            return True
-        # The thread's parser takes this request from the bytes; any the client sent after
-        # it stay in the parser's buffer, and gunicorn passes them back here (enqueue_req).
-        conn.request, conn.partial = bytes(conn.buf), end == Framing.HAND_OVER
-        conn.buf = bytearray()
-        conn.sock.setblocking(True)
-        super().enqueue_req(conn)
-        return True
-
-    def _stop_reading(self, conn: BufferedConn) -> None:
-        self.reading.pop(conn, None)
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self.poller.unregister(conn.sock)
-
-    def _close(self, conn: BufferedConn) -> None:
-        self.nr_conns -= 1
-        util.close(conn.sock)
-
-    def _answer(self, conn: BufferedConn, status: int, code: str, message: str) -> None:
-        """A short JSON error written from the main thread, then the connection closed."""
-        body = json.dumps({"code": code, "message": message, "detail": message}).encode()
-        reason = {400: "Bad Request", 408: "Request Timeout", 413: "Payload Too Large",
-                  431: "Request Header Fields Too Large"}[status]
-        head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
-        self._send_quietly(conn.sock, head.encode() + body)
-        self.nr_conns -= 1
-        self._linger(conn)
-
-    @staticmethod
-    def _send_quietly(sock: socket.socket, data: bytes) -> None:
-        """Best effort, never blocking: a client that reads nothing loses the answer."""
-        try:
-            sock.setblocking(False)
-            sock.send(data)
-        except OSError:
-            pass
-
-    def _linger(self, conn: BufferedConn) -> None:
-        """Close after an answer as RFC 9112 §9.6 asks (FIN, then read until the client
-        closes, so unread bytes do not turn into a reset that loses the answer), in the
-        poller: gunicorn does this with a blocking read of up to 2 s in the main loop."""
-        try:
-            conn.sock.shutdown(socket.SHUT_WR)
-            conn.sock.setblocking(False)
-            self.poller.register(conn.sock, selectors.EVENT_READ,
-                                 partial(self._on_linger_readable, conn))
-        except (OSError, ValueError, KeyError):
-            util.close(conn.sock)
-            return
-        conn.deadline = time.monotonic() + LINGER_SECONDS
-        self.lingering[conn] = None
-        self.nr_conns += 1  # its socket is held until the linger ends: it counts
-
-    def _on_linger_readable(self, conn: BufferedConn, sock: socket.socket) -> None:
-        try:
-            if sock.recv(65536):
-                return  # drained some; the client has not closed yet
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            pass
-        self._end_linger(conn)
-
-    def _end_linger(self, conn: BufferedConn) -> None:
-        if self.lingering.pop(conn, False) is None:
-            self.nr_conns -= 1
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self.poller.unregister(conn.sock)
-        util.close(conn.sock)
-
     def murder_pending(self) -> None:
-        """Each turn of gunicorn's loop: drop requests past their deadline (408), finish
-        lingering closes past theirs, and on shutdown stop waiting for any request."""
+        """Each turn of gunicorn's loop: requests and answers past their deadlines, lingering
+        closes past theirs; stopping, what has begun is finished within the graceful
+        timeout."""
         super().murder_pending()
         now = time.monotonic()
-        if now < self._next_sweep and self.alive:
+        if not self.alive and not self.stopped_at:
+            self.stopped_at = now
+            self._next_sweep = 0.0
+        if now < self._next_sweep:
             return  # gunicorn calls this after every turn of its loop: look twice a second
-        self._next_sweep = now + 0.5
-        for conn in [c for c in self.reading if c.deadline <= now or not self.alive]:
-            self._stop_reading(conn)
-            if conn.buf:  # a request had begun: say why it ends
-                self._answer(conn, 408, "request_timeout",
-                             "the request did not arrive in time (headers within "
-                             f"{self.header_seconds:g} s, the body within "
-                             f"{self.body_seconds:g} s after them)")
-            else:
-                self._close(conn)
-        for conn in [c for c in self.lingering if c.deadline <= now]:
-            self._end_linger(conn)
+        self._next_sweep = now + (0.5 if self.alive else 0.2)
+        self.sweep_reading(now)
+        self.sweep_writing(now)
+        self.sweep_lingering(now)
+        self.prune_addresses(now)
 
     def notify(self) -> None:
         """The heartbeat the arbiter watches. A sync worker running one request longer than
@@ -330,9 +102,17 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
     def handle(self, conn: Any) -> Any:
         ident = threading.get_ident()
         self._busy[ident] = time.monotonic()  # read by notify(), in the main thread
+        sink = None
+        if self.buffering:  # the answer goes to memory; the main thread writes it
+            sink = conn.sink = conn.sink or ResponseSink(conn.sock, self.answer_limit,
+                                                         self.write_seconds)
+            conn.sock = sink
         try:
             return super().handle(conn)
         finally:
+            if sink is not None:
+                conn.sock = sink.sock
+                conn.out = sink.take()
             self._busy.pop(ident, None)
 
     def handle_request(self, req: Any, conn: Any) -> Any:
@@ -348,16 +128,3 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         if getattr(conn, "partial", False):
             return False  # the rest of its body was never read: close, do not drain
         return super()._keepalive_after(conn, keepalive)
-
-
-def _raise_fd_limit(log: Any, wanted: int) -> None:
-    """Each connection (reading, kept alive, lingering) holds a descriptor: raise the soft
-    RLIMIT_NOFILE to the hard limit, and warn when it stays below `wanted`."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        with contextlib.suppress(ValueError, OSError):  # an unlimited hard limit: Linux's
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # nr_open may refuse
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        log.warning("the open files limit (%d) is below worker_connections + 64 (%d): past "
-                    "it, accepting pauses (raise ulimit -n)", soft, wanted)

@@ -1,10 +1,10 @@
-"""Console users (issue 17): argon2id hashes, lockout after repeated failures, one-time
-passwords, the `flagsvc user` commands, and the actor every audited change records."""
+"""Console users (issue 17): argon2id hashes, one-time passwords, the `flagsvc user`
+commands, and the actor every audited change records (the limits on failed sign-ins:
+tests/test_signin_limits.py)."""
 
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 
@@ -37,39 +37,6 @@ def test_one_time_password_must_be_changed(store):
     user, temporary = accounts.create_user(store, "bob@example.com", "viewer")
     assert temporary and user["must_change_password"]
     assert accounts.verify(store, "bob@example.com", temporary)["must_change_password"]
-
-
-def test_lockout_after_repeated_failures_even_with_the_right_password(store, monkeypatch):
-    accounts.create_user(store, "eve@example.com", "editor", "correct horse battery")
-    for _ in range(accounts.LOCK_AFTER - 1):
-        with pytest.raises(accounts.SignInRefused, match="wrong"):
-            accounts.verify(store, "eve@example.com", "guess guess guess")
-    with pytest.raises(accounts.SignInRefused) as refused:  # the same words as any refusal
-        accounts.verify(store, "eve@example.com", "guess guess guess")
-    assert str(refused.value) == accounts.REFUSED
-    locked = store.user_by_email("eve@example.com")["locked_until"] - time.time()
-    assert accounts.LOCK_SECONDS - 5 < locked <= accounts.LOCK_SECONDS
-    with pytest.raises(accounts.SignInRefused, match="wrong email or password"):
-        accounts.verify(store, "eve@example.com", "correct horse battery")
-    # once the lock is over the right password works and the count starts again
-    later = time.time() + accounts.LOCK_SECONDS + 1
-    assert accounts.verify(store, "eve@example.com", "correct horse battery", now=later)
-    assert store.user_by_email("eve@example.com")["failed_logins"] == 0
-
-
-def test_further_failures_double_the_lock(store):
-    user, _ = accounts.create_user(store, "x@example.com", "viewer", "correct horse battery")
-    locks, now = [], time.time()
-    for _ in range(accounts.LOCK_AFTER + 2):
-        assert store.reserve_sign_in(user["id"], accounts.LOCK_AFTER, accounts.LOCK_SECONDS,
-                                     accounts.MAX_LOCK_SECONDS, now)
-        until = store.get_user(user["id"])["locked_until"]
-        locks.append(until and round(until - now))
-        now = max(now, until or now) + 1  # the next attempt once the lock is over
-    assert locks[:accounts.LOCK_AFTER - 1] == [None] * (accounts.LOCK_AFTER - 1)
-    assert locks[-3:] == [30, 60, 120]
-    assert not store.reserve_sign_in(user["id"], accounts.LOCK_AFTER, accounts.LOCK_SECONDS,
-                                     accounts.MAX_LOCK_SECONDS, until - 1)  # still locked
 
 
 def test_cli_create_list_reset(db_path, monkeypatch, capsys):

@@ -90,14 +90,93 @@ def test_preview_through_the_hierarchy(client, h, store, app_project):
     assert out["total"] == 5 and out["enabled"] == 3 and out["sample"]["true"] == ["w0", "w1", "w2"]
 
 
-def test_preview_refuses_person_bucketing_and_invalid_drafts(client, h):
+def person_call(i, distinct_id, props=None, groups=None):
+    return Call(kind="track" if groups else "identify", message_id=f"p-{distinct_id}-{i}",
+                timestamp=time.time() + i, distinct_id=distinct_id, event="seen",
+                person_set=props or {}, groups=groups or {})
+
+
+@pytest.fixture
+def persons(store, app_project):
+    """200 persons, every third in the beta cohort."""
+    ids = [f"user-{i:03d}" for i in range(200)]
+    store.ingest(app_project["id"], [
+        person_call(0, d, {"cohort": "beta" if i % 3 == 0 else "none"}) for i, d in enumerate(ids)])
+    return ids
+
+
+PERSON_FLAG = {"key": "beta-search", "bucket_by": "$person", "conditions": [
+    {"properties": [{"type": "person", "key": "cohort", "value": "beta"}],
+     "rollout_percentage": 40}]}
+
+
+def test_preview_of_a_person_bucketed_flag_counts_persons_like_the_engine(client, h, persons):
+    r = client.post("/api/flags/preview", json=PERSON_FLAG, headers=h)
+    assert r.status_code == 200, r.get_json()
+    out = r.get_json()
+    beta = [d for i, d in enumerate(persons) if i % 3 == 0]
+    flags = compile_flags([PERSON_FLAG])
+    expected = [d for d in beta if evaluate(flags, "beta-search", Context(
+        distinct_id=d, person_properties={"cohort": "beta"})).enabled]
+    assert 0 < len(expected) < len(beta)
+    assert out["bucket_by"] == "$person" and out["total"] == 200 and out["complete"] is True
+    assert out["enabled"] == out["counts"]["true"] == len(expected)
+    assert out["sample"]["true"] == expected[:10]  # in the order persons were stored
+    assert out["reasons"]["out_of_rollout_bound"] == len(beta) - len(expected)
+    assert out["reasons"]["no_condition_match"] == 200 - len(beta)
+    wider = client.post("/api/flags/preview", headers=h, json={
+        **PERSON_FLAG, "conditions": [{**PERSON_FLAG["conditions"][0], "rollout_percentage": 100}]})
+    assert wider.get_json()["enabled"] == len(beta)  # follows the rollout
+    created = client.post("/api/flags", json={**PERSON_FLAG, "variants": [
+        {"key": "a", "weight": 50}, {"key": "b", "weight": 50}]}, headers=h).get_json()
+    saved = client.get(f"/api/flags/{created['id']}/preview", headers=h).get_json()
+    assert saved["counts"]["a"] + saved["counts"]["b"] == len(expected)
+    for variant, ids in saved["sample"].items():
+        for d in ids:
+            assert evaluate(compile_flags([created]), "beta-search", Context(
+                distinct_id=d, person_properties={"cohort": "beta"})).variant == variant
+
+
+def test_a_person_scan_past_its_time_budget_says_so(app, client, h, persons, monkeypatch):
+    from flagsvc.api import preview
+
+    monkeypatch.setitem(app.config["FLAGSVC"], "PREVIEW_SECONDS", 0.0)
+    monkeypatch.setattr(preview.Scan, "CHECK_EVERY", 50)
+    out = client.post("/api/flags/preview", json=PERSON_FLAG, headers=h).get_json()
+    assert out["complete"] is False and out["total"] == 50
+    flags = compile_flags([PERSON_FLAG])
+    first = [d for i, d in enumerate(persons[:50]) if i % 3 == 0 and evaluate(
+        flags, "beta-search", Context(distinct_id=d, person_properties={"cohort": "beta"})).enabled]
+    assert out["enabled"] == len(first)  # the first 50 stored
+
+
+def test_a_person_preview_uses_the_groups_each_person_was_last_seen_with(
+        client, h, store, app_project):
+    store.ingest(app_project["id"], [
+        group_call(0, "account", "a-pro", {"plan": "pro"}),
+        group_call(0, "account", "a-free", {"plan": "free"}),
+        person_call(1, "ann", groups={"account": "a-free"}),
+        person_call(2, "ann", groups={"account": "a-pro"}),  # ann's last account: pro
+        person_call(3, "bob", groups={"account": "a-free"}),
+        person_call(4, "cid", {"x": 1}),  # never seen with an account
+    ])
+    flag = {"key": "pro-users", "bucket_by": "$person", "conditions": [{"properties": [
+        {"type": "group", "group_type": "account", "key": "plan", "value": "pro"}]}]}
+    out = client.post("/api/flags/preview", json=flag, headers=h).get_json()
+    assert out["total"] == 3 and out["enabled"] == 1 and out["sample"]["true"] == ["ann"]
+
+
+def test_preview_refuses_invalid_drafts_and_listing_groups_of_a_person_flag(client, h):
     r = client.post("/api/flags/preview", json={"key": "p", "bucket_by": "$person"}, headers=h)
-    assert r.status_code == 422 and "bucket_by" in r.get_json()["errors"]
+    assert r.status_code == 200 and r.get_json()["total"] == 0  # no person stored yet
     r = client.post("/api/flags/preview", json={"key": "p", "bucket_by": "organization",
                                                 "conditions": [{"rollout_percentage": 300}]},
                     headers=h)
     assert r.status_code == 422
     assert client.get("/api/flags/ghost/preview", headers=h).status_code == 404
+    client.post("/api/flags", json={"key": "by-person"}, headers=h)
+    r = client.get("/api/flags/by-person/groups", headers=h)
+    assert r.status_code == 422 and "bucket_by" in r.get_json()["errors"]
 
 
 def test_groups_a_flag_is_on_for_paginated(client, h, thousand_orgs):

@@ -297,11 +297,18 @@ def test_second_editor_sees_the_conflict(browser, console):
     shot(second, "flag-conflict")
     stored = requests.get(console.url + "/api/flags/shared-edit", headers=admin(), timeout=10)
     assert stored.json()["version"] == 2 and stored.json()["description"] == ""
-    second.click("#conflict-mine")  # keep mine, over theirs (now at their version)
+    # different fields: the merge keeps their name and my description (tests/test_browser_editor.py
+    # has the fields both changed)
+    assert second.get_attribute("#conflict-changes tr[data-field=name]", "data-outcome") == "theirs"
+    assert second.get_attribute("#conflict-changes tr[data-field=description]",
+                                "data-outcome") == "mine"
+    second.click("#conflict-merge")
     second.wait_for_function("document.getElementById('form-status').textContent"
                              ".includes('Saved version 3')")
     stored = requests.get(console.url + "/api/flags/shared-edit", headers=admin(), timeout=10)
     assert stored.json()["description"] == "the admin's edit"
+    assert stored.json()["name"] == "Renamed by the editor"
+    assert second.input_value("#f-name") == "Renamed by the editor"
     close(first)
     close(second)
 
@@ -435,6 +442,8 @@ def test_ingested_markup_is_shown_as_text(browser, console):
     page.wait_for_function("document.getElementById('blast').dataset.state === 'ready'")
     assert page.locator("main img").count() == 0 and page.evaluate("window.__xss") is None
     page.goto(console.url + "/ui/groups/account/acct-00")
+    page.click("button.tree-toggle[data-key='ws-1']")  # the next level, loaded on demand
+    page.wait_for_selector("#tree-root a:text-is('proj-1')")
     assert "ws-1" in page.text_content("main") and "proj-1" in page.text_content("main")
     shot(page, "group-profile")
     close(page)

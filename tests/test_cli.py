@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -118,16 +120,14 @@ def test_gunicorn_workers_freeze_the_loaded_app_for_the_gc():
         gc.set_threshold(*before)
 
 
-@pytest.mark.parametrize("database", [None, "flagsvc.db"])
-def test_gunicorn_accepts_the_serve_configuration(database, tmp_path):
-    """Every option and hook passes gunicorn's own validation (hooks have fixed arities),
-    with and without the ingestion writer."""
+def test_gunicorn_accepts_the_serve_configuration():
+    """Every option and hook passes gunicorn's own validation (hooks have fixed arities);
+    the master runs no process of flagsvc's beside the workers (no ingestion writer)."""
     from flagsvc import server
 
-    path = str(tmp_path / database) if database else None
-    app = server._Gunicorn(server.gunicorn_options(database=path))
+    app = server._Gunicorn(server.gunicorn_options(forwarded_allow_ips="10.0.0.1"))
     assert callable(app.cfg.post_worker_init)
-    assert (app.cfg.when_ready.__qualname__ != "WhenReady.when_ready") == bool(database)
+    assert app.cfg.when_ready.__qualname__ == "WhenReady.when_ready"  # gunicorn's own
 
 
 @pytest.mark.parametrize("timeout, env, expected", [
@@ -215,6 +215,8 @@ class _Terminal(io.StringIO):
 
 @pytest.mark.parametrize("terminal", [False, True], ids=["log", "terminal"])
 def test_a_generated_secret_key_goes_to_a_private_file_never_to_the_log(db_path, terminal):
+    """Not even to a terminal: `docker run -t` gives the service one, and docker logs keep
+    what it prints."""
     from flagsvc.app import ensure_default_project
     from flagsvc.cli import announce_default_project, secret_key_path
     from flagsvc.store import Store
@@ -230,7 +232,57 @@ def test_a_generated_secret_key_goes_to_a_private_file_never_to_the_log(db_path,
     assert key == project["secret_key"] and store.project_for_token(key, "secret")
     printed = out.getvalue()
     assert project["api_token"] in printed and path in printed
-    assert (key in printed) is terminal  # shown only to a person at a terminal
+    assert key not in printed
+
+
+def test_the_secret_key_is_printed_only_when_the_operator_asks(db_path):
+    from flagsvc.app import ensure_default_project
+    from flagsvc.cli import announce_default_project
+    from flagsvc.store import Store
+
+    config = {"DATABASE": db_path}
+    project = ensure_default_project(Store(db_path), config)
+    out = io.StringIO()
+    announce_default_project(project, config, out=out, show_secret_key=True)
+    assert project["secret_key"] in out.getvalue()
+
+
+def test_serve_under_a_tty_keeps_the_secret_key_out_of_its_output(tmp_path):
+    """`docker run -t`: stdout and stderr are a terminal, read by docker logs."""
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from flagsvc.cli import secret_key_path
+
+    db = str(tmp_path / "tty.db")
+    leader, follower = pty.openpty()
+    env = {**os.environ, "FLAGSVC_DATABASE": db, "FLAGSVC_SECRET_KEY": "",
+           "FLAGSVC_API_TOKEN": ""}
+    flagsvc = str(Path(sys.executable).with_name("flagsvc"))
+    from stress.harness import free_port
+
+    proc = subprocess.Popen([flagsvc, "serve", "--bind", f"127.0.0.1:{free_port()}",
+                             "--workers", "1"], stdin=follower, stdout=follower,
+                            stderr=follower, env=env, start_new_session=True)
+    os.close(follower)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"Booting worker" not in seen and time.monotonic() < deadline:
+            if select.select([leader], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(leader, 65536)
+                except OSError:
+                    break
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+        os.close(leader)
+    key = Path(secret_key_path(db)).read_text().strip()
+    assert b"Booting worker" in seen, seen[-2000:]
+    assert key.encode() not in seen and secret_key_path(db).encode() in seen
 
 
 def test_a_chosen_secret_key_is_neither_printed_nor_written(db_path):

@@ -1,4 +1,4 @@
-"""The web console with Flask's test client (issue 17): sign-in, lockout, session expiry,
+"""The web console with Flask's test client (issue 17): sign-in, its limits, session expiry,
 sign-out, CSRF on every change (console forms and the admin API through the console's
 session), roles enforced server-side, cookie flags, escaping of ingested data, and the
 audit log's actor. Browser tests: tests/test_browser_console.py."""
@@ -78,16 +78,17 @@ def test_cookie_is_secure_over_https(world):
     assert "Secure" in r.headers["Set-Cookie"]
 
 
-def test_wrong_password_then_lockout(world):
+def test_wrong_password_then_held_up_from_that_address_only(world):
     app = world["app"]
-    for _ in range(accounts.LOCK_AFTER - 1):
+    for _ in range(accounts.LIMITS.lock_after):
         _, r = sign_in(app, "editor@example.com", "wrong password!")
         assert r.status_code == 401 and b"wrong email or password" in r.data
-    _, r = sign_in(app, "editor@example.com", "wrong password!")
-    assert r.status_code == 401 and b"wrong email or password" in r.data
-    _, r = sign_in(app, "editor@example.com")  # the right password, now locked
-    assert r.status_code == 401 and b"wrong email or password" in r.data
-    assert world["store"].user_by_email("editor@example.com")["locked_until"] > time.time()
+    _, r = sign_in(app, "editor@example.com")  # the right password, from the same address
+    assert r.status_code == 429 and b"from your address" in r.data
+    client = app.test_client()  # the editor from elsewhere
+    r = client.post("/ui/signin", data={"email": "editor@example.com", "password": PASSWORD},
+                    environ_base={"REMOTE_ADDR": "192.0.2.44"})
+    assert r.status_code == 303
 
 
 def test_sessions_expire_when_idle_and_at_their_maximum(db_path):

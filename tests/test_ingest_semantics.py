@@ -11,33 +11,10 @@ import time
 import pytest
 
 from flagsvc.ingest.model import Call, IngestResult
-from flagsvc.store import Store
-from flagsvc.store.rowcache import RowCache
 
 pytestmark = pytest.mark.backends
 
 _ids = itertools.count()
-
-
-# Every semantic test runs twice on SQLite: as a worker writes (rows read from the database
-# in each transaction) and as the writer process does (rows kept between transactions); once
-# on PostgreSQL, which has no writer process and no row cache (conftest.py).
-BACKEND_CASES = (("backend", "writes"), [("sqlite", "direct"), ("sqlite", "row cache"),
-                                         ("postgresql", "direct")])
-
-
-@pytest.fixture
-def writes():
-    return "direct"  # (parametrised by BACKEND_CASES)
-
-
-@pytest.fixture
-def store(db_path, writes):
-    s = Store(db_path)
-    if writes == "row cache":
-        s.row_cache = RowCache()
-    yield s
-    s.close()
 
 
 def call(kind="identify", ts=1000.0, **kw) -> Call:

@@ -33,7 +33,7 @@ from stress.harness import (
 )
 
 
-def test_own_gunicorn_command_with_flagsvc_conf_gets_writer_and_checkpointer(tmp_path):
+def test_own_gunicorn_command_with_flagsvc_conf_gets_the_checkpointer(tmp_path):
     """`gunicorn -c python:flagsvc.gunicorn_conf wsgi:app`: what `flagsvc serve` adds."""
     srv = Server(str(tmp_path / "flagsvc.db"), workers=2, gunicorn_conf=True)
     srv.start()
@@ -57,28 +57,22 @@ def server(tmp_path):
 
 
 def _assert_checkpointer_running(db_path):
-    """One worker holds the background checkpointer's lock (store/checkpoint.py), and the
-    ingestion writer process listens (store/writer.py)."""
+    """One worker holds the background checkpointer's lock (store/checkpoint.py); the
+    workers write their batches themselves (no ingestion writer process, no socket)."""
     import fcntl
-    import socket
 
-    from flagsvc.store.writer import socket_path
-
-    deadline = time.monotonic() + 10  # the writer starts beside the workers
-    while True:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            try:
-                s.connect(socket_path(db_path))  # a live writer, not a stale socket file
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-        time.sleep(0.1)
-
+    assert not os.path.exists(db_path + ".writer.sock")
     fd = os.open(db_path + ".checkpointer", os.O_RDWR | os.O_CREAT)
+    deadline = time.monotonic() + 10  # its thread starts once the worker has booted
     try:
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # held by a worker's checkpointer
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            assert time.monotonic() < deadline, "no worker runs the checkpointer"
+            time.sleep(0.1)
     finally:
         os.close(fd)
 
@@ -131,6 +125,47 @@ def test_kill_9_mid_write_loses_nothing_acknowledged(tmp_path):
         _assert_nothing_half_written(srv.db_path)
     finally:
         srv.stop()
+
+
+def test_kill_9_of_single_workers_mid_ingestion_loses_nothing_acknowledged(tmp_path):
+    """Every worker writes its own batches: SIGKILL one worker after another (the master
+    replaces each) while ingestion runs; a worker killed inside its write transaction
+    leaves neither the write lock held (an flock dies with its process) nor half a batch,
+    and every acknowledged event is stored — exactly those, plus at most the batches of
+    requests cut off before their answer."""
+    import signal
+
+    srv = Server(str(tmp_path / "flagsvc.db"), workers=3)
+    srv.start()
+    create_flag(srv.url)  # (check_acknowledged reads its audit chain)
+    tally = Tally()
+    killed = 0
+    try:
+        stop = threading.Event()
+        threads = mixed_load(srv.url, 12.0, tally, stop, ingesters=4, editors=0, deciders=0)
+        deadline = time.monotonic() + 8.0
+        while time.monotonic() < deadline:
+            time.sleep(0.7)
+            workers = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True,
+                                     text=True).stdout.split()
+            if workers:
+                os.kill(int(workers[killed % len(workers)]), signal.SIGKILL)
+                killed += 1
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        # still serving after its workers were replaced
+        before = len(tally.acked_events)
+        ingest_loop(srv.url, tally, threading.Event(), time.monotonic() + 1.0, 5)
+        assert len(tally.acked_events) > before
+    finally:
+        srv.stop()
+    assert killed >= 5
+    assert tally.server_errors() == 0, tally.errors[:5]
+    result = check_acknowledged(srv.db_path, tally)
+    assert result["missing_events"] == 0, result
+    assert result["integrity"] == "ok"
+    assert "database is locked" not in srv.logs()
 
 
 def _assert_nothing_half_written(db_path):

@@ -197,9 +197,9 @@ def test_readyz_fails_when_the_filesystem_is_nearly_full(client, app, monkeypatc
     assert client.get("/readyz").status_code == 200
 
 
-def test_a_full_disk_reported_by_the_writer_process_counts_too():
-    """Ingestion's SQLITE_FULL usually happens in the writer process and reaches the worker
-    pickled (store/writer.py): it still marks the worker's disk as full."""
+def test_a_full_disk_error_that_lost_its_code_counts_too():
+    """SQLITE_FULL is told by its error code, or by its message when the code is gone (an
+    error pickled across processes loses `sqlite_errorcode`)."""
     import pickle
 
     from flagsvc.store.disk import DiskWatch, is_disk_full

@@ -267,7 +267,7 @@ def test_secret_key_never_logged_nor_stored_in_clear_by_a_real_server(tmp_path):
 
 
 def db_bytes(folder) -> dict[str, bytes]:
-    """The bytes of the database and its journal files (not the writer's socket)."""
+    """The bytes of the database and its journal and lock files."""
     return {p.name: p.read_bytes() for p in folder.glob("flagsvc.db*") if p.is_file()}
 
 

@@ -338,11 +338,12 @@ def test_lingering_sockets_count_as_connections_until_closed():
     from flagsvc.http_worker import BufferingWorker
 
     worker = BufferingWorker.__new__(BufferingWorker)
-    worker.poller, worker.lingering, worker.nr_conns = mock.Mock(), {}, 1
-    conn = mock.Mock(deadline=0.0)
+    worker.poller, worker.lingering, worker.nr_conns, worker.held = mock.Mock(), {}, 1, 3
+    conn = mock.Mock(deadline=0.0, buf=bytearray(b"abc"), counted=3)
     worker._answer(conn, 431, "request_header_fields_too_large", "too large")
     sent = conn.sock.send.call_args[0][0]
     assert b"Connection: close" in sent and worker.nr_conns == 1 and conn in worker.lingering
+    assert worker.held == 0  # its request's bytes are no longer held
     worker._end_linger(conn)
     assert worker.nr_conns == 0 and not worker.lingering
     worker._end_linger(conn)  # twice (deadline and FIN at once): counted once
@@ -366,7 +367,7 @@ def test_running_out_of_file_descriptors_pauses_accepting_instead_of_killing_the
     a moment, the connections beyond the limit wait in the backlog, and it serves again once
     descriptors are free."""
     srv = Server(str(tmp_path / "fd.db"), workers=1, preexec_fn=_low_fd_limit,
-                 env={"FLAGSVC_HEADER_TIMEOUT": "30"})
+                 env={"FLAGSVC_HEADER_TIMEOUT": "30", "FLAGSVC_MAX_CONNECTIONS_PER_ADDRESS": "0"})
     srv.start()
     socks = []
     try:

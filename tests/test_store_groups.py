@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -246,3 +247,56 @@ def test_list_groups_filters_on_any_property_key(store, project, key):
                              group_set={key: "no", "other": "yes"})])
     groups, total = store.list_groups(pid, properties={key: "yes"})
     assert total == 1 and [g["group_key"] for g in groups] == ["hit"]
+
+
+def test_children_page_walks_every_child_once_a_page_at_a_time(store, project):
+    """The console tree's paging (Store.children_page): keyset pages in get_group's order,
+    each child marked when it has children, a typeless child only under the parent its
+    key resolves to — also when such children fill whole pages of the walk."""
+    pid = project["id"]
+    store.ingest(pid, [_call("group", group_type="workspace", group_key="a")])  # same key
+    time.sleep(0.01)  # the account is the newer of the two: typeless parents resolve to it
+    calls = [_call("group", group_type="account", group_key="a")]
+    calls += [_call("group", group_type="workspace", group_key=f"w{i:03}", parent_key="a",
+                    parent_type="account") for i in range(25)]
+    calls += [_call("group", group_type="team", group_key=f"t{i:03}", parent_key="a")
+              for i in range(12)]  # typeless parent
+    calls.append(_call("group", group_type="project", group_key="p", parent_key="w003",
+                       parent_type="workspace"))
+    store.ingest(pid, calls)
+    everything = [(c["group_type"], c["group_key"])
+                  for c in store.get_group(pid, "account", "a")["children"]]
+    walked, after, pages = [], None, 0
+    while True:
+        page, more = store.children_page(pid, "account", "a", after, limit=10)
+        pages += 1
+        assert len(page) <= 10
+        walked += [(c["group_type"], c["group_key"]) for c in page]
+        assert [c["has_children"] for c in page] == [
+            (c["group_type"], c["group_key"]) == ("workspace", "w003") for c in page]
+        if not more:
+            break
+        after = (page[-1]["group_type"], page[-1]["group_key"])
+    assert walked == everything and len(walked) == 37 and pages == 4
+    assert store.children_count(pid, "account", "a") == 37
+    assert store.children_count(pid, "account", "a", up_to=20) == 21  # "over 20"
+    assert store.children_page(pid, "workspace", "a") == ([], False)
+    assert store.children_count(pid, "workspace", "a") == 0
+
+
+def test_previews_scan_every_group_and_person_a_page_at_a_time(store, project):
+    """iter_groups / iter_persons read in pages (bounded memory, no read held open for the
+    whole scan): every row once, in order, across page boundaries."""
+    pid = project["id"]
+    keys = [f"org-{i:02d}" for i in range(11)]
+    store.ingest(pid, [_call("group", group_type="organization", group_key=k,
+                             group_set={"n": i}) for i, k in enumerate(reversed(keys))])
+    store.ingest(pid, [_call("identify", distinct_id=f"u{i}", person_set={"i": i})
+                       for i in range(7)])
+    for page in (1, 3, 11, 100):
+        got = list(store.iter_groups(pid, "organization", page=page))
+        assert [k for k, _ in got] == keys
+        assert got[0][1] == {"n": 10}
+        persons = list(store.iter_persons(pid, page=page))
+        assert sorted(d for _, d, _ in persons) == [f"u{i}" for i in range(7)]
+        assert len({p for p, _, _ in persons}) == 7

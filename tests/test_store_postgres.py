@@ -230,7 +230,7 @@ def test_key_lookups_stay_on_the_btree(nodes):
     """pg_trgm's operator class serves `=` too: on group_key itself, the trigram index was
     the planner's choice for an ingestion batch's `group_key = ANY(...)` once the table had
     statistics (a GIN scan of every key sharing "acm", "cme", ...: 1 s per batch at 20,000
-    groups). Migration 0010 builds it on an expression only the key search names."""
+    groups). Migration 0011 builds it on an expression only the key search names."""
     store = nodes[0]
     pid = store.create_project("p", ingestion_creates_group_types=True)["id"]
     store.ingest(pid, [Call("group", f"m{j}", 1000.0, group_type="organization",

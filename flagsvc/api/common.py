@@ -73,23 +73,37 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def client_address() -> str:
-    """The client's address: the peer's, or, when the peer is a trusted proxy
-    (FORWARDED_ALLOW_IPS), the last one its X-Forwarded-For names."""
+    """The client's address: the peer's; or, when the peer is a trusted proxy
+    (FORWARDED_ALLOW_IPS), the nearest address its X-Forwarded-For names that is not
+    itself a trusted proxy (a chain of named proxies is walked back; each appends the
+    address it saw, so what a client wrote itself at the left is never reached while a
+    proxy it did not pass stands right of it). With `*`, the proxy's own entry (the last)."""
     import ipaddress
 
+    def trusted(address: str) -> bool:
+        for allowed in config("FORWARDED_ALLOW_IPS").split(","):
+            allowed = allowed.strip()
+            try:
+                if ipaddress.ip_address(address) in ipaddress.ip_network(allowed, strict=False):
+                    return True
+            except ValueError:
+                continue
+        return False
+
     peer = request.remote_addr or ""
-    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
-    if not forwarded:
+    chain = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
+    chain = [a for a in chain if a]
+    if not chain:
         return peer
-    for allowed in config("FORWARDED_ALLOW_IPS").split(","):
-        allowed = allowed.strip()
-        try:
-            if allowed == "*" or ipaddress.ip_address(peer) in ipaddress.ip_network(
-                    allowed, strict=False):
-                return forwarded
-        except ValueError:
-            continue
-    return peer
+    anyone = "*" in [a.strip() for a in config("FORWARDED_ALLOW_IPS").split(",")]
+    if not (anyone or trusted(peer)):
+        return peer
+    if anyone:
+        return chain[-1]
+    for address in reversed(chain):
+        if not trusted(address):
+            return address
+    return chain[0]
 
 
 def session_policy() -> Any:

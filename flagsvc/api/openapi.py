@@ -93,7 +93,8 @@ def admin_ops() -> dict[tuple[str, str], Op]:
                                               request_headers=IF_MATCH),
         (f + "/preview", "post"): admin(
             "Blast radius of a draft flag", (200, s.PreviewSchema), body=s.FlagInputSchema,
-            description="Evaluates the draft against every stored group of its bucket_by type."),
+            description="Evaluates the draft against every stored group of its bucket_by type "
+                        "(every stored person when it is bucketed by $person)."),
         (f + "/{ref}/preview", "get"): admin("Blast radius of a saved flag", (200, s.PreviewSchema),
                                              errors=("404", "422")),
         (f + "/{ref}/groups", "get"): admin("Groups a saved flag is on (or off) for",

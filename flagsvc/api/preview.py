@@ -1,12 +1,13 @@
 """Admin API, what a flag would do: the blast radius of a draft or saved flag over every
-stored group of its bucket_by type, the groups a saved flag is on (or off) for, and why a
-flag has its value for one context (explain). Nothing here writes.
+stored group of its bucket_by type (every stored person for a flag bucketed by person), the
+groups a saved flag is on (or off) for, and why a flag has its value for one context
+(explain). Nothing here writes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 from flask import Response
@@ -31,7 +32,8 @@ class ScanResolver:
     def __init__(self, project_id: int, max_entries: int = 50_000) -> None:
         self.store = service().store
         self.project_id = project_id
-        self.current: tuple[str, str, dict] | None = None
+        self.current: tuple[str, str, dict] | None = None  # (type, key, properties) scanned
+        self.current_person: tuple[str, dict] | None = None  # (distinct id, properties)
         self._cache: dict[tuple, Any] = {}
         self._max = max_entries
 
@@ -46,6 +48,9 @@ class ScanResolver:
         return value
 
     def person_properties(self, distinct_id: str) -> Mapping[str, Any] | None:
+        cur = self.current_person
+        if cur is not None and cur[0] == distinct_id:
+            return cur[1]
         return self._cached(("p", distinct_id), self.store.person_properties, distinct_id)
 
     def group_properties(self, group_type: str, group_key: str) -> Mapping[str, Any] | None:
@@ -71,47 +76,81 @@ def compiled_with(project_id: int, defn: Mapping[str, Any]) -> dict[str, Any]:
     return compile_project_flags([*others, defn], flag_set.private_keys, flag_set.salt)
 
 
+def _names_groups(defn: Mapping[str, Any]) -> bool:
+    """Whether a flag's answer can depend on the groups a request names (a group property,
+    a condition bucketed by a group type, or another flag, which may be)."""
+    for c in defn.get("conditions") or []:
+        if c.get("bucket_by") not in (None, s.PERSON):
+            return True
+        if any(p.get("type") in ("group", "flag") for p in c.get("properties") or []):
+            return True
+    return False
+
+
 class Scan:
-    """(group key, result) for every stored group of the flag's bucket_by type, streamed —
-    for at most `seconds` (the setting PREVIEW_SECONDS): a request that outlives the
-    worker timeout is killed with nothing said (≈ 5 µs per group: 30 s is ~6M groups), so
-    a scan stops there and says so (`complete` is False; the counts cover the groups
-    scanned, in group key order)."""
+    """(key, result) for every stored group of the flag's bucket_by type — or, for a flag
+    bucketed by person, (distinct id, result) for every stored person, with their stored
+    properties and the groups they were last seen with — streamed, for at most `seconds`
+    (the setting PREVIEW_SECONDS): a request that outlives the worker timeout is killed
+    with nothing said (≈ 5 µs per group: 30 s is ~6M groups; ≈ 14 µs per person, 25 with
+    their groups looked up), so a scan stops there and says so (`complete` is False; the
+    counts cover the groups scanned, in group key order, or the persons scanned, in the
+    order they were first stored)."""
 
     CHECK_EVERY = 1024  # groups between looks at the clock
 
-    def __init__(self, project_id: int, defn: Mapping[str, Any], seconds: float) -> None:
+    def __init__(self, project_id: int, defn: Mapping[str, Any], seconds: float,
+                 persons: bool = True) -> None:
         bucket_by = defn.get("bucket_by") or s.PERSON
-        if bucket_by == s.PERSON:
+        if bucket_by == s.PERSON and not persons:
             raise ValidationFailed(
-                "preview evaluates a flag against every stored group of its bucket_by type; "
-                "this flag is bucketed by $person, which preview does not support",
-                errors={"bucket_by": ["preview needs a group type, not $person"]})
+                "this lists groups of the flag's bucket_by type; this flag is bucketed by "
+                "$person (its preview counts persons)",
+                errors={"bucket_by": ["this needs a group type, not $person"]})
         self.project_id, self.defn, self.bucket_by = project_id, defn, bucket_by
         self.seconds = seconds
         self.complete = True
 
+    def _contexts(self, resolver: ScanResolver,
+                  now: float) -> Generator[tuple[str, Context], None, None]:
+        store, bucket_by = service().store, self.bucket_by
+        if bucket_by != s.PERSON:
+            groups = store.iter_groups(self.project_id, bucket_by)
+            try:
+                for group_key, props in groups:
+                    resolver.current = (bucket_by, group_key, props)
+                    yield group_key, Context(groups={bucket_by: group_key}, now=now)
+            finally:
+                groups.close()  # ends the read (a long one holds the WAL back)
+            return
+        with_groups = _names_groups(self.defn)
+        persons = store.iter_persons(self.project_id)
+        try:
+            for person_id, distinct_id, props in persons:
+                resolver.current_person = (distinct_id, props)
+                named = store.person_last_groups(person_id) if with_groups else {}
+                yield distinct_id, Context(distinct_id=distinct_id, groups=named, now=now)
+        finally:
+            persons.close()
+
     def __iter__(self) -> Iterator[tuple[str, FlagResult]]:
         flags = compiled_with(self.project_id, self.defn)
         resolver = ScanResolver(self.project_id)
-        now = time.time()
         deadline = time.monotonic() + self.seconds
-        key, bucket_by = self.defn["key"], self.bucket_by
-        groups = service().store.iter_groups(self.project_id, bucket_by)
-        for n, (group_key, props) in enumerate(groups):  # n groups scanned before this one
+        key = self.defn["key"]
+        contexts = self._contexts(resolver, time.time())
+        for n, (unit_key, ctx) in enumerate(contexts):  # n scanned before this one
             if n and n % self.CHECK_EVERY == 0 and time.monotonic() > deadline:
                 self.complete = False
-                groups.close()  # ends the read (a long one holds the WAL back)
+                contexts.close()
                 return
-            resolver.current = (bucket_by, group_key, props)
-            ctx = Context(groups={bucket_by: group_key}, now=now)
             result = Evaluation(flags, ctx, resolver).flag(key)
             if result is not None:
-                yield group_key, result
+                yield unit_key, result
 
 
-def _scan(project_id: int, defn: Mapping[str, Any]) -> Scan:
-    return Scan(project_id, defn, config("PREVIEW_SECONDS"))
+def _scan(project_id: int, defn: Mapping[str, Any], persons: bool = True) -> Scan:
+    return Scan(project_id, defn, config("PREVIEW_SECONDS"), persons)
 
 
 def preview(project_id: int, defn: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,7 +204,7 @@ def flag_groups(ref: str) -> Response:
     flag = stored_flag(project["id"], ref)
     want, limit, offset = args["enabled"], args["limit"], args["offset"]
     page, total = [], 0
-    scan = _scan(project["id"], flag)
+    scan = _scan(project["id"], flag, persons=False)
     for group_key, r in scan:
         if want is not None and r.enabled != want:
             continue

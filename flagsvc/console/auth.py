@@ -1,11 +1,11 @@
-"""The session gate of every console page, sign-in (with lockout), sign-out, the one-time
-password change, and the project switcher."""
+"""The session gate of every console page, sign-in (with its limits on failures), sign-out,
+the one-time password change, and the project switcher."""
 
 from __future__ import annotations
 
 from urllib.parse import quote, urlparse
 
-from flask import current_app, redirect, render_template, request
+from flask import redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from .. import accounts
@@ -16,6 +16,7 @@ from ..api.common import (
     console_session,
     session_policy,
 )
+from ..writes import users as writes
 from . import bp
 from .views import SignInNeeded, back_to, check_csrf, render, session, store
 
@@ -83,7 +84,7 @@ def _set_cookie(response: Response, value: str, max_age: float | None) -> None:
 
 
 @bp.route("/signin", methods=["GET", "POST"])
-def signin() -> Response | str | tuple[str, int]:
+def signin() -> Response | str | tuple[str, int] | tuple[str, int, dict[str, str]]:
     no_users = store().count_users() == 0
     if request.method == "GET":
         return render_template("signin.html", next=_safe_next(request.args.get("next")),
@@ -92,20 +93,15 @@ def signin() -> Response | str | tuple[str, int]:
         return render_template("signin.html", next="/ui/", no_users=no_users, email="",
                                error="this sign-in did not come from this site's page"), 403
     email = request.form.get("email", "")
-    throttle = current_app.extensions.setdefault("flagsvc_signin_throttle",
-                                                 accounts.AddressThrottle())
-    address = client_address()
     try:
-        if throttle.blocked(address):
-            return render_template("signin.html", next=_safe_next(request.form.get("next")),
-                                   no_users=no_users, email=email, error=(
-                                       "too many failed sign-ins from your address: try "
-                                       "again in 10 minutes")), 429
-        user = accounts.verify(store(), email, request.form.get("password", ""))
+        user = accounts.verify(store(), email, request.form.get("password", ""),
+                               client_address())
     except accounts.SignInRefused as e:
-        throttle.failed(address)
-        return render_template("signin.html", next=_safe_next(request.form.get("next")),
-                               no_users=no_users, error=str(e), email=email), 401
+        page = render_template("signin.html", next=_safe_next(request.form.get("next")),
+                               no_users=no_users, error=str(e), email=email)
+        if isinstance(e, accounts.SignInLimited):
+            return page, 429, {"Retry-After": str(e.wait)}
+        return page, 401
     token, _ = accounts.start_session(store(), user, session_policy())
     response = back_to("/ui/password" if user["must_change_password"]
                        else _safe_next(request.form.get("next")))
@@ -131,12 +127,12 @@ def password() -> Response | str:
         new, again = request.form.get("password", ""), request.form.get("confirm", "")
         current = request.form.get("current", "")
         try:
-            accounts.verify(store(), s["user"]["email"], current)
+            accounts.verify(store(), s["user"]["email"], current, client_address())
             if new != again:
                 raise ValueError("the two new passwords differ")
             if new == current:
                 raise ValueError("choose a new password, not the one you have now")
-            accounts.reset_password(store(), s["user"]["id"], new, keep_session=s["id"])
+            writes.reset_password(store(), s["user"]["id"], new, keep_session=s["id"])
             return back_to("/ui/")
         except (accounts.SignInRefused, ValueError) as e:
             error = str(e)

@@ -1,5 +1,5 @@
 """What the console's pages show, computed from the store and the service: flag summaries,
-the editor's pickers, a group's ancestors and children, the flags on for a context, and
+the editor's pickers, a group's ancestors, the flags on for a context, and
 the field-by-field diff of an audit entry. The route modules parse, call these, render."""
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from ..service import make_context
 from .views import store
 
 MAX_DEPTH = 10  # hierarchy chains deeper than this are cut (SPEC §2)
-TREE_DEPTH = 3  # levels of children shown under a group
-TREE_WIDTH = 50  # children shown per group
+TREE_PAGE = 50  # children of a group shown (or fetched, tree.js) at a time
 BOOKKEEPING = {"id", "version", "created_at", "updated_at", "deleted_at"}
 
 
@@ -60,39 +59,6 @@ def ancestors(project_id: int, group_type: str, key: str) -> list[dict[str, str]
         chain.append({"group_type": parent[0], "group_key": parent[1]})
         current = parent
     return chain
-
-
-def children_tree(project_id: int, group: dict[str, Any], depth: int = TREE_DEPTH
-                  ) -> list[dict[str, Any]]:
-    """The group's children, theirs and so on, `depth` levels, at most TREE_WIDTH per
-    group (each node's `more`: how many it has beyond those). One query per level
-    (Store.children_of), not one per node: 50 x 50 x 50 groups was 2,550 fetches."""
-    seen = {(group["group_type"], group["group_key"])}
-    top = []
-    for child in group["children"][:TREE_WIDTH]:
-        ref = (child["group_type"], child["group_key"])
-        if ref not in seen:
-            seen.add(ref)
-            top.append({**child, "children": [], "more": 0})
-    level = top
-    for _ in range(depth - 1):
-        if not level:
-            break
-        found = store().children_of(project_id, [(n["group_type"], n["group_key"])
-                                                 for n in level], per_parent=TREE_WIDTH + 1000)
-        below = []
-        for node in level:
-            kids = found.get((node["group_type"], node["group_key"]), [])
-            node["more"] = max(0, len(kids) - TREE_WIDTH)
-            for t, k in kids[:TREE_WIDTH]:
-                if (t, k) in seen:
-                    continue
-                seen.add((t, k))
-                child = {"group_type": t, "group_key": k, "children": [], "more": 0}
-                node["children"].append(child)
-                below.append(child)
-        level = below
-    return top
 
 
 def flags_for(project_id: int, **context: Any) -> list[dict[str, Any]]:

@@ -7,16 +7,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from flask import abort, request
+from flask import abort, jsonify, request
 from werkzeug.wrappers import Response
 
 from ..api.directory import json_scalar
 from ..store import NotFound
 from . import bp
-from .data import TREE_WIDTH, ancestors, children_tree, flags_for
+from .data import TREE_PAGE, ancestors, flags_for
 from .views import back_to, project, render, store
 
 PAGE = 50
+COUNT_UP_TO = 10_000  # a group's children are counted up to this (then "over 10,000")
 
 
 def _page() -> int:
@@ -49,17 +50,50 @@ def groups_list() -> str:
                   keys=keys)
 
 
+def _after() -> tuple[str, str] | None:
+    """The (type, key) a page of children starts after (`after_type`, `after_key`)."""
+    if "after_key" not in request.args:
+        return None
+    return request.args.get("after_type", ""), request.args.get("after_key", "")
+
+
+def _group_url(group_type: str, key: str) -> str:
+    return f"/ui/groups/{quote(group_type, safe='')}/{quote(key, safe='')}"
+
+
 @bp.get("/groups/<group_type>/<path:group_key>")
 def group_profile(group_type: str, group_key: str) -> str:
+    """A group's profile; its hierarchy shows one page of children, each with children of
+    its own opened on demand (tree.js, through group_children), never the whole tree."""
     p = project()
     try:
-        group = store().get_group(p["id"], group_type, group_key)
+        group = store().get_group(p["id"], group_type, group_key, children=0)
     except NotFound:
         abort(404, f"no group {group_type}/{group_key} in this project")
-    return render("group.html", group=group,
+    children, more = store().children_page(p["id"], group_type, group_key, _after(), TREE_PAGE)
+    count = store().children_count(p["id"], group_type, group_key, COUNT_UP_TO) if (
+        more or _after()) else len(children)
+    return render("group.html", group=group, children_count=count, tree_page=TREE_PAGE,
+                  children_up_to=COUNT_UP_TO,
                   ancestors=list(reversed(ancestors(p["id"], group_type, group_key))),
-                  tree=children_tree(p["id"], group), tree_width=TREE_WIDTH,
+                  children=children, more=more, after=_after(),
                   flags=flags_for(p["id"], groups={group_type: group_key}))
+
+
+@bp.get("/tree")
+def group_children() -> Response:
+    """One page of a group's children as JSON (?type=&key=[&after_type=&after_key=]) for
+    the profile's tree: each with its address and whether it has children; `next`, the
+    arguments of the page after it, or null."""
+    p = project()
+    group_type, key = request.args.get("type", ""), request.args.get("key", "")
+    children, more = store().children_page(p["id"], group_type, key, _after(), TREE_PAGE)
+    for c in children:
+        c["url"] = _group_url(c["group_type"], c["group_key"])
+    last = children[-1] if children else None
+    return jsonify(children=children, next={
+        "after_type": last["group_type"], "after_key": last["group_key"]} if (
+        more and last) else None)
 
 
 @bp.get("/persons")

@@ -4,7 +4,6 @@ and users (admins)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flask import abort, request
@@ -12,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from .. import accounts
 from ..store import ROLES, Conflict, NotFound
+from ..writes import users as writes
 from . import bp
 from .data import diff
 from .views import back_to, check_csrf, project, render, require, session, store
@@ -71,9 +71,9 @@ def _users_page(created: dict[str, Any] | None = None, error: str | None = None)
     users = [u for u in store().list_users() if _manageable(u, mine)]
     for u in users:
         u["project_ids"] = None if u["all_projects"] else store().user_project_ids(u)
+        u["state"] = accounts.sign_in_state(store(), u)
     return render("users.html", users=users, roles=ROLES, created=created, error=error,
-                  all_projects=_projects_of(mine), every_project=mine is None,
-                  now=time.time())
+                  all_projects=_projects_of(mine), every_project=mine is None)
 
 
 def _projects_of(mine: set[int] | None) -> list[dict[str, Any]]:
@@ -106,9 +106,9 @@ def user_create() -> Response | str:
     try:
         if role not in ROLES:
             raise ValueError("choose a role")
-        user, temporary = accounts.create_user(store(), email, role,
-                                               projects=_chosen_projects(_mine(), True),
-                                               actor=_actor())
+        user, temporary = writes.create_user(store(), email, role,
+                                             projects=_chosen_projects(_mine(), True),
+                                             actor=_actor())
         created = {"email": user["email"], "password": temporary}
     except (ValueError, Conflict) as e:
         error = str(e)
@@ -130,14 +130,14 @@ def user_change(user_id: int) -> Response | str:
         abort(409, "you cannot change your own role or disable yourself")
     created = None
     if action == "role" and request.form.get("role") in ROLES:
-        store().update_user(user_id, role=request.form["role"], actor=_actor())
+        writes.change_user(store(), user_id, role=request.form["role"], actor=_actor())
     elif action in ("disable", "enable"):
-        store().update_user(user_id, disabled=action == "disable", actor=_actor())
+        writes.change_user(store(), user_id, disabled=action == "disable", actor=_actor())
     elif action == "projects":
-        store().set_user_projects(user_id, _chosen_projects(mine), actor=_actor())
+        writes.set_user_projects(store(), user_id, _chosen_projects(mine), actor=_actor())
     elif action == "reset":
         created = {"email": target["email"],
-                   "password": accounts.reset_password(store(), user_id, actor=_actor())}
+                   "password": writes.reset_password(store(), user_id, actor=_actor())}
     else:
         abort(400, "unknown action")
     if created:

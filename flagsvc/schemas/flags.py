@@ -183,7 +183,8 @@ class AuditEntrySchema(Schema):
     flag_id = fields.Integer(allow_none=True)
     flag_key = fields.String(allow_none=True)
     action = fields.String(metadata={"description": (
-        "a flag's: created, updated, deleted or restored; the project's: settings_updated, "
+        "a flag's: created, updated, deleted or restored; the project's: project_created, "
+        "settings_updated, "
         "api_token_rotated, secret_key_rotated, signing_key_rotated, group_type_created, "
         "group_type_renamed, group_type_deleted; a user's who may open the project: "
         "user_created, user_updated (role, disabled, projects), user_password_reset")})
@@ -221,18 +222,22 @@ class AuditPageSchema(Schema):
 
 class PreviewSchema(Schema):
     key = fields.String()
-    bucket_by = fields.String()
-    total = fields.Integer(metadata={"description": "groups of the bucket_by type evaluated"})
-    enabled = fields.Integer(metadata={"description": "groups the flag is on for"})
+    bucket_by = fields.String(metadata={"description": (
+        "a group type: the figures count its stored groups; $person: they count stored "
+        "persons, each hashed on their first distinct id, with the groups they were last "
+        "seen with")})
+    total = fields.Integer(metadata={"description": "groups (or persons) evaluated"})
+    enabled = fields.Integer(metadata={"description": "groups (or persons) the flag is on for"})
     counts = fields.Dict(
         keys=fields.String(), values=fields.Integer(),
-        metadata={"description": "\"false\" and \"true\" or each variant -> groups"})
+        metadata={"description": "\"false\" and \"true\" or each variant -> groups (persons)"})
     reasons = fields.Dict(keys=fields.String(), values=fields.Integer())
     sample = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
-                         metadata={"description": "\"true\" or variant -> first 10 group keys"})
+                         metadata={"description": "\"true\" or variant -> first 10 group keys "
+                                                  "(distinct ids)"})
     complete = fields.Boolean(metadata={"description": (
         "false if the scan stopped after PREVIEW_SECONDS: the figures cover the groups "
-        "scanned so far, in group key order")})
+        "(persons) scanned so far, in group key order (the order persons were stored)")})
 
 
 class FlagGroupsQuerySchema(Schema):

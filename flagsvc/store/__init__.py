@@ -25,6 +25,7 @@ from .group_types import GroupTypeNotAllowed, GroupTypesMixin
 from .groups import GroupsMixin
 from .ingest import IngestMixin
 from .projects import ProjectsMixin
+from .signin import SignInMixin
 from .users import ROLES, UsersMixin
 
 
@@ -37,7 +38,7 @@ __all__ = ["ROLES", "Conflict", "DatabaseError", "DatabaseUnavailable", "GroupTy
 
 
 class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin, UsersMixin,
-            CatalogMixin):
+            SignInMixin, CatalogMixin):
     """All reads and writes of one SQLite file (one connection per thread). Given a
     `postgresql://` URL instead of a path, `Store(...)` is a `PgStore` (pgstore.py)."""
 

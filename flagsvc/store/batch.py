@@ -21,7 +21,6 @@ from .concurrent import CHANGES_LOCK, Exclusive
 from .db import LimitExceeded, dumps, loads
 from .group_types import GroupTypeNotAllowed
 from .merge import apply_set, apply_set_once, apply_unset, merge_into
-from .rowcache import RowCache
 
 __all__ = ["CHANGES_KEPT", "LAST_SEEN_RESOLUTION", "_Batch", "_Row", "_chunks"]
 
@@ -33,8 +32,8 @@ LAST_SEEN_RESOLUTION = 60.0
 
 class _Batch(_Loading):
     def __init__(self, store: Any, conn: sqlite3.Connection, project_id: int,
-                 cache: RowCache | None = None, shared: bool = False) -> None:
-        super().__init__(conn, project_id, cache)
+                 shared: bool = False) -> None:
+        super().__init__(conn, project_id)
         self.store = store
         # PostgreSQL, batches in parallel (concurrent.py): stored rows are read FOR UPDATE,
         # a group type is not created here (Exclusive), the change log is appended in order

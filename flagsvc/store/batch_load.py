@@ -2,9 +2,8 @@
 
 Every group, ancestor and person a batch touches is loaded once, in a few bulk queries
 (`prefetch`); the lazy loaders then only run for what cannot be known in advance (a parent
-named by a call of the same batch). Rows the writer process kept from its previous
-transactions (rowcache.py) are taken from there instead of the database. One object per
-group and per person: everything that changes a row in the batch changes that object.
+named by a call of the same batch). One object per group and per person: everything that
+changes a row in the batch changes that object.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import Any
 
 from ..ingest.model import Call
 from .db import loads
-from .rowcache import RowCache
 
 MAX_ANCESTORS = 10
 _CHUNK = 400
@@ -47,13 +45,10 @@ def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
 
 
 class _Loading:
-    def __init__(self, conn: sqlite3.Connection, project_id: int,
-                 cache: RowCache | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, project_id: int) -> None:
         self.conn = conn
         self.pid = project_id
         self.now = time.time()
-        self.cache = cache  # rows committed by earlier transactions (the writer process)
-        self.cached_groups, self.cached_persons = cache.project(project_id) if cache else ({}, {})
         self.groups: dict[tuple[str, str], _Row] = {}
         self.persons: dict[str, _Row] = {}  # distinct id -> person row (shared objects)
         self.person_rows: dict[int, _Row] = {}
@@ -104,14 +99,8 @@ class _Loading:
         missing = [k for k in keys if k not in self.groups]
         found: list[tuple[str, _Row]] = []
         by_type: dict[str, list[str]] = {}
-        cached = self.cached_groups
         for key in missing:
-            row = cached.get(key)
-            if row is None:
-                by_type.setdefault(key[0], []).append(key[1])
-            else:
-                self.groups[key] = row
-                found.append((key[0], row))
+            by_type.setdefault(key[0], []).append(key[1])
         for t, ks in by_type.items():
             for chunk in _chunks(ks):
                 rows = self.conn.execute(
@@ -194,16 +183,6 @@ class _Loading:
 
     def load_persons(self, distinct_ids: set[str]) -> None:
         missing = [d for d in distinct_ids if d not in self.persons and d not in self.no_person]
-        if self.cached_persons:
-            rest = []
-            for did in missing:
-                row = self.cached_persons.get(did)
-                if row is None:
-                    rest.append(did)
-                else:  # the batch's own object if it already has this person
-                    self.persons[did] = self.person_rows.setdefault(row.id, row)
-            missing = rest
-        known = self.cache.person_rows if self.cache is not None else {}
         for chunk in _chunks(missing):
             rows = self.conn.execute(
                 "SELECT d.distinct_id, p.id, p.properties, p.property_ts, p.created_at, "
@@ -213,8 +192,8 @@ class _Loading:
                 (self.pid, *chunk))
             for did, pid, props, stamps, created, seen in rows:
                 row = self.person_rows.get(pid)
-                if row is None:  # the cached object of this person if there is one
-                    row = known.get(pid) or _Row(pid, loads(props), loads(stamps), created, seen)
+                if row is None:  # one object per person, whichever distinct id reached it
+                    row = _Row(pid, loads(props), loads(stamps), created, seen)
                     self.person_rows[pid] = row
                 self.persons[did] = row
         self.no_person.update(d for d in missing if d not in self.persons)

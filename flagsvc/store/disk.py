@@ -36,7 +36,8 @@ _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def is_disk_full(error: BaseException) -> bool:
-    """SQLite's SQLITE_FULL, also when it came back from the writer process (pickled)."""
+    """SQLite's SQLITE_FULL: by its error code, or by its message when the code is gone
+    (a pickled error has none)."""
     if not isinstance(error, sqlite3.Error):
         return False
     code = getattr(error, "sqlite_errorcode", None)

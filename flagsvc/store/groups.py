@@ -12,6 +12,8 @@ from .db import NotFound, json_key_path, loads
 # when none match, ≈ 10 ms when 20 are found early; it took 5.5 s over 2M events unbounded).
 # A group quiet for longer shows none.
 RECENT_EVENTS_SCANNED = 200_000
+# Rows a preview's scan of every group reads per query (iter_groups).
+SCAN_PAGE = 5000
 
 
 def _group(row: tuple) -> dict[str, Any]:
@@ -67,36 +69,59 @@ class GroupsMixin:
             (project_id, key, prefer_not)).fetchone()
         return found[0] if found else None
 
-    def children_of(self, project_id: int, parents: list[tuple[str, str]],
-                    per_parent: int = 1000) -> dict[tuple[str, str], list[tuple[str, str]]]:
-        """The child groups (type, key) of many parents at once, one query per 500 parents
-        (the profile's tree: one query per level, not one per node), each list ordered as
-        get_group orders `children`, at most `per_parent` long; a parent named without its
-        type is resolved as get_group does."""
-        wanted = set(parents)
-        out: dict[tuple[str, str], list[tuple[str, str]]] = {p: [] for p in parents}
-        keys = sorted({k for _, k in parents})
+    def children_page(self, project_id: int, group_type: str, key: str,
+                      after: tuple[str, str] | None = None, limit: int = 50
+                      ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of a group's children, in get_group's order, from just after `after`
+        (type, key): at most `limit`, each with `has_children`, and whether more follow.
+        Keyset paging over the parent index: a group with 100,000 children costs a page
+        what one with 100 does (the console's tree loads each level a page at a time)."""
         conn = self.conn()
-        resolved: dict[tuple[str, str], str | None] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
+        out: list[dict[str, Any]] = []
+        resolved: dict[str, str | None] = {}
+        cursor = after or ("", "")
+        while len(out) <= limit:
             rows = conn.execute(
-                "SELECT group_type, group_key, parent_type, parent_key FROM groups "
-                f"WHERE project_id = ? AND parent_key IN ({', '.join('?' * len(chunk))}) "
-                "ORDER BY group_type, group_key", (project_id, *chunk))
-            for t, k, ptype, pkey in rows:
-                if ptype is None:
-                    if (pkey, t) not in resolved:
-                        resolved[(pkey, t)] = self.type_of_key(project_id, pkey, prefer_not=t)
-                    ptype = resolved[(pkey, t)]
-                parent = (ptype, pkey)
-                if parent in wanted and len(out[parent]) < per_parent:
-                    out[parent].append((t, k))
-        return out
+                "SELECT c.group_type, c.group_key, c.parent_type, EXISTS (SELECT 1 FROM groups "
+                "g WHERE g.project_id = c.project_id AND g.parent_key = c.group_key) "
+                "FROM groups c WHERE c.project_id = ? AND c.parent_key = ? AND "
+                "(c.parent_type = ? OR c.parent_type IS NULL) AND (c.group_type > ? OR "
+                "(c.group_type = ? AND c.group_key > ?)) ORDER BY c.group_type, c.group_key "
+                "LIMIT ?", (project_id, key, group_type, cursor[0], cursor[0], cursor[1],
+                            limit + 1)).fetchall()
+            for t, k, ptype, has in rows:
+                if ptype is None:  # a typeless parent: this group's only if it resolves here
+                    if t not in resolved:
+                        resolved[t] = self.type_of_key(project_id, key, prefer_not=t)
+                    if resolved[t] != group_type:
+                        continue
+                out.append({"group_type": t, "group_key": k, "has_children": bool(has)})
+            if len(rows) <= limit:
+                break
+            cursor = (rows[-1][0], rows[-1][1])
+        return out[:limit], len(out) > limit
+
+    def children_count(self, project_id: int, group_type: str, key: str,
+                       up_to: int = 10_000) -> int:
+        """How many children a group has (as children_page counts them; typeless parents
+        resolved once per child type), counted up to `up_to` + 1 rows of the parent index:
+        more than `up_to` answers `up_to` + 1, at a bounded cost."""
+        total = 0
+        for t, typeless, n in self.conn().execute(
+                "SELECT group_type, typeless, COUNT(*) FROM (SELECT group_type, "
+                "CASE WHEN parent_type IS NULL THEN 1 ELSE 0 END AS typeless FROM groups "
+                "WHERE project_id = ? AND parent_key = ? AND (parent_type = ? OR parent_type "
+                "IS NULL) LIMIT ?) c GROUP BY group_type, typeless",
+                (project_id, key, group_type, up_to + 1)):
+            if not typeless or self.type_of_key(project_id, key, prefer_not=t) == group_type:
+                total += n
+        return min(total, up_to + 1)
 
     def get_group(self, project_id: int, group_type: str, key: str,
-                  events: int = 20, members: int = 100) -> dict[str, Any]:
-        """A group's profile: properties, parent, children, members, recent events."""
+                  events: int = 20, members: int = 100, children: int = 1000
+                  ) -> dict[str, Any]:
+        """A group's profile: properties, parent, children (the first `children`; the
+        console pages them with children_page), members, recent events."""
         conn = self.conn()
         row = conn.execute(f"SELECT {_GCOLS} FROM groups WHERE project_id = ? AND group_type = ? "
                            "AND group_key = ?", (project_id, group_type, key)).fetchone()
@@ -106,17 +131,18 @@ class GroupsMixin:
         parent = self.group_parent(project_id, group_type, key)
         group["parent"] = {"group_type": parent[0], "group_key": parent[1]} if parent else (
             group["parent"])
-        children = conn.execute(
+        kids = conn.execute(
             "SELECT group_type, group_key, parent_type FROM groups WHERE project_id = ? AND "
             "parent_key = ? AND (parent_type = ? OR parent_type IS NULL) "
-            "ORDER BY group_type, group_key LIMIT 1000", (project_id, key, group_type)).fetchall()
+            "ORDER BY group_type, group_key LIMIT ?", (project_id, key, group_type, children)
+        ).fetchall() if children else []
         # A parent named without its type is whichever group has that key (see group_parent);
         # list the child only under that one, not under every group sharing the key.
         resolved: dict[str, str | None] = {}
-        for t, _, ptype in children:
+        for t, _, ptype in kids:
             if ptype is None and t not in resolved:
                 resolved[t] = self.type_of_key(project_id, key, prefer_not=t)
-        group["children"] = [{"group_type": t, "group_key": k} for t, k, ptype in children
+        group["children"] = [{"group_type": t, "group_key": k} for t, k, ptype in kids
                              if ptype is not None or resolved[t] == group_type]
         group["members"] = [
             {"distinct_id": d, "first_seen": f, "last_seen": last}
@@ -195,14 +221,25 @@ class GroupsMixin:
                             (*args, limit, offset))
         return [_group(r) for r in rows], total
 
-    def iter_groups(self, project_id: int,
-                    group_type: str) -> Generator[tuple[str, dict], None, None]:
-        """(key, properties) of every group of a type, for previews."""
-        rows = self.conn().execute(
-            "SELECT group_key, properties FROM groups WHERE project_id = ? AND group_type = ? "
-            "ORDER BY group_key", (project_id, group_type))
-        for key, props in rows:
-            yield key, loads(props)
+    def iter_groups(self, project_id: int, group_type: str,
+                    page: int = SCAN_PAGE) -> Generator[tuple[str, dict], None, None]:
+        """(key, properties) of every group of a type in key order, for previews: read
+        `page` rows at a time, each page one short index range read after the last key
+        seen. A single query held every row at once on PostgreSQL (its client-side result:
+        ~350 MB in the worker at 1M groups) and a read transaction open on SQLite for the
+        whole scan (the WAL cannot be reset behind it). Groups written during the scan are
+        seen if their key is past the page being read."""
+        conn = self.conn()
+        sql = ("SELECT group_key, properties FROM groups WHERE project_id = ? AND "
+               "group_type = ? {} ORDER BY group_key LIMIT ?")
+        rows = conn.execute(sql.format(""), (project_id, group_type, page)).fetchall()
+        while True:
+            for key, props in rows:
+                yield key, loads(props)
+            if len(rows) < page:
+                return
+            rows = conn.execute(sql.format("AND group_key > ?"),
+                                (project_id, group_type, rows[-1][0], page)).fetchall()
 
     def changes_since(self, after_id: int | None) -> tuple[list[tuple], int, int]:
         """(project_id, kind, group_type, key) of property changes logged after `after_id`
@@ -246,6 +283,34 @@ class GroupsMixin:
                       "ORDER BY g.group_type, g.group_key", (pid,))]
         return {"id": pid, "distinct_ids": ids, "properties": loads(props),
                 "created_at": created, "last_seen": last_seen, "groups": groups}
+
+    def iter_persons(self, project_id: int, page: int = SCAN_PAGE
+                     ) -> Generator[tuple[int, str, dict], None, None]:
+        """(person id, distinct id, properties) of every person, for previews of flags
+        bucketed by person: the distinct id is the first the person had, the one the
+        persons page shows. Read `page` persons at a time, as `iter_groups` reads groups."""
+        conn = self.conn()
+        sql = ("SELECT p.id, (SELECT distinct_id FROM person_distinct_ids d WHERE "
+               "d.person_id = p.id ORDER BY rowid LIMIT 1), p.properties FROM persons p "
+               "WHERE p.project_id = ? AND p.id > ? ORDER BY p.id LIMIT ?")
+        after = -1
+        while True:
+            rows = conn.execute(sql, (project_id, after, page)).fetchall()
+            for pid, distinct_id, props in rows:
+                if distinct_id is not None:
+                    yield pid, distinct_id, loads(props)
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+    def person_last_groups(self, person_id: int) -> dict[str, str]:
+        """{group type: key} of the groups a person was last seen with, one per type (what
+        an SDK would name for them)."""
+        rows = self.conn().execute(
+            "SELECT g.group_type, g.group_key FROM memberships m JOIN groups g "
+            "ON g.id = m.group_id WHERE m.person_id = ? ORDER BY m.last_seen, g.group_key",
+            (person_id,))
+        return {gtype: key for gtype, key in rows}
 
     def list_persons(self, project_id: int, limit: int = 100,
                      offset: int = 0) -> tuple[list[dict[str, Any]], int]:

@@ -22,7 +22,6 @@ from ..ingest.model import Call, IngestResult
 from .batch import CHANGES_KEPT, LAST_SEEN_RESOLUTION, _Batch, _chunks
 from .concurrent import EXPIRE_LOCK, RETRIED, Exclusive, lock_keys, needs_exclusive, take_locks
 from .db import dumps, transaction
-from .rowcache import RowCache
 
 # project id, calls, their event properties serialized (see IngestMixin.ingest; [] when
 # that is left to the transaction)
@@ -66,94 +65,39 @@ def dedupe_days(day: int) -> tuple[int, int, int]:
 class IngestMixin:
     conn: Any
 
-    writer: Any = None  # a writer.WriterClient when a writer process serves this database
-    # Rows kept between transactions (rowcache.py): only for a store used by one thread that
-    # is its database's main writer — the writer process sets it.
-    row_cache: RowCache | None = None
-
     def ingest(self, project_id: int, calls: list[Call]) -> IngestResult:
         """Store a batch of normalized calls atomically; a committed return means durable.
-        Under `flagsvc serve` the batch goes to the writer process (writer.py), which
-        writes it together with whatever else is waiting; if that process cannot be
-        reached, the batch is written here (a batch it did commit is then a duplicate)."""
+        Every worker writes its own batches, one short write transaction each (on SQLite
+        queued on the database's write lock, db.py): the one way ingestion writes, on both
+        backends (a writer process that batched the workers' requests was measured against
+        this and removed: bench/bench_writer.py, bench/RESULTS.md). On PostgreSQL, under the
+        writers' lock in shared mode when the batch allows it: batches of every worker and
+        node are written in parallel (concurrent.py)."""
         # SQLite: event properties serialized before the write lock (the lock is the limit
         # of ingestion throughput), redone inside it for a project with a privacy policy.
         # PostgreSQL has no such lock: serialized once, in the transaction, after scrubbing.
-        pre = getattr(self, "dialect", "sqlite") != "postgresql"
-        serialized = [dumps(c.properties) for c in calls] if pre else []
-        request: Request = (project_id, calls, serialized)
-        if self.writer is not None:
-            result = self.writer.ingest(request)
-            if result is not None:
-                return result
-        result = self.ingest_requests([request], alone=True)[0]
-        assert isinstance(result, IngestResult)  # alone: an error is raised, not returned
-        return result
-
-    def ingest_requests(self, requests: list[Request],
-                        alone: bool = False) -> list[IngestResult | Exception]:
-        """Write requests in one transaction, each with its own result; if that fails they
-        are written one by one, so one bad request does not fail the others (its result is
-        then the exception). `alone`: a single request whose exception is raised."""
+        pg = getattr(self, "dialect", "sqlite") == "postgresql"
+        request: Request = (project_id, calls, [] if pg else [dumps(c.properties) for c in calls])
         conn = self.conn()
-        try:
-            return self._commit_requests(conn, requests)
-        except Exception as e:
-            if alone:
-                raise
-            if len(requests) == 1:
-                return [e]
-        out: list[IngestResult | Exception] = []
-        for request in requests:
-            try:
-                result = self._commit_requests(conn, [request])[0]
-            except Exception as e:  # noqa: BLE001 (reported to that request only)
-                out.append(e)  # also when COMMIT itself failed: nothing of it is stored
-            else:
-                out.append(result)
-        return out
-
-    def _commit_requests(self, conn: sqlite3.Connection,
-                         requests: list[Request]) -> list[IngestResult | Exception]:
-        """One transaction; the row cache (if any) is checked first and, after COMMIT, keeps
-        the rows written — or is dropped if anything failed. On PostgreSQL, under the
-        writers' lock in shared mode when the batch allows it (concurrent.py)."""
-        if getattr(conn, "dialect", None) == "postgresql" and not needs_exclusive(requests):
+        if pg and not needs_exclusive([request]):
             try:
                 with transaction(conn, shared=True):
-                    return list(self._write_requests(conn, [
-                        (pid, [_pristine(c) for c in calls], ser) for pid, calls, ser in requests
-                    ], [], shared=True))
+                    return self._write_requests(
+                        conn, [(project_id, [_pristine(c) for c in calls], [])], shared=True)[0]
             except Exclusive:
                 pass
             except RETRIED:
                 log.info("ingestion batch written again under the exclusive lock",
                          exc_info=True)
-        cache = self.row_cache
-        batches: list[_Batch] = []
-        try:
-            with transaction(conn):
-                if cache is not None:
-                    cache.begin(conn)
-                results: list[IngestResult | Exception] = list(
-                    self._write_requests(conn, requests, batches))
-        except BaseException:
-            if cache is not None:
-                cache.clear()
-            raise
-        if cache is not None:
-            try:
-                cache.committed(conn, batches)
-            except Exception:  # noqa: BLE001 (the commit stands; only the cache is in doubt)
-                cache.clear()
-        return results
+        with transaction(conn):
+            return self._write_requests(conn, [request])[0]
 
     def _write_requests(self, conn: sqlite3.Connection, requests: list[Request],
-                        batches: list[_Batch], shared: bool = False) -> list[IngestResult]:
+                        shared: bool = False) -> list[IngestResult]:
         """Write requests in the current transaction, one `_Batch` per project; each gets
-        its own result (duplicates, dropped group references, warnings). The batches are
-        appended to `batches`. `shared`: under the writers' lock in shared mode, one
-        project (concurrent.py): the batch's keys are locked first."""
+        its own result (duplicates, dropped group references, warnings). `shared`: under
+        the writers' lock in shared mode, one project (concurrent.py): the batch's keys are
+        locked first."""
         results = [IngestResult() for _ in requests]
         by_project: dict[int, list[int]] = {}
         for i, (pid, _, _) in enumerate(requests):
@@ -161,8 +105,7 @@ class IngestMixin:
         for pid, indexes in by_project.items():
             if shared:
                 take_locks(conn, lock_keys(pid, [c for i in indexes for c in requests[i][1]]))
-            batch = _Batch(self, conn, pid, self.row_cache, shared=shared)
-            batches.append(batch)
+            batch = _Batch(self, conn, pid, shared=shared)
             seen: set[tuple[int, str]] = set()
             payloads: dict[int, str] = {}
             fresh: list[list[Call]] = []

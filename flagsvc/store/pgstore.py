@@ -78,7 +78,7 @@ class PgStore(Store):
         return "ok"
 
     # LIKE (with its wildcards escaped) rather than strpos, on the expression the trigram
-    # index groups_key_search is built on (migration 0010: not on group_key itself)
+    # index groups_key_search is built on (migration 0011: not on group_key itself)
     _search_filter = "(group_key || '') LIKE ?"
 
     @staticmethod

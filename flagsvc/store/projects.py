@@ -63,11 +63,14 @@ class ProjectsMixin:
     def create_project(self, name: str, api_token: str | None = None,
                        secret_key: str | None = None,
                        only_if_none: bool = False,
-                       ingestion_creates_group_types: bool = False) -> dict[str, Any] | None:
+                       ingestion_creates_group_types: bool = False,
+                       actor: str | None = None) -> dict[str, Any] | None:
         """A new project; the returned dict is the only place the secret key appears in clear.
         `only_if_none`: create it only if the database has no project yet (checked in the
         same transaction, so several starting workers create exactly one); else None.
-        A new project's ingestion creates no group type but its default one (README)."""
+        A new project's ingestion creates no group type but its default one (README).
+        Audited ("project_created", the tokens by fingerprint) when an `actor` made it (the
+        default project a new database starts with has none)."""
         api_token = api_token or new_token(API_PREFIX)
         secret_key = secret_key or new_token(SECRET_PREFIX)
         now = time.time()
@@ -86,6 +89,10 @@ class ProjectsMixin:
                     conn.execute(
                         "INSERT INTO tokens (project_id, kind, token_hash, prefix, created_at) "
                         "VALUES (?, ?, ?, ?, ?)", (pid, kind, token_hash(tok), tok[:8], now))
+                if actor is not None:
+                    self._audit_project(conn, pid, "project_created", None, {
+                        "name": name, "api_token": fingerprint(api_token),
+                        "secret_key": fingerprint(secret_key)}, actor)
         except IntegrityError:
             raise Conflict("that token is already in use by another project") from None
         project = self.get_project(pid)

@@ -1,6 +1,7 @@
 """Console users, the projects they see, and their sessions (migration 0007).
 
-Only SQL lives here: password hashing, lockout and session policy are `flagsvc.accounts`.
+Only SQL lives here: password hashing, sign-in limits and session policy are
+`flagsvc.accounts` (failed sign-ins: store/signin.py).
 Portable SQL (no SQLite-only functions), through the store's connections and transactions.
 """
 
@@ -13,18 +14,17 @@ from .db import Conflict, IntegrityError, NotFound, transaction
 
 ROLES = ("viewer", "editor", "admin")  # each can do what the ones before it can
 
-_UCOLS = ("id, email, password_hash, role, all_projects, must_change_password, failed_logins, "
-          "locked_until, disabled_at, created_at, updated_at")
+_UCOLS = ("id, email, password_hash, role, all_projects, must_change_password, disabled_at, "
+          "created_at, updated_at")
 
 
 def _user(row: tuple | None) -> dict[str, Any] | None:
     if row is None:
         return None
-    (uid, email, pw, role, all_projects, must_change, failed, locked, disabled, created,
-     updated) = row
+    uid, email, pw, role, all_projects, must_change, disabled, created, updated = row
     return {"id": uid, "email": email, "password_hash": pw, "role": role,
             "all_projects": bool(all_projects), "must_change_password": bool(must_change),
-            "failed_logins": failed, "locked_until": locked, "disabled": disabled is not None,
+            "disabled": disabled is not None,
             "created_at": created, "updated_at": updated}
 
 
@@ -174,17 +174,19 @@ class UsersMixin:
 
     def set_password(self, user_id: int, password_hash: str, must_change: bool,
                      keep_session: int | None = None, actor: str | None = None) -> None:
-        """A new password: clears the lockout and ends the user's sessions (but
-        `keep_session`, the one that changed it); audited ("user_password_reset", never
-        the hash) when an `actor` (an admin, the cli) gave it."""
+        """A new password: ends the email's sign-in counts and locks (store/signin.py) and
+        the user's sessions (but `keep_session`, the one that changed it); audited
+        ("user_password_reset", never the hash) when an `actor` (an admin, the cli) gave
+        it."""
         conn = self.conn()
         with transaction(conn):
             cur = conn.execute(
-                "UPDATE users SET password_hash = ?, must_change_password = ?, failed_logins = 0, "
-                "locked_until = NULL, updated_at = ? WHERE id = ?",
-                (password_hash, int(must_change), time.time(), user_id))
+                "UPDATE users SET password_hash = ?, must_change_password = ?, updated_at = ? "
+                "WHERE id = ?", (password_hash, int(must_change), time.time(), user_id))
             if cur.rowcount == 0:
                 raise NotFound(f"user {user_id} does not exist")
+            conn.execute("UPDATE sign_in_attempts SET failures = 0, blocked_until = NULL "
+                         "WHERE email = (SELECT email FROM users WHERE id = ?)", (user_id,))
             if actor is not None:
                 email = conn.execute("SELECT email FROM users WHERE id = ?",
                                      (user_id,)).fetchone()[0]
@@ -192,35 +194,6 @@ class UsersMixin:
                     "email": email, "one_time": bool(must_change)}, actor)
             conn.execute("DELETE FROM sessions WHERE user_id = ? AND id <> ?",
                          (user_id, keep_session if keep_session is not None else -1))
-
-    def reserve_sign_in(self, user_id: int, lock_after: int, lock_seconds: float,
-                        max_lock_seconds: float, now: float) -> bool:
-        """Count a sign-in attempt as failed before its password is checked (the sign-in
-        that succeeds clears it), unless the user is locked (False: do not check). The
-        `lock_after`-th attempt in a row locks the user for `lock_seconds`, doubling with
-        each further one up to `max_lock_seconds`. One transaction with the row updated
-        first, so concurrent guesses cannot all pass the check: at most `lock_after` in a
-        row are ever checked."""
-        conn = self.conn()
-        with transaction(conn):
-            cur = conn.execute(
-                "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ? AND "
-                "(locked_until IS NULL OR locked_until <= ?)", (user_id, now))
-            if cur.rowcount == 0:
-                return False
-            failed = conn.execute("SELECT failed_logins FROM users WHERE id = ?",
-                                  (user_id,)).fetchone()[0]
-            if failed >= lock_after:
-                conn.execute("UPDATE users SET locked_until = ? WHERE id = ?", (
-                    now + min(max_lock_seconds, lock_seconds * 2 ** (failed - lock_after)),
-                    user_id))
-        return True
-
-    def record_sign_in(self, user_id: int) -> None:
-        conn = self.conn()
-        with transaction(conn):
-            conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
-                         (user_id,))
 
     # ------------------------------------------------------------ sessions
 

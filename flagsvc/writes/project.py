@@ -12,6 +12,24 @@ from ..ingest import privacy
 from ..store import Conflict, LimitExceeded, NotFound
 
 
+def create_project(service: Any, name: str, api_token: str | None = None,
+                   secret_key: str | None = None, actor: str | None = None,
+                   only_if_none: bool = False) -> dict[str, Any] | None:
+    """A new project, with its secret key in clear (the only time it is shown); audited as
+    "project_created" in the project's own log when an `actor` made it. A token already in
+    use is a 409. `only_if_none`: only on a database without any project, else None (the
+    default project: of several nodes starting at once on a new database, one creates it)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationFailed("a project needs a name", errors={"name": ["must not be empty"]})
+    try:
+        project = service.store.create_project(name, api_token=api_token,
+                                               secret_key=secret_key, actor=actor,
+                                               only_if_none=only_if_none)
+    except Conflict as e:
+        raise ConflictError(str(e), errors={"api_token": [str(e)]}) from None
+    return None if project is None else dict(project)
+
+
 def create_group_type(service: Any, project_id: int, name: str, actor: str | None = None
                       ) -> tuple[dict[str, Any], bool]:
     """The group type `name` and whether it was created now (an existing one is returned)."""
@@ -88,7 +106,10 @@ def update_settings(service: Any, project_id: int, changes: dict[str, Any],
 
 def rotate_signing_key(service: Any, project_id: int, grace_seconds: float,
                        actor: str | None = None) -> dict[str, Any]:
-    created = service.store.rotate_signing_key(project_id, grace_seconds, actor=actor)
+    try:
+        created = service.store.rotate_signing_key(project_id, grace_seconds, actor=actor)
+    except NotFound as e:
+        raise NotFoundError(str(e)) from None
     service.invalidate(project_id)
     return dict(created)
 
@@ -97,6 +118,9 @@ def rotate_token(service: Any, project_id: int, kind: str, grace_seconds: float,
                  actor: str | None = None) -> str:
     """A new token of `kind`; this process forgets the tokens it cached (others within
     their one-second token cache)."""
-    value = service.store.rotate_token(project_id, kind, grace_seconds, actor=actor)
+    try:
+        value = service.store.rotate_token(project_id, kind, grace_seconds, actor=actor)
+    except NotFound as e:
+        raise NotFoundError(str(e)) from None
     service.forget_tokens()
     return str(value)

@@ -1,9 +1,12 @@
 // The flag editor: the form is built from the draft, every edit updates the draft and
-// re-runs the blast radius (POST /api/flags/preview) before anything is saved; saving is
-// PUT /api/flags/<key> with the version read, and a 409 shows what changed meanwhile.
+// re-runs the blast radius (POST /api/flags/preview: groups of the bucket type, or persons)
+// before anything is saved; saving is PUT /api/flags/<key> with the version read, after a
+// confirmation listing every change of who gets what (editor-merge.js compares), and a 409
+// shows what changed meanwhile and merges it with the draft, three ways.
 (function () {
   "use strict";
   const {el, api, errorLines, groupLink} = window.flagsvc;
+  const {merge3, audienceChanges} = window.flagsvcMerge;
   const data = JSON.parse(document.getElementById("editor-data").textContent);
   const ed = data.editor;
   const canEdit = data.can_edit;
@@ -94,6 +97,7 @@
     errors.hidden = !problems.length;
     errors.replaceChildren(...problems.map((p) => el("div", {}, p)));
     if ($("save")) $("save").disabled = !canEdit || problems.length > 0;
+    if (pending && !problems.length) showConflict();  // the merge follows the draft
     schedulePreview();
   }
 
@@ -121,77 +125,91 @@
     }
   }
 
+  // The blast radius of a flag: {text, rows} from POST /api/flags/preview, or {error}.
+  async function blastOf(flag) {
+    const r = await api("POST", "/api/flags/preview", {...flag, key: flag.key || "draft"});
+    if (!r.ok) return {error: errorLines(r.data)};
+    const p = r.data;
+    const persons = p.bucket_by === PERSON;
+    const pct = p.total ? Math.round(1000 * p.enabled / p.total) / 10 : 0;
+    const label = (v) => (v === "false" ? "off" : v === "true" ? "on" : v);
+    return {p, persons, pct, label,
+      text: p.enabled + " of " + p.total + (persons ? " persons" : " " + p.bucket_by + " groups") +
+        " (" + pct + " %)" + (p.enabled && Object.keys(p.counts).length > 2 ? ": " +
+        Object.entries(p.counts).filter(([v]) => v !== "false")
+          .map(([v, n]) => label(v) + " " + n).join(", ") : "")};
+  }
+
+  function personLink(id) {
+    return el("a", {href: "/ui/persons/" + encodeURIComponent(id)}, id);
+  }
+
   async function runPreview() {
     const box = $("blast");
     const seq = ++previewSeq;
-    const {flag, problems} = collect();
-    if (flag.bucket_by === PERSON) {
-      box.replaceChildren(el("p", {class: "muted"}, "Bucketed by person: the blast radius " +
-        "counts groups, so choose a group type to see it."));
-      box.dataset.state = "person";
-      return;
-    }
-    if (problems.length && !flag.key) flag.key = "draft";
+    const {flag} = collect();
     box.dataset.state = "loading";
-    const r = await api("POST", "/api/flags/preview", {...flag, key: flag.key || "draft"});
+    const b = await blastOf(flag);
     if (seq !== previewSeq) return;  // an older answer than the last edit: drop it
-    if (!r.ok) {
+    if (b.error) {
       box.dataset.state = "error";
       box.replaceChildren(el("p", {class: "error-text"}, "Cannot preview yet:"),
-        el("ul", {}, errorLines(r.data).map((l) => el("li", {}, l))));
+        el("ul", {}, b.error.map((l) => el("li", {}, l))));
       return;
     }
-    const p = r.data;
-    const pct = p.total ? Math.round(1000 * p.enabled / p.total) / 10 : 0;
-    const rows = Object.entries(p.counts).map(([label, n]) => el("tr", {"data-variant": label},
-      el("th", {scope: "row"}, label === "false" ? "off" : label === "true" ? "on" : label),
+    const p = b.p;
+    const link = b.persons ? personLink : (k) => groupLink(p.bucket_by, k);
+    const rows = Object.entries(p.counts).map(([v, n]) => el("tr", {"data-variant": v},
+      el("th", {scope: "row"}, b.label(v)),
       el("td", {class: "num"}, String(n)),
-      el("td", {}, ...(p.sample[label] || []).flatMap((k, i) =>
-        [i ? ", " : "", groupLink(p.bucket_by, k)]))));
+      el("td", {}, ...(p.sample[v] || []).flatMap((k, i) => [i ? ", " : "", link(k)]))));
     box.replaceChildren(
       el("p", {class: "big"}, el("span", {id: "blast-enabled"}, String(p.enabled)), " of ",
-        el("span", {id: "blast-total"}, String(p.total)), " " + p.bucket_by + " groups get it (" +
-        pct + " %)" + (p.complete ? "" : " — scan cut short, partial figures")),
+        el("span", {id: "blast-total"}, String(p.total)),
+        (b.persons ? " persons" : " " + p.bucket_by + " groups") + " get it (" + b.pct + " %)" +
+        (p.complete ? "" : " — scan cut short, partial figures")),
+      b.persons ? el("p", {class: "muted", id: "blast-unit"}, "Bucketed by person: every " +
+        "stored person, hashed on their first distinct id, with the groups they were last " +
+        "seen with.") : "",
       el("table", {class: "list compact"}, el("thead", {}, el("tr", {},
-        el("th", {scope: "col"}, "Answer"), el("th", {scope: "col"}, "Groups"),
-        el("th", {scope: "col"}, "Sample keys"))), el("tbody", {}, rows)));
+        el("th", {scope: "col"}, "Answer"), el("th", {scope: "col"}, b.persons ? "Persons" : "Groups"),
+        el("th", {scope: "col"}, b.persons ? "Sample distinct ids" : "Sample keys"))),
+      el("tbody", {}, rows)));
     box.dataset.state = "ready";
+    box.dataset.unit = b.persons ? "persons" : "groups";
     box.dataset.enabled = String(p.enabled);
   }
 
   // ------------------------------------------------------------------ save, conflicts
 
-  function ask(lines, yes) {
+  // A confirmation: the lines, and, with `radius` (the flags before and after), the blast
+  // radius of each, filled in when the previews answer.
+  let askSeq = 0;
+  function ask(lines, yes, radius) {
     const dialog = $("confirm");
+    const seq = ++askSeq;
     $("confirm-ok").textContent = yes || "Yes, save";
     $("confirm-text").replaceChildren(...lines.map((l) => el("li", {}, l)));
+    const box = $("confirm-radius");
+    box.replaceChildren();
+    box.hidden = !radius;
+    if (radius) {
+      box.textContent = "Blast radius: computing…";
+      Promise.all(radius.map(blastOf)).then(([before, after]) => {
+        if (seq !== askSeq) return;  // an answer for a confirmation since closed
+        const text = (b) => (b.error ? "cannot be computed (" + b.error.join(" · ") + ")" : b.text);
+        box.replaceChildren(el("strong", {}, "Blast radius"), el("br"),
+          el("span", {id: "radius-before"}, "Now: " + text(before)), el("br"),
+          el("span", {id: "radius-after"}, "After this save: " + text(after)));
+        box.dataset.state = "ready";
+      });
+      box.dataset.state = "loading";
+    }
     return new Promise((resolve) => {
       dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), {once: true});
       dialog.showModal();
       $("confirm-cancel").focus();
     });
-  }
-
-  function rolloutOf(c) {
-    return c.rollout_percentage === null || c.rollout_percentage === undefined
-      ? 100 : c.rollout_percentage;
-  }
-
-  function risky(flag) {
-    if (!base) return [];
-    const lines = [];
-    if (base.active !== false && !flag.active) {
-      lines.push("Switch " + base.key + " off: every request gets false.");
-    }
-    const was = rulesOf(base).conditions;
-    flag.conditions.forEach((c, i) => {
-      const before = was[i] ? rolloutOf(was[i]) : null;
-      if (before !== null && before !== rolloutOf(c)) {
-        lines.push("Change the rollout of condition " + (i + 1) + " from " + before + " % to " +
-          rolloutOf(c) + " %.");
-      }
-    });
-    return lines;
   }
 
   function status(text, kind) {
@@ -200,69 +218,117 @@
     s.className = kind || "";
   }
 
-  async function save(event, force) {
+  async function save(event) {
     if (event) event.preventDefault();
     const {flag, problems} = collect();
     if (problems.length) { status("Fix the problems above first.", "error-text"); return; }
-    const lines = force ? [] : risky(flag);
-    if (lines.length && !(await ask(lines))) { status("Not saved."); return; }
+    const before = base && rulesOf(base);
+    const lines = before ? audienceChanges(before, rulesOf(flag)) : [];
+    if (lines.length && !(await ask(lines, null, [before, flag]))) { status("Not saved."); return; }
     status("Saving…");
     const r = base ? await api("PUT", "/api/flags/" + encodeURIComponent(base.key),
       {...flag, version: base.version}) : await api("POST", "/api/flags", flag);
-    if (r.status === 409 && base) { await conflict(flag); return; }
+    if (r.status === 409 && base) { await conflict(false); return; }
     if (!r.ok) {
       status("Not saved: " + errorLines(r.data).join(" · "), "error-text");
       return;
     }
     if (!base) { window.location.assign("/ui/flags/" + encodeURIComponent(r.data.key)); return; }
     base = r.data;
+    pending = null;
     $("conflict").hidden = true;
     $("version-label").textContent = "version " + base.version;
     status("Saved version " + base.version + ".", "ok-text");
   }
 
-  function show(value) {
-    return value === undefined ? "(none)" : JSON.stringify(value);
+  // The form shows `rules`, edited from the stored version `stored`.
+  function load(stored, rules) {
+    pending = null;
+    base = stored;
+    state.draft = rules;
+    for (const k of Object.keys(payloadText)) delete payloadText[k];
+    for (const [k, v] of Object.entries(rules.payloads)) payloadText[k] = JSON.stringify(v);
+    $("conflict").hidden = true;
+    $("version-label").textContent = "version " + base.version;
+    form.renderAll();
   }
 
-  async function conflict(mine) {
+  const OUTCOME = {theirs: "theirs", mine: "yours", same: "alike"};  // (the summary says why)
+
+  // A refused stale save (or delete): what changed since the version this edit started from,
+  // merged three ways with `mine`; conflicts are chosen per field before the merge is saved.
+  // A refused stale save (or delete) leaves `pending`: the stored version it met, while the
+  // panel shows what changed since the version this edit started from, merged three ways
+  // with the draft (again after each edit made meanwhile); conflicts are chosen per field.
+  let pending = null;
+
+  async function conflict(deleting) {
     const key = base.key;
     const [theirs, audit] = await Promise.all([
       api("GET", "/api/flags/" + encodeURIComponent(key)),
       api("GET", "/api/audit?limit=1&flag_id=" + encodeURIComponent(key))]);
     if (!theirs.ok) { status("Not saved: the flag changed and cannot be read.", "error-text"); return; }
     const last = audit.ok && audit.data.entries[0];
+    pending = {theirs: theirs.data, deleting, choices: {}, merged: null};
     $("conflict-who").textContent = "Version " + theirs.data.version + " was saved" +
       (last ? " by " + (last.actor || "someone") : "") + " after you opened version " +
-      base.version + ". Your edits are not saved.";
-    const was = rulesOf(base);
-    const now = rulesOf(theirs.data);
-    const changes = FIELDS.filter((f) => JSON.stringify(was[f]) !== JSON.stringify(now[f]));
-    $("conflict-changes").replaceChildren(el("table", {class: "list compact"},
-      el("thead", {}, el("tr", {}, el("th", {scope: "col"}, "Field"),
-        el("th", {scope: "col"}, "When you opened it"), el("th", {scope: "col"}, "Now"),
-        el("th", {scope: "col"}, "Yours"))),
-      el("tbody", {}, changes.map((f) => el("tr", {"data-field": f}, el("th", {scope: "row"}, f),
-        el("td", {}, el("code", {}, show(was[f]))), el("td", {}, el("code", {}, show(now[f]))),
-        el("td", {}, el("code", {}, show(mine[f]))))))));
+      base.version + ". " + (deleting ? "The flag is not deleted." : "Your edits are not saved yet.");
+    $("conflict-merge").hidden = $("conflict-review").hidden = deleting;
+    showConflict();
     $("conflict").hidden = false;
     $("conflict").scrollIntoView({block: "nearest"});
-    status("Not saved: someone else changed this flag.", "error-text");
+    $("conflict-title").focus();
+    status(deleting ? "Not deleted: someone else changed this flag."
+      : "Not saved: someone else changed this flag.", "error-text");
     $("conflict-theirs").onclick = () => {
-      base = theirs.data;
-      state.draft = rulesOf(base);
-      for (const k of Object.keys(payloadText)) delete payloadText[k];
-      for (const [k, v] of Object.entries(state.draft.payloads)) payloadText[k] = JSON.stringify(v);
-      $("conflict").hidden = true;
-      $("version-label").textContent = "version " + base.version;
-      form.renderAll();
+      load(pending.theirs, rulesOf(pending.theirs));
       status("Loaded version " + base.version + ".");
     };
-    $("conflict-mine").onclick = () => {
-      base = theirs.data;
-      $("conflict").hidden = true;
-      save(null, false);
+    $("conflict-review").onclick = () => {
+      load(pending.theirs, pending.merged.build(pending.choices));
+      status("The merge with version " + base.version + " is in the form, not saved yet.");
     };
+    $("conflict-merge").onclick = () => {
+      load(pending.theirs, pending.merged.build(pending.choices));
+      save(null);
+    };
+  }
+
+  function showConflict() {
+    const {theirs, choices} = pending;
+    const merged = pending.merged = merge3(rulesOf(base), rulesOf(theirs), rulesOf(collect().flag));
+    const conflicts = merged.rows.filter((r) => r.outcome === "conflict");
+    const names = (outcome) => merged.rows.filter((r) => r.outcome === outcome)
+      .map((r) => r.field.label).join(", ");
+    const summary = [["They changed", names("theirs")], ["You changed", names("mine")],
+      ["Both changed alike", names("same")], ["Both changed differently — choose below", names("conflict")]]
+      .filter(([, v]) => v).map(([k, v]) => el("li", {}, k + ": " + v));
+    const heads = ["You opened (v" + base.version + ")", "Theirs (v" + theirs.version + ")",
+      "Yours", "Merged"];  // (each cell says its column too: at a phone's width rows stack)
+    const code = (r, v, i) => el("td", {"data-label": heads[i]}, el("code", {}, r.show(v)));
+    const picker = (r, ri) => el("fieldset", {class: "pick"},
+      el("legend", {class: "sr-only"}, "Keep which " + r.field.label.toLowerCase() + "?"),
+      ...["theirs", "mine"].map((side) => el("label", {class: "check"},
+        el("input", {type: "radio", name: "pick-" + ri, value: side, id: "pick-" + ri + "-" + side,
+          checked: choices[r.field.name] === side,
+          on: {change: () => { choices[r.field.name] = side; ready(); }}}),
+        side === "theirs" ? "keep theirs" : "keep mine")));
+    const rows = merged.rows.map((r, ri) => el("tr", {"data-field": r.field.name,
+      "data-outcome": r.outcome}, el("th", {scope: "row"}, r.field.label),
+    code(r, r.base, 0), code(r, r.theirs, 1), code(r, r.mine, 2),
+    el("td", {"data-label": heads[3]}, r.outcome === "conflict" ? picker(r, ri) : OUTCOME[r.outcome])));
+    $("conflict-changes").replaceChildren(el("ul", {id: "conflict-summary"}, summary),
+      el("div", {class: "table-wrap"}, el("table", {class: "list merge"},
+        el("thead", {}, el("tr", {}, el("th", {scope: "col"}, "Field"),
+          ...heads.map((h) => el("th", {scope: "col"}, h)))),
+        el("tbody", {}, rows))));
+    function ready() {
+      const left = conflicts.filter((r) => !choices[r.field.name]).length;
+      $("conflict-merge").disabled = $("conflict-review").disabled = left > 0;
+      $("conflict-left").textContent = left ? left + " conflict" + (left > 1 ? "s" : "") +
+        " left to choose." : "";
+    }
+    ready();
   }
 
   async function remove() {
@@ -270,7 +336,7 @@
       "and history are kept, and it can be restored."], "Yes, delete"))) return;
     const r = await api("DELETE", "/api/flags/" + encodeURIComponent(base.key), undefined,
       {"If-Match": String(base.version)});
-    if (r.status === 409) { await conflict(state.draft); return; }
+    if (r.status === 409) { await conflict(true); return; }
     if (!r.ok) { status("Not deleted: " + errorLines(r.data).join(" · "), "error-text"); return; }
     window.location.assign("/ui/?state=deleted");
   }
@@ -279,43 +345,6 @@
     const r = await api("POST", "/api/flags/" + encodeURIComponent(base.key) + "/restore");
     if (!r.ok) { status("Not restored: " + errorLines(r.data).join(" · "), "error-text"); return; }
     window.location.reload();
-  }
-
-  // ------------------------------------------------------------------ explain
-
-  async function explain(event) {
-    event.preventDefault();
-    const box = $("explain");
-    const {flag} = collect();
-    const groups = {};
-    if ($("x-type").value && $("x-key").value.trim()) groups[$("x-type").value] = $("x-key").value.trim();
-    const body = {flag: {...flag, key: flag.key || "draft"}, groups};
-    if ($("x-distinct").value.trim()) body.distinct_id = $("x-distinct").value.trim();
-    const r = await api("POST", "/api/flags/explain", body);
-    if (!r.ok) {
-      box.replaceChildren(el("ul", {class: "error-text"}, errorLines(r.data).map((l) => el("li", {}, l))));
-      return;
-    }
-    const x = r.data;
-    const path = (x.inferred_from || []).map((step) => step.join(" ")).join(" → ");
-    const facts = [
-      ["Answer", JSON.stringify(x.value)], ["Reason", x.reason +
-        (x.condition_index !== null && x.condition_index !== undefined
-          ? " (condition " + (x.condition_index + 1) + ")" : "")],
-      ["Bucketed by", x.bucket_by], ["Key hashed", x.group_key === null ? "(none)" : x.group_key],
-      ["Found through", path || "given in the request"],
-      ["Bucket", x.bucket === null || x.bucket === undefined ? "-" : String(x.bucket)],
-    ];
-    const conditions = (x.conditions || []).map((c) => el("li", {},
-      "Condition " + (c.index + 1) + ": " + (c.matched ? "matched" : "did not match") +
-      (c.bucket !== null && c.bucket !== undefined ? ", bucket " + c.bucket + " vs rollout " +
-        c.rollout_percentage + " % (" + (c.in_rollout ? "in" : "out") + ")" : ""),
-      el("ul", {}, (c.properties || []).map((p) => el("li", {},
-        (p.group_type ? p.group_type + "." : "") + p.key + " " + (p.negate ? "not " : "") +
-        p.operator + " " + JSON.stringify(p.value) + ": had " + JSON.stringify(p.actual) +
-        " → " + (p.matched ? "yes" : "no"))))));
-    box.replaceChildren(el("dl", {class: "facts"}, facts.flatMap(([k, v]) =>
-      [el("dt", {}, k), el("dd", {}, v)])), el("ul", {}, conditions));
   }
 
   // ------------------------------------------------------------------ wiring
@@ -329,8 +358,8 @@
     state.draft.variants.push({key: n ? "variant-" + (n + 1) : "control", weight: n ? 0 : 100});
     form.renderVariants(); form.renderConditions(); form.renderPayloads(); changed();
   });
-  flagForm.addEventListener("submit", (e) => save(e, false));
-  $("explain-form").addEventListener("submit", explain);
+  flagForm.addEventListener("submit", (e) => save(e));
+  $("explain-form").addEventListener("submit", window.flagsvcExplain(() => collect().flag));
   if ($("delete")) $("delete").addEventListener("click", remove);
   if ($("restore")) $("restore").addEventListener("click", restore);
   form.renderAll();
