@@ -278,7 +278,10 @@ def test_children_page_walks_every_child_once_a_page_at_a_time(store, project):
             break
         after = (page[-1]["group_type"], page[-1]["group_key"])
     assert walked == everything and len(walked) == 37 and pages == 4
+    assert store.children_count(pid, "account", "a") == 37
+    assert store.children_count(pid, "account", "a", up_to=20) == 21  # "over 20"
     assert store.children_page(pid, "workspace", "a") == ([], False)
+    assert store.children_count(pid, "workspace", "a") == 0
 
 
 def test_previews_scan_every_group_and_person_a_page_at_a_time(store, project):

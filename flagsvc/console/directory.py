@@ -17,6 +17,7 @@ from .data import TREE_PAGE, ancestors, flags_for
 from .views import back_to, project, render, store
 
 PAGE = 50
+COUNT_UP_TO = 10_000  # a group's children are counted up to this (then "over 10,000")
 
 
 def _page() -> int:
@@ -70,7 +71,10 @@ def group_profile(group_type: str, group_key: str) -> str:
     except NotFound:
         abort(404, f"no group {group_type}/{group_key} in this project")
     children, more = store().children_page(p["id"], group_type, group_key, _after(), TREE_PAGE)
-    return render("group.html", group=group,
+    count = store().children_count(p["id"], group_type, group_key, COUNT_UP_TO) if (
+        more or _after()) else len(children)
+    return render("group.html", group=group, children_count=count, tree_page=TREE_PAGE,
+                  children_up_to=COUNT_UP_TO,
                   ancestors=list(reversed(ancestors(p["id"], group_type, group_key))),
                   children=children, more=more, after=_after(),
                   flags=flags_for(p["id"], groups={group_type: group_key}))

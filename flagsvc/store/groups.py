@@ -37,6 +37,15 @@ class GroupsMixin:
             (project_id, group_type, key)).fetchone()
         return loads(row[0]) if row else None
 
+    def recent_group_properties(self, project_id: int,
+                                limit: int) -> list[tuple[str, str, dict]]:
+        """(type, key, properties) of the project's `limit` most recently created groups,
+        newest first (a worker's cache prefill, service.py)."""
+        rows = self.conn().execute(
+            "SELECT group_type, group_key, properties FROM groups WHERE project_id = ? "
+            "ORDER BY id DESC LIMIT ?", (project_id, limit))
+        return [(t, k, loads(p)) for t, k, p in rows]
+
     def group_parent(self, project_id: int, group_type: str, key: str) -> tuple[str, str] | None:
         """The parent (type, key) of a group. A parent given without its type is the stored
         group with that key (of another type by preference), looked up now, so a parent
@@ -91,6 +100,22 @@ class GroupsMixin:
                 break
             cursor = (rows[-1][0], rows[-1][1])
         return out[:limit], len(out) > limit
+
+    def children_count(self, project_id: int, group_type: str, key: str,
+                       up_to: int = 10_000) -> int:
+        """How many children a group has (as children_page counts them; typeless parents
+        resolved once per child type), counted up to `up_to` + 1 rows of the parent index:
+        more than `up_to` answers `up_to` + 1, at a bounded cost."""
+        total = 0
+        for t, typeless, n in self.conn().execute(
+                "SELECT group_type, typeless, COUNT(*) FROM (SELECT group_type, "
+                "CASE WHEN parent_type IS NULL THEN 1 ELSE 0 END AS typeless FROM groups "
+                "WHERE project_id = ? AND parent_key = ? AND (parent_type = ? OR parent_type "
+                "IS NULL) LIMIT ?) c GROUP BY group_type, typeless",
+                (project_id, key, group_type, up_to + 1)):
+            if not typeless or self.type_of_key(project_id, key, prefer_not=t) == group_type:
+                total += n
+        return min(total, up_to + 1)
 
     def get_group(self, project_id: int, group_type: str, key: str,
                   events: int = 20, members: int = 100, children: int = 1000
