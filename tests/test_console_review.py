@@ -504,3 +504,18 @@ def test_group_tree_is_paged_and_loaded_a_level_at_a_time(world):
                       "url": "/ui/groups/project/pr-ws1"}]
     assert client.get("/ui/tree?type=project&key=pr-0001").get_json() == {
         "children": [], "next": None}
+
+
+# ------------------------------------------- a user with no project (wt/3's report)
+
+
+def test_a_user_with_no_project_gets_a_403_page_that_still_offers_sign_out(world):
+    store = world["store"]
+    accounts.create_user(store, "nowhere@example.com", "viewer", PASSWORD, projects=[])
+    client, _ = sign_in(world["app"], "nowhere@example.com")
+    for path in ("/ui/", "/ui/groups", "/ui/flags/anything"):
+        r = client.get(path)
+        page = r.get_data(as_text=True)
+        assert r.status_code == 403, (path, r.status_code)
+        assert "you have no project" in page
+        assert 'action="/ui/signout"' in page and 'name="csrf_token"' in page

@@ -93,4 +93,9 @@ def error_page(e: HTTPException) -> tuple[str, int]:
     except SignInNeeded:
         page = render_template("error.html", me=None, code=e.code, title=e.name,
                                message=e.description)
+    except HTTPException:  # signed in with no project: the page still offers sign-out
+        s = session()
+        page = render_template("error.html", me=s["user"], csrf_token=s["csrf_token"],
+                               projects=[], code=e.code, title=e.name,
+                               message=e.description)
     return page, e.code or 500
