@@ -69,8 +69,15 @@ def _driver_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception]
         import psycopg
     except ImportError:
         return (sqlite3.Error,), (sqlite3.OperationalError,), (sqlite3.IntegrityError,)
+    from psycopg import errors as pe
+
+    # class 57 (operator intervention: admin / crash shutdown, cannot connect now) is an
+    # OperationalError already; a read-only transaction (25006: a standby not yet promoted,
+    # default_transaction_read_only) is not, but a retry elsewhere or later cures it too
     return ((sqlite3.Error, psycopg.Error),
-            (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError),
+            (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError,
+             pe.ReadOnlySqlTransaction, pe.AdminShutdown, pe.CrashShutdown,
+             pe.CannotConnectNow),
             (sqlite3.IntegrityError, psycopg.IntegrityError))
 
 
