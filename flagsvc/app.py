@@ -193,7 +193,8 @@ def create_app(config: Mapping[str, Any] | None = None, migrate: bool = True,
     store = open_store(settings, migrate, threads)
     app.extensions["flagsvc"] = FlagService(store, settings["CACHE_SECONDS"],
                                             settings["CACHE_SIZE"], settings["MIN_FREE_BYTES"],
-                                            cache_bytes=settings["CACHE_BYTES"])
+                                            cache_bytes=settings["CACHE_BYTES"],
+                                            prefill=settings["CACHE_PREFILL"])
 
     from .api import admin, capture, decide, definitions, health, ofrep, remote_config
 

@@ -8,7 +8,8 @@ address may hold, what happens when the worker is full or out of file descriptor
   127.0.0.1, ::1; `*`: every peer) are not capped, and the proxy limits its clients.
 - A worker holding `worker_connections` connections makes room by closing the ones that
   have sent nothing yet (oldest first: new connections within their first-byte deadline,
-  then idle kept-alive ones) rather than stop accepting: idle sockets cannot fill it.
+  then idle kept-alive ones), then those still sending their headers after 2 s (408),
+  rather than stop accepting: idle sockets and slowloris cannot fill it.
 - Out of file descriptors (EMFILE): accepting pauses for a moment, the connections wait in
   the listen backlog (gunicorn re-raised and the worker exited with all it held).
 """
@@ -29,6 +30,13 @@ from gunicorn import util
 from .http_conn import BufferedConn, WorkerState
 
 ACCEPT_PAUSE = 0.5  # seconds without accepting after EMFILE/ENFILE (out of descriptors)
+SLOW_HEADERS = 2.0  # a full worker closes connections still sending headers after this
+_SLOW_408_BODY = json.dumps({"code": "request_timeout",
+                             "message": "the server is full and the headers were slow",
+                             "detail": "the server is full and the headers were slow"}).encode()
+_SLOW_408 = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+             % len(_SLOW_408_BODY)) + _SLOW_408_BODY
 _TOO_MANY_BODY = json.dumps({"code": "too_many_connections",
                              "message": "too many connections from this address",
                              "detail": "too many connections from this address"}).encode()
@@ -173,16 +181,34 @@ class Accepting(WorkerState):
             return  # full, but idle connections made way: keep accepting
         super().set_accept_enabled(enabled)
 
+    def sweep_full(self) -> None:
+        """Full and not accepting: look again for connections to close (slowloris ones
+        qualify once they have sent headers for SLOW_HEADERS seconds)."""
+        if self.alive and self.buffering and self.nr_conns >= self.worker_connections \
+                and time.monotonic() >= self._accept_resume:
+            self._make_room()  # gunicorn's loop accepts again once under the limit
+
     def _make_room(self) -> bool:
         """Full (worker_connections): close up to a tenth of the connections that have
-        sent nothing (reading their first byte, then idle kept-alive), oldest first.
-        True if that brought the worker under its limit."""
+        sent nothing (reading their first byte, then idle kept-alive), oldest first; if
+        there are not enough, those still sending their headers after SLOW_HEADERS seconds
+        (a client sends its headers at once; slowloris does not), answered 408. True if
+        that brought the worker under its limit."""
         wanted = max(1, self.worker_connections // 10)
         idle = [c for c in self.reading if not c.got_bytes][:wanted]
         for conn in idle:
             self._evict(conn)
-        for _ in range(min(wanted - len(idle), len(self.keepalived_conns))):
+        closed = len(idle)
+        for _ in range(min(wanted - closed, len(self.keepalived_conns))):
             self._evict_kept(self.keepalived_conns.popleft())
+            closed += 1
+        if closed < wanted:
+            since = time.monotonic() - SLOW_HEADERS
+            slow = [c for c in self.reading if c.started < since and c.framing is not None
+                    and c.framing.header_end is None]  # all of them: the backlog is FIFO
+            for conn in slow:
+                self._send_quietly(conn.sock, _SLOW_408)
+                self._evict(conn)
         return self.nr_conns < self.worker_connections
 
 

@@ -80,6 +80,7 @@ class BufferingWorker(Accepting, RequestReading, AnswerWriting):
         self.sweep_writing(now)
         self.sweep_lingering(now)
         self.prune_addresses(now)
+        self.sweep_full()
 
     def notify(self) -> None:
         """The heartbeat the arbiter watches. A sync worker running one request longer than

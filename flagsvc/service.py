@@ -127,8 +127,11 @@ class FlagService:
     """Cached access to flags and properties for evaluation."""
 
     def __init__(self, store: Store, cache_seconds: float = 0.5, cache_size: int = 100_000,
-                 min_free_bytes: int = 0, cache_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 min_free_bytes: int = 0, cache_bytes: int = DEFAULT_MAX_BYTES,
+                 prefill: int = 0) -> None:
         self.store = store
+        self.prefill = min(prefill, cache_size)  # see _prefill
+        self._prefilled: set[int] = set()
         self.disk = DiskWatch(min_free_bytes)  # can writes succeed? (/readyz)
         self.reader = store.reader(READ_BUSY_TIMEOUT_MS)
         self.cache_seconds = cache_seconds
@@ -273,6 +276,8 @@ class FlagService:
                                 private_keys=keys, salt=salt,
                                 policy=context_policy(project, signing))
                 self._flags[project_id] = fresh
+            if current is None:
+                self._start_prefill(project_id)
         except DatabaseError as e:
             if current is None:
                 raise
@@ -280,6 +285,37 @@ class FlagService:
             self._serving_stale("flag definitions", e)
             return current
         return fresh
+
+    def _start_prefill(self, project_id: int) -> None:
+        if self.prefill <= 0 or project_id in self._prefilled:
+            return
+        self._prefilled.add(project_id)
+        threading.Thread(target=self._prefill, args=(project_id,), daemon=True,
+                         name="flagsvc-prefill").start()
+
+    def _prefill(self, project_id: int, chunk: int = 500) -> None:
+        """Load the project's most recently created groups into the property cache (the
+        `CACHE_PREFILL` setting), oldest first so that the newest are the last evicted.
+        Consistent with the change log as `cached` is: the position is taken before the
+        read, and filling stops as soon as the position moves (an eviction done meanwhile
+        may have been for a set read before it); entries already cached are kept."""
+        try:
+            self.sync_changes()
+            position = self._change_id
+            rows = self.read(self.reader.recent_group_properties, project_id, self.prefill)
+        except DatabaseError:
+            return  # only a warm-up: requests read what they need
+        if position is None:
+            return
+        rows.reverse()
+        for i in range(0, len(rows), chunk):
+            with self._props_lock:  # a chunk at a time: requests are not held up
+                if self._change_id != position:
+                    return
+                for gtype, key, props in rows[i:i + chunk]:
+                    cache_key = ("g", project_id, gtype, key)
+                    if cache_key not in self._props:
+                        self._props.put(cache_key, props)
 
     def forget_tokens(self) -> None:
         """Forget cached token lookups (after a rotation made here)."""

@@ -5,6 +5,8 @@ must be rejected)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -180,11 +182,12 @@ def test_segment_message(msg, expected):
 
 
 def test_segment_group_without_a_type_is_typed_by_the_store():
-    # the stored group with that key, else the project's default type: applied at write time
-    # (tests/test_group_attribution.py), as for an event's bare context.groupId
-    call = formats.segment_call({"type": "group", "groupId": "a"},
-                                opts(default_group_type="account"))
+    # the stored group with that key, else the project's default type: resolved once, at
+    # write time in the transaction (tests/test_group_attribution.py), as for an event's
+    # bare context.groupId — parsing does not know the default type
+    call = formats.segment_call({"type": "group", "groupId": "a"}, opts())
     assert call.group_type is None and call.group_key == "a"
+    assert "default_group_type" not in {f.name for f in dataclasses.fields(Options)}
 
 
 def test_segment_path_type_overrides_the_message_type():

@@ -349,3 +349,15 @@ def test_connections_are_counted_per_ipv4_address_and_ipv6_64(addr, key):
 
     assert address_key(addr, trusted_networks(["127.0.0.1", "::1", "10.0.0.0/8"])) == key
     assert address_key(addr, trusted_networks("*")) is None
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_first_byte_deadline(server):
+    """FLAGSVC_FIRST_BYTE_TIMEOUT (5 s) rather than the header deadline (10 s): idle sockets
+    are let go sooner; one that has started its request keeps the header deadline."""
+    started = time.monotonic()
+    with _from("127.0.0.1", server.port) as idle, _from("127.0.0.1", server.port) as begun:
+        begun.sendall(b"GET /healthz HTTP/1.1\r\n")
+        data, closed = _drain(idle, 9)
+        assert closed and not data and 4 <= time.monotonic() - started < 9
+        data, closed = _drain(begun, 0.5)
+        assert not closed and not data  # still within its 10 s for the headers

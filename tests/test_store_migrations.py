@@ -207,7 +207,7 @@ def test_gunicorn_conf_migrates_in_the_master_before_workers_start(tmp_path, mon
     conf = importlib.import_module("flagsvc.gunicorn_conf")
     try:
         assert not os.path.exists(path)
-        assert conf.workers >= 1 and callable(conf.when_ready)  # still a gunicorn config
+        assert conf.workers >= 1 and conf.worker_class  # still a gunicorn config
         conf.on_starting(None)
         conn = sqlite3.connect(path)
         assert [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")

@@ -72,7 +72,6 @@ def _options(project: dict[str, Any], received_at: float) -> formats.Options:
     policy = privacy.policy_of(project.get("private_properties"))
     return formats.Options(
         received_at=received_at,
-        default_group_type=project.get("default_group_type") or "organization",
         max_future_seconds=config("MAX_FUTURE_SECONDS"),
         max_event_bytes=config("MAX_EVENT_BYTES"),
         max_batch_events=config("MAX_BATCH_EVENTS"),

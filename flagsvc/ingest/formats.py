@@ -81,7 +81,6 @@ class Options:
     """What parsing needs besides the body: the receive time and the project's settings."""
 
     received_at: float
-    default_group_type: str = "organization"
     max_future_seconds: float = 86400.0
     max_event_bytes: int = 1024 * 1024
     max_batch_events: int = 5000

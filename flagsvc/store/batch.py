@@ -17,7 +17,9 @@ from typing import Any
 from ..ingest import privacy
 from ..ingest.model import Call, IngestResult
 from .batch_load import _chunks, _Loading, _Row
+from .concurrent import CHANGES_LOCK, Exclusive
 from .db import LimitExceeded, dumps, loads
+from .group_types import GroupTypeNotAllowed
 from .merge import apply_set, apply_set_once, apply_unset, merge_into
 
 __all__ = ["CHANGES_KEPT", "LAST_SEEN_RESOLUTION", "_Batch", "_Row", "_chunks"]
@@ -29,9 +31,15 @@ LAST_SEEN_RESOLUTION = 60.0
 
 
 class _Batch(_Loading):
-    def __init__(self, store: Any, conn: sqlite3.Connection, project_id: int) -> None:
+    def __init__(self, store: Any, conn: sqlite3.Connection, project_id: int,
+                 shared: bool = False) -> None:
         super().__init__(conn, project_id)
         self.store = store
+        # PostgreSQL, batches in parallel (concurrent.py): stored rows are read FOR UPDATE,
+        # a group type is not created here (Exclusive), the change log is appended in order
+        self.shared = shared
+        if shared:
+            self.lock_rows = " ORDER BY id FOR UPDATE"
         # (id(person row), (group type, key)) -> [first seen, last seen, person row, node]
         self.memberships: dict[tuple[int, tuple[str, str]], list[Any]] = {}
         self.types: dict[str, str] = {}  # group type -> "" if usable, else why not
@@ -59,11 +67,15 @@ class _Batch(_Loading):
         about once per batch and every reference to it is counted as dropped."""
         refused = self.types.get(group_type)
         if refused is None:
+            create = self.creates_types or group_type == self.default_type
             try:
-                self.store.ensure_group_type(
-                    self.conn, self.pid, group_type,
-                    create=self.creates_types or group_type == self.default_type)
+                self.store.ensure_group_type(self.conn, self.pid, group_type,
+                                             create=create and not self.shared)
                 refused = ""
+            except GroupTypeNotAllowed as e:
+                if create:  # a new type's index: under the exclusive lock
+                    raise Exclusive(group_type) from None
+                refused = f"dropped group type {group_type!r}: {e}"
             except (LimitExceeded, ValueError) as e:  # GroupTypeNotAllowed too
                 refused = f"dropped group type {group_type!r}: {e}"
             self.types[group_type] = refused
@@ -200,12 +212,19 @@ class _Batch(_Loading):
 
     # ------------------------------------------------------------ writing
 
-    def _new_ids(self, table: str) -> Iterator[int]:
-        """Ids for the new rows of `table`, queried only when the first is taken. Handed out
-        here (inside the write transaction, under the write lock) so new rows can be
-        inserted with one executemany and referenced at once."""
+    def _new_ids(self, table: str, count: int) -> Iterator[int]:
+        """Ids for the `count` new rows of `table`, handed out here so new rows can be
+        inserted with one executemany and referenced at once: on SQLite MAX(id) + 1 on (the
+        write lock is held), on PostgreSQL from the table's sequence (batches of several
+        nodes insert side by side: concurrent.py)."""
+        if not count:
+            return iter(())
+        if getattr(self.conn, "dialect", None) == "postgresql":
+            return iter([i for (i,) in self.conn.execute(
+                f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
+                "FROM generate_series(1, ?)", (count,))])
         first = self.conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}").fetchone()[0]
-        yield from itertools.count(first)
+        return itertools.count(first)
 
     def write(self, calls: list[Call], payloads: dict[int, str] | None = None) -> None:
         """Write what the batch changed, then the events (`payloads`: their properties
@@ -214,7 +233,8 @@ class _Batch(_Loading):
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
         moves: list[tuple[Any, ...]] = []
-        new_ids = self._new_ids("groups")
+        new_ids = self._new_ids("groups", sum(
+            1 for row in self.groups.values() if row.dirty and row.id is None))
         for (t, k), row in self.groups.items():
             if not row.dirty:
                 continue
@@ -244,8 +264,9 @@ class _Batch(_Loading):
 
         inserts, updates = [], []
         ids: list[tuple[int, str, int]] = []
-        new_ids = self._new_ids("persons")
         people = {id(r): r for r in self.persons.values()}
+        new_ids = self._new_ids("persons", sum(
+            1 for row in people.values() if row.dirty and row.id is None))
         self.inserted_persons = set()
         for row in people.values():
             if not row.dirty:
@@ -327,6 +348,9 @@ class _Batch(_Loading):
             rows += [(self.pid, "person", None, did, self.now) for (did,) in self.conn.execute(
                 "SELECT distinct_id FROM person_distinct_ids WHERE person_id "
                 f"IN ({','.join('?' * len(chunk))})", tuple(chunk))]
+        if rows and self.shared:  # the change log's ids in commit order (concurrent.py)
+            salt = getattr(self.conn, "lock_salt", 0)
+            self.conn.execute("SELECT pg_advisory_xact_lock(?)", (CHANGES_LOCK ^ salt,))
         self.conn.executemany("INSERT INTO changes (project_id, kind, group_type, key, created_at) "
                               "VALUES (?, ?, ?, ?, ?)", rows)
         if rows:  # keep the newest CHANGES_KEPT rows (a reader further behind starts afresh)

@@ -57,6 +57,7 @@ class _Loading:
         self.key_types: dict[str, list[tuple[str, float]]] = {}  # stored types of a key
         self.no_person: set[str] = set()  # distinct ids known to have no stored person
         self.default_type = "organization"  # the project's (set by _Batch)
+        self.lock_rows = ""  # appended to the reads of stored rows (_Batch: FOR UPDATE)
 
     def prefetch(self, calls: list[Call]) -> None:
         """Load every group, ancestor and person the batch touches in a few bulk queries
@@ -105,8 +106,8 @@ class _Loading:
                 rows = self.conn.execute(
                     "SELECT id, group_key, properties, property_ts, created_at, last_seen, "
                     "parent_key, parent_type, parent_ts FROM groups WHERE project_id = ? AND "
-                    f"group_type = ? AND group_key IN ({','.join('?' * len(chunk))})",
-                    (self.pid, t, *chunk))
+                    f"group_type = ? AND group_key IN ({','.join('?' * len(chunk))})"
+                    f"{self.lock_rows}", (self.pid, t, *chunk))
                 for gid, key, props, stamps, created, seen, pkey, ptype, pts in rows:
                     row = _Row(gid, loads(props), loads(stamps), created, seen, pkey, ptype, pts)
                     self.groups[(t, key)] = row
@@ -186,7 +187,8 @@ class _Loading:
             rows = self.conn.execute(
                 "SELECT d.distinct_id, p.id, p.properties, p.property_ts, p.created_at, "
                 "p.last_seen FROM person_distinct_ids d JOIN persons p ON p.id = d.person_id WHERE "
-                f"d.project_id = ? AND d.distinct_id IN ({','.join('?' * len(chunk))})",
+                f"d.project_id = ? AND d.distinct_id IN ({','.join('?' * len(chunk))})"
+                f"{self.lock_rows.replace('id FOR UPDATE', 'p.id FOR UPDATE OF p')}",
                 (self.pid, *chunk))
             for did, pid, props, stamps, created, seen in rows:
                 row = self.person_rows.get(pid)

@@ -144,11 +144,13 @@ def connect(path: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY_TI
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection, write: bool = True) -> Iterator[sqlite3.Connection]:
+def transaction(conn: sqlite3.Connection, write: bool = True,
+                shared: bool = False) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE (or DEFERRED for reads) ... COMMIT, rolled back on any error. On
-    PostgreSQL, BEGIN and the writers' advisory lock (pg.py)."""
+    PostgreSQL, BEGIN and the writers' advisory lock (pg.py; `shared`: in shared mode, for
+    ingestion batches that lock what they touch themselves, concurrent.py)."""
     if getattr(conn, "dialect", None) == "postgresql":
-        with conn.transaction(write):  # type: ignore[attr-defined]
+        with conn.transaction(write, shared):  # type: ignore[attr-defined]
             yield conn
         return
     fd = getattr(conn, "write_lock_fd", None) if write else None

@@ -37,6 +37,15 @@ class GroupsMixin:
             (project_id, group_type, key)).fetchone()
         return loads(row[0]) if row else None
 
+    def recent_group_properties(self, project_id: int,
+                                limit: int) -> list[tuple[str, str, dict]]:
+        """(type, key, properties) of the project's `limit` most recently created groups,
+        newest first (a worker's cache prefill, service.py)."""
+        rows = self.conn().execute(
+            "SELECT group_type, group_key, properties FROM groups WHERE project_id = ? "
+            "ORDER BY id DESC LIMIT ?", (project_id, limit))
+        return [(t, k, loads(p)) for t, k, p in rows]
+
     def group_parent(self, project_id: int, group_type: str, key: str) -> tuple[str, str] | None:
         """The parent (type, key) of a group. A parent given without its type is the stored
         group with that key (of another type by preference), looked up now, so a parent

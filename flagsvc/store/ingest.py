@@ -11,6 +11,7 @@ Retention expires old events a chunk at a time as batches arrive.
 from __future__ import annotations
 
 import copy
+import logging
 import sqlite3
 import time
 from contextlib import nullcontext
@@ -19,15 +20,30 @@ from typing import Any
 from ..ingest import privacy
 from ..ingest.model import Call, IngestResult
 from .batch import CHANGES_KEPT, LAST_SEEN_RESOLUTION, _Batch, _chunks
+from .concurrent import EXPIRE_LOCK, RETRIED, Exclusive, lock_keys, needs_exclusive, take_locks
 from .db import dumps, transaction
 
-# project id, calls, their event properties serialized (see IngestMixin.ingest)
+# project id, calls, their event properties serialized (see IngestMixin.ingest; [] when
+# that is left to the transaction)
 Request = tuple[int, list[Call], list[str]]
 
 __all__ = ["CHANGES_KEPT", "EXPIRE_CHUNK", "LAST_SEEN_RESOLUTION", "IngestMixin", "dedupe_day",
            "dedupe_days"]
 
+log = logging.getLogger("flagsvc")
+
 EXPIRE_CHUNK = 1000  # expired events a batch may delete, at least (twice its size if more)
+
+
+def _pristine(call: Call) -> Call:
+    """A call the batch may resolve in place (a key without its type: `_Batch._bare`,
+    `apply`) as a copy, so that a batch written again under the exclusive lock starts
+    from what was sent."""
+    if call.bare_group is None and not (call.kind == "group" and call.group_type is None):
+        return call
+    twin = copy.copy(call)
+    twin.groups = dict(call.groups)
+    return twin
 
 
 def pipelined(conn: Any) -> Any:
@@ -54,24 +70,42 @@ class IngestMixin:
         Every worker writes its own batches, one short write transaction each (on SQLite
         queued on the database's write lock, db.py): the one way ingestion writes, on both
         backends (a writer process that batched the workers' requests was measured against
-        this and removed: bench/bench_writer.py, bench/RESULTS.md)."""
-        # Event properties serialized before the write lock (the lock is the limit of
-        # ingestion throughput); redone inside it for a project with a privacy policy.
-        request: Request = (project_id, calls, [dumps(c.properties) for c in calls])
+        this and removed: bench/bench_writer.py, bench/RESULTS.md). On PostgreSQL, under the
+        writers' lock in shared mode when the batch allows it: batches of every worker and
+        node are written in parallel (concurrent.py)."""
+        # SQLite: event properties serialized before the write lock (the lock is the limit
+        # of ingestion throughput), redone inside it for a project with a privacy policy.
+        # PostgreSQL has no such lock: serialized once, in the transaction, after scrubbing.
+        pg = getattr(self, "dialect", "sqlite") == "postgresql"
+        request: Request = (project_id, calls, [] if pg else [dumps(c.properties) for c in calls])
         conn = self.conn()
+        if pg and not needs_exclusive([request]):
+            try:
+                with transaction(conn, shared=True):
+                    return self._write_requests(
+                        conn, [(project_id, [_pristine(c) for c in calls], [])], shared=True)[0]
+            except Exclusive:
+                pass
+            except RETRIED:
+                log.info("ingestion batch written again under the exclusive lock",
+                         exc_info=True)
         with transaction(conn):
             return self._write_requests(conn, [request])[0]
 
-    def _write_requests(self, conn: sqlite3.Connection,
-                        requests: list[Request]) -> list[IngestResult]:
+    def _write_requests(self, conn: sqlite3.Connection, requests: list[Request],
+                        shared: bool = False) -> list[IngestResult]:
         """Write requests in the current transaction, one `_Batch` per project; each gets
-        its own result (duplicates, dropped group references, warnings)."""
+        its own result (duplicates, dropped group references, warnings). `shared`: under
+        the writers' lock in shared mode, one project (concurrent.py): the batch's keys are
+        locked first."""
         results = [IngestResult() for _ in requests]
         by_project: dict[int, list[int]] = {}
         for i, (pid, _, _) in enumerate(requests):
             by_project.setdefault(pid, []).append(i)
         for pid, indexes in by_project.items():
-            batch = _Batch(self, conn, pid)
+            if shared:
+                take_locks(conn, lock_keys(pid, [c for i in indexes for c in requests[i][1]]))
+            batch = _Batch(self, conn, pid, shared=shared)
             seen: set[tuple[int, str]] = set()
             payloads: dict[int, str] = {}
             fresh: list[list[Call]] = []
@@ -80,6 +114,7 @@ class IngestMixin:
                 if batch.policy:  # scrubbed copies: a retry must not hash a hash
                     calls = [privacy.scrub_call(copy.copy(c), batch.policy, batch.salt)
                              for c in calls]
+                if batch.policy or len(serialized) != len(calls):  # (PostgreSQL: not yet)
                     serialized = [dumps(c.properties) for c in calls]
                 payloads.update(zip(map(id, calls), serialized, strict=True))
                 fresh.append(self._fresh(conn, pid, calls, results[i], seen))
@@ -94,21 +129,25 @@ class IngestMixin:
                 batch.write(every, payloads)
                 if every:
                     self._expire_events(conn, pid, batch.now, len(every),
-                                        batch.retention_days)
+                                        batch.retention_days, shared)
         return results
 
     @staticmethod
     def _expire_events(conn: sqlite3.Connection, project_id: int, now: float,
-                       added: int, days: int | None) -> None:
+                       added: int, days: int | None, shared: bool = False) -> None:
         """Retention, a little at a time: each batch deletes up to twice as many expired
         events as it adds (at least `EXPIRE_CHUNK`; one index probe when there are none), so
         the events table stays bounded without a separate job and a backlog shrinks.
-        `days`: the project's event_retention_days, as the batch read it."""
+        `days`: the project's event_retention_days, as the batch read it. `shared`: batches
+        in parallel (concurrent.py) — one of them at a time deletes, the others skip it
+        (two deleting the same rows could deadlock on them)."""
         if days is None or days <= 0:
             return
+        salt = getattr(conn, "lock_salt", 0)
+        guard = f"(SELECT pg_try_advisory_xact_lock({EXPIRE_LOCK ^ salt})) AND " if shared else ""
         conn.execute(
-            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE project_id = ? AND "
-            "received_at < ? ORDER BY received_at LIMIT ?)",
+            f"DELETE FROM events WHERE {guard}id IN (SELECT id FROM events WHERE project_id = ? "
+            "AND received_at < ? ORDER BY received_at LIMIT ?)",
             (project_id, now - days * 86400, max(EXPIRE_CHUNK, 2 * added)))
 
     @staticmethod

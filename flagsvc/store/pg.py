@@ -11,11 +11,12 @@ point reads) stay byte-for-byte what they were, with no layer between them and s
 
 Concurrency: a write transaction first takes a transaction-level advisory lock
 (`pg_advisory_xact_lock(WRITE_LOCK)`), the counterpart of SQLite's `BEGIN IMMEDIATE`. Every
-check-then-write of the store (a flag's version check, message-id de-duplication, the
-default project, a group type's index, last-write-wins merging of properties, ids of new
-rows, the change log's commit order) is then atomic across every node of the database, by
-the same argument as on SQLite; unique constraints stay underneath as the backstop. Reads
-never take it (MVCC: decide never waits for a writer).
+check-then-write of the store (a flag's version check, the default project, a group type's
+index, ...) is then atomic across every node of the database, by the same argument as on
+SQLite; unique constraints stay underneath as the backstop. Ingestion batches take it in
+shared mode and make their own check-then-writes atomic per key (concurrent.py), so
+batches of several workers and nodes are written in parallel. Reads never take it (MVCC:
+decide never waits for a writer).
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ from contextlib import contextmanager, suppress
 from importlib import resources
 from typing import Any
 
+import mmh3
 import psycopg
 from psycopg.adapt import Loader
 from psycopg_pool import ConnectionPool
+
+from .pgbulk import bulk_form, run_bulk
 
 WRITE_LOCK = 0x666C6167  # "flag": the writers' advisory lock key
 MIGRATE_LOCK = 0x666C6168  # held while migrating: nodes starting together migrate once
@@ -63,6 +67,14 @@ def connection_deadlines(url: str, connect_timeout: int, statement_timeout: floa
     options = f"{given} -c statement_timeout={ms} -c lock_timeout={ms}".strip()
     return {"connect_timeout": connect_timeout, "tcp_user_timeout": ms + 1000,
             "options": options, **KEEPALIVES}
+
+
+# Advisory locks are the database's, not a schema's: every key flagsvc takes is mixed with
+# its search_path (`lock_salt`), so installations in two schemas of one database (tests,
+# benches, staging beside production) never wait for each other.
+def lock_salt(raw: psycopg.Connection) -> int:
+    path = raw.execute("SELECT current_setting('search_path')").fetchone()
+    return int(mmh3.hash64(str(path[0] if path else ""), signed=True)[0])
 
 
 class _JsonText(Loader):
@@ -209,8 +221,9 @@ class PgConnection:
     dialect = "postgresql"
 
     def __init__(self, raw: psycopg.Connection, on_broken: Any = None,
-                 renew: Any = None) -> None:
+                 renew: Any = None, salt: int = 0) -> None:
         self.raw = raw
+        self.lock_salt = salt  # mixed into every advisory lock key (see lock_salt)
         self._tx: Any = None
         self._on_broken = on_broken  # told when the server goes away under this connection
         self._renew = renew  # (broken connection) -> a fresh one from the pool
@@ -270,8 +283,11 @@ class PgConnection:
         cur = self.raw.cursor()
         with self.waiting():
             try:
-                if rows:
-                    cur.executemany(translate(sql), rows)
+                text = translate(sql)
+                if len(rows) > 1 and (form := bulk_form(sql, text)) is not None:
+                    run_bulk(self.raw, cur, text, form, rows)
+                elif rows:
+                    cur.executemany(text, rows)
             except psycopg.OperationalError as e:
                 self._failed(e)
                 raise
@@ -298,16 +314,17 @@ class PgConnection:
             yield self
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[PgConnection]:
+    def transaction(self, write: bool = True, shared: bool = False) -> Iterator[PgConnection]:
+        """`shared`: the writers' lock in shared mode (ingestion batches, concurrent.py)."""
         try:
-            with self._transaction(write) as conn:
+            with self._transaction(write, shared) as conn:
                 yield conn
         except psycopg.OperationalError as e:  # (COMMIT included)
             self._failed(e)
             raise
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[PgConnection]:
+    def _transaction(self, write: bool, shared: bool) -> Iterator[PgConnection]:
         with self.waiting():  # BEGIN: nothing of the transaction sent yet
             try:
                 tx_cm = self.raw.transaction()
@@ -322,7 +339,9 @@ class PgConnection:
             try:
                 if write:
                     with self.waiting():
-                        self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                        self.raw.execute(
+                            f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}(%s)",
+                            (WRITE_LOCK ^ self.lock_salt,))
                 yield self
             finally:
                 self._tx = None
@@ -417,6 +436,7 @@ class PgPool:
         self._lock = threading.Lock()
         self._all: dict[threading.Thread, PgConnection] = {}
         self._down, self._down_reason, self._probing = False, "", 0
+        self._salt: int | None = None  # lock_salt of this pool's search_path
         # past the server's own deadline (it answers first when it is alive)
         self._watchdog = Watchdog(statement_timeout + WATCHDOG_MARGIN)
 
@@ -438,7 +458,11 @@ class PgPool:
             with self._lock:  # hand back the connections of threads that have ended first
                 for thread in [t for t in self._all if not t.is_alive()]:
                     self._release(self._all.pop(thread), forget=False)
-            conn = PgConnection(self._checkout(), on_broken=self.mark_down, renew=self._renew)
+            raw = self._checkout()
+            if self._salt is None:
+                self._salt = lock_salt(raw)
+            conn = PgConnection(raw, on_broken=self.mark_down, renew=self._renew,
+                                salt=self._salt)
             conn._watch = self._watchdog
             self._local.conn = conn
             with self._lock:
@@ -557,7 +581,7 @@ def migrate(conn: PgConnection) -> list[str]:
         # wait here for the one migrating: no statement or lock deadline in this transaction
         raw.execute("SET LOCAL statement_timeout = 0")
         raw.execute("SET LOCAL lock_timeout = 0")
-        raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK ^ conn.lock_salt,))
         raw.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                     "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
         done = {r[0] for r in raw.execute("SELECT name FROM schema_migrations")}
