@@ -153,7 +153,36 @@ class _Routing:
 _STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def open_store(settings: Mapping[str, Any], migrate: bool = True,
+               threads: int | None = None) -> Store:
+    """The app's store. A worker needs no database to boot: `flagsvc serve` (and
+    gunicorn_conf's on_starting) migrated in the master before forking (`migrate=False`),
+    and where the app migrates itself (tests, `gunicorn wsgi:app`), an unreachable or
+    read-only database is logged and the worker starts degraded -- decide from its caches,
+    writes 503, /readyz 503 -- and recovers by itself when the database is back. (A worker
+    that exited at boot made gunicorn's master give up: "Worker failed to boot".)"""
+    from .store import DatabaseUnavailable, is_postgres
+
+    database = settings["DATABASE"]
+    kwargs: dict[str, Any] = {}
+    if is_postgres(database):
+        kwargs = {"pool_size": settings["PG_POOL_SIZE"] or (threads + 1 if threads else 8),
+                  "statement_timeout": settings["PG_WRITE_TIMEOUT"],
+                  "read_statement_timeout": settings["PG_READ_TIMEOUT"]}
+    store = Store(database, synchronous=settings["SYNCHRONOUS"], migrate_now=False, **kwargs)
+    if migrate:
+        try:
+            store.migrate()
+        except DatabaseUnavailable as e:
+            log.warning("database unavailable at start (%s): serving degraded until it is "
+                        "back", str(e).strip().splitlines()[0] if str(e).strip() else e)
+        finally:
+            store.release()  # the boot thread serves no request: no connection kept
+    return store
+
+
+def create_app(config: Mapping[str, Any] | None = None, migrate: bool = True,
+               threads: int | None = None) -> Flask:
     settings = load_config(config)
     app = _Flask(__name__, static_folder=None)  # /static/ is posthog-js's (remote_config.py)
     app.request_class = _Request
@@ -161,7 +190,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = None  # bodies are limited (after gunzip) in api/body.py
     app.json.sort_keys = False  # type: ignore[attr-defined]
     setup_logging(settings["LOG_LEVEL"])
-    store = Store(settings["DATABASE"], synchronous=settings["SYNCHRONOUS"])
+    store = open_store(settings, migrate, threads)
     app.extensions["flagsvc"] = FlagService(store, settings["CACHE_SECONDS"],
                                             settings["CACHE_SIZE"], settings["MIN_FREE_BYTES"],
                                             cache_bytes=settings["CACHE_BYTES"],

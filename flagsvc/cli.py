@@ -248,7 +248,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_migrate_data(args: argparse.Namespace) -> int:
     """Copy a whole installation into an empty database of either backend, verified."""
-    from .store.copy import copy_database
+    from .store.copy import NOT_COPIED, copy_database
 
     if not is_postgres(args.source) and not os.path.exists(args.source):
         raise CommandError(f"no database at {args.source}")
@@ -264,6 +264,8 @@ def cmd_migrate_data(args: argparse.Namespace) -> int:
     bad = [t for t, a, b in counts if a != b]
     for table, a, b in counts:
         print(f"{table:22} {a:>10} -> {b:>10}{'' if a == b else '  MISMATCH'}")
+    for table, why in NOT_COPIED.items():
+        print(f"{table:22} not copied: {why}")
     print("copied and verified: every table has as many rows in the target as in the source"
           if not bad else f"counts differ for {', '.join(bad)}", file=sys.stderr)
     return 1 if bad else 0

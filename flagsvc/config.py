@@ -94,6 +94,17 @@ SETTINGS = [
             "X-Forwarded-For are believed: HTTPS for the console's Secure cookie, the client's "
             "address for its sign-in limits (the nearest X-Forwarded-For address that is no "
             "trusted proxy). `flagsvc serve --forwarded-allow-ips` sets it."),
+    Setting("PG_READ_TIMEOUT", 2.0,
+            "PostgreSQL: longest a read of the decide path may take, waiting for locks or an "
+            "unresponsive server included (statement_timeout, lock_timeout, "
+            "tcp_user_timeout); past it decide answers from its caches (s).", float),
+    Setting("PG_WRITE_TIMEOUT", 10.0,
+            "PostgreSQL: the same deadline for every other statement (writes, admin reads); "
+            "past it the request answers 503 (s).", float),
+    Setting("PG_POOL_SIZE", 0,
+            "PostgreSQL: most connections of each of a worker's two pools (writes, decide "
+            "reads); 0: the worker's threads + 1 (`flagsvc serve --threads`; 8 under another "
+            "WSGI server).", int),
     Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
     Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
     Setting("METRICS_TOKEN", None,

@@ -66,7 +66,9 @@ class _Gunicorn(BaseApplication):
     def load(self) -> Any:
         from .app import create_app
 
-        return create_app()
+        # the master migrated (cmd_serve) before forking: a worker replaced while the
+        # database is down must boot without it
+        return create_app(migrate=False, threads=self.cfg.threads)
 
 
 def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,

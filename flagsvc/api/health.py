@@ -22,10 +22,14 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """The database answers, is migrated, and can be written (store/disk.py): on a full
-    disk decide still answers but every ingestion fails, so the service is not ready."""
+    disk decide still answers but every ingestion fails, so the service is not ready; nor
+    on a read-only PostgreSQL (a standby not yet promoted)."""
     svc = service()
     try:
         svc.store.conn().execute("SELECT count(*) FROM schema_migrations").fetchone()
+        read_only = svc.store.read_only()
+        if read_only:
+            return jsonify(status="unavailable", code="read_only", message=read_only), 503
         problem = svc.disk.problem(svc.store)
     except DatabaseError as e:
         return jsonify(status="unavailable", code="unavailable", message=str(e)), 503
