@@ -6,9 +6,13 @@ again. One table, so that the worker and the app agree.
 - ingestion (PostHog, Segment, Amplitude, Mixpanel routes): FLAGSVC_MAX_INGEST_BODY_BYTES
   (8 MiB): posthog-python fills a batch until it passes 5 MiB, and one event may be up to
   900 KiB, so a stock client's batch is always a little over 5 MiB;
-- every other route (decide, admin, console, OFREP): FLAGSVC_MAX_BODY_BYTES (5 MiB).
+- the console's pages (/ui): CONSOLE_FORM_BYTES (64 KiB), they only take small forms
+  (sign-in, password, users; the console's JSON goes to /api), and Werkzeug's
+  MAX_FORM_MEMORY_SIZE does not apply to url-encoded forms;
+- every other route (decide, admin, OFREP): FLAGSVC_MAX_BODY_BYTES (5 MiB).
 
-A route that wants its own limit adds a row to ROUTE_LIMITS (path prefixes, setting name).
+A route that wants its own limit adds a row to ROUTE_LIMITS: its path prefixes and a
+setting name (or a number of bytes).
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ from typing import Any
 INGEST_PATHS = ("/batch", "/capture", "/e", "/i/v0/e", "/track", "/engage", "/groups",
                 "/import", "/identify", "/groupidentify", "/v1", "/v2", "/2/httpapi")
 
-# (path prefixes, setting): the first row whose prefix is the path or a parent of it wins.
-ROUTE_LIMITS: list[tuple[tuple[str, ...], str]] = [
+CONSOLE_FORM_BYTES = 64 * 1024
+
+# (path prefixes, setting or bytes): the first row whose prefix is the path or a parent of
+# it wins.
+ROUTE_LIMITS: list[tuple[tuple[str, ...], str | int]] = [
     (INGEST_PATHS, "MAX_INGEST_BODY_BYTES"),
+    (("/ui",), CONSOLE_FORM_BYTES),
 ]
 
 
@@ -30,7 +38,8 @@ class BodyLimits:
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.default = int(settings["MAX_BODY_BYTES"])
-        self.routes = [(prefixes, int(settings[name])) for prefixes, name in ROUTE_LIMITS]
+        self.routes = [(prefixes, limit if isinstance(limit, int) else int(settings[limit]))
+                       for prefixes, limit in ROUTE_LIMITS]
         self.largest = max([self.default, *(limit for _, limit in self.routes)])
 
     def for_path(self, path: str) -> int:
