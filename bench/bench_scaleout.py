@@ -266,14 +266,31 @@ def run(args, lite: str, url: str, bodies: list[bytes], raw_batches: list) -> in
         sqlite_cpu = (sq.cpu_seconds() - before) / max(1, r["requests"]) * 1000
 
         # 2. ingestion vs raw psycopg, and 3. one node vs two
+        # alternating rounds (1 node, 2 nodes, then 2, 1, ...), fresh bodies for each
         raw_before = raw_psycopg(raw_batches, url)
         stored0 = count_pg_events(url)
-        half = len(bodies) // 2
-        ing1, cpu1 = measured([a], lambda: ingest_parallel([a], bodies[:half], args.clients,
-                                                           args.duration))
-        ing2, cpu2 = measured([a, b], lambda: ingest_parallel([a, b], bodies[half:],
-                                                              args.clients, args.duration))
+        share = len(bodies) // (2 * args.rounds)
+        parts = [bodies[i * share:(i + 1) * share] for i in range(2 * args.rounds)]
+        ing: dict[str, list] = {"1": [], "2": []}
+        for rnd in range(args.rounds):
+            order = [("1", [a]), ("2", [a, b])]
+            if rnd % 2:
+                order.reverse()
+            for j, (name, nodes) in enumerate(order):
+                part = parts[2 * rnd + j]
+                res, cpu = measured(nodes, lambda n=nodes, p=part: ingest_parallel(
+                    n, p, args.clients, args.duration))
+                res["cpu_us"] = cpu / max(1, res["ok"] * 100) * 1e6
+                ing[name].append(res)
+                print(f"round {rnd + 1} ingest {name} node(s): {res['rate']:.0f} ev/s, "
+                      f"{res['cpu_us']:.0f} µs CPU/event")
         stored = count_pg_events(url) - stored0
+        ing1 = {"rate": common.median([r["rate"] for r in ing["1"]]),
+                "ok": sum(r["ok"] for r in ing["1"]),
+                "failed": {k: v for r in ing["1"] for k, v in r["failed"].items()}}
+        ing2 = {"rate": common.median([r["rate"] for r in ing["2"]]),
+                "ok": sum(r["ok"] for r in ing["2"]),
+                "failed": {k: v for r in ing["2"] for k, v in r["failed"].items()}}
         raw_after = raw_psycopg(raw_batches, url)
         raw = (raw_before + raw_after) / 2
         print(f"ingest 1 node {ing1['rate']:.0f} ev/s, 2 nodes {ing2['rate']:.0f} ev/s, raw "
@@ -289,8 +306,8 @@ def run(args, lite: str, url: str, bodies: list[bytes], raw_batches: list) -> in
     accepted = (ing1["ok"] + ing2["ok"]) * 100
     lost = accepted - stored
     ing_fail = {**ing1["failed"], **ing2["failed"]}
-    ev_cpu1 = cpu1 / max(1, ing1["ok"] * 100) * 1e6
-    ev_cpu2 = cpu2 / max(1, ing2["ok"] * 100) * 1e6
+    ev_cpu1 = common.median([r["cpu_us"] for r in ing["1"]])
+    ev_cpu2 = common.median([r["cpu_us"] for r in ing["2"]])
     deadlocks, conflicts = dead1[0] - dead0[0], dead1[1] - dead0[1]
     pg_vs_lite = med["pg1"]["rps"] / med["sqlite"]["rps"]
     dec_cost = med["pg2"]["cpu_ms"] / med["pg1"]["cpu_ms"]
@@ -301,7 +318,9 @@ def run(args, lite: str, url: str, bodies: list[bytes], raw_batches: list) -> in
         f"on SQLite, same data (20 flags, {common.N_ORGS} orgs); wrk 1 thread pinned to the last "
         f"CPU, {args.connections} connections (split over the nodes), {args.duration:g} s × "
         f"{args.rounds} alternating rounds; ingestion {args.clients} client threads, 100 PostHog "
-        "events per request (bench_ingest's bodies). CPU: every flagsvc process of the nodes "
+        f"events per request (bench_ingest's bodies), {args.rounds} alternating rounds of "
+        f"{args.duration:g} s each (1 node / 2 nodes), medians; PostgreSQL statistics taken "
+        "after the set-up (ANALYZE). CPU: every flagsvc process of the nodes "
         "+ every PostgreSQL process, from /proc. 2 cores shared by the nodes, PostgreSQL and "
         "the load generators: a second node adds no CPU, so the 2-node rows measure its cost.",
         "",

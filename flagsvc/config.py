@@ -58,9 +58,10 @@ SETTINGS = [
             "does not take at once is dropped with the connection.", int),
     Setting("MAX_CONNECTIONS_PER_ADDRESS", 100,
             "Most connections one client address (an IPv6 /64) may hold to one `flagsvc "
-            "serve` worker: past it that address's oldest idle connection is closed, or "
-            "the new one answered 503. The proxies of FORWARDED_ALLOW_IPS are not capped "
-            "(behind a proxy every client has its address); 0: no cap.", int),
+            "serve` worker: past it that address's oldest idle connection is closed (else "
+            "its oldest still sending a request after 2 s, 408), or the new one gets 503. "
+            "The proxies of FORWARDED_ALLOW_IPS are not capped (behind a proxy every "
+            "client has its address); 0: no cap.", int),
     Setting("MAX_EVENT_BYTES", 1024 * 1024,
             "Largest single event in an ingestion batch (bytes).", int),
     Setting("MAX_BATCH_EVENTS", 5000, "Most events in one ingestion request.", int),

@@ -3,9 +3,11 @@ address may hold, what happens when the worker is full or out of file descriptor
 
 - FLAGSVC_MAX_CONNECTIONS_PER_ADDRESS (per worker; an IPv6 client counts by its /64): a
   connection over it closes that address's oldest connection that has sent nothing yet,
-  or, if all of them are busy, is answered 503 and closed at once. Behind a proxy every
-  client has the proxy's address: the proxies of FLAGSVC_FORWARDED_ALLOW_IPS (default
-  127.0.0.1, ::1; `*`: every peer) are not capped, and the proxy limits its clients.
+  or else its oldest still reading a request after 2 s (408); if all of them are busy
+  (in the app, taking answers, or just begun) it is answered 503 and closed at once.
+  Behind a proxy every client has the proxy's address: the proxies of
+  FLAGSVC_FORWARDED_ALLOW_IPS (default 127.0.0.1, ::1; `*`: every peer) are not capped,
+  and the proxy limits its clients.
 - A worker holding `worker_connections` connections makes room by closing the ones that
   have sent nothing yet (oldest first: new connections within their first-byte deadline,
   then idle kept-alive ones), then those still sending their headers after 2 s (408),
@@ -31,6 +33,8 @@ from .http_conn import BufferedConn, WorkerState
 
 ACCEPT_PAUSE = 0.5  # seconds without accepting after EMFILE/ENFILE (out of descriptors)
 SLOW_HEADERS = 2.0  # a full worker closes connections still sending headers after this
+IDLE_GRACE = 1.0  # a connection that has sent nothing is not closed to make room before this
+#                   (a client's request follows its connect by a moment)
 _SLOW_408_BODY = json.dumps({"code": "request_timeout",
                              "message": "the server is full and the headers were slow",
                              "detail": "the server is full and the headers were slow"}).encode()
@@ -73,8 +77,6 @@ def address_key(addr: Any, uncapped: list[Any] | None = None) -> str | None:
     if uncapped is None or any(ip in network for network in uncapped):
         return None
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
 
@@ -119,15 +121,19 @@ class Accepting(WorkerState):
 
     def _admit(self, key: str) -> bool:
         """Under the cap, or at it with a connection of that address that has sent nothing
-        (waiting for its first byte, or idle kept alive): that one is closed to make way,
-        so that a client sharing an address with an idle flood still gets in."""
+        (waiting for its first byte, or idle kept alive), or else one still reading its
+        request after SLOW_HEADERS seconds (answered 408): the oldest such is closed to make
+        way, so that a client sharing an address with a flood of idle or slow connections
+        (a NAT, docker's port proxy) still gets in."""
         held = self.by_address.get(key)
         if held is None or len(held) < self.per_address:
             return True
         held.difference_update([c for c in held if c.sock.fileno() < 0])  # closed since
         if len(held) < self.per_address:
             return True
-        idle = [c for c in held if c in self.reading and not c.got_bytes]
+        now = time.monotonic()
+        idle = [c for c in held if c in self.reading and not c.got_bytes
+                and c.started < now - IDLE_GRACE]
         if idle:
             self._evict(min(idle, key=lambda c: c.started))
             return True
@@ -135,6 +141,12 @@ class Accepting(WorkerState):
         if kept:
             self.keepalived_conns.remove(kept[0])
             self._evict_kept(kept[0])
+            return True
+        slow = [c for c in held if c in self.reading and c.started < now - SLOW_HEADERS]
+        if slow:  # one client behind a NAT or docker's proxy trickling requests: its oldest
+            victim = min(slow, key=lambda c: c.started)
+            self._send_quietly(victim.sock, _SLOW_408)
+            self._evict(victim)
             return True
         return False
 
@@ -195,7 +207,8 @@ class Accepting(WorkerState):
         (a client sends its headers at once; slowloris does not), answered 408. True if
         that brought the worker under its limit."""
         wanted = max(1, self.worker_connections // 10)
-        idle = [c for c in self.reading if not c.got_bytes][:wanted]
+        young = time.monotonic() - IDLE_GRACE
+        idle = [c for c in self.reading if not c.got_bytes and c.started < young][:wanted]
         for conn in idle:
             self._evict(conn)
         closed = len(idle)

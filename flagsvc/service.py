@@ -305,8 +305,9 @@ class FlagService:
             self.sync_changes()
             position = self._change_id
             rows = self.read(self.reader.recent_group_properties, project_id, self.prefill)
-        except DatabaseError:
-            return  # only a warm-up: requests read what they need
+        except Exception:  # noqa: BLE001 (only a warm-up: requests read what they need)
+            log.debug("cache prefill of project %s skipped", project_id, exc_info=True)
+            return
         if position is None:
             return
         rows.reverse()
