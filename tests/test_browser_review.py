@@ -62,3 +62,98 @@ def test_condition_bucket_by_and_hash_namespace_are_shown_and_counted(browser, c
     flag = stored(console, "cond-bucket")
     assert flag["conditions"][0]["bucket_by"] == "workspace" and flag["hash_namespace"] is None
     close(page)
+
+
+def confirm_radius(page):
+    page.wait_for_selector("#confirm[open]")
+    page.wait_for_function("document.getElementById('confirm-radius').dataset.state === 'ready'",
+                           timeout=10_000)
+    return page.text_content("#confirm-text"), page.text_content("#confirm-radius")
+
+
+def test_a_flag_deleted_while_edited_says_so_and_offers_restore(browser, console):
+    create(console, {"key": "gone-meanwhile", "bucket_by": "account",
+                     "conditions": [{"properties": [], "rollout_percentage": 100}]})
+    page = signed_in(browser, console, "editor@example.com")
+    open_editor(page, console.url + "/ui/flags/gone-meanwhile")
+    blast_ready(page)
+    page.fill("#f-description", "my edit")
+    r = requests.delete(console.url + "/api/flags/gone-meanwhile", headers=admin(), timeout=10)
+    assert r.status_code == 200, r.text
+    page.click("#save")
+    page.wait_for_selector("#conflict:not([hidden])")
+    assert page.text_content("#conflict-title") == "Someone else deleted this flag"
+    who = page.text_content("#conflict-who")
+    assert "deleted by secret key" in who and " UTC " in who
+    assert page.is_hidden("#conflict-merge") and page.is_hidden("#conflict-review")
+    assert page.is_disabled("#conflict-merge")
+    assert page.locator("#conflict-changes tr").count() == 0
+    assert "restore it first" in page.text_content("#form-status")  # the API's message
+    # restore: asked with the blast radius, then the page of the restored flag
+    page.click("#conflict-restore")
+    text, radius = confirm_radius(page)
+    assert "Restore gone-meanwhile" in text
+    assert "Now: 0 of" in radius and "After this save: 41 of 41" in radius
+    page.click("#confirm-ok")
+    page.wait_for_selector("#save")
+    assert stored(console, "gone-meanwhile")["deleted"] is False
+    close(page)
+
+
+def test_discarding_edits_of_a_deleted_flag_shows_it_deleted(browser, console):
+    create(console, {"key": "gone-discard", "conditions": [{}]})
+    page = signed_in(browser, console, "editor@example.com")
+    open_editor(page, console.url + "/ui/flags/gone-discard")
+    page.fill("#f-name", "renamed")
+    requests.delete(console.url + "/api/flags/gone-discard", headers=admin(), timeout=10)
+    page.click("#save")
+    page.wait_for_selector("#conflict:not([hidden])")
+    page.click("#conflict-theirs")
+    page.wait_for_selector("#deleted-note")
+    page.wait_for_selector("#flag-form[data-ready]")
+    assert page.locator("#save").count() == 0 and page.is_disabled("#f-name")
+    close(page)
+
+
+def test_restore_asks_with_the_blast_radius_and_checks_the_version(browser, console):
+    create(console, {"key": "restore-me", "bucket_by": "account",
+                     "conditions": [{"properties": [], "rollout_percentage": 100}]})
+    requests.delete(console.url + "/api/flags/restore-me", headers=admin(), timeout=10)
+    page = signed_in(browser, console, "editor@example.com")
+    open_editor(page, console.url + "/ui/flags/restore-me")
+    page.click("#restore")
+    _, radius = confirm_radius(page)
+    assert "Now: 0 of 41" in radius and "After this save: 41 of 41" in radius
+    page.click("#confirm-cancel")
+    wait_status(page, "Not restored.")
+    assert stored(console, "restore-me")["deleted"] is True
+    # restored and deleted again by someone else: this page's version is stale
+    requests.post(console.url + "/api/flags/restore-me/restore", headers=admin(), timeout=10)
+    requests.delete(console.url + "/api/flags/restore-me", headers=admin(), timeout=10)
+    page.click("#restore")
+    confirm_radius(page)
+    page.click("#confirm-ok")
+    wait_status(page, "Not restored:")
+    assert stored(console, "restore-me")["version"] == 4
+    close(page)
+
+
+def test_a_second_confirmation_starts_without_the_first_answer(browser, console):
+    create(console, {"key": "escape-no", "bucket_by": "account",
+                     "conditions": [{"properties": [], "rollout_percentage": 50}]})
+    page = signed_in(browser, console, "editor@example.com")
+    open_editor(page, console.url + "/ui/flags/escape-no")
+    page.fill("#c0-rollout", "40")
+    page.click("#save")
+    page.wait_for_selector("#confirm[open]")
+    page.click("#confirm-ok")
+    wait_status(page, "Saved version 2")
+    page.fill("#c0-rollout", "30")
+    page.click("#save")
+    page.wait_for_selector("#confirm[open]")
+    # the last answer is not kept while asking again (a close without a button keeps it)
+    assert page.evaluate("document.getElementById('confirm').returnValue") == ""
+    page.keyboard.press("Escape")
+    wait_status(page, "Not saved.")
+    assert stored(console, "escape-no")["version"] == 2
+    close(page)

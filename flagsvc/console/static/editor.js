@@ -207,6 +207,7 @@
   function ask(lines, yes, radius) {
     const dialog = $("confirm");
     const seq = ++askSeq;
+    dialog.returnValue = "";  // (a close without a button, e.g. Escape, keeps the last one)
     $("confirm-ok").textContent = yes || "Yes, save";
     $("confirm-text").replaceChildren(...lines.map((l) => el("li", {}, l)));
     const box = $("confirm-radius");
@@ -385,8 +386,19 @@
     window.location.assign("/ui/?state=deleted");
   }
 
+  // Restoring switches the flag back on as its last version defined it: asked first, with
+  // the blast radius before (a deleted flag is off for everyone) and after, and saved only
+  // against the version read (If-Match).
   async function restore() {
-    const r = await api("POST", "/api/flags/" + encodeURIComponent(base.key) + "/restore");
+    const after = rulesOf(base);
+    const lines = ["Restore " + base.key + ": it is evaluated again as version " + base.version +
+      " defines it" + (after.active ? "." : " (inactive: false for everyone until switched on).")];
+    if (!(await ask(lines, "Yes, restore", [{...after, active: false}, after]))) {
+      status("Not restored.");
+      return;
+    }
+    const r = await api("POST", "/api/flags/" + encodeURIComponent(base.key) + "/restore",
+      undefined, {"If-Match": String(base.version)});
     if (!r.ok) { status("Not restored: " + errorLines(r.data).join(" · "), "error-text"); return; }
     window.location.reload();
   }
