@@ -157,3 +157,54 @@ def test_a_second_confirmation_starts_without_the_first_answer(browser, console)
     wait_status(page, "Not saved.")
     assert stored(console, "escape-no")["version"] == 2
     close(page)
+
+
+def sign_in_here(page):
+    page.wait_for_selector("#email")
+    page.fill("#email", "editor@example.com")
+    page.fill("#password", shared.PASSWORD)
+    page.click("button[type=submit]")
+
+
+def test_an_edit_survives_an_expired_session(browser, console):
+    create(console, {"key": "kept-edit", "conditions": [{}]})
+    page = signed_in(browser, console, "editor@example.com")
+    open_editor(page, console.url + "/ui/flags/kept-edit")
+    page.fill("#f-name", "edited before expiry")
+    page.context.clear_cookies()  # the session is gone: the save is answered 401
+    page.click("#save")
+    page.wait_for_url("**/ui/signin?next=%2Fui%2Fflags%2Fkept-edit")
+    sign_in_here(page)
+    page.wait_for_url(console.url + "/ui/flags/kept-edit")
+    page.wait_for_selector("#flag-form[data-ready]")
+    assert page.input_value("#f-name") == "edited before expiry"
+    assert "are back in the form" in page.text_content("#form-status")
+    page.click("#save")
+    wait_status(page, "Saved version 2")
+    assert stored(console, "kept-edit")["name"] == "edited before expiry"
+    # signed in again in another tab: this tab's CSRF token is stale; the edit is kept too
+    page.fill("#f-name", "edited after another sign-in")
+    other = page.context.new_page()
+    other.goto(console.url + "/ui/signin")
+    sign_in_here(other)
+    other.wait_for_url(console.url + "/ui/")
+    other.close()
+    page.click("#save")
+    page.wait_for_function("document.getElementById('form-status').textContent"
+                           ".includes('are back in the form')", timeout=10_000)
+    assert page.input_value("#f-name") == "edited after another sign-in"
+    page.click("#save")
+    wait_status(page, "Saved version 3")
+    close(page)
+
+
+def test_the_tree_says_signed_out_rather_than_a_json_error(browser, console):
+    page = signed_in(browser, console, "editor@example.com")
+    page.goto(console.url + "/ui/groups/account/acct-00")
+    page.context.clear_cookies()
+    page.click("button.tree-toggle")
+    page.wait_for_selector("#tree-root li.error")
+    text = page.text_content("#tree-root li.error")
+    assert "signed out — sign in again" in text and "Unexpected token" not in text
+    assert page.get_attribute("#tree-root li.error a", "href").startswith("/ui/signin?next=")
+    close(page)

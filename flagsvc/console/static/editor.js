@@ -33,6 +33,32 @@
     conditions: [{properties: [], rollout_percentage: 100}], variants: [], payloads: {}});
   const payloadText = {};  // variant -> the textarea's text (may not be valid JSON yet)
   for (const [k, v] of Object.entries(initial.payloads)) payloadText[k] = JSON.stringify(v);
+  // An edit kept over a sign-in (a save answered 401, or 403 for a CSRF token a sign-in in
+  // another tab replaced): the draft, the stored version it was edited from, the payload
+  // texts, in this tab's sessionStorage under the flag's address, restored when it reopens.
+  const STASH = "flagsvc-draft:" + window.location.pathname;
+  let restoredNote = null;
+  try {
+    const kept = JSON.parse(window.sessionStorage.getItem(STASH) || "null");
+    window.sessionStorage.removeItem(STASH);
+    if (kept && (!base || !base.deleted) && (!base || (kept.base && kept.base.key === base.key))) {
+      if (base) base = kept.base;  // the version the edit started from: a save meets theirs
+      Object.assign(initial, kept.draft);
+      for (const k of Object.keys(payloadText)) delete payloadText[k];
+      Object.assign(payloadText, kept.payloadText || {});
+      restoredNote = "Your unsaved edits from before you signed in again are back in the form " +
+        "(not saved yet): review them, then save.";
+    } else if (kept) {
+      restoredNote = "Your unsaved edits could not be restored: this flag is deleted.";
+    }
+  } catch (e) { /* no sessionStorage, or not ours: nothing to restore */ }
+  function stash() {
+    try {
+      window.sessionStorage.setItem(STASH, JSON.stringify({base, draft: state.draft,
+        payloadText}));
+      return true;
+    } catch (e) { return false; }
+  }
   // What the form module reads and writes (the draft is replaced when a conflict loads
   // the other version).
   const state = {ed, canEdit, payloadText, draft: initial, changed: () => changed()};
@@ -249,6 +275,16 @@
     const r = base ? await api("PUT", "/api/flags/" + encodeURIComponent(base.key),
       {...flag, version: base.version}) : await api("POST", "/api/flags", flag);
     if (r.status === 409 && base) { await conflict(false, r.data); return; }
+    const csrfGone = r.status === 403 && r.data && /CSRF/.test(r.data.message || "");
+    if (r.status === 401 || csrfGone) {  // signed out (or in again elsewhere): keep the edit
+      const kept = stash();
+      status((r.status === 401 ? "Signed out: your session expired. " : "You signed in again " +
+        "in another tab. ") + (kept ? "Your edits are kept; " : "") + "taking you to sign in…",
+      "error-text");
+      const here = window.location.pathname;
+      window.location.assign(r.status === 401 ? "/ui/signin?next=" + encodeURIComponent(here) : here);
+      return;
+    }
     if (!r.ok) {
       status("Not saved: " + errorLines(r.data).join(" · "), "error-text");
       return;
@@ -419,5 +455,6 @@
   if ($("delete")) $("delete").addEventListener("click", remove);
   if ($("restore")) $("restore").addEventListener("click", restore);
   form.renderAll();
+  if (restoredNote) status(restoredNote, base && base.deleted ? "error-text" : "ok-text");
   flagForm.dataset.ready = "true";  // (tests wait for it before typing)
 })();
