@@ -8,7 +8,8 @@ Deleted filter's pill."""
 from __future__ import annotations
 
 import requests
-from stress.harness import admin
+from segment.analytics import Client
+from stress.harness import API_TOKEN, admin
 
 from tests import test_browser_console as shared
 
@@ -207,4 +208,20 @@ def test_the_tree_says_signed_out_rather_than_a_json_error(browser, console):
     text = page.text_content("#tree-root li.error")
     assert "signed out — sign in again" in text and "Unexpected token" not in text
     assert page.get_attribute("#tree-root li.error a", "href").startswith("/ui/signin?next=")
+    close(page)
+
+
+def test_a_sample_key_of_dots_links_to_its_own_group(browser, console):
+    segment = Client(API_TOKEN, host=console.url, sync_mode=True)
+    segment.group("u7", "..", {"group_type": "workspace", "name": "dots"})
+    create(console, {"key": "dots-sample", "bucket_by": "workspace",
+                     "conditions": [{"properties": [], "rollout_percentage": 100}]})
+    page = signed_in(browser, console, "editor@example.com")
+    open_editor(page, console.url + "/ui/flags/dots-sample")
+    blast_ready(page)
+    link = page.locator("#blast a", has_text="..").filter(has_not_text="ws")
+    assert link.get_attribute("href") == "/ui/group?type=workspace&key=.."
+    link.click()
+    page.wait_for_selector("#group-key")
+    assert page.text_content("#group-key") == ".."
     close(page)

@@ -5,7 +5,7 @@
 // shows what changed meanwhile and merges it with the draft, three ways.
 (function () {
   "use strict";
-  const {el, api, errorLines, groupLink} = window.flagsvc;
+  const {el, api, errorLines, groupLink, personLink} = window.flagsvc;
   const {merge3, audienceChanges} = window.flagsvcMerge;
   const data = JSON.parse(document.getElementById("editor-data").textContent);
   const ed = data.editor;
@@ -164,10 +164,6 @@
         " (" + pct + " %)" + (p.enabled && Object.keys(p.counts).length > 2 ? ": " +
         Object.entries(p.counts).filter(([v]) => v !== "false")
           .map(([v, n]) => label(v) + " " + n).join(", ") : "")};
-  }
-
-  function personLink(id) {
-    return el("a", {href: "/ui/persons/" + encodeURIComponent(id)}, id);
   }
 
   async function runPreview() {
