@@ -88,3 +88,21 @@ def test_links_to_keys_with_slashes_and_dots_open_their_own_page(world):
     listed = hrefs(client.get("/ui/groups?type=account").get_data(as_text=True))
     assert {"/ui/group?type=account&amp;key=..", "/ui/group?type=account&amp;key=.",
             "/ui/group?type=account&amp;key=x%2F..%2Fy", "/ui/groups/account/acme"} <= set(listed)
+
+
+# ---------------------------------------------------------------- the Deleted filter
+
+
+def test_the_deleted_filter_says_deleted_not_active(world):
+    store, pid = world["store"], world["project"]["id"]
+    flag = store.create_flag(pid, {"key": "gone", "active": True, "conditions": [{}]})
+    store.set_flag_deleted(pid, flag["id"], True, None)
+    store.create_flag(pid, {"key": "here", "active": True, "conditions": [{}]})
+    client = sign_in(world["app"])
+    deleted = client.get("/ui/?state=deleted").get_data(as_text=True)
+    row = re.search(r'<a href="/ui/flags/gone">.*?</tr>', deleted, re.S).group(0)
+    assert ">deleted</span>" in row and ">active</span>" not in row
+    assert "/ui/flags/here" not in deleted
+    listed = client.get("/ui/").get_data(as_text=True)
+    row = re.search(r'<a href="/ui/flags/here">.*?</tr>', listed, re.S).group(0)
+    assert ">active</span>" in row
