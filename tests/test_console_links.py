@@ -106,3 +106,27 @@ def test_the_deleted_filter_says_deleted_not_active(world):
     listed = client.get("/ui/").get_data(as_text=True)
     row = re.search(r'<a href="/ui/flags/here">.*?</tr>', listed, re.S).group(0)
     assert ">active</span>" in row
+
+
+# ---------------------------------------------------------------- members paged
+
+
+def test_a_groups_members_are_paged_past_a_hundred_with_their_count(world):
+    store, pid = world["store"], world["project"]["id"]
+    now = time.time()
+    store.ingest(pid, [Call("group", f"big{i}", now - 1000 + (i // 3), distinct_id=f"m{i:03d}",
+                            group_type="account", group_key="big", group_set={})
+                       for i in range(130)])  # (ties in last_seen: three by three)
+    client = sign_in(world["app"])
+    url, seen, pages = "/ui/groups/account/big", [], 0
+    while url:
+        page = client.get(url).get_data(as_text=True)
+        pages += 1
+        assert "130 members" in page
+        members = re.search(r'<ul class="plain" id="members">(.*?)</ul>', page, re.S).group(1)
+        seen += re.findall(r'<a href="/ui/persons/(m\d+)">', members)
+        more = re.search(r'<a id="members-more" href="([^"#]+)', page)
+        url = more.group(1).replace("&amp;", "&") if more else None
+    assert pages == 3 and len(seen) == 130 and set(seen) == {f"m{i:03d}" for i in range(130)}
+    assert seen[0] in {"m129", "m128", "m127"}  # most recently seen first
+    assert client.get("/ui/groups/account/big?members_after=junk").status_code == 200

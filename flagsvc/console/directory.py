@@ -49,6 +49,15 @@ def groups_list() -> str:
                   keys=keys)
 
 
+def _members_after() -> tuple[float, int] | None:
+    """Where a page of members starts (`members_after`, "<last_seen>:<person id>")."""
+    seen, _, person = request.args.get("members_after", "").partition(":")
+    try:
+        return (float(seen), int(person)) if person else None
+    except ValueError:
+        return None
+
+
 def _after() -> tuple[str, str] | None:
     """The (type, key) a page of children starts after (`after_type`, `after_key`)."""
     if "after_key" not in request.args:
@@ -68,14 +77,18 @@ def group_profile(group_type: str, group_key: str) -> str:
     its own opened on demand (tree.js, through group_children), never the whole tree."""
     p = project()
     try:
-        group = store().get_group(p["id"], group_type, group_key, children=0)
+        group = store().get_group(p["id"], group_type, group_key, members=0, children=0)
     except NotFound:
         abort(404, f"no group {group_type}/{group_key} in this project")
     children, more = store().children_page(p["id"], group_type, group_key, _after(), TREE_PAGE)
+    members, more_members = store().members_page(group["id"], _members_after(), PAGE)
+    members_total = store().members_count(group["id"], COUNT_UP_TO)
     count = store().children_count(p["id"], group_type, group_key, COUNT_UP_TO) if (
         more or _after()) else len(children)
     return render("group.html", group=group, children_count=count, tree_page=TREE_PAGE,
-                  here=group_url(group_type, group_key),
+                  here=group_url(group_type, group_key), members=members,
+                  more_members=more_members, members_total=members_total,
+                  members_after=_members_after(), members_page=PAGE,
                   children_up_to=COUNT_UP_TO,
                   ancestors=list(reversed(ancestors(p["id"], group_type, group_key))),
                   children=children, more=more, after=_after(),
