@@ -31,7 +31,13 @@ SETTINGS = [
     Setting("SYNCHRONOUS", "FULL",
             "SQLite synchronous mode: FULL (durable on power loss) or NORMAL."),
     Setting("MAX_BODY_BYTES", 5 * 1024 * 1024,
-            "Largest request body accepted, after gzip decompression (bytes).", int),
+            "Largest request body accepted, after gzip decompression (bytes), on every route "
+            "but ingestion (see MAX_INGEST_BODY_BYTES); over it, 413 from the headers.", int),
+    Setting("MAX_INGEST_BODY_BYTES", 8 * 1024 * 1024,
+            "Largest request body of the ingestion routes (PostHog, Segment, Amplitude, "
+            "Mixpanel), after gzip decompression (bytes): posthog-python fills a batch until "
+            "it passes 5 MiB and an event may be 900 KiB, so its batches are a little over "
+            "5 MiB.", int),
     Setting("HEADER_TIMEOUT", 10.0,
             "Seconds a client has to send a request's headers (`flagsvc serve`): slower "
             "connections are answered 408 and closed before any worker thread sees them.",
