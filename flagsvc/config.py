@@ -24,6 +24,10 @@ SETTINGS = [
     Setting("DATABASE", "./flagsvc.db", "Path of the SQLite database file."),
     Setting("API_TOKEN", None, "Public api token of the default project created on first start."),
     Setting("SECRET_KEY", None, "Secret key of the default project created on first start."),
+    Setting("SECRET_KEY_FILE", None,
+            "Where the default project's generated secret key is written (mode 0600): unset, "
+            "beside the SQLite database, or flagsvc-<database>.secret_key in the working "
+            "directory on PostgreSQL. The Docker image sets /data/flagsvc.secret_key."),
     Setting("SYNCHRONOUS", "FULL",
             "SQLite synchronous mode: FULL (durable on power loss) or NORMAL."),
     Setting("MAX_BODY_BYTES", 5 * 1024 * 1024,
