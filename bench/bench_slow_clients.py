@@ -163,7 +163,7 @@ def main() -> int:
     svc = common.flagsvc_server(db, workers=args.workers, checkout=args.checkout)
     rows = []
     with common.running(svc):
-        workers = len(svc.worker_pids()) - 1  # the ingestion writer is a child too
+        workers = len(svc.worker_pids())  # the master's children are its workers only
         for n in [int(x) for x in args.slow.split(",")]:
             slow = SlowClients(svc.port, n, args.interval).start()
             time.sleep(2.0)  # every slow connection accepted and trickling

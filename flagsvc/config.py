@@ -24,10 +24,20 @@ SETTINGS = [
     Setting("DATABASE", "./flagsvc.db", "Path of the SQLite database file."),
     Setting("API_TOKEN", None, "Public api token of the default project created on first start."),
     Setting("SECRET_KEY", None, "Secret key of the default project created on first start."),
+    Setting("SECRET_KEY_FILE", None,
+            "Where the default project's generated secret key is written (mode 0600): unset, "
+            "beside the SQLite database, or flagsvc-<database>.secret_key in the working "
+            "directory on PostgreSQL. The Docker image sets /data/flagsvc.secret_key."),
     Setting("SYNCHRONOUS", "FULL",
             "SQLite synchronous mode: FULL (durable on power loss) or NORMAL."),
     Setting("MAX_BODY_BYTES", 5 * 1024 * 1024,
-            "Largest request body accepted, after gzip decompression (bytes).", int),
+            "Largest request body accepted, after gzip decompression (bytes), on every route "
+            "but ingestion (see MAX_INGEST_BODY_BYTES); over it, 413 from the headers.", int),
+    Setting("MAX_INGEST_BODY_BYTES", 8 * 1024 * 1024,
+            "Largest request body of the ingestion routes (PostHog, Segment, Amplitude, "
+            "Mixpanel), after gzip decompression (bytes): posthog-python fills a batch until "
+            "it passes 5 MiB and an event may be 900 KiB, so its batches are a little over "
+            "5 MiB.", int),
     Setting("HEADER_TIMEOUT", 10.0,
             "Seconds a client has to send a request's headers (`flagsvc serve`): slower "
             "connections are answered 408 and closed before any worker thread sees them.",
@@ -94,6 +104,17 @@ SETTINGS = [
             "X-Forwarded-For are believed: HTTPS for the console's Secure cookie, the client's "
             "address for its sign-in limits (the nearest X-Forwarded-For address that is no "
             "trusted proxy). `flagsvc serve --forwarded-allow-ips` sets it."),
+    Setting("PG_READ_TIMEOUT", 2.0,
+            "PostgreSQL: longest a read of the decide path may take, waiting for locks or an "
+            "unresponsive server included (statement_timeout, lock_timeout, "
+            "tcp_user_timeout); past it decide answers from its caches (s).", float),
+    Setting("PG_WRITE_TIMEOUT", 10.0,
+            "PostgreSQL: the same deadline for every other statement (writes, admin reads); "
+            "past it the request answers 503 (s).", float),
+    Setting("PG_POOL_SIZE", 0,
+            "PostgreSQL: most connections of each of a worker's two pools (writes, decide "
+            "reads); 0: the worker's threads + 1 (`flagsvc serve --threads`; 8 under another "
+            "WSGI server).", int),
     Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
     Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
     Setting("METRICS_TOKEN", None,

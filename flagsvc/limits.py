@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from .engine.hierarchy import MAX_DEPTH as MAX_HIERARCHY_DEPTH
 from .engine.hierarchy import MAX_STARTS as MAX_INFERENCE_STARTS
 
@@ -27,6 +29,8 @@ MAX_NAME_LENGTH = 200  # an event name
 MAX_PROPERTY_KEY_LENGTH = 400  # one property name
 MAX_PROPERTIES = 1000  # properties in one object (person, one group, an event, a $set ...)
 MAX_FLAG_KEY_LENGTH = 200  # a flag key
+# One property value: a string's characters, or the JSON text of a list / object / number.
+MAX_PROPERTY_VALUE_LENGTH = 8192
 
 # ---------------------------------------------------------------- decide
 
@@ -35,6 +39,8 @@ MAX_FLAG_KEY_LENGTH = 200  # a flag key
 MAX_REQUEST_GROUPS = 10
 MAX_FLAG_KEYS = 1000  # `flag_keys_to_evaluate` entries
 MAX_SIGNATURE_LENGTH = 200  # `$signature`
+# A decide / OFREP request body (bytes, after decompression): a context is a few KiB.
+MAX_DECIDE_BODY_BYTES = 256 * 1024
 
 # ---------------------------------------------------------------- ingestion
 
@@ -42,14 +48,19 @@ MAX_EVENT_NESTING = 64  # levels of nesting of one event
 MAX_EVENT_GROUPS = 10  # group types one event is attributed to ($groups, context.groups)
 MAX_WARNINGS = 20  # warnings listed in one answer (the rest are counted)
 MAX_WARNING_LENGTH = 300  # characters of one warning (and so of the log line listing them)
+# What one stored group or person may hold: a write past these is refused key by key (the
+# key is not stored, a warning says so; the event's other data is kept: store/batch.py).
+MAX_STORED_PROPERTIES = 1000  # property keys of one stored group or person
+MAX_STORED_PROFILE_BYTES = 256 * 1024  # JSON bytes of one stored group's / person's properties
 
 __all__ = [
-    "MAX_EVENT_GROUPS", "MAX_EVENT_NESTING", "MAX_FLAG_KEYS", "MAX_FLAG_KEY_LENGTH",
-    "MAX_GROUP_TYPE_LENGTH",
+    "MAX_DECIDE_BODY_BYTES", "MAX_PROPERTY_VALUE_LENGTH", "MAX_STORED_PROFILE_BYTES",
+    "MAX_STORED_PROPERTIES", "MAX_EVENT_GROUPS", "MAX_EVENT_NESTING", "MAX_FLAG_KEYS",
+    "MAX_FLAG_KEY_LENGTH", "MAX_GROUP_TYPE_LENGTH",
     "MAX_HIERARCHY_DEPTH", "MAX_ID_LENGTH", "MAX_INFERENCE_STARTS", "MAX_NAME_LENGTH",
     "MAX_PROPERTIES", "MAX_PROPERTY_KEY_LENGTH", "MAX_REQUEST_GROUPS", "MAX_SIGNATURE_LENGTH",
     "MAX_WARNINGS", "MAX_WARNING_LENGTH", "LimitError", "call_problem", "check_context",
-    "check_flag_keys", "properties_problem",
+    "check_flag_keys", "properties_problem", "value_length", "values_problem",
 ]
 
 
@@ -78,6 +89,39 @@ def properties_problem(props: Any, where: str) -> LimitError | None:
     return None
 
 
+def value_length(value: Any) -> int:
+    """The size a value counts for against MAX_PROPERTY_VALUE_LENGTH: a string's length, the
+    JSON text's length for anything else (lists and objects, nested), 0 for null/booleans.
+    O(size of the value)."""
+    if value is None or value is True or value is False:
+        return 0
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (int, float)):
+        return 24
+    try:
+        return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    except (TypeError, orjson.JSONEncodeError):
+        return len(repr(value))
+
+
+def values_problem(props: Any, where: str) -> LimitError | None:
+    """The first property value of a claimed properties object over its length limit."""
+    if not props or not (type(props) is dict or isinstance(props, Mapping)):
+        return None
+    for key, value in props.items():
+        if value.__class__ is str:
+            if len(value) <= MAX_PROPERTY_VALUE_LENGTH:
+                continue
+        elif value is None or value.__class__ in (bool, int, float):
+            continue
+        if value_length(value) > MAX_PROPERTY_VALUE_LENGTH:
+            return LimitError(f"{where}.{str(key)[:40]}",
+                              f"the value is longer than {MAX_PROPERTY_VALUE_LENGTH} "
+                              "characters")
+    return None
+
+
 def check_context(distinct_id: Any = None, groups: Any = None, person_properties: Any = None,
                   group_properties: Any = None, signature: Any = None) -> None:
     """Raise LimitError for the first field of an evaluation context over its limit. Cheap
@@ -95,14 +139,16 @@ def check_context(distinct_id: Any = None, groups: Any = None, person_properties
                 raise LimitError(f"groups.{gtype}", f"longer than {MAX_ID_LENGTH} characters")
     if person_properties and (type(person_properties) is dict
                               or isinstance(person_properties, Mapping)):
-        problem = properties_problem(person_properties, "person_properties")
+        problem = (properties_problem(person_properties, "person_properties")
+                   or values_problem(person_properties, "person_properties"))
         if problem is not None:
             raise problem
     if group_properties and (type(group_properties) is dict
                              or isinstance(group_properties, Mapping)):
         _check_types(group_properties, "group_properties", "group types")
         for gtype, props in group_properties.items():
-            problem = properties_problem(props, f"group_properties.{gtype}")
+            problem = (properties_problem(props, f"group_properties.{gtype}")
+                       or values_problem(props, f"group_properties.{gtype}"))
             if problem is not None:
                 raise problem
     if _too_long(signature, MAX_SIGNATURE_LENGTH):

@@ -28,6 +28,8 @@ def default_workers() -> int:
 def _post_worker_init(worker: Any) -> None:
     freeze_gc()
     service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("flagsvc")
+    if service is not None:
+        service.start_warm_up()  # every project's flags and token: decide during an outage
     if (service is not None and service.store.path != ":memory:"
             and service.store.dialect == "sqlite"):
         # One of the workers copies the WAL back in the background (store/checkpoint.py);
@@ -66,7 +68,9 @@ class _Gunicorn(BaseApplication):
     def load(self) -> Any:
         from .app import create_app
 
-        return create_app()
+        # the master migrated (cmd_serve) before forking: a worker replaced while the
+        # database is down must boot without it
+        return create_app(migrate=False, threads=self.cfg.threads)
 
 
 def gunicorn_options(bind: str = "127.0.0.1:8000", workers: int | None = None,

@@ -102,3 +102,40 @@ def test_backup_on_postgresql_names_pg_dump(pg_url, tmp_path, monkeypatch, capsy
     assert main(["backup", str(tmp_path / "copy.db")]) != 0
     err = capsys.readouterr().err
     assert "pg_dump" in err and not (tmp_path / "copy.db").exists()
+
+
+@pytest.mark.parametrize("direction", ["to_postgresql", "to_sqlite"])
+def test_a_target_with_only_a_user_is_refused_in_one_line(tmp_path, pg_url, capsys, direction):
+    """Only `projects` was checked: a target holding one user failed with an IntegrityError
+    traceback halfway through."""
+    src, dst = str(tmp_path / "src.db"), pg_url
+    if direction == "to_sqlite":
+        src, dst = pg_url, str(tmp_path / "dst.db")
+    s = Store(src)
+    _fill(s)
+    s.close()
+    t = Store(dst)
+    t.create_user("ops@example.com", "x", "admin")
+    t.close()
+    assert main(["migrate-data", src, dst]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "not empty" in err and "users: 1 row" in err and len(err.splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_every_table_is_copied_or_named_as_left_behind(tmp_path, pg_url, capsys):
+    from flagsvc.store.copy import NOT_COPIED, schema_tables
+
+    for db in (str(tmp_path / "x.db"), pg_url):
+        s = Store(db)
+        assert schema_tables(s) == set(TABLES) | set(NOT_COPIED)
+        s.close()
+    src = str(tmp_path / "src.db")
+    s = Store(src)
+    _fill(s)
+    s.conn().execute("INSERT INTO sign_in_attempts (email, address, failures, since, "
+                     "expires_at) VALUES ('a@example.com', '10.0.0.1', 3, 0, 9e9)")
+    s.close()
+    assert main(["migrate-data", src, pg_url]) == 0
+    out = capsys.readouterr().out
+    assert "sign_in_attempts" in out and "not copied" in out

@@ -1,7 +1,8 @@
-"""Every tool's stock client against a real `flagsvc serve` (gunicorn workers + the ingestion
-writer process): Amplitude (Python and npm), Mixpanel (Python and npm), Segment (npm, bare groupId)
-each describe account > workspace > project with their own group keys; decide with only
-{project} gives the account's bucket (flagsvc.engine's variant_target of the account key)."""
+"""Every tool's stock client against a real `flagsvc serve` (gunicorn's master and its
+workers, each writing its own batches): Amplitude (Python and npm), Mixpanel (Python and
+npm), Segment (npm, bare groupId) each describe account > workspace > project with their own
+group keys; decide with only {project} gives the account's bucket (flagsvc.engine's
+variant_target of the account key)."""
 
 from __future__ import annotations
 

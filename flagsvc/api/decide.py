@@ -13,7 +13,7 @@ from ..contexts import IGNORED_DESCRIPTIONS
 from ..engine import FlagResult
 from ..errors import BadRequest, error_response
 from ..evaluation import Decision, evaluate_request
-from ..limits import LimitError, check_flag_keys
+from ..limits import MAX_DECIDE_BODY_BYTES, LimitError, check_flag_keys
 from ..service import FlagService
 from ..signing import SIGNATURE_FIELD, SIGNATURE_HEADER
 from .body import query_arg, read_object
@@ -126,7 +126,8 @@ class Decide:
 
     def __init__(self, svc: FlagService, settings: dict[str, Any]) -> None:
         self.svc = svc
-        self.limit = settings["MAX_BODY_BYTES"]
+        # (the decide limit, checked before the body is parsed; below the ingestion one)
+        self.limit = min(settings["MAX_BODY_BYTES"], MAX_DECIDE_BODY_BYTES)
         self.origins = settings["CORS_ORIGINS"]
 
     def __call__(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 
 from flask import Blueprint, Response, jsonify, request
@@ -11,6 +12,23 @@ from ..store import DatabaseError
 from .common import config, service
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger("flagsvc.health")
+
+# /readyz is public: it tells the state, not the details (free bytes, a database error's
+# text); those go to the log, once per change.
+_PUBLIC_MESSAGES = {
+    "read_only": "the database is read-only: writes fail",
+    "unavailable": "the database is unavailable",
+    "disk_full": "the database or disk is full or nearly full: writes fail or soon will",
+}
+_last_logged: dict[str, str] = {}
+
+
+def _unavailable(code: str, detail: str) -> tuple[Response, int]:
+    if _last_logged.get(code) != detail:
+        _last_logged[code] = detail
+        log.warning("/readyz: %s (%s)", code, detail)
+    return jsonify(status="unavailable", code=code, message=_PUBLIC_MESSAGES[code]), 503
 
 
 @bp.get("/healthz")
@@ -22,15 +40,21 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """The database answers, is migrated, and can be written (store/disk.py): on a full
-    disk decide still answers but every ingestion fails, so the service is not ready."""
+    disk decide still answers but every ingestion fails, so the service is not ready; nor
+    on a read-only PostgreSQL (a standby not yet promoted). The answer names the state
+    (`code`), not the details, which are logged."""
     svc = service()
     try:
         svc.store.conn().execute("SELECT count(*) FROM schema_migrations").fetchone()
+        read_only = svc.store.read_only()
+        if read_only:
+            return _unavailable("read_only", str(read_only))
         problem = svc.disk.problem(svc.store)
     except DatabaseError as e:
-        return jsonify(status="unavailable", code="unavailable", message=str(e)), 503
+        return _unavailable("unavailable", str(e))
     if problem:
-        return jsonify(status="unavailable", code="disk_full", message=problem), 503
+        return _unavailable("disk_full", problem)
+    _last_logged.clear()
     return jsonify(status="ok"), 200
 
 

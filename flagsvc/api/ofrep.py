@@ -20,7 +20,7 @@ from .. import ofconvention as ofc
 from ..engine import FlagResult
 from ..errors import APIError
 from ..evaluation import evaluate_request
-from ..limits import LimitError
+from ..limits import MAX_DECIDE_BODY_BYTES, LimitError
 from ..signing import SIGNATURE_HEADER
 from .body import read_json
 from .common import add_cors, public_project, service
@@ -87,7 +87,8 @@ def _evaluate(keys: list[str] | None) -> tuple[dict[str, FlagResult], Any]:
     svc = service()
     project = public_project(_token(), svc)
     try:
-        body = read_json(request, current_app.config["FLAGSVC"]["MAX_BODY_BYTES"])
+        body = read_json(request, min(current_app.config["FLAGSVC"]["MAX_BODY_BYTES"],
+                                      MAX_DECIDE_BODY_BYTES))
     except APIError as e:
         if e.status == 413:
             raise

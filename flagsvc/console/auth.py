@@ -145,7 +145,8 @@ def password() -> Response | str:
                 raise ValueError("the two new passwords differ")
             if new == current:
                 raise ValueError("choose a new password, not the one you have now")
-            writes.reset_password(store(), s["user"]["id"], new, keep_session=s["id"])
+            writes.reset_password(store(), s["user"]["id"], new, keep_session=s["id"],
+                                  actor=f"user {s['user']['email']}")  # audited as any change
             return back_to("/ui/")
         except (accounts.SignInRefused, ValueError) as e:
             error = str(e)

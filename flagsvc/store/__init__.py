@@ -72,6 +72,15 @@ class Store(ProjectsMixin, GroupTypesMixin, FlagsMixin, GroupsMixin, IngestMixin
     def conn(self) -> sqlite3.Connection:
         return self._pool.get()
 
+    def read_only(self) -> str | None:
+        """Why the database refuses writes, if it does (PostgreSQL: a standby; /readyz)."""
+        return None
+
+    def release(self) -> None:
+        """This thread is done with the database for now (PostgreSQL: its pooled connection
+        goes back to the pool; SQLite keeps its per-thread connection, which costs nothing
+        on the server)."""
+
     def migrate(self) -> list[str]:
         return migrate(self.conn())
 

@@ -17,6 +17,7 @@ from typing import Any
 from ..ingest import privacy
 from ..ingest.model import Call, IngestResult
 from .batch_load import _chunks, _Loading, _Row
+from .bounds import admit
 from .concurrent import CHANGES_LOCK, Exclusive
 from .db import LimitExceeded, dumps, loads
 from .group_types import GroupTypeNotAllowed
@@ -122,8 +123,11 @@ class _Batch(_Loading):
             self._bare(call)
         person = self.person(call.distinct_id) if call.distinct_id else None
         if person is not None:
-            changed = apply_set(person.properties, person.stamps, call.person_set, ts)
-            changed |= apply_set_once(person.properties, person.stamps, call.person_set_once, ts)
+            warn, who = self.result.warn, f"person {str(call.distinct_id)[:40]!r}"
+            changed = apply_set(person.properties, person.stamps,
+                                admit(person, call.person_set, who, warn), ts)
+            changed |= apply_set_once(person.properties, person.stamps,
+                                      admit(person, call.person_set_once, who, warn), ts)
             changed |= apply_unset(person.properties, person.stamps, call.person_unset, ts)
             person.changed |= changed
             if call.kind != "identify" or changed:
@@ -140,7 +144,9 @@ class _Batch(_Loading):
         gtype = call.group_type or self.default_type
         if call.kind == "group" and call.group_key and self.type_ok(gtype):
             row = self.group(gtype, call.group_key)
-            row.changed |= apply_set(row.properties, row.stamps, call.group_set, ts)
+            traits = admit(row, call.group_set, f"group {gtype}/{call.group_key[:40]}",
+                           self.result.warn)
+            row.changed |= apply_set(row.properties, row.stamps, traits, ts)
             row.changed |= apply_unset(row.properties, row.stamps, call.group_unset, ts)
             if call.parent_key is not None and (row.parent_ts is None or row.parent_ts <= ts):
                 if call.parent_type and not self.type_ok(call.parent_type):
@@ -188,6 +194,7 @@ class _Batch(_Loading):
         # Merge the other person into the target: properties key by key (last write wins,
         # tombstones included), distinct ids, memberships (stored and from this batch).
         merge_into(target.properties, target.stamps, other.properties, other.stamps)
+        target.extra.pop("bytes", None)  # measured again if written to (bounds.py)
         target.changed = True
         target.created_at = min(target.created_at, other.created_at)
         if other.last_seen is not None:

@@ -21,7 +21,9 @@ decide never waits for a writer).
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -38,15 +40,41 @@ from .pgbulk import bulk_form, run_bulk
 
 WRITE_LOCK = 0x666C6167  # "flag": the writers' advisory lock key
 MIGRATE_LOCK = 0x666C6168  # held while migrating: nodes starting together migrate once
+DOWN_SECONDS = 0.5  # while the server is unreachable, one connection attempt this often
+# Deadlines of a statement (statement_timeout, lock_timeout) on the write pool and on the
+# decide path's reader pool (FLAGSVC_PG_WRITE_TIMEOUT / FLAGSVC_PG_READ_TIMEOUT, seconds);
+# the same figure bounds how long sent data may stay unacknowledged (tcp_user_timeout), so an
+# unresponsive server -- one that neither answers nor refuses -- fails requests as
+# DatabaseUnavailable (decide from cache, writes 503) instead of hanging workers until
+# gunicorn kills them.
+WRITE_STATEMENT_SECONDS = 10.0
+READ_STATEMENT_SECONDS = 2.0
+WATCHDOG_MARGIN = 2.0  # s past statement_timeout before the client gives up on the server
+# TCP keepalives: an idle connection to a vanished server is found dead within ~20 s
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
+              "keepalives_count": 3}
+
+
+def connection_deadlines(url: str, connect_timeout: int, statement_timeout: float
+                         ) -> dict[str, Any]:
+    """Connection parameters that bound every wait on the server: connecting, statements,
+    locks (the writers' advisory lock included), unacknowledged sends, idle connections.
+    The URL's own `options` are kept (tests put their search_path there)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    ms = max(int(statement_timeout * 1000), 1)
+    given = str(conninfo_to_dict(url).get("options") or "")
+    options = f"{given} -c statement_timeout={ms} -c lock_timeout={ms}".strip()
+    return {"connect_timeout": connect_timeout, "tcp_user_timeout": ms + 1000,
+            "options": options, **KEEPALIVES}
+
+
 # Advisory locks are the database's, not a schema's: every key flagsvc takes is mixed with
 # its search_path (`lock_salt`), so installations in two schemas of one database (tests,
 # benches, staging beside production) never wait for each other.
-
-
 def lock_salt(raw: psycopg.Connection) -> int:
     path = raw.execute("SELECT current_setting('search_path')").fetchone()
     return int(mmh3.hash64(str(path[0] if path else ""), signed=True)[0])
-DOWN_SECONDS = 0.5  # while the server is unreachable, one connection attempt this often
 
 
 class _JsonText(Loader):
@@ -193,11 +221,24 @@ class PgConnection:
     dialect = "postgresql"
 
     def __init__(self, raw: psycopg.Connection, on_broken: Any = None,
-                 salt: int = 0) -> None:
+                 renew: Any = None, salt: int = 0) -> None:
         self.raw = raw
         self.lock_salt = salt  # mixed into every advisory lock key (see lock_salt)
         self._tx: Any = None
         self._on_broken = on_broken  # told when the server goes away under this connection
+        self._renew = renew  # (broken connection) -> a fresh one from the pool
+        self._watch: Watchdog | None = None  # severs it if a wait outlives the deadline
+
+    def _retry_on_fresh(self, e: psycopg.OperationalError) -> bool:
+        """After a failure where nothing of the caller's work reached the server (BEGIN, a
+        read outside a transaction): if the connection broke (the server restarted since
+        it was last used), swap in a fresh one and say to try once more. Without this every
+        thread's first request after a restart failed (a false 503)."""
+        self._failed(e)
+        if self._renew is None or not (self.raw.broken or self.raw.closed):
+            return False
+        self.raw = self._renew(self.raw)
+        return True
 
     def _failed(self, e: psycopg.Error) -> None:
         if self.raw.broken and self._on_broken is not None:
@@ -209,7 +250,19 @@ class PgConnection:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> PgCursor:
         text, runs = translated(sql)
+        try:
+            return self._execute(text, runs, args)
+        except psycopg.OperationalError as e:
+            # outside a transaction a read can be sent again; a write could have been done
+            if (self._tx is not None or not text.lstrip()[:6].upper() == "SELECT"
+                    or not self._retry_on_fresh(e)):
+                raise
+        return self._execute(text, runs, args)
+
+    def _execute(self, text: str, runs: list[tuple[int, int]], args: Sequence[Any]) -> PgCursor:
         cur = self.raw.cursor()
+        watch = self._watch
+        mine = watch is not None and watch.start(self)
         try:
             # A statement with an IN list runs unnamed, planned for its values: the generic
             # plan of a prepared `project_id = $1 AND day = ANY($2) AND message_id =
@@ -221,27 +274,43 @@ class PgConnection:
         except psycopg.OperationalError as e:
             self._failed(e)
             raise
+        finally:
+            if mine:
+                watch.stop(self)  # type: ignore[union-attr]
 
     def executemany(self, sql: str, rows: Any) -> PgCursor:
         rows = list(rows)
         cur = self.raw.cursor()
-        try:
-            text = translate(sql)
-            if len(rows) > 1 and (form := bulk_form(sql, text)) is not None:
-                run_bulk(self.raw, cur, text, form, rows)
-            elif rows:
-                cur.executemany(text, rows)
-        except psycopg.OperationalError as e:
-            self._failed(e)
-            raise
+        with self.waiting():
+            try:
+                text = translate(sql)
+                if len(rows) > 1 and (form := bulk_form(sql, text)) is not None:
+                    run_bulk(self.raw, cur, text, form, rows)
+                elif rows:
+                    cur.executemany(text, rows)
+            except psycopg.OperationalError as e:
+                self._failed(e)
+                raise
         return PgCursor(cur, False)
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """A stretch during which this thread may wait on the server (nested: the outer
+        one counts): the watchdog severs the connection if it lasts past the deadline."""
+        watch = self._watch
+        mine = watch is not None and watch.start(self)
+        try:
+            yield
+        finally:
+            if mine:
+                watch.stop(self)  # type: ignore[union-attr]
 
     @contextmanager
     def pipeline(self) -> Iterator[PgConnection]:
         """Statements sent without waiting for each answer (psycopg's pipeline mode): an
         ingestion batch's writes cost one round trip instead of one each; a statement whose
         rows are fetched still waits for them."""
-        with self.raw.pipeline():
+        with self.waiting(), self.raw.pipeline():
             yield self
 
     @contextmanager
@@ -256,20 +325,97 @@ class PgConnection:
 
     @contextmanager
     def _transaction(self, write: bool, shared: bool) -> Iterator[PgConnection]:
-        with self.raw.transaction() as tx:
+        with self.waiting():  # BEGIN: nothing of the transaction sent yet
+            try:
+                tx_cm = self.raw.transaction()
+                tx_cm.__enter__()
+            except psycopg.OperationalError as e:
+                if not self._retry_on_fresh(e):
+                    raise
+                tx_cm = self.raw.transaction()
+                tx_cm.__enter__()
+        with _entered(tx_cm, self.waiting) as tx:
             self._tx = tx
             try:
                 if write:
-                    self.raw.execute(f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}"
-                                     "(%s)", (WRITE_LOCK ^ self.lock_salt,))
+                    with self.waiting():
+                        self.raw.execute(
+                            f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}(%s)",
+                            (WRITE_LOCK ^ self.lock_salt,))
                 yield self
             finally:
                 self._tx = None
 
 
+@contextmanager
+def _entered(cm: Any, waiting: Any) -> Iterator[Any]:
+    """The body and exit (COMMIT or ROLLBACK, under `waiting`) of a context manager already
+    entered (psycopg's transaction)."""
+    try:
+        yield cm
+    except BaseException as e:
+        with waiting():
+            if not cm.__exit__(type(e), e, e.__traceback__):
+                raise
+    else:
+        with waiting():
+            cm.__exit__(None, None, None)
+
+
 def _configure(raw: psycopg.Connection) -> None:
     raw.adapters.register_loader("jsonb", _JsonText)
     raw.adapters.register_loader("json", _JsonText)
+
+
+class Watchdog:
+    """The client side of the statement deadline. statement_timeout is enforced by the
+    server and tcp_user_timeout by the kernel when sent data goes unacknowledged; neither
+    ends a wait on a server (or a proxy, or a NAT) that accepts the bytes and never answers.
+    Every thread's stretch of waiting on the server is registered here (a dict insertion);
+    one daemon thread per pool and process looks twice a second and shuts down the socket
+    of a connection waiting past its deadline: the wait ends at once as a broken
+    connection (DatabaseUnavailable), never as a worker hung until gunicorn kills it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._since: dict[PgConnection, float] = {}
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def start(self, conn: PgConnection) -> bool:
+        if conn in self._since:
+            return False  # nested: the outer stretch counts
+        self._since[conn] = time.monotonic()
+        if self._pid != os.getpid():  # first use in this process (after a fork too)
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    threading.Thread(target=self._run, name="flagsvc-pg-watchdog",
+                                     daemon=True).start()
+        return True
+
+    def stop(self, conn: PgConnection) -> None:
+        self._since.pop(conn, None)
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while self._pid == pid:
+            time.sleep(min(0.5, self.seconds / 4))
+            limit = time.monotonic() - self.seconds
+            for conn, since in list(self._since.items()):
+                if since < limit and self._since.get(conn) == since:
+                    self._since.pop(conn, None)
+                    sever(conn.raw)
+
+
+def sever(raw: psycopg.Connection) -> None:
+    """Shut the connection's socket down under whoever waits on it."""
+    with suppress(Exception):
+        sock = socket.socket(fileno=os.dup(raw.fileno()))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
 
 
 class PgPool:
@@ -279,17 +425,20 @@ class PgPool:
     `get`, so a node recovers by itself when the database is back."""
 
     def __init__(self, url: str, max_size: int = 32, timeout: float = 5.0,
-                 connect_timeout: int = 3) -> None:
+                 connect_timeout: int = 3, statement_timeout: float = WRITE_STATEMENT_SECONDS
+                 ) -> None:
         self.url = url
         self.max_size, self.timeout = max_size, timeout
-        self._kwargs = {"autocommit": True, "connect_timeout": connect_timeout,
-                        "application_name": "flagsvc"}
+        self._kwargs = {"autocommit": True, "application_name": "flagsvc",
+                        **connection_deadlines(url, connect_timeout, statement_timeout)}
         self._pool = self._open()
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: dict[threading.Thread, PgConnection] = {}
-        self._down, self._down_reason, self._probed = False, "", 0.0
+        self._down, self._down_reason, self._probing = False, "", 0
         self._salt: int | None = None  # lock_salt of this pool's search_path
+        # past the server's own deadline (it answers first when it is alive)
+        self._watchdog = Watchdog(statement_timeout + WATCHDOG_MARGIN)
 
     def _open(self) -> ConnectionPool:
         return ConnectionPool(self.url, min_size=0, max_size=self.max_size,
@@ -312,11 +461,31 @@ class PgPool:
             raw = self._checkout()
             if self._salt is None:
                 self._salt = lock_salt(raw)
-            conn = PgConnection(raw, on_broken=self.mark_down, salt=self._salt)
+            conn = PgConnection(raw, on_broken=self.mark_down, renew=self._renew,
+                                salt=self._salt)
+            conn._watch = self._watchdog
             self._local.conn = conn
             with self._lock:
                 self._all[threading.current_thread()] = conn
         return conn
+
+    def _renew(self, broken: psycopg.Connection) -> psycopg.Connection:
+        """A fresh connection in place of a broken one (PgConnection._retry_on_fresh): the
+        server may be back already, so probe it now rather than waiting DOWN_SECONDS."""
+        self._putconn(broken)
+        raw = self._getconn(min(self.timeout, 2.0))  # (pool connections are checked)
+        self._down = False
+        return raw
+
+    def release_current(self) -> None:
+        """Hand this thread's connection back to the pool (a thread done with the database,
+        such as the one that booted the worker and migrated)."""
+        conn: PgConnection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.in_transaction:
+            return
+        with self._lock:
+            self._all.pop(threading.current_thread(), None)
+        self._release(conn)
 
     def mark_down(self, reason: str) -> None:
         with self._lock:
@@ -326,32 +495,60 @@ class PgPool:
         """A connection from the pool. Once the server was seen unreachable (a failed
         checkout, a connection that broke), fail at once instead of every request waiting
         out the pool's timeout — decide then serves its caches without delay and writes
-        answer 503 — while one direct connection attempt every DOWN_SECONDS tells when the
-        server is back (then the pool is used again: recovery needs no restart)."""
+        answer 503 — while a background thread tries one direct connection every
+        DOWN_SECONDS and tells when the server is back (then the pool is used again:
+        recovery needs no restart). The attempts are off the request path: through a
+        server that accepts and never answers each would take its connect_timeout."""
         if self._down:
-            with self._lock:
-                probe = time.monotonic() - self._probed >= DOWN_SECONDS
-                if probe:
-                    self._probed = time.monotonic()
-            if not probe:
-                raise psycopg.OperationalError(f"database unreachable: {self._down_reason}")
-            try:
-                psycopg.connect(self.url, connect_timeout=2).close()
-            except psycopg.Error as e:
-                self.mark_down(str(e).strip().splitlines()[0])
-                raise
-            self._down = False
+            self._start_probing()
+            raise psycopg.OperationalError(f"database unreachable: {self._down_reason}")
+        return self._getconn(self.timeout)
+
+    def _getconn(self, timeout: float) -> psycopg.Connection:
         try:
-            return self._pool.getconn()
+            return self._pool.getconn(timeout=timeout)
         except psycopg.OperationalError as e:  # PoolTimeout too
             self.mark_down(str(e))
             raise
 
+    def _start_probing(self) -> None:
+        with self._lock:
+            if self._probing == os.getpid():
+                return
+            self._probing = os.getpid()
+        threading.Thread(target=self._probe, name="flagsvc-pg-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        try:
+            while self._down and not self._pool.closed:
+                time.sleep(DOWN_SECONDS)
+                try:
+                    psycopg.connect(self.url, **{**self._kwargs, "connect_timeout": 2}).close()
+                except psycopg.Error as e:
+                    self._down_reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                    continue
+                # psycopg_pool retries failed connections with growing back-offs, and a
+                # checkout waits behind them: a new pool, so the first request after the
+                # outage gets a connection at once
+                with self._lock:
+                    old, self._pool = self._pool, self._open()
+                    self._down = False
+                threading.Thread(target=old.close, daemon=True).start()
+        finally:
+            self._probing = 0
+
     def _release(self, conn: PgConnection, forget: bool = True) -> None:
         if forget:
             self._local.conn = None
-        with suppress(Exception):
-            self._pool.putconn(conn.raw)
+        self._putconn(conn.raw)
+
+    def _putconn(self, raw: psycopg.Connection) -> None:
+        """Back to the pool, or closed if it came from one replaced since (see _probe)."""
+        try:
+            self._pool.putconn(raw)
+        except Exception:
+            with suppress(Exception):
+                raw.close()
 
     def open_connections(self) -> int:
         with self._lock:
@@ -380,6 +577,10 @@ def migrate(conn: PgConnection) -> list[str]:
     raw = conn.raw
     applied: list[str] = []
     with raw.transaction():
+        # a migration may build an index over millions of rows, and nodes starting together
+        # wait here for the one migrating: no statement or lock deadline in this transaction
+        raw.execute("SET LOCAL statement_timeout = 0")
+        raw.execute("SET LOCAL lock_timeout = 0")
         raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK ^ conn.lock_salt,))
         raw.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                     "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")

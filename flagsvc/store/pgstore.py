@@ -13,7 +13,7 @@ from typing import Any
 
 from . import Store
 from .db import StoreError, dumps
-from .pg import PgConnection, PgPool
+from .pg import READ_STATEMENT_SECONDS, WRITE_STATEMENT_SECONDS, PgConnection, PgPool
 from .pg import migrate as pg_migrate
 
 # How long the decide path waits for a pooled connection before serving stale data (s).
@@ -27,18 +27,38 @@ class PgStore(Store):
 
     def __init__(self, path: str, synchronous: str = "FULL", migrate_now: bool = True,
                  busy_timeout_ms: int | None = None, autocheckpoint_pages: int = 0,
-                 pool_size: int = 32) -> None:
+                 pool_size: int = 32, statement_timeout: float | None = None,
+                 read_statement_timeout: float | None = None) -> None:
         self.path = path
         self.synchronous = synchronous
+        self.pool_size = pool_size
+        self.statement_timeout = statement_timeout or WRITE_STATEMENT_SECONDS
+        self.read_statement_timeout = read_statement_timeout or READ_STATEMENT_SECONDS
         # waiting for a pooled connection: at most 5 s (a write then answers 503)
         timeout = 5.0 if busy_timeout_ms is None else min(max(busy_timeout_ms / 1000, 0.1), 5.0)
-        self._pool = PgPool(path, max_size=pool_size, timeout=timeout)  # type: ignore[assignment]
+        self._pool = PgPool(path, max_size=pool_size, timeout=timeout,  # type: ignore[assignment]
+                            statement_timeout=self.statement_timeout)
         if migrate_now:
             self.migrate()
 
     def reader(self, busy_timeout_ms: int) -> Store:
+        """The decide path's pool: short waits for a connection and short statement
+        deadlines (READ_STATEMENT_SECONDS), so decide falls back on its caches quickly."""
         return PgStore(self.path, self.synchronous, migrate_now=False,
-                       busy_timeout_ms=int(READ_POOL_TIMEOUT * 1000))
+                       busy_timeout_ms=int(READ_POOL_TIMEOUT * 1000), pool_size=self.pool_size,
+                       statement_timeout=self.read_statement_timeout)
+
+    def read_only(self) -> str | None:
+        in_recovery, read_only = self.conn().execute(
+            "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')").fetchone()
+        if in_recovery:
+            return "the database is a standby in recovery: writes are refused until promoted"
+        if read_only == "on":
+            return "the database is read-only (default_transaction_read_only): writes are refused"
+        return None
+
+    def release(self) -> None:
+        self._pool.release_current()  # type: ignore[attr-defined]
 
     def conn(self) -> PgConnection:  # type: ignore[override]
         return self._pool.get()  # type: ignore[return-value]
