@@ -66,7 +66,9 @@ def test_a_flag_deleted_while_edited_says_so_and_offers_restore(browser, console
     who = page.text_content("#conflict-who")
     assert "deleted by secret key" in who and " UTC " in who
     assert page.is_hidden("#conflict-merge") and page.is_hidden("#conflict-review")
-    assert page.is_disabled("#conflict-merge")
+    assert page.is_disabled("#conflict-merge") and page.is_disabled("#save")
+    page.fill("#f-description", "my edit, again")  # an edit meanwhile does not re-enable it
+    assert page.is_disabled("#save")
     assert page.locator("#conflict-changes tr").count() == 0
     assert "restore it first" in page.text_content("#form-status")  # the API's message
     # restore: asked with the blast radius, then the page of the restored flag
