@@ -105,7 +105,7 @@ def resolve_context(policy: ContextPolicy, ctx: Context, signature: Any = None,
                 live = [k for k, expires in policy.signing_keys
                         if expires is None or expires > at]
                 verdict.append(None if verify_context(live, ctx.distinct_id, ctx.groups,
-                                                      signature) else BAD_SIGNATURE)
+                                                      signature, at) else BAD_SIGNATURE)
         return verdict[0]
 
     if policy.require_signed_persons and not trusted and ctx.distinct_id:

@@ -112,3 +112,36 @@ def test_require_signed_persons_needs_a_signing_key(client, h):
     r = client.patch("/api/project", json={"require_signed_persons": True}, headers=h)
     assert r.status_code == 422
     assert "require_signed_persons" in r.get_json()["errors"]
+
+
+# ------------------------------------------------------------ expiring signatures (item 5)
+
+def test_an_expiring_signature_verifies_until_its_expiry_and_old_ones_still_verify():
+    from flagsvc.signing import canonical_context, verify_context
+
+    ctx = ("u1", {"organization": "acme"})
+    forever = sign_context("fsg_k", *ctx)
+    assert ";" not in forever  # the form issued so far is unchanged
+    assert verify_context(["fsg_k"], *ctx, forever, now=4e9)
+    sig = sign_context("fsg_k", *ctx, expires_at=1_000_000.5)
+    assert sig.endswith(";exp=1000000")
+    assert canonical_context(*ctx, 1_000_000) == (
+        b"flagsvc-context-v1-exp\n1000000\nu1\norganization\nacme")
+    assert verify_context(["fsg_k"], *ctx, sig, now=999_999)
+    assert not verify_context(["fsg_k"], *ctx, sig, now=1_000_000)
+    # the expiry is signed: moving it breaks the signature
+    assert not verify_context(["fsg_k"], *ctx, sig.replace("1000000", "2000000"), now=0)
+    assert not verify_context(["fsg_k"], *ctx, sig.split(";")[0], now=0)
+    assert not verify_context(["fsg_k"], *ctx, sig + "x", now=0)
+
+
+def test_decide_refuses_an_expired_signature(client, app_project, h, corp):
+    token = app_project["api_token"]
+    _, _, key = corp
+    patch(client, h, require_signed_persons=True)
+    did = "user1@corp1.com"
+    live = sign_context(key, did, expires_at=time.time() + 3600)
+    assert corp1(client, token, distinct_id=did, **{"$signature": live}) is True
+    dead = sign_context(key, did, expires_at=time.time() - 1)
+    out = decide(client, token, distinct_id=did, **{"$signature": dead})
+    assert out["personIgnored"] == "bad_signature"
