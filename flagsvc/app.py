@@ -10,12 +10,13 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Request, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .config import load_config
 from .errors import APIError, error_response
+from .http_limits import BodyLimits
 from .service import FlagService
 from .store import Store
 
@@ -77,6 +78,18 @@ class _Request(Request):
     @url_rule.setter
     def url_rule(self, rule: Any) -> None:
         self.environ["flagsvc.url_rule"] = rule
+
+    @property
+    def max_content_length(self) -> int | None:
+        """The body limit of this route (http_limits.py), as Werkzeug's form and stream
+        readers check it: a second line behind `flagsvc serve`'s worker, which refuses an
+        over-limit Content-Length before any thread sees it."""
+        limits = current_app.extensions.get("flagsvc.body_limits")
+        return limits.for_path(self.path) if limits is not None else None
+
+    @max_content_length.setter
+    def max_content_length(self, value: int | None) -> None:
+        pass  # the table decides
 
 
 # Werkzeug writes reason phrases in capitals ("400 BAD REQUEST"): the standard ones instead.
@@ -187,7 +200,12 @@ def create_app(config: Mapping[str, Any] | None = None, migrate: bool = True,
     app = _Flask(__name__, static_folder=None)  # /static/ is posthog-js's (remote_config.py)
     app.request_class = _Request
     app.config["FLAGSVC"] = settings
-    app.config["MAX_CONTENT_LENGTH"] = None  # bodies are limited (after gunzip) in api/body.py
+    # Bodies are limited per route (http_limits.py; after gunzip in api/body.py), also for
+    # Werkzeug's readers (_Request.max_content_length); console forms are a few fields.
+    app.extensions["flagsvc.body_limits"] = BodyLimits(settings)
+    app.config["MAX_CONTENT_LENGTH"] = app.extensions["flagsvc.body_limits"].largest
+    app.config["MAX_FORM_MEMORY_SIZE"] = 64 * 1024  # one form field
+    app.config["MAX_FORM_PARTS"] = 100
     app.json.sort_keys = False  # type: ignore[attr-defined]
     setup_logging(settings["LOG_LEVEL"])
     store = open_store(settings, migrate, threads)

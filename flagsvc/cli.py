@@ -301,10 +301,13 @@ def _warn_unused_tokens(store: Store, config: Mapping[str, Any]) -> None:
                   "or point FLAGSVC_DATABASE at a new file.", file=sys.stderr)
 
 
-def secret_key_path(database: str) -> str:
-    """Where a new database's generated secret key is written: beside the database; for a
-    PostgreSQL URL, `flagsvc-<database name>.secret_key` in the working directory (the URL
-    itself may hold a password: it never becomes a file name)."""
+def secret_key_path(database: str, configured: str | None = None) -> str:
+    """Where a new database's generated secret key is written: `configured`
+    (FLAGSVC_SECRET_KEY_FILE) if set; else beside the database; for a PostgreSQL URL,
+    `flagsvc-<database name>.secret_key` in the working directory (the URL itself may hold a
+    password: it never becomes a file name)."""
+    if configured:
+        return os.path.abspath(configured)
     if is_postgres(database):
         from urllib.parse import urlsplit
 
@@ -327,7 +330,7 @@ def announce_default_project(project: dict[str, Any], config: Mapping[str, Any],
     if config.get("SECRET_KEY"):
         print("  secret_key: the one in FLAGSVC_SECRET_KEY", file=out)
         return
-    path = secret_key_path(config["DATABASE"])
+    path = secret_key_path(config["DATABASE"], config.get("SECRET_KEY_FILE"))
     try:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # a deleted database's key: no longer valid
@@ -336,7 +339,8 @@ def announce_default_project(project: dict[str, Any], config: Mapping[str, Any],
             os.fchmod(fh.fileno(), 0o600)
             fh.write(project["secret_key"] + "\n")
     except OSError as e:
-        print(f"  secret_key: could not be written to {path} ({e.strerror or e}); "
+        print(f"  secret_key: could not be written to {path} ({e.strerror or e}); set "
+              "FLAGSVC_SECRET_KEY_FILE to a writable path (or FLAGSVC_SECRET_KEY), and "
               f"`flagsvc project rotate-secret-key {project['id']}` makes a new one",
               file=out)
         return

@@ -24,10 +24,20 @@ SETTINGS = [
     Setting("DATABASE", "./flagsvc.db", "Path of the SQLite database file."),
     Setting("API_TOKEN", None, "Public api token of the default project created on first start."),
     Setting("SECRET_KEY", None, "Secret key of the default project created on first start."),
+    Setting("SECRET_KEY_FILE", None,
+            "Where the default project's generated secret key is written (mode 0600): unset, "
+            "beside the SQLite database, or flagsvc-<database>.secret_key in the working "
+            "directory on PostgreSQL. The Docker image sets /data/flagsvc.secret_key."),
     Setting("SYNCHRONOUS", "FULL",
             "SQLite synchronous mode: FULL (durable on power loss) or NORMAL."),
     Setting("MAX_BODY_BYTES", 5 * 1024 * 1024,
-            "Largest request body accepted, after gzip decompression (bytes).", int),
+            "Largest request body accepted, after gzip decompression (bytes), on every route "
+            "but ingestion (see MAX_INGEST_BODY_BYTES); over it, 413 from the headers.", int),
+    Setting("MAX_INGEST_BODY_BYTES", 8 * 1024 * 1024,
+            "Largest request body of the ingestion routes (PostHog, Segment, Amplitude, "
+            "Mixpanel), after gzip decompression (bytes): posthog-python fills a batch until "
+            "it passes 5 MiB and an event may be 900 KiB, so its batches are a little over "
+            "5 MiB.", int),
     Setting("HEADER_TIMEOUT", 10.0,
             "Seconds a client has to send a request's headers (`flagsvc serve`): slower "
             "connections are answered 408 and closed before any worker thread sees them.",

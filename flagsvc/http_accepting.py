@@ -155,7 +155,6 @@ class Accepting(WorkerState):
         self.reading.pop(conn, None)
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
-        self._forget(conn)
         self._close(conn)
 
     def _evict_kept(self, conn: Any) -> None:

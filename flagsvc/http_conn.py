@@ -15,6 +15,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from .config import load_config
 from .http_framing import Framing
+from .http_limits import BodyLimits
 
 
 class ResponseSink:
@@ -116,7 +117,7 @@ class WorkerState(ThreadWorker):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         settings = load_config()
-        self.body_limit = int(settings["MAX_BODY_BYTES"])
+        self.body_limits = BodyLimits(settings)  # per route (http_limits.py)
         self.header_seconds = float(settings["HEADER_TIMEOUT"])
         self.body_seconds = float(settings["BODY_TIMEOUT"])
         self.first_byte_seconds = float(settings["FIRST_BYTE_TIMEOUT"])
@@ -142,7 +143,11 @@ class WorkerState(ThreadWorker):  # type: ignore[misc]
         raise NotImplementedError
 
     def _close(self, conn: BufferedConn) -> None:
-        """Close a connection none of gunicorn's lists hold."""
+        """Close a connection none of gunicorn's lists hold, and forget the request bytes
+        it held (every close path passes here or through _forget: a client that went away
+        mid-request left its bytes counted in `held`, and after a few hundred of them every
+        upload over 16 KiB got 503 for good)."""
+        self._forget(conn)
         self.nr_conns -= 1
         util.close(conn.sock)
 

@@ -4,11 +4,13 @@ blocking, before a thread sees them; their deadlines and the bytes they may hold
 Deadlines, as a buffering reverse proxy has them: a new connection's first byte within
 FLAGSVC_FIRST_BYTE_TIMEOUT, the headers within FLAGSVC_HEADER_TIMEOUT of its start, the
 body within FLAGSVC_BODY_TIMEOUT after the headers; past one, 408 (or a plain close if
-nothing arrived). A body announced larger than FLAGSVC_MAX_BODY_BYTES is not waited for:
-the app refuses it (413) from the headers. The bytes all unfinished requests of a worker
-hold are capped (FLAGSVC_WORKER_BUFFER_BYTES, with the unsent answers): over it, a request
-that has grown past SMALL_REQUEST (16 KiB) is answered 503 with Retry-After instead of
-being read further, while small ones (decide) still are.
+nothing arrived). A body announced larger than its route's limit (http_limits.py:
+FLAGSVC_MAX_BODY_BYTES, FLAGSVC_MAX_INGEST_BODY_BYTES) is answered 413 from the headers,
+here: neither waited for nor handed to a thread unread (a form route's thread read it
+from the socket: 30 s each, and GBs of memory for a streamed one). The bytes all
+unfinished requests of a worker hold are capped (FLAGSVC_WORKER_BUFFER_BYTES, with the
+unsent answers): over it, a request that has grown past SMALL_REQUEST (16 KiB) is answered
+503 with Retry-After instead of being read further, while small ones (decide) still are.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class RequestReading(WorkerState):
         if not self.buffering or conn.request is not None:
             return super().enqueue_req(conn)
         conn.buf = bytearray(conn.parser.unreader.take_buffered() if conn.parser else b"")
-        conn.framing = Framing(self.body_limit)
+        conn.framing = Framing(self.body_limits.default, self.body_limits.for_path)
         conn.partial = conn.sent_continue = conn.eof = False
         conn.started = time.monotonic()
         conn.got_bytes = bool(conn.buf)
@@ -55,7 +57,6 @@ class RequestReading(WorkerState):
         # one often has its request waiting already (no extra turn of the poller for them).
         if self._receive(conn) and not self._advance(conn):
             if conn.eof:  # closed before its request was whole
-                self._forget(conn)
                 self._close(conn)
                 return None
             self.reading[conn] = None
@@ -126,8 +127,8 @@ class RequestReading(WorkerState):
                 Framing.TOO_LARGE: (431, "request_header_fields_too_large",
                                     f"request headers are over {MAX_HEADER_BYTES} bytes"),
                 Framing.BODY_TOO_LARGE: (413, "payload_too_large",
-                                         f"request body is over the {self.body_limit} "
-                                         "byte limit"),
+                                         f"request body is over the {framing.body_limit}"
+                                         " byte limit of this route"),
                 Framing.BAD: (400, "invalid_body", "the chunked body is malformed"),
                 Framing.BARE_LF: (400, "invalid_request",
                                   "request lines must end with CRLF (a bare LF was sent)"),
@@ -136,7 +137,8 @@ class RequestReading(WorkerState):
             return True
         # The thread's parser takes this request from the bytes; any the client sent after
         # it stay in the parser's buffer, and gunicorn passes them back here (enqueue_req).
-        conn.request, conn.partial = bytes(conn.buf), end == Framing.HAND_OVER
+        conn.partial = end == Framing.HAND_OVER
+        conn.request = bytes(conn.buf) if conn.partial else framing.decoded(conn.buf, end)
         self._forget(conn)
         conn.sock.setblocking(True)
         super().enqueue_req(conn)
@@ -162,7 +164,6 @@ class RequestReading(WorkerState):
                 continue
             self._stop_reading(conn)
             if not conn.buf:
-                self._forget(conn)
                 self._close(conn)
             elif late:
                 self._answer(conn, 408, "request_timeout",

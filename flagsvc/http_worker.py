@@ -36,6 +36,7 @@ from .http_accepting import Accepting, raise_fd_limit
 from .http_conn import ResponseSink
 from .http_reading import RequestReading
 from .http_writing import AnswerWriting
+from .metrics import WORKER_HELD
 
 
 class BufferingWorker(Accepting, RequestReading, AnswerWriting):
@@ -81,6 +82,8 @@ class BufferingWorker(Accepting, RequestReading, AnswerWriting):
         self.sweep_lingering(now)
         self.prune_addresses(now)
         self.sweep_full()
+        if self.buffering:
+            WORKER_HELD.set(self.held + self.unsent)  # /metrics: 0 when idle
 
     def notify(self) -> None:
         """The heartbeat the arbiter watches. A sync worker running one request longer than

@@ -28,6 +28,8 @@ def default_workers() -> int:
 def _post_worker_init(worker: Any) -> None:
     freeze_gc()
     service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("flagsvc")
+    if service is not None:
+        service.start_warm_up()  # every project's flags and token: decide during an outage
     if (service is not None and service.store.path != ":memory:"
             and service.store.dialect == "sqlite"):
         # One of the workers copies the WAL back in the background (store/checkpoint.py);

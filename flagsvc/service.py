@@ -50,6 +50,8 @@ READ_BUSY_TIMEOUT_MS = 200
 PROPERTIES_MAX_AGE = 300.0
 # How often the same "serving stale" warning is logged per worker (s).
 _WARN_EVERY = 5.0
+# Projects whose flags and token a starting worker loads (warm_up): bounded, in the background
+WARM_PROJECTS = 1000
 
 
 @dataclass(slots=True)
@@ -318,6 +320,31 @@ class FlagService:
                     cache_key = ("g", project_id, gtype, key)
                     if cache_key not in self._props:
                         self._props.put(cache_key, props)
+
+    def warm_up(self, max_projects: int = WARM_PROJECTS) -> int:
+        """Load every project's flag set and api token (up to `max_projects`) into the
+        caches, so that this worker answers decide from them during an outage even if it
+        served nothing before (degraded decide used to be per worker: a fresh one answered
+        503). Returns how many projects it loaded; a database error ends it quietly."""
+        done = 0
+        try:
+            for project in self.read(self.reader.list_projects)[:max_projects]:
+                if project.get("api_token"):
+                    self.project_for_token(project["api_token"], "api")
+                self.flag_set(project["id"])
+                done += 1
+        except DatabaseError as e:
+            log.info("warm-up stopped after %d projects: %s", done, e)
+        finally:
+            self.reader.release()  # this thread serves no request: its connections go back
+            self.store.release()
+        return done
+
+    def start_warm_up(self) -> threading.Thread:
+        """`warm_up` in the background (a gunicorn worker's start: flagsvc/server.py)."""
+        thread = threading.Thread(target=self.warm_up, daemon=True, name="flagsvc-warm-up")
+        thread.start()
+        return thread
 
     def forget_tokens(self) -> None:
         """Forget cached token lookups (after a rotation made here)."""

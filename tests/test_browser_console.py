@@ -269,6 +269,9 @@ def test_delete_and_restore_from_the_editor(browser, console):
     open_editor(page, console.url + "/ui/flags/to-delete")
     assert page.locator("#save").count() == 0  # a deleted flag is restored, not edited
     page.click("#restore")
+    page.wait_for_selector("#confirm[open]")  # asked first, with the blast radius
+    assert page.text_content("#confirm-ok") == "Yes, restore"
+    page.click("#confirm-ok")
     page.wait_for_selector("#save")
     assert requests.get(console.url + "/api/flags/to-delete", headers=admin(),
                         timeout=10).json()["deleted"] is False

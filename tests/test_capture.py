@@ -261,7 +261,7 @@ def test_deep_but_valid_json_rejects_the_event_not_the_server(client, store, pid
 def small(db_path):
     """An app with tiny limits."""
     app = create_app({"DATABASE": db_path, "LOG_LEVEL": "WARNING", "MAX_BODY_BYTES": 4000,
-                      "MAX_EVENT_BYTES": 500, "MAX_BATCH_EVENTS": 5})
+                      "MAX_INGEST_BODY_BYTES": 4000, "MAX_EVENT_BYTES": 500, "MAX_BATCH_EVENTS": 5})
     project = app.extensions["flagsvc"].store.create_project("small")
     return app.test_client(), project["api_token"], app.extensions["flagsvc"].store, project["id"]
 

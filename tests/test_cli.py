@@ -319,3 +319,20 @@ def test_serve_on_a_new_database_logs_no_secret_key(tmp_path, gunicorn_conf):
     log = srv.logs()
     assert key.startswith("fsk_") and key not in log and "fsk_" not in log
     assert secret_key_path(srv.db_path) in log
+
+
+def test_the_generated_secret_key_goes_where_secret_key_file_says(tmp_path):
+    """On PostgreSQL the default was the working directory, which the Docker image's user
+    may not write (/app is root's): FLAGSVC_SECRET_KEY_FILE, set to /data there."""
+    from flagsvc.cli import announce_default_project, secret_key_path
+
+    target = tmp_path / "keys" / "flagsvc.secret_key"
+    target.parent.mkdir()
+    config = {"DATABASE": "postgresql://db.internal/flagsvc", "SECRET_KEY_FILE": str(target)}
+    assert secret_key_path(config["DATABASE"], str(target)) == str(target)
+    out = io.StringIO()
+    announce_default_project({"id": 1, "name": "default", "api_token": "phc_x",
+                              "secret_key": "phs_y"}, config, out=out)
+    assert target.read_text().strip() == "phs_y" and str(target) in out.getvalue()
+    dockerfile = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
+    assert "FLAGSVC_SECRET_KEY_FILE=/data/" in dockerfile  # the image's writable volume

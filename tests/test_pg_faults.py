@@ -163,3 +163,32 @@ def test_a_read_only_database_answers_503_on_writes_and_readyz(project, db_path)
         assert r.status_code == 503, r.get_data(as_text=True)
     finally:
         app.extensions["flagsvc"].close()
+
+
+def test_a_worker_that_served_nothing_answers_decide_from_its_warm_up_during_an_outage(
+        store, project, proxy):
+    """Degraded decide was per worker: one that had served nothing before the outage
+    answered 503. A gunicorn worker's start now loads every project's flags and token."""
+    from flagsvc.server import _post_worker_init
+
+    store.create_flag(project["id"], {"key": "everyone", "conditions": [{}]})
+    proxy.up()
+    app = _app(proxy.url)
+
+    class Worker:
+        wsgi = app
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            threads = []
+            svc = app.extensions["flagsvc"]
+            real = svc.start_warm_up
+            mp.setattr(svc, "start_warm_up", lambda: threads.append(real()))
+            _post_worker_init(Worker())
+        threads[0].join(10)
+        proxy.down()
+        r = app.test_client().post("/flags/?v=2", json={"api_key": project["api_token"],
+                                                        "distinct_id": "u"})
+        assert r.status_code == 200 and r.get_json()["flags"]["everyone"]["enabled"]
+    finally:
+        app.extensions["flagsvc"].close()

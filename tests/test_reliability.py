@@ -1,5 +1,7 @@
 """Reliability against a real `flagsvc serve --workers 4` on one SQLite file (issue #5):
-concurrent load, kill -9 crash safety, no lost updates over HTTP, online backups.
+concurrent load, kill -9 crash safety, no lost updates over HTTP, online backups. The tests
+that only speak HTTP to the `server` fixture run on PostgreSQL too (`backends`); those that
+read the SQLite file themselves are `sqlite_only`.
 
 Short versions of tests/stress/*.py (which run the same loops for longer; figures in
 bench/RELIABILITY.md). Every loop is bounded by a deadline and a request count, loopback only.
@@ -32,6 +34,8 @@ from stress.harness import (
     stored_message_ids,
 )
 
+pytestmark = pytest.mark.backends
+
 
 def test_own_gunicorn_command_with_flagsvc_conf_gets_the_checkpointer(tmp_path):
     """`gunicorn -c python:flagsvc.gunicorn_conf wsgi:app`: what `flagsvc serve` adds."""
@@ -49,8 +53,8 @@ def test_own_gunicorn_command_with_flagsvc_conf_gets_the_checkpointer(tmp_path):
 
 
 @pytest.fixture
-def server(tmp_path):
-    srv = Server(str(tmp_path / "flagsvc.db"), workers=4)
+def server(tmp_path, db_path):
+    srv = Server(db_path, workers=4, log_dir=str(tmp_path))
     srv.start()
     yield srv
     srv.stop()
@@ -77,6 +81,7 @@ def _assert_checkpointer_running(db_path):
         os.close(fd)
 
 
+@pytest.mark.sqlite_only
 def test_concurrent_ingestion_edits_and_decide_on_one_file(server):
     """8 s of /batch/ + /v1/batch + If-Match PATCHes + decide on 4 workers: no 5xx, no
     'database is locked' anywhere, every acknowledged event stored (exact set)."""
@@ -214,6 +219,7 @@ def test_concurrent_updates_over_http_exactly_one_wins(server):
         assert updates[0]["after"]["conditions"][0]["rollout_percentage"] == winner
 
 
+@pytest.mark.sqlite_only
 def test_online_backup_during_ingestion_restores_to_a_working_service(server, tmp_path):
     """`flagsvc backup` while batches keep arriving: the copy passes integrity_check, holds
     every event acknowledged before the backup started, and serves decide with the flags."""

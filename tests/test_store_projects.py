@@ -117,7 +117,7 @@ def test_group_types_get_stable_indices_and_a_sixth_is_refused(store, project):
     pid = project["id"]
     names = ["organization", "account", "workspace", "project", "instance"]
     for i, name in enumerate(names):
-        assert store.create_group_type(pid, name) == {"name": name, "index": i}
+        assert store.create_group_type(pid, name) == {"name": name, "index": i, "created": True}
     with pytest.raises(LimitExceeded, match=r"at most 5 group types.*'team'"):
         store.create_group_type(pid, "team")
     assert [(g["name"], g["index"]) for g in store.group_types(pid)] == list(
@@ -132,7 +132,7 @@ def test_group_type_limit_is_per_project(store, project):
     other = store.create_project("other")
     for name in ["a", "b", "c", "d", "e"]:
         store.create_group_type(project["id"], name)
-    assert store.create_group_type(other["id"], "f") == {"name": "f", "index": 0}
+    assert store.create_group_type(other["id"], "f") == {"name": "f", "index": 0, "created": True}
 
 
 @pytest.mark.parametrize("name", ["", "   ", None])

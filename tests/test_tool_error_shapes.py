@@ -26,7 +26,7 @@ LIMIT = 64 * 1024
 
 @pytest.fixture
 def server(db_path):
-    srv = start_live_server(db_path, MAX_BODY_BYTES=LIMIT)
+    srv = start_live_server(db_path, MAX_BODY_BYTES=LIMIT, MAX_INGEST_BODY_BYTES=LIMIT)
     srv.project = srv.store.create_project("errors", ingestion_creates_group_types=True)
     yield srv
     srv.stop()

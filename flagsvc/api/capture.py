@@ -157,7 +157,7 @@ def _reply(base: dict[str, Any], parsed: formats.Parsed, result: IngestResult) -
 @_route(f"/v1/<any({_SEGMENT}):kind>")
 def segment(kind: str) -> dict[str, Any]:
     received = time.time()
-    body = read_json(request, config("MAX_BODY_BYTES"))
+    body = read_json(request, config("MAX_INGEST_BODY_BYTES"))
     token = body.get("writeKey") if isinstance(body, dict) else None
     project = public_project(token or basic_auth_user())
     parsed = _parse(lambda: formats.parse_segment(body, kind, _options(project, received)))
@@ -169,7 +169,7 @@ def segment(kind: str) -> dict[str, Any]:
 @_route("/v2/<any(identify,group,track):kind>")
 def accoil(kind: str) -> dict[str, Any]:
     received = time.time()
-    body = read_json(request, config("MAX_BODY_BYTES"))
+    body = read_json(request, config("MAX_INGEST_BODY_BYTES"))
     token = basic_auth_user()
     if not token and isinstance(body, dict):
         token = body.get("writeKey") or body.get("api_key")
@@ -184,7 +184,7 @@ def accoil(kind: str) -> dict[str, Any]:
 def posthog() -> Any:
     received = time.time()
     try:
-        body = read_json(request, config("MAX_BODY_BYTES"))
+        body = read_json(request, config("MAX_INGEST_BODY_BYTES"))
     except Exception as e:
         if request.path.rstrip("/") != "/batch":
             raise
@@ -273,7 +273,7 @@ def _amplitude_answer(received: float, body_of: Callable[[], Any],
 
 def _amplitude_form() -> Any:
     """/identify and /groupidentify: a form (`api_key`, `identification`) or a JSON body."""
-    data = raw_body(request.environ, config("MAX_BODY_BYTES"))
+    data = raw_body(request.environ, config("MAX_INGEST_BODY_BYTES"))
     if request.mimetype == "application/x-www-form-urlencoded" or data[:8] == b"api_key=":
         form = parse_qs(data.decode("utf-8", "replace"))
         return {k: v[0] for k, v in form.items()}
@@ -283,7 +283,7 @@ def _amplitude_form() -> Any:
 @_route("/2/httpapi")
 def amplitude_httpapi() -> Response:
     received = time.time()
-    return _amplitude_answer(received, lambda: read_json(request, config("MAX_BODY_BYTES")),
+    return _amplitude_answer(received, lambda: read_json(request, config("MAX_INGEST_BODY_BYTES")),
                              None)
 
 
@@ -299,7 +299,7 @@ def amplitude_identify() -> Response:
 def _mixpanel_payload() -> tuple[Any, dict[str, str]]:
     """The decoded `data` (query, form field or whole body) and the form's other fields."""
     fields = {k: v for k, v in request.args.items()}
-    raw = raw_body(request.environ, config("MAX_BODY_BYTES"), form_data=False)
+    raw = raw_body(request.environ, config("MAX_INGEST_BODY_BYTES"), form_data=False)
     if "data" not in fields and raw.strip():
         if request.mimetype == "application/x-www-form-urlencoded" or raw[:5] == b"data=":
             fields.update({k: v[0] for k, v in parse_qs(raw.decode("latin-1")).items()})

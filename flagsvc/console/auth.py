@@ -31,7 +31,7 @@ def _gate() -> Response | None:
         return None
     s = console_session()
     if s is None:
-        return redirect("/ui/signin?next=" + quote(_safe_next(request.full_path)), code=303)
+        return redirect("/ui/signin?next=" + quote(_return_to()), code=303)
     if s["user"]["must_change_password"] and request.endpoint != "console.password" and (
             request.endpoint != "console.signout"):
         return redirect("/ui/password", code=303)
@@ -65,6 +65,19 @@ def _safe_next(target: str | None) -> str:
             any(ord(c) < 32 or ord(c) == 127 for c in target)):  # CR/LF: a header injection
         return "/ui/"
     return target
+
+
+def _return_to() -> str:
+    """Where sign-in leads back to: the page asked for, when it was a GET (or HEAD); after a
+    form post (which a GET of its address would not repeat, a 405 at best) the page the form
+    was on, when the Referer is of this site, else the flags list."""
+    if request.method in ("GET", "HEAD"):
+        return _safe_next(request.full_path)
+    referer = urlparse(request.headers.get("Referer", ""))
+    if referer.netloc != request.host or referer.scheme not in ("http", "https"):
+        return "/ui/"
+    page = _safe_next(referer.path + ("?" + referer.query if referer.query else ""))
+    return page if page != "/ui/signout" else "/ui/"
 
 
 def _same_origin() -> bool:
@@ -132,7 +145,8 @@ def password() -> Response | str:
                 raise ValueError("the two new passwords differ")
             if new == current:
                 raise ValueError("choose a new password, not the one you have now")
-            writes.reset_password(store(), s["user"]["id"], new, keep_session=s["id"])
+            writes.reset_password(store(), s["user"]["id"], new, keep_session=s["id"],
+                                  actor=f"user {s['user']['email']}")  # audited as any change
             return back_to("/ui/")
         except (accounts.SignInRefused, ValueError) as e:
             error = str(e)

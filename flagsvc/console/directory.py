@@ -5,7 +5,6 @@ persons and a person's page. Everything shown was ingested: the templates escape
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from flask import abort, jsonify, request
 from werkzeug.wrappers import Response
@@ -14,7 +13,7 @@ from ..api.directory import json_scalar
 from ..store import NotFound
 from . import bp
 from .data import TREE_PAGE, ancestors, flags_for
-from .views import back_to, project, render, store
+from .views import back_to, group_url, person_url, project, render, store
 
 PAGE = 50
 COUNT_UP_TO = 10_000  # a group's children are counted up to this (then "over 10,000")
@@ -50,6 +49,15 @@ def groups_list() -> str:
                   keys=keys)
 
 
+def _members_after() -> tuple[float, int] | None:
+    """Where a page of members starts (`members_after`, "<last_seen>:<person id>")."""
+    seen, _, person = request.args.get("members_after", "").partition(":")
+    try:
+        return (float(seen), int(person)) if person else None
+    except ValueError:
+        return None
+
+
 def _after() -> tuple[str, str] | None:
     """The (type, key) a page of children starts after (`after_type`, `after_key`)."""
     if "after_key" not in request.args:
@@ -57,8 +65,10 @@ def _after() -> tuple[str, str] | None:
     return request.args.get("after_type", ""), request.args.get("after_key", "")
 
 
-def _group_url(group_type: str, key: str) -> str:
-    return f"/ui/groups/{quote(group_type, safe='')}/{quote(key, safe='')}"
+@bp.get("/group")
+def group_profile_by_query() -> str:
+    """A group's profile at /ui/group?type=&key= (the address of keys like '..')."""
+    return group_profile(request.args.get("type", ""), request.args.get("key", ""))
 
 
 @bp.get("/groups/<group_type>/<path:group_key>")
@@ -67,13 +77,18 @@ def group_profile(group_type: str, group_key: str) -> str:
     its own opened on demand (tree.js, through group_children), never the whole tree."""
     p = project()
     try:
-        group = store().get_group(p["id"], group_type, group_key, children=0)
+        group = store().get_group(p["id"], group_type, group_key, members=0, children=0)
     except NotFound:
         abort(404, f"no group {group_type}/{group_key} in this project")
     children, more = store().children_page(p["id"], group_type, group_key, _after(), TREE_PAGE)
+    members, more_members = store().members_page(group["id"], _members_after(), PAGE)
+    members_total = store().members_count(group["id"], COUNT_UP_TO)
     count = store().children_count(p["id"], group_type, group_key, COUNT_UP_TO) if (
         more or _after()) else len(children)
     return render("group.html", group=group, children_count=count, tree_page=TREE_PAGE,
+                  here=group_url(group_type, group_key), members=members,
+                  more_members=more_members, members_total=members_total,
+                  members_after=_members_after(), members_page=PAGE,
                   children_up_to=COUNT_UP_TO,
                   ancestors=list(reversed(ancestors(p["id"], group_type, group_key))),
                   children=children, more=more, after=_after(),
@@ -89,7 +104,7 @@ def group_children() -> Response:
     group_type, key = request.args.get("type", ""), request.args.get("key", "")
     children, more = store().children_page(p["id"], group_type, key, _after(), TREE_PAGE)
     for c in children:
-        c["url"] = _group_url(c["group_type"], c["group_key"])
+        c["url"] = group_url(c["group_type"], c["group_key"])
     last = children[-1] if children else None
     return jsonify(children=children, next={
         "after_type": last["group_type"], "after_key": last["group_key"]} if (
@@ -104,12 +119,18 @@ def persons_list() -> Response | str:
     if wanted:  # a distinct id asked for: its page, if it exists
         try:
             store().get_person(p["id"], wanted)
-            return back_to("/ui/persons/" + quote(wanted, safe=""))
+            return back_to(person_url(wanted))
         except NotFound:
             pass
     rows, total = store().list_persons(p["id"], limit=PAGE, offset=(page - 1) * PAGE)
     return render("persons.html", rows=rows, total=total, page=page, pages=-(-total // PAGE),
                   q=wanted, missing=bool(wanted))
+
+
+@bp.get("/person")
+def person_page_by_query() -> str:
+    """A person's page at /ui/person?id= (the address of distinct ids like '..')."""
+    return person_page(request.args.get("id", ""))
 
 
 @bp.get("/persons/<path:distinct_id>")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from flask import abort, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -68,6 +69,36 @@ def render(template: str, **context: Any) -> str:
 
 def back_to(path: str) -> Response:
     return redirect(path, code=303)
+
+
+def _path_safe(part: str) -> bool:
+    """Whether an ingested key can be one segment of an address: quoted with safe='' it
+    keeps no '/', but a decoded '/' would split or merge segments, and '.' or '..' (even
+    as %2E%2E) is resolved away by the browser."""
+    return part not in (".", "..") and "/" not in part
+
+
+@bp.app_template_global("group_url")
+def group_url(group_type: str, key: str) -> str:
+    """A group profile's address: /ui/groups/<type>/<key>, or /ui/group?type=&key= for a
+    type or key no path segment can hold."""
+    if _path_safe(group_type) and _path_safe(key):
+        return f"/ui/groups/{quote(group_type, safe='')}/{quote(key, safe='')}"
+    return "/ui/group?" + urlencode({"type": group_type, "key": key})
+
+
+@bp.app_template_global("person_url")
+def person_url(distinct_id: str) -> str:
+    """A person's page: /ui/persons/<id>, or /ui/person?id= (as group_url)."""
+    if _path_safe(distinct_id):
+        return "/ui/persons/" + quote(distinct_id, safe="")
+    return "/ui/person?" + urlencode({"id": distinct_id})
+
+
+@bp.app_template_global("with_args")
+def with_args(url: str, **args: str) -> str:
+    """`url` with more query arguments."""
+    return url + ("&" if "?" in url else "?") + urlencode(args)
 
 
 @bp.app_template_filter("when")

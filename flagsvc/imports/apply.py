@@ -75,7 +75,7 @@ def import_flags(store: Any, project_id: int, raw: Iterable[Any],
     """Check every flag of `raw` (admin API input shape), then write them all or none
     (`Store.import_flags`: through `Store.write_flag`, as single-flag edits); `actor` is who
     the audit log names."""
-    from ..writes import no_cycle  # writes imports this module's caller side
+    from ..writes.flags import live_checks  # writes imports this module's caller side
     done = Applied()
     flags = _loaded(raw, done.problems)
     keys = [f["key"] for f in flags]
@@ -112,7 +112,8 @@ def import_flags(store: Any, project_id: int, raw: Iterable[Any],
         return done
     try:
         written = store.import_flags(project_id, flags, done.group_types,
-                                     check=no_cycle(keys, Conflict), actor=actor)
+                                     check=live_checks(store, project_id, flags, Conflict),
+                                     actor=actor)
     except (Conflict, LimitExceeded) as e:  # a concurrent change: nothing was written
         done.conflict = f"{e} (changed while importing; nothing was written, try again)"
         return done

@@ -61,13 +61,20 @@ class GroupTypesMixin:
 
     def create_group_type(self, project_id: int, name: str,
                           actor: str | None = None) -> dict[str, Any]:
-        """A new group type, audited ("group_type_created") with its `actor`."""
+        """The group type `name`, created and audited ("group_type_created", with its
+        `actor`) unless it exists: `created` says which. The existence check is inside the
+        write transaction, so of concurrent creates of one name exactly one creates and
+        audits it."""
         conn = self.conn()
         with transaction(conn):
+            existed = conn.execute("SELECT idx FROM group_types WHERE project_id = ? AND "
+                                   "name = ?", (project_id, name)).fetchone()
+            if existed:
+                return {"name": name, "index": existed[0], "created": False}
             idx = self.ensure_group_type(conn, project_id, name)
             self._audit_project(conn, project_id, "group_type_created", None,
                                 {"name": name}, actor)
-        return {"name": name, "index": idx}
+        return {"name": name, "index": idx, "created": True}
 
     def _flags_naming(self, project_id: int, name: str) -> list[str]:
         from ..flagcheck import referenced_group_types  # flagcheck imports the store

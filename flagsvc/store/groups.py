@@ -117,6 +117,31 @@ class GroupsMixin:
                 total += n
         return min(total, up_to + 1)
 
+    def members_page(self, group_id: int, after: tuple[float, int] | None = None,
+                     limit: int = 50) -> tuple[list[dict[str, Any]], bool]:
+        """One page of a group's members (get_group's `group["id"]`), most recently seen
+        first, from just after `after` (last_seen, person_id: the `cursor` of a page's last
+        member), and whether more follow: keyset pages, so the 10,000th member is reached
+        a page at a time, never by an offset."""
+        sql = ("SELECT m.person_id, (SELECT distinct_id FROM person_distinct_ids p "
+               "WHERE p.person_id = m.person_id ORDER BY rowid LIMIT 1), m.first_seen, "
+               "m.last_seen FROM memberships m WHERE m.group_id = ?")
+        args: tuple[Any, ...] = (group_id,)
+        if after is not None:
+            sql += " AND (m.last_seen < ? OR (m.last_seen = ? AND m.person_id < ?))"
+            args += (after[0], after[0], after[1])
+        rows = self.conn().execute(sql + " ORDER BY m.last_seen DESC, m.person_id DESC LIMIT ?",
+                                   (*args, limit + 1)).fetchall()
+        return [{"distinct_id": d, "first_seen": f, "last_seen": last, "cursor": (last, pid)}
+                for pid, d, f, last in rows[:limit]], len(rows) > limit
+
+    def members_count(self, group_id: int, up_to: int = 10_000) -> int:
+        """How many members a group has, counted up to `up_to` + 1 (then `up_to` + 1)."""
+        row = self.conn().execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM memberships WHERE group_id = ? LIMIT ?) m",
+            (group_id, up_to + 1)).fetchone()
+        return int(row[0])
+
     def get_group(self, project_id: int, group_type: str, key: str,
                   events: int = 20, members: int = 100, children: int = 1000
                   ) -> dict[str, Any]:

@@ -161,10 +161,11 @@ class ProjectsMixin:
         return value
 
     def update_project(self, project_id: int, actor: str | None = None, group_types: Any = (),
-                       **settings: Any) -> dict[str, Any]:
+                       check: Any = None, **settings: Any) -> dict[str, Any]:
         """Change settings in one transaction (audited as "settings_updated" with the values
         before / after), creating `group_types` in it (a new default_group_type); a new
-        privacy policy rewrites what is stored, in it too."""
+        privacy policy rewrites what is stored, in it too. `check(live_flags)` runs in it
+        first (its exception rolls everything back)."""
         allowed = {"name", "default_group_type", "private_properties", "event_retention_days",
                    "ingestion_creates_group_types", "client_properties", "require_signed_groups",
                    "mixpanel_group_keys", "require_signed_persons"}
@@ -183,6 +184,7 @@ class ProjectsMixin:
         if sets:
             conn = self.conn()
             with transaction(conn):
+                self._check_live(conn, project_id, check)  # type: ignore[attr-defined]
                 for name in group_types:
                     self.ensure_group_type(conn, project_id, name)  # type: ignore[attr-defined]
                 old = _project_row(conn.execute(

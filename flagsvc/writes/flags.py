@@ -66,6 +66,31 @@ def no_cycle(keys: Iterable[str], error: type[Exception] = ValidationFailed) -> 
     return check
 
 
+def live_checks(store: Any, project_id: int, defns: Iterable[Mapping[str, Any]],
+                error: type[Exception] = ValidationFailed) -> Any:
+    """The checks run inside the write transaction: `no_cycle`, and the project's privacy
+    policy as it is then (read on the transaction's connection) — a policy that starts
+    hashing a key the flag matches on, changed by a concurrent request after
+    `check_flag`, refuses the write instead of saving a flag that can no longer match."""
+    from ..ingest import privacy
+
+    defns = list(defns)
+    cycle = no_cycle([d["key"] for d in defns], error)
+
+    def check(live: list[dict[str, Any]]) -> None:
+        cycle(live)
+        project = store.get_project(project_id) or {}
+        keys = privacy.hashed_keys(privacy.policy_of(project.get("private_properties")))
+        for defn in defns:
+            problems = privacy.hashed_key_problems(defn, keys)
+            if problems and error is ValidationFailed:
+                raise ValidationFailed("the flag is not valid",
+                                       errors={k: [m] for k, m in problems.items()})
+            if problems:
+                raise error(f"flag {defn['key']}: {next(iter(problems.values()))}")
+    return check
+
+
 def _limit(e: Exception, defn: Mapping[str, Any]) -> ValidationFailed:
     where = next(iter(referenced_group_types(defn).values()), "bucket_by")
     return ValidationFailed(str(e), errors={where: [str(e)]})
@@ -80,7 +105,7 @@ def create_flag(service: Any, project_id: int, defn: dict[str, Any],
     check_flag(store, project_id, defn)
     types = group_types_to_create(store, project_id, defn, create_group_types, may_create_types)
     try:
-        flag = store.create_flag(project_id, defn, check=no_cycle([defn["key"]]),
+        flag = store.create_flag(project_id, defn, check=live_checks(store, project_id, [defn]),
                                  group_types=types, actor=actor)
     except Conflict as e:
         raise ConflictError(str(e), errors={"key": [str(e)]}) from None
@@ -106,7 +131,8 @@ def update_flag(service: Any, project_id: int, current: dict[str, Any],
                                   may_create_types)
     try:
         flag = store.update_flag(project_id, current["id"], changes, expected_version,
-                                 check=no_cycle([current["key"]]), group_types=types,
+                                 check=live_checks(store, project_id, [merged]),
+                                 group_types=types,
                                  actor=actor)
     except Conflict as e:
         raise on_conflict(e) from None

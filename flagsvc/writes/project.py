@@ -32,16 +32,16 @@ def create_project(service: Any, name: str, api_token: str | None = None,
 
 def create_group_type(service: Any, project_id: int, name: str, actor: str | None = None
                       ) -> tuple[dict[str, Any], bool]:
-    """The group type `name` and whether it was created now (an existing one is returned)."""
+    """The group type `name` and whether it was created now: idempotent, an existing one
+    is returned (200) and not audited again. Checked and created in one transaction: of
+    concurrent creates of one name exactly one is a 201 with one audit entry."""
     store = service.store
-    existing = {t["name"]: t for t in store.group_types(project_id)}
-    if name in existing:
-        return existing[name], False
     try:
-        store.create_group_type(project_id, name, actor=actor)
+        made = store.create_group_type(project_id, name, actor=actor)
     except (LimitExceeded, ValueError) as e:
         raise ValidationFailed(str(e), errors={"name": [str(e)]}) from None
-    return next(t for t in store.group_types(project_id) if t["name"] == name), True
+    return (next(t for t in store.group_types(project_id) if t["name"] == name),
+            bool(made["created"]))
 
 
 def rename_group_type(service: Any, project_id: int, name: str, new_name: str,
@@ -83,15 +83,19 @@ def update_settings(service: Any, project_id: int, changes: dict[str, Any],
                 raise ValidationFailed("a group type name must be a non-empty string",
                                        errors={"default_group_type": ["must not be empty"]})
             create.append(name)
+    check = None
     if "private_properties" in changes:
         keys = privacy.hashed_keys(privacy.policy_of(changes["private_properties"]))
-        broken = {f"flags.{f['key']}.{where}": [message]
-                  for f in store.list_flags(project_id)
-                  for where, message in privacy.hashed_key_problems(f, keys).items()}
-        if broken:
-            raise ValidationFailed(
-                "these flags could no longer match once those properties are stored as keyed "
-                "hashes; change them first", errors=broken)
+
+        def check(live: list[dict[str, Any]]) -> None:
+            """In the write transaction, on the flags as they are then: a flag saved
+            meanwhile by another request cannot slip past it."""
+            broken = {f"flags.{f['key']}.{where}": [message] for f in live
+                      for where, message in privacy.hashed_key_problems(f, keys).items()}
+            if broken:
+                raise ValidationFailed(
+                    "these flags could no longer match once those properties are stored as "
+                    "keyed hashes; change them first", errors=broken)
     for setting, what in (("require_signed_groups", "groups"),
                           ("require_signed_persons", "stored person")):
         if changes.get(setting) and not store.signing_keys(project_id):
@@ -99,7 +103,8 @@ def update_settings(service: Any, project_id: int, changes: dict[str, Any],
                        f"one every request's {what} would be ignored")
             raise ValidationFailed(message, errors={setting: [message]})
     try:
-        project = store.update_project(project_id, actor=actor, group_types=create, **changes)
+        project = store.update_project(project_id, actor=actor, group_types=create,
+                                       check=check, **changes)
     except LimitExceeded as e:
         raise ValidationFailed(str(e), errors={"default_group_type": [str(e)]}) from None
     service.invalidate(project_id)

@@ -53,9 +53,24 @@
     return lines;
   }
 
+  // Addresses of ingested keys, as the server's group_url/person_url make them: a key
+  // that is "." or ".." (resolved away by the browser, even as %2E%2E) or holds a "/"
+  // (decoded, it splits the path) goes in the query string.
+  const pathSafe = (part) => part !== "." && part !== ".." && !part.includes("/");
+  function groupUrl(type, key) {
+    return pathSafe(type) && pathSafe(key)
+      ? "/ui/groups/" + encodeURIComponent(type) + "/" + encodeURIComponent(key)
+      : "/ui/group?" + new URLSearchParams({type, key});
+  }
+  function personUrl(id) {
+    return pathSafe(id) ? "/ui/persons/" + encodeURIComponent(id)
+      : "/ui/person?" + new URLSearchParams({id});
+  }
   function groupLink(type, key) {
-    return el("a", {href: "/ui/groups/" + encodeURIComponent(type) + "/" +
-      encodeURIComponent(key)}, key);
+    return el("a", {href: groupUrl(type, key)}, key);
+  }
+  function personLink(id) {
+    return el("a", {href: personUrl(id)}, id);
   }
 
   document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
@@ -67,5 +82,5 @@
     });
   });
 
-  window.flagsvc = {el, api, errorLines, groupLink, csrf};
+  window.flagsvc = {el, api, errorLines, groupLink, personLink, groupUrl, personUrl, csrf};
 })();

@@ -46,6 +46,9 @@
       $("f-name").oninput = (e) => { draft.name = e.target.value; changed(); };
       $("f-description").oninput = (e) => { draft.description = e.target.value; changed(); };
       $("f-active").onchange = (e) => { draft.active = e.target.checked; changed(); };
+      $("f-namespace").value = draft.hash_namespace || "";
+      $("f-namespace").oninput = (e) => {
+        draft.hash_namespace = e.target.value.trim() || null; changed(); };
       const bucket = $("f-bucket");
       bucket.replaceChildren(el("option", {value: PERSON}, "$person (the distinct id)"),
         ...ed.group_types.map((t) => el("option", {value: t}, t)));
@@ -53,7 +56,8 @@
         bucket.append(el("option", {value: draft.bucket_by}, draft.bucket_by + " (not a type yet)"));
       }
       bucket.value = draft.bucket_by;
-      bucket.onchange = (e) => { draft.bucket_by = e.target.value; renderHierarchy(); changed(); };
+      bucket.onchange = (e) => {
+        draft.bucket_by = e.target.value; renderHierarchy(); renderConditions(); changed(); };
       const xt = $("x-type");
       xt.replaceChildren(el("option", {value: ""}, "(none)"),
         ...ed.group_types.map((t) => el("option", {value: t}, t)));
@@ -121,6 +125,15 @@
         el("option", {value: ""}, "by hash (weights)"),
         ...draft.variants.map((v) => el("option", {value: v.key}, v.key)));
         variant.value = c.variant || "";
+        // A condition may bucket on another type than the flag (Unleash's stickiness).
+        const types = [PERSON, ...ed.group_types];
+        const cbucket = el("select", {id: id + "-bucket", on: {change: (e) => {
+          c.bucket_by = e.target.value || null; changed(); }}},
+        el("option", {value: ""}, "the flag's (" + draft.bucket_by + ")"),
+        ...types.map((t) => el("option", {value: t}, t === PERSON ? "$person (the distinct id)" : t)),
+        c.bucket_by && !types.includes(c.bucket_by)
+          ? el("option", {value: c.bucket_by}, c.bucket_by + " (not a type yet)") : null);
+        cbucket.value = c.bucket_by || "";
         return el("div", {class: "condition", "data-condition": ci},
           el("div", {class: "row-head"}, el("h3", {}, "Condition " + (ci + 1)),
             el("button", {type: "button", class: "secondary small",
@@ -139,6 +152,7 @@
             el("label", {for: id + "-rollout"}, "Rollout %"), number, range,
             el("span", {id: id + "-rollout-hint", class: "muted"},
               "of the groups (or persons) that match")),
+          el("div", {class: "field"}, ...labelled(id + "-bucket", "Bucket by", cbucket)),
           draft.variants.length ? el("div", {}, ...labelled(id + "-variant", "Variant", variant))
             : "");
       }));

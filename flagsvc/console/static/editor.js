@@ -5,7 +5,7 @@
 // shows what changed meanwhile and merges it with the draft, three ways.
 (function () {
   "use strict";
-  const {el, api, errorLines, groupLink} = window.flagsvc;
+  const {el, api, errorLines, groupLink, personLink} = window.flagsvc;
   const {merge3, audienceChanges} = window.flagsvcMerge;
   const data = JSON.parse(document.getElementById("editor-data").textContent);
   const ed = data.editor;
@@ -33,6 +33,32 @@
     conditions: [{properties: [], rollout_percentage: 100}], variants: [], payloads: {}});
   const payloadText = {};  // variant -> the textarea's text (may not be valid JSON yet)
   for (const [k, v] of Object.entries(initial.payloads)) payloadText[k] = JSON.stringify(v);
+  // An edit kept over a sign-in (a save answered 401, or 403 for a CSRF token a sign-in in
+  // another tab replaced): the draft, the stored version it was edited from, the payload
+  // texts, in this tab's sessionStorage under the flag's address, restored when it reopens.
+  const STASH = "flagsvc-draft:" + window.location.pathname;
+  let restoredNote = null;
+  try {
+    const kept = JSON.parse(window.sessionStorage.getItem(STASH) || "null");
+    window.sessionStorage.removeItem(STASH);
+    if (kept && (!base || !base.deleted) && (!base || (kept.base && kept.base.key === base.key))) {
+      if (base) base = kept.base;  // the version the edit started from: a save meets theirs
+      Object.assign(initial, kept.draft);
+      for (const k of Object.keys(payloadText)) delete payloadText[k];
+      Object.assign(payloadText, kept.payloadText || {});
+      restoredNote = "Your unsaved edits from before you signed in again are back in the form " +
+        "(not saved yet): review them, then save.";
+    } else if (kept) {
+      restoredNote = "Your unsaved edits could not be restored: this flag is deleted.";
+    }
+  } catch (e) { /* no sessionStorage, or not ours: nothing to restore */ }
+  function stash() {
+    try {
+      window.sessionStorage.setItem(STASH, JSON.stringify({base, draft: state.draft,
+        payloadText}));
+      return true;
+    } catch (e) { return false; }
+  }
   // What the form module reads and writes (the draft is replaced when a conflict loads
   // the other version).
   const state = {ed, canEdit, payloadText, draft: initial, changed: () => changed()};
@@ -97,7 +123,7 @@
     errors.hidden = !problems.length;
     errors.replaceChildren(...problems.map((p) => el("div", {}, p)));
     if ($("save")) $("save").disabled = !canEdit || problems.length > 0;
-    if (pending && !problems.length) showConflict();  // the merge follows the draft
+    if (pending && !pending.gone && !problems.length) showConflict();  // the merge follows the draft
     schedulePreview();
   }
 
@@ -140,10 +166,6 @@
           .map(([v, n]) => label(v) + " " + n).join(", ") : "")};
   }
 
-  function personLink(id) {
-    return el("a", {href: "/ui/persons/" + encodeURIComponent(id)}, id);
-  }
-
   async function runPreview() {
     const box = $("blast");
     const seq = ++previewSeq;
@@ -175,6 +197,25 @@
         el("th", {scope: "col"}, "Answer"), el("th", {scope: "col"}, b.persons ? "Persons" : "Groups"),
         el("th", {scope: "col"}, b.persons ? "Sample distinct ids" : "Sample keys"))),
       el("tbody", {}, rows)));
+    // A condition bucketed on another type than the flag's is not met by the flag's groups
+    // (they name no such level): each is counted on its own type, that condition alone.
+    const own = flag.conditions.map((c, ci) => [c, ci])
+      .filter(([c]) => c.bucket_by && c.bucket_by !== flag.bucket_by);
+    if (own.length) {
+      const items = [];
+      for (const [c, ci] of own) {
+        const alone = await blastOf({...flag, bucket_by: c.bucket_by,
+          conditions: [{...c, bucket_by: null}]});
+        if (seq !== previewSeq) return;
+        items.push(el("li", {"data-condition": ci}, "Condition " + (ci + 1) + " (bucketed by " +
+          c.bucket_by + "), on its own: " + (alone.error ? "cannot be counted (" +
+          alone.error.join(" · ") + ")" : alone.text)));
+      }
+      box.append(el("div", {id: "blast-conditions"}, el("p", {class: "muted"},
+        "The figures above evaluate each " + (b.persons ? "person" : p.bucket_by + " group") +
+        ": a condition bucketed by another type matches there only where that type is found " +
+        "above it in the hierarchy. Each such condition, counted on its own type:"), el("ul", {}, items)));
+    }
     box.dataset.state = "ready";
     box.dataset.unit = b.persons ? "persons" : "groups";
     box.dataset.enabled = String(p.enabled);
@@ -188,6 +229,7 @@
   function ask(lines, yes, radius) {
     const dialog = $("confirm");
     const seq = ++askSeq;
+    dialog.returnValue = "";  // (a close without a button, e.g. Escape, keeps the last one)
     $("confirm-ok").textContent = yes || "Yes, save";
     $("confirm-text").replaceChildren(...lines.map((l) => el("li", {}, l)));
     const box = $("confirm-radius");
@@ -228,7 +270,17 @@
     status("Saving…");
     const r = base ? await api("PUT", "/api/flags/" + encodeURIComponent(base.key),
       {...flag, version: base.version}) : await api("POST", "/api/flags", flag);
-    if (r.status === 409 && base) { await conflict(false); return; }
+    if (r.status === 409 && base) { await conflict(false, r.data); return; }
+    const csrfGone = r.status === 403 && r.data && /CSRF/.test(r.data.message || "");
+    if (r.status === 401 || csrfGone) {  // signed out (or in again elsewhere): keep the edit
+      const kept = stash();
+      status((r.status === 401 ? "Signed out: your session expired. " : "You signed in again " +
+        "in another tab. ") + (kept ? "Your edits are kept; " : "") + "taking you to sign in…",
+      "error-text");
+      const here = window.location.pathname;
+      window.location.assign(r.status === 401 ? "/ui/signin?next=" + encodeURIComponent(here) : here);
+      return;
+    }
     if (!r.ok) {
       status("Not saved: " + errorLines(r.data).join(" · "), "error-text");
       return;
@@ -262,28 +314,53 @@
   // with the draft (again after each edit made meanwhile); conflicts are chosen per field.
   let pending = null;
 
-  async function conflict(deleting) {
+  // `refused`: the API's answer to the refused write (its message is shown as it is).
+  async function conflict(deleting, refused) {
     const key = base.key;
     const [theirs, audit] = await Promise.all([
       api("GET", "/api/flags/" + encodeURIComponent(key)),
       api("GET", "/api/audit?limit=1&flag_id=" + encodeURIComponent(key))]);
-    if (!theirs.ok) { status("Not saved: the flag changed and cannot be read.", "error-text"); return; }
+    const said = refused && refused.message ? " (" + refused.message + ")" : "";
+    if (!theirs.ok) {
+      status("Not saved" + said + ": the flag changed and cannot be read.", "error-text");
+      return;
+    }
     const last = audit.ok && audit.data.entries[0];
-    pending = {theirs: theirs.data, deleting, choices: {}, merged: null};
-    $("conflict-who").textContent = "Version " + theirs.data.version + " was saved" +
-      (last ? " by " + (last.actor || "someone") : "") + " after you opened version " +
-      base.version + ". " + (deleting ? "The flag is not deleted." : "Your edits are not saved yet.");
-    $("conflict-merge").hidden = $("conflict-review").hidden = deleting;
-    showConflict();
+    const gone = theirs.data.deleted === true;
+    pending = {theirs: theirs.data, deleting, choices: {}, merged: null, gone};
+    const by = last ? " by " + (last.actor || "someone") : "";
+    const at = last && last.created_at ? " at " + new Date(last.created_at)
+      .toISOString().slice(0, 16).replace("T", " ") + " UTC" : "";
+    $("conflict-title").textContent = gone ? "Someone else deleted this flag"
+      : "Someone else saved this flag";
+    $("conflict-who").textContent = gone
+      ? "This flag was deleted" + by + at + " (version " + theirs.data.version + ") after you " +
+        "opened version " + base.version + ". Your edits are not saved; a deleted flag " +
+        "cannot be edited until it is restored."
+      : "Version " + theirs.data.version + " was saved" + by + at + " after you opened version " +
+        base.version + ". " + (deleting ? "The flag is not deleted." : "Your edits are not saved yet.");
+    $("conflict-merge").hidden = $("conflict-review").hidden = deleting || gone;
+    $("conflict-merge").disabled = $("conflict-review").disabled = gone;
+    $("conflict-restore").hidden = !(gone && canEdit);
+    $("conflict-theirs").textContent = gone ? "Discard my edits, show the deleted flag"
+      : "Discard my edits, load theirs";
+    if (gone) {
+      $("conflict-changes").replaceChildren();
+      $("conflict-left").textContent = "";
+    } else {
+      showConflict();
+    }
     $("conflict").hidden = false;
     $("conflict").scrollIntoView({block: "nearest"});
     $("conflict-title").focus();
-    status(deleting ? "Not deleted: someone else changed this flag."
-      : "Not saved: someone else changed this flag.", "error-text");
+    status((deleting ? "Not deleted" : "Not saved") + said + (gone ? ": someone else deleted this flag."
+      : ": someone else changed this flag."), "error-text");
     $("conflict-theirs").onclick = () => {
+      if (pending.gone) { window.location.reload(); return; }  // the page of a deleted flag
       load(pending.theirs, rulesOf(pending.theirs));
       status("Loaded version " + base.version + ".");
     };
+    $("conflict-restore").onclick = () => { base = pending.theirs; restore(); };
     $("conflict-review").onclick = () => {
       load(pending.theirs, pending.merged.build(pending.choices));
       status("The merge with version " + base.version + " is in the form, not saved yet.");
@@ -336,13 +413,24 @@
       "and history are kept, and it can be restored."], "Yes, delete"))) return;
     const r = await api("DELETE", "/api/flags/" + encodeURIComponent(base.key), undefined,
       {"If-Match": String(base.version)});
-    if (r.status === 409) { await conflict(true); return; }
+    if (r.status === 409) { await conflict(true, r.data); return; }
     if (!r.ok) { status("Not deleted: " + errorLines(r.data).join(" · "), "error-text"); return; }
     window.location.assign("/ui/?state=deleted");
   }
 
+  // Restoring switches the flag back on as its last version defined it: asked first, with
+  // the blast radius before (a deleted flag is off for everyone) and after, and saved only
+  // against the version read (If-Match).
   async function restore() {
-    const r = await api("POST", "/api/flags/" + encodeURIComponent(base.key) + "/restore");
+    const after = rulesOf(base);
+    const lines = ["Restore " + base.key + ": it is evaluated again as version " + base.version +
+      " defines it" + (after.active ? "." : " (inactive: false for everyone until switched on).")];
+    if (!(await ask(lines, "Yes, restore", [{...after, active: false}, after]))) {
+      status("Not restored.");
+      return;
+    }
+    const r = await api("POST", "/api/flags/" + encodeURIComponent(base.key) + "/restore",
+      undefined, {"If-Match": String(base.version)});
     if (!r.ok) { status("Not restored: " + errorLines(r.data).join(" · "), "error-text"); return; }
     window.location.reload();
   }
@@ -363,5 +451,6 @@
   if ($("delete")) $("delete").addEventListener("click", remove);
   if ($("restore")) $("restore").addEventListener("click", restore);
   form.renderAll();
+  if (restoredNote) status(restoredNote, base && base.deleted ? "error-text" : "ok-text");
   flagForm.dataset.ready = "true";  // (tests wait for it before typing)
 })();

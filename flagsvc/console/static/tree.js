@@ -15,6 +15,11 @@
     }
     const response = await fetch("/ui/tree?" + args, {credentials: "same-origin",
       headers: {"Accept": "application/json"}});
+    // Signed out: the gate answers with the sign-in page (a redirect, HTML), not JSON.
+    const json = (response.headers.get("Content-Type") || "").includes("application/json");
+    if (response.status === 401 || response.redirected || (response.ok && !json)) {
+      throw new SignedOut();
+    }
     if (!response.ok) throw new Error("the server answered " + response.status);
     return response.json();
   }
@@ -52,8 +57,14 @@
     if (focus && first) first.querySelector("a").focus();
   }
 
+  class SignedOut extends Error {}
+
   function failed(list, error) {
-    list.append(el("li", {class: "error", role: "alert"}, "could not load: " + error.message));
+    const here = window.location.pathname + window.location.search;
+    list.append(error instanceof SignedOut
+      ? el("li", {class: "error", role: "alert"}, "could not load: signed out — ",
+        el("a", {href: "/ui/signin?next=" + encodeURIComponent(here)}, "sign in again"))
+      : el("li", {class: "error", role: "alert"}, "could not load: " + error.message));
   }
 
   function toggle(button) {
