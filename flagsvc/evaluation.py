@@ -26,6 +26,7 @@ class Decision:
     degraded: bool
     flag_set: FlagSet
     groups_ignored: str | None = None
+    person_ignored: str | None = None
 
 
 def evaluate_request(service: FlagService, project_id: int, distinct_id: Any = None,
@@ -38,7 +39,8 @@ def evaluate_request(service: FlagService, project_id: int, distinct_id: Any = N
     resolved = request_context(service, project_id, distinct_id, groups, person_properties,
                                group_properties, signature, now)
     results, degraded, flag_set = service.evaluate_checked(project_id, resolved.ctx, keys)
-    return Decision(results, degraded, flag_set, resolved.groups_ignored)
+    return Decision(results, degraded, flag_set, resolved.groups_ignored,
+                    resolved.person_ignored)
 
 
 def request_context(service: FlagService, project_id: int, distinct_id: Any = None,

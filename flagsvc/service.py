@@ -273,7 +273,8 @@ class FlagService:
                 salt = self.read(self.reader.hash_salt, project_id) if keys else ""
                 compiled = compile_project_flags(definitions, keys, salt)
                 signing = (self.read(self.reader.signing_keys, project_id, True)
-                           if project.get("require_signed_groups") else None)
+                           if project.get("require_signed_groups")
+                           or project.get("require_signed_persons") else None)
                 fresh = FlagSet(rev, compiled, definitions, _etag(definitions, keys), now,
                                 private_keys=keys, salt=salt,
                                 policy=context_policy(project, signing))

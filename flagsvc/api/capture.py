@@ -102,6 +102,9 @@ def _store(project: dict[str, Any], parsed: formats.Parsed) -> IngestResult:
             raise BadRequest(f"{'the event was' if n == 1 else f'all {n} events were'} "
                              f"rejected: {first}", errors=parsed.rejected, code="invalid_events")
         return IngestResult()
+    if not _secret_key_of(project):
+        for call in parsed.calls:
+            call.public = True
     result = service().store.ingest(project["id"], parsed.calls)
     EVENTS.labels("stored").inc(result.stored)
     if result.duplicates:
@@ -113,6 +116,17 @@ def _store(project: dict[str, Any], parsed: formats.Parsed) -> IngestResult:
         log.warning("ingestion warnings: %s%s", "; ".join(result.warnings), more,
                     extra={"project": project["id"]})
     return result
+
+
+def _secret_key_of(project: dict[str, Any]) -> bool:
+    """Whether the request also carries `Authorization: Bearer <the project's secret key>`:
+    sent from the app's backend, so it may set parent links under signed groups."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(SECRET_PREFIX):
+        return False
+    owner = service().project_for_token(token, "secret")
+    return owner is not None and owner["id"] == project["id"]
 
 
 def _failure(e: Exception) -> tuple[int, str]:

@@ -157,6 +157,8 @@ class Decide:
             }
             if ignored is not None:
                 out["groupsIgnored"] = ignored
+            if decision.person_ignored is not None:
+                out["personIgnored"] = decision.person_ignored
             return out if flags_path else {**out, **_LEGACY_CONFIG}
         legacy = {
             "featureFlags": {k: r.value for k, r in results.items()},
@@ -168,6 +170,8 @@ class Decide:
         }
         if ignored is not None:
             legacy["groupsIgnored"] = ignored
+        if decision.person_ignored is not None:
+            legacy["personIgnored"] = decision.person_ignored
         return legacy
 
     def evaluate(self, body: dict[str, Any], environ: dict[str, Any]) -> Decision:

@@ -231,7 +231,8 @@ def _explain(project_id: int, defn: Mapping[str, Any], data: Mapping[str, Any]) 
     ctx = service().flag_set(project_id).prepare(resolved.ctx)  # ... hashed as decide does
     out = explain(compiled_with(project_id, defn), defn["key"], ctx, service().resolver(project_id))
     return json_response(s.ExplainSchema().dump(
-        {**(out or {}), "groups_ignored": resolved.groups_ignored}))
+        {**(out or {}), "groups_ignored": resolved.groups_ignored,
+         "person_ignored": resolved.person_ignored}))
 
 
 @bp.post("/flags/explain")

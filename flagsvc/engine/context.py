@@ -14,6 +14,8 @@ class Context(NamedTuple):
     """Who is asking. `now` is Unix seconds (for relative dates), given by the caller.
     `fill`: stored properties win over the request's, which only fill keys the store lacks
     (a project's `client_properties: fill`); else the request's win per key.
+    `unsigned_person`: the stored person of `distinct_id` is not read (a project's
+    `require_signed_persons` and no valid signature): only the request's properties count.
     (A named tuple: immutable and cheap to build, which matters per evaluation.)"""
 
     distinct_id: str | None = None
@@ -22,6 +24,7 @@ class Context(NamedTuple):
     group_properties: Mapping[str, Mapping[str, Any]] = EMPTY
     now: float = 0.0
     fill: bool = False
+    unsigned_person: bool = False
 
 
 class Resolver(Protocol):

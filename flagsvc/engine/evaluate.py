@@ -84,7 +84,7 @@ class Evaluation:
     def _person_props(self) -> Mapping[str, Any]:
         did = self.ctx.distinct_id
         given = self.ctx.person_properties or EMPTY
-        if did in (None, ""):
+        if did in (None, "") or self.ctx.unsigned_person:
             return given
         stored = self._lookup(self.resolver.person_properties, str(did))
         if not given:

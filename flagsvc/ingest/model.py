@@ -44,6 +44,10 @@ class Call:
     # less a PostHog `offset`, which a retry does not repeat): the id is checked against
     # every stored event marked so, not only those of nearby days (store/ingest.py `_fresh`).
     exact_id: bool = False
+    # Sent with the public token alone (api/capture.py): such a call may not set or change a
+    # parent link when its project requires signed groups (store/batch.py; README "What a
+    # decide answer reveals"); one with the secret key too, or Store.ingest in-process, may.
+    public: bool = False
 
 
 @dataclass(slots=True)

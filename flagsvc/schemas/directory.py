@@ -127,6 +127,7 @@ class ProjectSchema(Schema):
     ingestion_creates_group_types = fields.Boolean()
     client_properties = fields.String()
     require_signed_groups = fields.Boolean()
+    require_signed_persons = fields.Boolean()
     mixpanel_group_keys = fields.Dict(keys=fields.String(), values=fields.String())
     signing_keys = fields.List(fields.Nested(lambda: SigningKeySchema()), metadata={
         "description": "the keys that verify signatures now (prefixes only)"})
@@ -178,6 +179,9 @@ class ProjectPatchSchema(Schema):
                        "override (request wins), fill (stored wins), ignore"})
     require_signed_groups = StrictBoolean(metadata={
         "description": "decide uses a request's groups only with a valid $signature"})
+    require_signed_persons = StrictBoolean(metadata={
+        "description": "decide reads a request's stored person (by distinct_id) only with a "
+                       "valid $signature"})
     mixpanel_group_keys = fields.Dict(
         keys=fields.String(validate=validate.Length(1, 200)), values=GroupTypeName(),
         validate=validate.Length(max=50), metadata={

@@ -344,3 +344,6 @@ class ExplainSchema(Schema):
     groups_ignored = fields.String(allow_none=True, metadata={
         "description": "why the request's groups were not used, as decide would not "
                        "(unsigned_groups, bad_signature with require_signed_groups), or null"})
+    person_ignored = fields.String(allow_none=True, metadata={
+        "description": "why the stored person was not read, as decide would not "
+                       "(unsigned_person, bad_signature with require_signed_persons), or null"})

@@ -67,6 +67,9 @@ class DecideResponseSchema(Schema):
     groupsIgnored = fields.String(metadata={
         "description": "present when the request's groups were not used (require_signed_groups): "
                        "unsigned_groups or bad_signature"})
+    personIgnored = fields.String(metadata={
+        "description": "present when the stored person of distinct_id was not read "
+                       "(require_signed_persons): unsigned_person or bad_signature"})
     requestId = fields.String()
     evaluatedAt = fields.Integer(metadata={"description": "Unix milliseconds"})
     # posthog-js reads these from /decide answers; constant, documented for completeness.

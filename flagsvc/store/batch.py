@@ -47,8 +47,9 @@ class _Batch(_Loading):
         self.inserted_persons: set[int] = set()  # ids of the persons write() inserted
         self.result = IngestResult()
         row = conn.execute("SELECT default_group_type, private_properties, hash_salt, "
-                           "ingestion_creates_group_types, event_retention_days FROM projects "
-                           "WHERE id = ?", (project_id,)).fetchone()
+                           "ingestion_creates_group_types, event_retention_days, "
+                           "require_signed_groups FROM projects WHERE id = ?",
+                           (project_id,)).fetchone()
         # Read here with the rest, not by retention after the writes: on PostgreSQL a read
         # among the pipelined writes waits for all of them (a round trip).
         self.retention_days: int | None = row[4] if row else None
@@ -60,6 +61,9 @@ class _Batch(_Loading):
         # stored data under the same write lock).
         self.policy = privacy.policy_of(loads(row[1])) if row else {}
         self.salt: str = row[2] if row else ""
+        # Signed groups: a parent link is a claim about another tenant's group (a child
+        # inherits its parent's flags), so only trusted writers set one (Call.public).
+        self.signed_groups = bool(row[5]) if row else False
 
     # ------------------------------------------------------------ group types
 
@@ -148,7 +152,11 @@ class _Batch(_Loading):
                            self.result.warn)
             row.changed |= apply_set(row.properties, row.stamps, traits, ts)
             row.changed |= apply_unset(row.properties, row.stamps, call.group_unset, ts)
-            if call.parent_key is not None and (row.parent_ts is None or row.parent_ts <= ts):
+            if call.parent_key is not None and call.public and self.signed_groups:
+                self.result.warn(f"ignored parent of {gtype}/{call.group_key[:40]}: the project "
+                                 "requires signed groups, so only the secret key sets parents")
+            elif call.parent_key is not None and (row.parent_ts is None
+                                                  or row.parent_ts <= ts):
                 if call.parent_type and not self.type_ok(call.parent_type):
                     pass
                 elif (call.parent_type or gtype, call.parent_key) == (gtype, call.group_key):

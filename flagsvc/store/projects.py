@@ -37,21 +37,23 @@ def _project_row(row: sqlite3.Row | tuple | None) -> dict[str, Any] | None:
     if row is None:
         return None
     (pid, name, api_token, dgt, private, retention, rev, created, creates, client,
-     signed, mixpanel_keys) = row
+     signed, mixpanel_keys, signed_persons) = row
     return {"id": pid, "name": name, "api_token": api_token, "default_group_type": dgt,
             "private_properties": json.loads(private), "event_retention_days": retention,
             "flags_rev": rev, "created_at": created,
             "ingestion_creates_group_types": bool(creates), "client_properties": client,
             "require_signed_groups": bool(signed),
-            "mixpanel_group_keys": json.loads(mixpanel_keys)}
+            "mixpanel_group_keys": json.loads(mixpanel_keys),
+            "require_signed_persons": bool(signed_persons)}
 
 
 _PROJECT_COLS = ("id, name, api_token, default_group_type, private_properties, "
                  "event_retention_days, flags_rev, created_at, ingestion_creates_group_types, "
-                 "client_properties, require_signed_groups, mixpanel_group_keys")
+                 "client_properties, require_signed_groups, mixpanel_group_keys, "
+                 "require_signed_persons")
 # Settings that change how decide evaluates: evaluators reload as after a flag edit.
 _EVALUATION_SETTINGS = {"private_properties", "default_group_type", "client_properties",
-                        "require_signed_groups"}
+                        "require_signed_groups", "require_signed_persons"}
 CLIENT_PROPERTIES = ("override", "fill", "ignore")
 SIGNING_PREFIX = "fsg_"
 _TOKEN_NAMES = {"api": "api_token", "secret": "secret_key"}
@@ -166,7 +168,7 @@ class ProjectsMixin:
         first (its exception rolls everything back)."""
         allowed = {"name", "default_group_type", "private_properties", "event_retention_days",
                    "ingestion_creates_group_types", "client_properties", "require_signed_groups",
-                   "mixpanel_group_keys"}
+                   "mixpanel_group_keys", "require_signed_persons"}
         sets, args = [], []
         for k, v in settings.items():
             if k not in allowed:

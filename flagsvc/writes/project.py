@@ -96,10 +96,12 @@ def update_settings(service: Any, project_id: int, changes: dict[str, Any],
                 raise ValidationFailed(
                     "these flags could no longer match once those properties are stored as "
                     "keyed hashes; change them first", errors=broken)
-    if changes.get("require_signed_groups") and not store.signing_keys(project_id):
-        message = ("create a signing key first (POST /api/project/signing_keys): without one "
-                   "every request's groups would be ignored")
-        raise ValidationFailed(message, errors={"require_signed_groups": [message]})
+    for setting, what in (("require_signed_groups", "groups"),
+                          ("require_signed_persons", "stored person")):
+        if changes.get(setting) and not store.signing_keys(project_id):
+            message = ("create a signing key first (POST /api/project/signing_keys): without "
+                       f"one every request's {what} would be ignored")
+            raise ValidationFailed(message, errors={setting: [message]})
     try:
         project = store.update_project(project_id, actor=actor, group_types=create,
                                        check=check, **changes)
