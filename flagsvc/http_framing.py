@@ -23,7 +23,8 @@ class Framing:
     handed to a thread unread) or a chunked body whose next announced chunk would take it
     over (refused before that chunk's data is waited for, let alone buffered), and
     `BARE_LF` for a request or chunk line ending in LF without CR (gunicorn's parser refuses
-    those too; waiting for a CRLF that never comes would end in a 408).
+    those too; waiting for a CRLF that never comes would end in a 408), `UNSUPPORTED` for
+    a transfer coding besides chunked.
 
     The body limit is `body_limit`, or `limit_for(request target)` once the request line
     has arrived (http_limits.BodyLimits.for_path: a limit per route). A complete chunked
@@ -35,6 +36,7 @@ class Framing:
     BAD = -3
     BODY_TOO_LARGE = -4
     BARE_LF = -5
+    UNSUPPORTED = -6  # a transfer coding besides chunked (gzip, chunked): 501, as nginx does
 
     def __init__(self, body_limit: int = 0,
                  limit_for: Callable[[str], int] | None = None) -> None:
@@ -98,8 +100,9 @@ class Framing:
             last = b",".join(codings).split(b",")[-1].strip().lower()
             if lengths or last != b"chunked":
                 return self.HAND_OVER  # ambiguous framing: gunicorn refuses it (400)
-            # decoded here only when chunked is the one coding, spelt as gunicorn takes it
-            self.decode = exact_te and len(b",".join(codings).split(b",")) == 1
+            if len(b",".join(codings).split(b",")) > 1:
+                return self.UNSUPPORTED  # gunicorn would decode its chunks in square time
+            self.decode = exact_te  # spelt as gunicorn takes it (else it refuses it: 400)
             self.chunked = True
             self.pos = self.header_end
         elif lengths:

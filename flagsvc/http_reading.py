@@ -132,6 +132,8 @@ class RequestReading(WorkerState):
                 Framing.BAD: (400, "invalid_body", "the chunked body is malformed"),
                 Framing.BARE_LF: (400, "invalid_request",
                                   "request lines must end with CRLF (a bare LF was sent)"),
+                Framing.UNSUPPORTED: (501, "unsupported_transfer_coding",
+                                      "only the chunked transfer coding is supported"),
             }[end]
             self._answer(conn, status, code, message)
             return True

@@ -200,6 +200,10 @@ def test_chunked_bodies_and_bad_framing(server):
     out = _exchange(server.port, b"POST /flags/?v=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5"
                     b"\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 400 ")
+    # a coding stacked on chunked: 501 at once (gunicorn decoded its chunks in square time)
+    out = _exchange(server.port, b"POST /batch/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+                    b"gzip, chunked\r\n\r\n1\r\na\r\n")
+    assert out.startswith(b"HTTP/1.1 501 ") and b"unsupported_transfer_coding" in out, out
     out = _exchange(server.port, b"GET / HTTP/1.1\r\nX: " + b"a" * (MAX_HEADER_BYTES + 10))
     assert out.startswith(b"HTTP/1.1 431 ")
 
@@ -215,6 +219,10 @@ def test_chunked_bodies_and_bad_framing(server):
     (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", Framing.HAND_OVER),
     (b"POST / HTTP/1.1\r\nContent-Length: -3\r\n\r\n", Framing.HAND_OVER),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", Framing.HAND_OVER),
+    # codings stacked on chunked: refused (gunicorn would decode the chunks in square time)
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Framing.UNSUPPORTED),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+     Framing.UNSUPPORTED),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", None),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n", 64),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n", 60),
