@@ -16,10 +16,11 @@ MAX_HEADER_BYTES = 64 * 1024  # request line and headers, larger: 431 (gunicorn'
 class Framing:
     """How far the request at the start of a buffer has arrived. `step(buf)` returns the
     offset where it ends, `None` while incomplete, `HAND_OVER` when the thread must take
-    it as it is (a framing gunicorn's parser rejects: those are answered 400 from what
-    arrived), `TOO_LARGE` for headers over MAX_HEADER_BYTES, `BAD` for a chunk-size line
-    that never ends and `BODY_TOO_LARGE` for a body over the limit of its route: a
-    Content-Length over it (refused from the headers, its body never waited for, never
+    it as it is (headers whose framing gunicorn's parser rejects before any body: 400),
+    `TOO_LARGE` for headers over MAX_HEADER_BYTES, `BAD` for a malformed chunked body (a
+    chunk-size line gunicorn refuses or that never ends, chunk data without its CRLF:
+    gunicorn would decode every chunk before it the slow way first) and `BODY_TOO_LARGE`
+    for a body over the limit of its route: a Content-Length over it (refused from the headers, its body never waited for, never
     handed to a thread unread) or a chunked body whose next announced chunk would take it
     over (refused before that chunk's data is waited for, let alone buffered), and
     `BARE_LF` for a request or chunk line ending in LF without CR (gunicorn's parser refuses
@@ -129,8 +130,8 @@ class Framing:
                 if line_end < 0:  # a chunk-size line is a few bytes; gunicorn waits for more
                     return self.BAD if len(buf) - self.pos > 1024 else None
                 found = _chunk_size(bytes(buf[self.pos:line_end]))
-                if found is None:
-                    return self.HAND_OVER  # gunicorn refuses it (400)
+                if found is None:  # gunicorn refuses it too (400), after decoding every
+                    return self.BAD  # chunk before it the slow way: refused here instead
                 size = found
             if size == 0:  # the last chunk, then trailer fields, then an empty line
                 if buf.startswith(b"\r\n", line_end + 2):
@@ -147,7 +148,7 @@ class Framing:
             if len(buf) < data_end + 2:
                 return None
             if buf[data_end:data_end + 2] != b"\r\n":
-                return self.HAND_OVER
+                return self.BAD
             self.body += size
             self.pieces.append((line_end + 2, data_end))
             self.pos = data_end + 2

@@ -226,8 +226,8 @@ def test_chunked_bodies_and_bad_framing(server):
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", None),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n", 64),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n", 60),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", Framing.HAND_OVER),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", Framing.BAD),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n", Framing.BAD),
     # a chunk announced over the limit is refused from its size line, its data never waited for
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + b"a" * 101 + b"\r\n",
      Framing.BODY_TOO_LARGE),
@@ -238,11 +238,11 @@ def test_chunked_bodies_and_bad_framing(server):
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n32\r\n" + b"a" * 50 + b"\r\n32\r\n"
      + b"a" * 50 + b"\r\n0\r\n\r\n", 164),  # exactly the limit
     # chunk sizes gunicorn's parser refuses, though int(_, 16) takes them
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\n", Framing.HAND_OVER),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\n", Framing.HAND_OVER),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\n", Framing.HAND_OVER),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n", Framing.HAND_OVER),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\r\n", Framing.HAND_OVER),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\n", Framing.BAD),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\n", Framing.BAD),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\n", Framing.BAD),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n", Framing.BAD),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\r\n", Framing.BAD),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3 ;x\r\nabc\r\n0\r\n\r\n", 63),
     (b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEADER_BYTES, Framing.TOO_LARGE),
     # whole in one read, but over the bound: refused all the same (a long request line
