@@ -15,17 +15,21 @@ MAX_HEADER_BYTES = 64 * 1024  # request line and headers, larger: 431 (gunicorn'
 
 class Framing:
     """How far the request at the start of a buffer has arrived. `step(buf)` returns the
-    offset where it ends, `None` while incomplete, `HAND_OVER` when the thread must take
-    it as it is (headers whose framing gunicorn's parser rejects before any body: 400),
-    `TOO_LARGE` for headers over MAX_HEADER_BYTES, `BAD` for a malformed chunked body (a
-    chunk-size line gunicorn refuses or that never ends, chunk data without its CRLF:
-    gunicorn would decode every chunk before it the slow way first) and `BODY_TOO_LARGE`
-    for a body over the limit of its route: a Content-Length over it (refused from the headers, its body never waited for, never
-    handed to a thread unread) or a chunked body whose next announced chunk would take it
-    over (refused before that chunk's data is waited for, let alone buffered), and
-    `BARE_LF` for a request or chunk line ending in LF without CR (gunicorn's parser refuses
-    those too; waiting for a CRLF that never comes would end in a 408), `UNSUPPORTED` for
-    a transfer coding besides chunked.
+    offset where it ends, `None` while incomplete, or one of:
+
+    - `HAND_OVER`: the thread takes it as it is (headers whose framing gunicorn's parser
+      rejects before any body is read: 400);
+    - `TOO_LARGE`: headers over MAX_HEADER_BYTES;
+    - `BAD`: a malformed chunked body (a chunk-size line gunicorn refuses or that never
+      ends, chunk data without its CRLF; gunicorn would first decode every chunk before
+      it the slow way);
+    - `BODY_TOO_LARGE`: a body over its route's limit, a Content-Length over it (refused
+      from the headers, never waited for, never handed to a thread unread) or a chunked
+      body whose next announced chunk would take it over (refused before that chunk's
+      data is waited for, let alone buffered);
+    - `BARE_LF`: a request or chunk line ending in LF without CR (gunicorn's parser
+      refuses those too; waiting for a CRLF that never comes would end in a 408);
+    - `UNSUPPORTED`: a transfer coding besides chunked.
 
     The body limit is `body_limit`, or `limit_for(request target)` once the request line
     has arrived (http_limits.BodyLimits.for_path: a limit per route). A complete chunked
