@@ -12,7 +12,15 @@ and workers, attackers on their own loopback addresses (127.0.x.y), the normal c
 - `idle`: `--idle` connections that send nothing, from one address (127.0.0.7) and then
   from 40;
 - `reload`: 20 uploads in progress when the master gets SIGHUP; their answers;
-- `lf`: a request with LF-only line endings; its answer and how long it took.
+- `lf`: a request with LF-only line endings; its answer and how long it took;
+- `forms` (third round): 8 console sign-ins announcing 6 MB (over the limit) with 7 body
+  bytes sent; their answers and when;
+- `chunks`: 6 parallel POST /batch/ of 45,000 one-byte chunks, and the time of one of
+  100,000;
+- `abandoned`: 1,000 uploads (100 KB announced, 20 KB sent) closed half-way, 100 at a
+  time; then the answer to an ordinary 1 MB batch;
+- `posthog`: the stock posthog-python client sending 505 events of 10 KB and 7 of 850 KB
+  (its batches fill to just over 5 MiB); events stored of 512.
 
 Loopback only; every loop is bounded. Not a timed test; nothing here runs under pytest.
 
@@ -31,6 +39,7 @@ import os
 import resource
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -199,9 +208,117 @@ def lf(svc: common.Server, args: argparse.Namespace) -> list:
             f"{status!r} after {time.monotonic() - started:.1f} s"]
 
 
+def forms(svc: common.Server, args: argparse.Namespace) -> list:
+    socks, started = [], time.monotonic()
+    for _ in range(8):
+        sock = _from("127.0.3.1", svc.port, timeout=40)
+        sock.sendall(b"POST /ui/signin HTTP/1.1\r\nHost: x\r\nContent-Type: application/"
+                     b"x-www-form-urlencoded\r\nContent-Length: 6000000\r\n\r\nemail=a")
+        socks.append(sock)
+    answers: list[str] = []
+
+    def wait(sock: socket.socket) -> None:
+        try:
+            head = sock.recv(64).split(b"\r\n")[0].decode()
+        except OSError as e:
+            head = type(e).__name__
+        answers.append(f"{head[9:12] or 'closed'} after {time.monotonic() - started:.1f} s")
+    waiters = [threading.Thread(target=wait, args=(s,), daemon=True) for s in socks]
+    for t in waiters:
+        t.start()
+    row = Probes(svc.url, args.probes).run_for(args.seconds).summary()
+    for t in waiters:
+        t.join(40)
+    for sock in socks:
+        sock.close()
+    return ["8 x POST /ui/signin, Content-Length 6 MB, 7 bytes sent", *row,
+            ", ".join(sorted(set(answers)))]
+
+
+def _chunked_batch(n: int) -> bytes:
+    body = json.dumps({"api_key": common.API_TOKEN, "batch": [
+        {"event": "chunky", "distinct_id": f"c{i}", "properties": {"pad": "x" * 960}}
+        for i in range(n // 1000 + 1)]}).encode()
+    return (b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            + b"".join(b"1\r\n%c\r\n" % byte for byte in body[:n]) + b"0\r\n\r\n")
+
+
+def _exchange_timed(port: int, data: bytes, address: str, timeout: float) -> str:
+    started = time.monotonic()
+    try:
+        sock = _from(address, port, timeout=timeout)
+        sock.sendall(data)
+        head = sock.recv(64).split(b"\r\n")[0].decode()[9:12] or "closed"
+        sock.close()
+    except OSError as e:
+        head = type(e).__name__
+    return f"{head} in {time.monotonic() - started:.1f} s"
+
+
+def chunks(svc: common.Server, args: argparse.Namespace) -> list:
+    one = _exchange_timed(svc.port, _chunked_batch(100_000), "127.0.3.2", 120)
+    data = _chunked_batch(45_000)  # truncated JSON: 400, after the chunks are decoded
+    answers: list[str] = []
+    senders = [threading.Thread(target=lambda: answers.append(
+        _exchange_timed(svc.port, data, "127.0.3.3", 120)), daemon=True) for _ in range(6)]
+    for t in senders:
+        t.start()
+    row = Probes(svc.url, args.probes).run_for(args.seconds).summary()
+    for t in senders:
+        t.join(120)
+    return ["6 x 45,000 one-byte chunks in parallel", *row,
+            f"100,000 chunks alone: {one}; the 6: {', '.join(sorted(answers))}"]
+
+
+def abandoned(svc: common.Server, args: argparse.Namespace) -> list:
+    head = (b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n")
+    for round_ in range(10):
+        socks = []
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                sock = _from(f"127.0.4.{round_ + 1}", svc.port, timeout=2)
+                socks.append(sock)
+                sock.sendall(head + b" " * 20_000)
+        time.sleep(0.3)
+        for sock in socks:
+            sock.close()
+    time.sleep(1)
+    batch = {"api_key": common.API_TOKEN, "batch": [
+        {"event": "big", "distinct_id": f"b{i}", "properties": {"pad": "y" * 100_000}}
+        for i in range(10)]}
+    statuses = [requests.post(f"{svc.url}/batch/", json=batch, timeout=30).status_code
+                for _ in range(10)]
+    row = Probes(svc.url, args.probes).run_for(args.seconds).summary()
+    return ["1,000 uploads closed half-way, then 10 x 1 MB batches", *row,
+            f"1 MB batches: {statuses.count(200)} x 200, {statuses.count(503)} x 503"]
+
+
+def posthog_batches(svc: common.Server, args: argparse.Namespace) -> list:
+    from posthog import Posthog
+
+    errors: list[str] = []
+    client = Posthog(common.API_TOKEN, host=svc.url, flush_at=1000, flush_interval=3.0,
+                     max_queue_size=2000, on_error=lambda e, batch: errors.append(str(e)))
+    for i in range(505):
+        client.capture("small", distinct_id=f"s{i}", properties={"pad": "s" * 10_000})
+    for i in range(7):
+        client.capture("large", distinct_id=f"l{i}", properties={"pad": "L" * 850_000})
+    client.flush()
+    client.shutdown()
+    time.sleep(2)
+    with sqlite3.connect(f"file:{args.db}?mode=ro", uri=True, timeout=15) as conn:
+        stored = conn.execute("SELECT count(*) FROM events WHERE event IN ('small', "
+                              "'large')").fetchone()[0]
+    return ["posthog-python: 505 x 10 KB + 7 x 850 KB events", "-", "-", "-", "-", "-", "-",
+            f"{stored} of 512 stored; {len(errors)} batches refused {errors[:1]}"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--attacks", default="slow-readers,bodies,idle,reload,lf")
+    ap.add_argument("--attacks", default="slow-readers,bodies,idle,reload,lf,forms,chunks,"
+                                         "abandoned,posthog")
     ap.add_argument("--seconds", type=float, default=15.0, help="probing per attack (s)")
     ap.add_argument("--probes", type=int, default=6, help="normal client threads")
     ap.add_argument("--pipelined", type=int, default=100, help="requests per non-reader")
@@ -221,12 +338,15 @@ def main() -> int:
             db = os.path.join(d, f"{name}-{addresses}.db")
             common.setup_database(db, [common.flagsvc_flag()], common.make_orgs(100))
             svc = common.flagsvc_server(db, workers=args.workers, checkout=args.checkout)
+            args.db = db
             with common.running(svc):
                 if name == "idle":
                     rows.append(idle(svc, args, addresses))
                 else:
                     rows.append({"slow-readers": slow_readers, "bodies": bodies,
-                                 "reload": reload, "lf": lf}[name](svc, args))
+                                 "reload": reload, "lf": lf, "forms": forms,
+                                 "chunks": chunks, "abandoned": abandoned,
+                                 "posthog": posthog_batches}[name](svc, args))
             print(rows[-1], flush=True)
     print(f"\n`flagsvc serve` ({args.checkout or 'this checkout'}), decide probes from "
           f"{args.probes} threads for {args.seconds:g} s per attack, 10 s timeout\n")

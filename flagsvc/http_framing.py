@@ -116,14 +116,19 @@ class Framing:
 
     def _chunks(self, buf: bytearray) -> int | None:
         while True:
-            line_end = buf.find(b"\r\n", self.pos)
-            if _BARE_LF.search(buf, self.pos, len(buf) if line_end < 0 else line_end):
-                return self.BARE_LF
-            if line_end < 0:  # a chunk-size line is a few bytes; gunicorn would wait for more
-                return self.BAD if len(buf) - self.pos > 1024 else None
-            size = _chunk_size(bytes(buf[self.pos:line_end]))
-            if size is None:
-                return self.HAND_OVER  # gunicorn refuses it (400)
+            plain = _PLAIN_SIZE.match(buf, self.pos)  # the usual line: hex digits, CRLF
+            if plain is not None:
+                line_end, size = plain.end() - 2, int(plain.group(1), 16)
+            else:
+                line_end = buf.find(b"\r\n", self.pos)
+                if _BARE_LF.search(buf, self.pos, len(buf) if line_end < 0 else line_end):
+                    return self.BARE_LF
+                if line_end < 0:  # a chunk-size line is a few bytes; gunicorn waits for more
+                    return self.BAD if len(buf) - self.pos > 1024 else None
+                found = _chunk_size(bytes(buf[self.pos:line_end]))
+                if found is None:
+                    return self.HAND_OVER  # gunicorn refuses it (400)
+                size = found
             if size == 0:  # the last chunk, then trailer fields, then an empty line
                 if buf.startswith(b"\r\n", line_end + 2):
                     return line_end + 4
@@ -162,6 +167,7 @@ class Framing:
 
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
+_PLAIN_SIZE = re.compile(rb"([0-9a-fA-F]{1,16})\r\n")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 # gunicorn's grammar of chunk extensions, where its version has one (else: no controls)
 _CHUNK_EXT: re.Pattern[bytes] | None = getattr(gunicorn_body, "CHUNK_EXT_RE", None)

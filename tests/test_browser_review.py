@@ -12,30 +12,16 @@ from segment.analytics import Client
 from stress.harness import API_TOKEN, admin
 
 from tests import test_browser_console as shared
+from tests.test_browser_editor import confirm_radius, create, stored, wait_status
 
 console = shared.console  # module scope: this module's own server, same data
 browser = shared.browser
 signed_in, close, open_editor = shared.signed_in, shared.close, shared.open_editor
 
 
-def create(console, flag):
-    r = requests.post(console.url + "/api/flags", headers=admin(), timeout=10, json=flag)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def stored(console, key):
-    return requests.get(console.url + "/api/flags/" + key, headers=admin(), timeout=10).json()
-
-
 def blast_ready(page):
     page.wait_for_function("document.getElementById('blast').dataset.state === 'ready'",
                            timeout=10_000)
-
-
-def wait_status(page, text):
-    page.wait_for_function("t => document.getElementById('form-status').textContent.includes(t)",
-                           arg=text, timeout=10_000)
 
 
 def test_condition_bucket_by_and_hash_namespace_are_shown_and_counted(browser, console):
@@ -65,13 +51,6 @@ def test_condition_bucket_by_and_hash_namespace_are_shown_and_counted(browser, c
     close(page)
 
 
-def confirm_radius(page):
-    page.wait_for_selector("#confirm[open]")
-    page.wait_for_function("document.getElementById('confirm-radius').dataset.state === 'ready'",
-                           timeout=10_000)
-    return page.text_content("#confirm-text"), page.text_content("#confirm-radius")
-
-
 def test_a_flag_deleted_while_edited_says_so_and_offers_restore(browser, console):
     create(console, {"key": "gone-meanwhile", "bucket_by": "account",
                      "conditions": [{"properties": [], "rollout_percentage": 100}]})
@@ -87,7 +66,9 @@ def test_a_flag_deleted_while_edited_says_so_and_offers_restore(browser, console
     who = page.text_content("#conflict-who")
     assert "deleted by secret key" in who and " UTC " in who
     assert page.is_hidden("#conflict-merge") and page.is_hidden("#conflict-review")
-    assert page.is_disabled("#conflict-merge")
+    assert page.is_disabled("#conflict-merge") and page.is_disabled("#save")
+    page.fill("#f-description", "my edit, again")  # an edit meanwhile does not re-enable it
+    assert page.is_disabled("#save")
     assert page.locator("#conflict-changes tr").count() == 0
     assert "restore it first" in page.text_content("#form-status")  # the API's message
     # restore: asked with the blast radius, then the page of the restored flag

@@ -13,5 +13,6 @@ CREATE TABLE sign_in_attempts (
 );
 CREATE INDEX sign_in_attempts_expiry ON sign_in_attempts(expires_at);
 
-ALTER TABLE users DROP COLUMN failed_logins;
-ALTER TABLE users DROP COLUMN locked_until;
+-- users.failed_logins / users.locked_until are no longer read or written, but stay: nodes of
+-- the previous release still use them during a rolling upgrade (migrations are additive;
+-- README "Rolling deploys"). A later release drops them.

@@ -122,7 +122,9 @@
     const errors = $("form-errors");
     errors.hidden = !problems.length;
     errors.replaceChildren(...problems.map((p) => el("div", {}, p)));
-    if ($("save")) $("save").disabled = !canEdit || problems.length > 0;
+    if ($("save")) {  // (a flag deleted meanwhile is restored first, never saved over)
+      $("save").disabled = !canEdit || problems.length > 0 || Boolean(pending && pending.gone);
+    }
     if (pending && !pending.gone && !problems.length) showConflict();  // the merge follows the draft
     schedulePreview();
   }
@@ -342,6 +344,7 @@
     $("conflict-merge").hidden = $("conflict-review").hidden = deleting || gone;
     $("conflict-merge").disabled = $("conflict-review").disabled = gone;
     $("conflict-restore").hidden = !(gone && canEdit);
+    if ($("save")) $("save").disabled = gone || $("save").disabled;
     $("conflict-theirs").textContent = gone ? "Discard my edits, show the deleted flag"
       : "Discard my edits, load theirs";
     if (gone) {
