@@ -9,7 +9,9 @@ again. One table, so that the worker and the app agree.
 - the console's pages (/ui): CONSOLE_FORM_BYTES (64 KiB), they only take small forms
   (sign-in, password, users; the console's JSON goes to /api), and Werkzeug's
   MAX_FORM_MEMORY_SIZE does not apply to url-encoded forms;
-- every other route (decide, admin, OFREP): FLAGSVC_MAX_BODY_BYTES (5 MiB).
+- decide and OFREP (/flags, /decide, /ofrep): limits.MAX_DECIDE_BODY_BYTES (256 KiB): an
+  evaluation context is small, and a big one costs every string operator its length;
+- every other route (admin): FLAGSVC_MAX_BODY_BYTES (5 MiB).
 
 A route that wants its own limit adds a row to ROUTE_LIMITS: its path prefixes and a
 setting name (or a number of bytes).
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from .limits import MAX_DECIDE_BODY_BYTES
 
 INGEST_PATHS = ("/batch", "/capture", "/e", "/i/v0/e", "/track", "/engage", "/groups",
                 "/import", "/identify", "/groupidentify", "/v1", "/v2", "/2/httpapi")
@@ -30,6 +34,7 @@ CONSOLE_FORM_BYTES = 64 * 1024
 ROUTE_LIMITS: list[tuple[tuple[str, ...], str | int]] = [
     (INGEST_PATHS, "MAX_INGEST_BODY_BYTES"),
     (("/ui",), CONSOLE_FORM_BYTES),
+    (("/flags", "/decide", "/ofrep"), MAX_DECIDE_BODY_BYTES),
 ]
 
 
