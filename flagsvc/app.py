@@ -179,7 +179,7 @@ def open_store(settings: Mapping[str, Any], migrate: bool = True,
     database = settings["DATABASE"]
     kwargs: dict[str, Any] = {}
     if is_postgres(database):
-        kwargs = {"pool_size": settings["PG_POOL_SIZE"] or (threads + 1 if threads else 8),
+        kwargs = {"pool_size": settings["PG_POOL_SIZE"] or (threads + 1 if threads else 32),
                   "statement_timeout": settings["PG_WRITE_TIMEOUT"],
                   "read_statement_timeout": settings["PG_READ_TIMEOUT"]}
     store = Store(database, synchronous=settings["SYNCHRONOUS"], migrate_now=False, **kwargs)

@@ -113,7 +113,7 @@ SETTINGS = [
             "past it the request answers 503 (s).", float),
     Setting("PG_POOL_SIZE", 0,
             "PostgreSQL: most connections of each of a worker's two pools (writes, decide "
-            "reads); 0: the worker's threads + 1 (`flagsvc serve --threads`; 8 under another "
+            "reads); 0: the worker's threads + 1 (`flagsvc serve --threads`; 32 under another "
             "WSGI server).", int),
     Setting("LOG_LEVEL", "INFO", "Log level of the service's JSON logs."),
     Setting("METRICS", True, "Serve Prometheus metrics at /metrics.", _bool),
