@@ -212,7 +212,11 @@ def create_app(config: Mapping[str, Any] | None = None, migrate: bool = True,
     app.extensions["flagsvc"] = FlagService(store, settings["CACHE_SECONDS"],
                                             settings["CACHE_SIZE"], settings["MIN_FREE_BYTES"],
                                             cache_bytes=settings["CACHE_BYTES"],
-                                            prefill=settings["CACHE_PREFILL"])
+                                            # PostgreSQL only: a cold group read there
+                                            # is a round trip; on SQLite a local indexed
+                                            # read, not worth a thread racing close()
+                                            prefill=settings["CACHE_PREFILL"]
+                                            if store.dialect == "postgresql" else 0)
 
     from .api import admin, capture, decide, definitions, health, ofrep, remote_config
 

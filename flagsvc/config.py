@@ -76,10 +76,10 @@ SETTINGS = [
             "edits reach every worker within this time.", float),
     Setting("CACHE_SIZE", 100_000, "Most group / person property sets cached per worker.", int),
     Setting("CACHE_PREFILL", 20_000,
-            "Group property sets a worker loads into its cache, in the background, when it "
-            "first serves a project (its most recently created groups, one query): a node "
-            "that just started then answers decide from memory instead of reading each group "
-            "once per worker (a round trip each on PostgreSQL); 0: off.", int),
+            "PostgreSQL: group property sets a worker loads into its cache, in the "
+            "background, when it first serves a project (its most recently created groups, "
+            "one query): a node that just started then answers decide from memory instead "
+            "of one round trip per group and worker; 0: off.", int),
     Setting("CACHE_BYTES", 64 * 1024 * 1024,
             "Most bytes (estimated) of property sets cached per worker (and per stale copy).",
             int),

@@ -134,6 +134,7 @@ class FlagService:
         self.store = store
         self.prefill = min(prefill, cache_size)  # see _prefill
         self._prefilled: set[int] = set()
+        self._prefills: list[threading.Thread] = []
         self.disk = DiskWatch(min_free_bytes)  # can writes succeed? (/readyz)
         self.reader = store.reader(READ_BUSY_TIMEOUT_MS)
         self.cache_seconds = cache_seconds
@@ -154,6 +155,8 @@ class FlagService:
         self._warned: dict[str, float] = {}
 
     def close(self) -> None:
+        for thread in self._prefills:  # never close the store under a prefill's read
+            thread.join(timeout=10)
         self.reader.close()
         self.store.close()
 
@@ -293,8 +296,10 @@ class FlagService:
         if self.prefill <= 0 or project_id in self._prefilled:
             return
         self._prefilled.add(project_id)
-        threading.Thread(target=self._prefill, args=(project_id,), daemon=True,
-                         name="flagsvc-prefill").start()
+        thread = threading.Thread(target=self._prefill, args=(project_id,), daemon=True,
+                                  name="flagsvc-prefill")
+        self._prefills.append(thread)
+        thread.start()
 
     def _prefill(self, project_id: int, chunk: int = 500) -> None:
         """Load the project's most recently created groups into the property cache (the
