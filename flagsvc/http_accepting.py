@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import json
 import resource
 import socket
 import time
@@ -30,23 +29,15 @@ from typing import Any
 from gunicorn import util
 
 from .http_conn import BufferedConn, WorkerState
+from .http_writing import error_answer
 
 ACCEPT_PAUSE = 0.5  # seconds without accepting after EMFILE/ENFILE (out of descriptors)
 SLOW_HEADERS = 2.0  # a full worker closes connections still sending headers after this
 IDLE_GRACE = 1.0  # a connection that has sent nothing is not closed to make room before this
 #                   (a client's request follows its connect by a moment)
-_SLOW_408_BODY = json.dumps({"code": "request_timeout",
-                             "message": "the server is full and the headers were slow",
-                             "detail": "the server is full and the headers were slow"}).encode()
-_SLOW_408 = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-             % len(_SLOW_408_BODY)) + _SLOW_408_BODY
-_TOO_MANY_BODY = json.dumps({"code": "too_many_connections",
-                             "message": "too many connections from this address",
-                             "detail": "too many connections from this address"}).encode()
-_TOO_MANY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n"
-             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-             % len(_TOO_MANY_BODY)) + _TOO_MANY_BODY
+_SLOW_408 = error_answer(408, "request_timeout", "the server is full and the headers were slow")
+_TOO_MANY = error_answer(503, "too_many_connections", "too many connections from this address",
+                         "Retry-After: 5\r\n")
 
 
 def trusted_networks(allowed: Any) -> list[Any] | None:

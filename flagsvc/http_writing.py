@@ -28,6 +28,15 @@ from .http_conn import BufferedConn, WorkerState
 LINGER_SECONDS = 2.0  # after an answer with Connection: close, how long its FIN may take
 
 
+def error_answer(status: int, code: str, message: str, headers: str = "") -> bytes:
+    """A short JSON error answer, closing its connection, as the event loop writes it."""
+    body = json.dumps({"code": code, "message": message, "detail": message}).encode()
+    head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
+            f"Connection: close\r\n{headers}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
 class AnswerWriting(WorkerState):
     """The main thread's side of an answer: from a thread's memory to the client."""
 
@@ -103,11 +112,7 @@ class AnswerWriting(WorkerState):
                 headers: str = "") -> None:
         """A short JSON error written from the main thread, then the connection closed."""
         self._forget(conn)
-        body = json.dumps({"code": code, "message": message, "detail": message}).encode()
-        head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
-                f"Connection: close\r\n{headers}"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
-        self._send_quietly(conn.sock, head.encode() + body)
+        self._send_quietly(conn.sock, error_answer(status, code, message, headers))
         self.nr_conns -= 1
         self._linger(conn)
 
