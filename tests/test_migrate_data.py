@@ -61,6 +61,11 @@ def test_sqlite_to_postgresql_and_back(tmp_path, pg_url, capsys):
     assert "verified" in out.err
     pg = Store(pg_url)
     assert count_tables(pg) == before
+    # statistics of what was copied, at once (not at autovacuum's first look)
+    conn = pg.conn()
+    stats = dict(conn.execute("SELECT relname, reltuples FROM pg_class WHERE relkind = 'r' "
+                              "AND relnamespace = current_schema()::regnamespace").fetchall())
+    assert {t: stats[t] for t, n in before.items() if n} == {t: n for t, n in before.items() if n}
     # ids continue after the copied ones: new rows do not collide
     pg.create_flag(p["id"], {"key": "new", "conditions": []})
     q = pg.create_project("q")

@@ -192,3 +192,36 @@ def test_a_worker_that_served_nothing_answers_decide_from_its_warm_up_during_an_
         assert r.status_code == 200 and r.get_json()["flags"]["everyone"]["enabled"]
     finally:
         app.extensions["flagsvc"].close()
+
+
+def test_a_full_pool_is_not_an_outage(db_path):
+    """Every connection checked out and none handed back in time fails that checkout, and
+    only it: before, it marked the database down like an unreachable server, and every
+    request of the process then failed at once until the probe saw the server again."""
+    import threading
+
+    from flagsvc.store.pg import PgPool
+
+    pool = PgPool(db_path, max_size=1, timeout=0.3)
+    held, done = threading.Event(), threading.Event()
+
+    def hold():
+        pool.get().execute("SELECT 1")
+        held.set()
+        done.wait(10)
+        pool.release_current()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(psycopg.OperationalError, match="1 database connections"):
+            pool.get()
+        assert not pool._down
+    finally:
+        done.set()
+        holder.join(10)
+    started = time.monotonic()
+    assert pool.get().execute("SELECT 1").fetchone()[0] == 1
+    assert time.monotonic() - started < 0.3  # at once: no probe to wait for
+    pool.close()

@@ -39,6 +39,31 @@ class _Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# The reads by key on PostgreSQL: one probe of an index by `=` on every column per key (a
+# lateral subquery, kept apart by OFFSET 0), then the rows by id (ORDER BY id FOR UPDATE
+# locks them in id order: concurrent.py). Written as `group_key = ANY(...)` after equal
+# prefix columns, a table without statistics yet (a new install, a copy just made, a burst
+# within autovacuum's first minute) was planned as a walk of every key of the prefix with
+# the list as a filter: every group of the type, every distinct id of the project, per batch.
+_BY_KEY = ("CAST(? AS text[])) AS u(k) CROSS JOIN LATERAL (SELECT {what} FROM {table} "
+           "WHERE {where} = u.k OFFSET 0) AS f")
+_PG_GROUPS = (
+    "SELECT id, group_key, properties, property_ts, created_at, last_seen, parent_key, "
+    "parent_type, parent_ts FROM groups WHERE id = ANY(ARRAY(SELECT f.id FROM unnest("
+    + _BY_KEY.format(what="id", table="groups",
+                     where="project_id = ? AND group_type = ? AND group_key") + "))")
+_PG_KEY_TYPES = ("SELECT f.group_key, f.group_type, f.updated_at FROM unnest(" + _BY_KEY.format(
+    what="group_key, group_type, updated_at", table="groups",
+    where="project_id = ? AND group_key"))
+_PG_PERSONS = (
+    "SELECT f.distinct_id, p.id, p.properties, p.property_ts, p.created_at, p.last_seen FROM "
+    "unnest(" + _BY_KEY.format(what="distinct_id, person_id", table="person_distinct_ids",
+                               where="project_id = ? AND distinct_id")
+    + " JOIN persons p ON p.id = f.person_id WHERE p.id = ANY(ARRAY(SELECT f.person_id FROM "
+    "unnest(" + _BY_KEY.format(what="person_id", table="person_distinct_ids",
+                               where="project_id = ? AND distinct_id") + "))")
+
+
 def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -58,6 +83,7 @@ class _Loading:
         self.no_person: set[str] = set()  # distinct ids known to have no stored person
         self.default_type = "organization"  # the project's (set by _Batch)
         self.lock_rows = ""  # appended to the reads of stored rows (_Batch: FOR UPDATE)
+        self.postgres = getattr(conn, "dialect", None) == "postgresql"
 
     def prefetch(self, calls: list[Call]) -> None:
         """Load every group, ancestor and person the batch touches in a few bulk queries
@@ -103,7 +129,8 @@ class _Loading:
             by_type.setdefault(key[0], []).append(key[1])
         for t, ks in by_type.items():
             for chunk in _chunks(ks):
-                rows = self.conn.execute(
+                rows = self.conn.execute(_PG_GROUPS + self.lock_rows, (chunk, self.pid, t)) \
+                    if self.postgres else self.conn.execute(
                     "SELECT id, group_key, properties, property_ts, created_at, last_seen, "
                     "parent_key, parent_type, parent_ts FROM groups WHERE project_id = ? AND "
                     f"group_type = ? AND group_key IN ({','.join('?' * len(chunk))})"
@@ -141,7 +168,8 @@ class _Loading:
         for chunk in _chunks(todo):
             for k in chunk:
                 self.key_types[k] = []
-            for key, gtype, updated in self.conn.execute(
+            for key, gtype, updated in self.conn.execute(_PG_KEY_TYPES, (chunk, self.pid)) \
+                    if self.postgres else self.conn.execute(
                     "SELECT group_key, group_type, updated_at FROM groups WHERE project_id = ? "
                     f"AND group_key IN ({','.join('?' * len(chunk))})", (self.pid, *chunk)):
                 self.key_types[key].append((gtype, updated))
@@ -184,12 +212,13 @@ class _Loading:
     def load_persons(self, distinct_ids: set[str]) -> None:
         missing = [d for d in distinct_ids if d not in self.persons and d not in self.no_person]
         for chunk in _chunks(missing):
-            rows = self.conn.execute(
+            locks = self.lock_rows.replace('id FOR UPDATE', 'p.id FOR UPDATE OF p')
+            rows = self.conn.execute(_PG_PERSONS + locks, (chunk, self.pid, chunk, self.pid)) \
+                if self.postgres else self.conn.execute(
                 "SELECT d.distinct_id, p.id, p.properties, p.property_ts, p.created_at, "
                 "p.last_seen FROM person_distinct_ids d JOIN persons p ON p.id = d.person_id WHERE "
                 f"d.project_id = ? AND d.distinct_id IN ({','.join('?' * len(chunk))})"
-                f"{self.lock_rows.replace('id FOR UPDATE', 'p.id FOR UPDATE OF p')}",
-                (self.pid, *chunk))
+                f"{locks}", (self.pid, *chunk))
             for did, pid, props, stamps, created, seen in rows:
                 row = self.person_rows.get(pid)
                 if row is None:  # one object per person, whichever distinct id reached it

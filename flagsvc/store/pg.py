@@ -34,7 +34,7 @@ from typing import Any
 import mmh3
 import psycopg
 from psycopg.adapt import Loader
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .pgbulk import bulk_form, run_bulk
 
@@ -507,7 +507,19 @@ class PgPool:
     def _getconn(self, timeout: float) -> psycopg.Connection:
         try:
             return self._pool.getconn(timeout=timeout)
-        except psycopg.OperationalError as e:  # PoolTimeout too
+        except PoolTimeout as e:
+            # Every connection of a full pool checked out and none handed back in time: the
+            # server answers, this process is busy (the request fails: 503, or decide's
+            # caches) — not an outage, after which every request would fail at once until
+            # the probe saw the server again. Short of full, the pool could not connect.
+            stats = self._pool.get_stats()
+            if stats.get("pool_size", 0) >= self.max_size and not stats.get("pool_available"):
+                raise psycopg.OperationalError(
+                    f"all {self.max_size} database connections of this process are in use "
+                    f"(waited {timeout:g} s): {e}") from None
+            self.mark_down(str(e))
+            raise
+        except psycopg.OperationalError as e:
             self.mark_down(str(e))
             raise
 

@@ -48,8 +48,12 @@ def bulk_form(sql: str, text: str) -> tuple[str, str, list[str], bool] | None:
     if m:
         cols = [part.split(" = ")[0].strip() for part in m.group(2).split(", ")]
         sets = ", ".join(f"{c} = v.{c}" for c in cols)
+        # (`id = ANY(...)` too: joined on v.id alone, the planner estimates the row source
+        # at 100 rows and, for a table without statistics or of a few ten thousand rows,
+        # hashes them against a scan of the whole table; the ids make it an index probe)
         out = (f"UPDATE {m.group(1)} SET {sets} FROM __ROWS__ AS v(__COLUMNS__) "
-               f"WHERE {m.group(1)}.id = v.id", m.group(1), [*cols, "id"], True)
+               f"WHERE {m.group(1)}.id = v.id AND {m.group(1)}.id = ANY(%s::bigint[])",
+               m.group(1), [*cols, "id"], True)
     _bulk_cache[sql] = out
     return out
 
@@ -84,4 +88,5 @@ def run_bulk(raw: psycopg.Connection, cur: psycopg.Cursor, text: str,
     if documents:  # a serialized document goes in as JSON, not as a JSON string
         rows = [tuple(orjson.Fragment(v) if i in documents and v is not None else v
                       for i, v in enumerate(r)) for r in rows]
-    cur.execute(full, (orjson.dumps([dict(zip(cols, r, strict=True)) for r in rows]).decode(),))
+    document = orjson.dumps([dict(zip(cols, r, strict=True)) for r in rows]).decode()
+    cur.execute(full, (document, [r[-1] for r in rows]) if update else (document,))
