@@ -21,8 +21,17 @@ GC_THRESHOLD = 10_000  # allocations between young-generation collections (Pytho
 log = logging.getLogger("flagsvc")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: a container's cpuset or `taskset` limit them, and
+    os.cpu_count() counts the host's anyway (2 × 64 + 1 workers on one pinned core)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # (no affinity on this platform)
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
-    return min(2 * (os.cpu_count() or 1) + 1, 8)
+    return min(2 * usable_cpus() + 1, 8)
 
 
 def _post_worker_init(worker: Any) -> None:

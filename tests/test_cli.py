@@ -130,6 +130,21 @@ def test_gunicorn_accepts_the_serve_configuration():
     assert app.cfg.when_ready.__qualname__ == "WhenReady.when_ready"  # gunicorn's own
 
 
+def test_default_workers_follow_the_cpus_the_process_may_use(monkeypatch):
+    """A container's cpuset or `taskset` leave os.cpu_count() at the host's count: the
+    default was then sized for CPUs the workers could not run on."""
+    from flagsvc import server
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert server.default_workers() == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert server.default_workers() == 5
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert server.default_workers() == 5
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert server.default_workers() == 8
+
+
 @pytest.mark.parametrize("timeout, env, expected", [
     ("30", None, "15.0"), ("10", None, "5.0"), ("10", "8", "8")])
 def test_serve_keeps_the_preview_budget_inside_the_worker_timeout(cli, monkeypatch, timeout,
