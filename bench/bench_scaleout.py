@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import subprocess
 import sys
 import threading
@@ -191,6 +192,34 @@ def raw_psycopg(batches: list[tuple[list[tuple], list[tuple]]], url: str) -> flo
     return n / elapsed
 
 
+def pinned_decide(url: str, args) -> dict[str, dict[str, float]]:
+    """Decide on one node pinned to CPU 0 vs two pinned to CPUs 0 and 1 (as two one-core
+    machines would run them), alternating rounds, medians: req/s, server CPU per request
+    and the load generator's CPU per request (wrk is pinned to the last CPU, beside the
+    second node: its share is the second node's handicap)."""
+    p0 = common.flagsvc_server(url, cpus="0")
+    p1 = common.flagsvc_server(url, cpus=str((os.cpu_count() or 2) - 1))
+    out: dict[str, list[dict]] = {"1": [], "2": []}
+    with common.running(p0, p1):
+        for s in (p0, p1):
+            common.run_wrk(s.url, LUA, 2, args.connections, WRK_ENV)  # warm-up
+        for rnd in range(args.rounds):
+            order = [("1", [p0]), ("2", [p0, p1])]
+            for name, nodes in (order if rnd % 2 == 0 else order[::-1]):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                res, cpu = measured(nodes, lambda n=nodes: wrk_parallel(n, args.duration,
+                                                                        args.connections))
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                load = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+                n = max(1, res["requests"])
+                out[name].append({"rps": res["rps"], "cpu_ms": cpu / n * 1000,
+                                  "wrk_ms": load / n * 1000, "errors": res["errors"]})
+                print(f"round {rnd + 1} pinned decide {name} node(s): {res['rps']:.0f} req/s, "
+                      f"{cpu / n * 1000:.3f} ms CPU/req, errors {res['errors']}")
+    return {k: {m: common.median([r[m] for r in v]) for m in ("rps", "cpu_ms", "wrk_ms")}
+            | {"errors": sum(r["errors"] for r in v)} for k, v in out.items()}
+
+
 def count_pg_events(url: str) -> int:
     with psycopg.connect(url) as c:
         return c.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -308,11 +337,14 @@ def run(args, lite: str, url: str, bodies: list[bytes], raw_batches: list) -> in
 
         # 4. freshness
         fresh = freshness(a, b, args.trials)
+    # 5. each node on a core of its own (taskset; default workers of one CPU each)
+    pinned = pinned_decide(url, args)
     dead1 = pg_counters()
 
     med = {k: {m: common.median([r[m] for r in v]) for m in ("rps", "cpu_ms", "p99")}
            for k, v in dec.items()}
     errors = {k: sum(r["errors"] for r in v) for k, v in dec.items()}
+    errors["pinned"] = pinned["1"]["errors"] + pinned["2"]["errors"]
     accepted = (ing1["ok"] + ing2["ok"]) * 100
     lost = accepted - stored
     ing_fail = {**ing1["failed"], **ing2["failed"]}
@@ -348,6 +380,16 @@ def run(args, lite: str, url: str, bodies: list[bytes], raw_batches: list) -> in
             ["ingest /batch/, PostgreSQL, 2 nodes", ing2["rate"], ev_cpu2, ing2["ok"]],
             ["raw psycopg executemany (mean)", raw, "", f"{raw_before:,.0f} / {raw_after:,.0f}"],
         ], ["path", "events/s", "server CPU µs/event", "requests / runs"]), "",
+        "Each node on a core of its own (`taskset`, default workers of one CPU: 3 each); "
+        "PostgreSQL unpinned; wrk pinned to the last CPU, beside the second node:",
+        "",
+        common.table([
+            [f"decide, PostgreSQL, {n} pinned node{'s' * (n == '2')}", pinned[n]["rps"],
+             pinned[n]["cpu_ms"], pinned[n]["wrk_ms"]] for n in ("1", "2")
+        ] + [["2 nodes / 1", pinned["2"]["rps"] / pinned["1"]["rps"],
+              pinned["2"]["cpu_ms"] / pinned["1"]["cpu_ms"],
+              pinned["2"]["wrk_ms"] / pinned["1"]["wrk_ms"]]],
+            ["path", "req/s (median)", "server CPU ms/req", "wrk CPU ms/req"]), "",
         common.table([
             ["decide PostgreSQL / SQLite req/s", pg_vs_lite, ">= 0.9",
              common.verdict(pg_vs_lite >= 0.9)],

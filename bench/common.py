@@ -280,15 +280,19 @@ class Server:
 
 def flagsvc_server(db_path: str, port: int | None = None, workers: int | None = None,
                    extra_env: dict[str, str] | None = None,
-                   checkout: str | None = None) -> Server:
+                   checkout: str | None = None, cpus: str | None = None) -> Server:
     """`flagsvc serve` exactly as users run it (default workers unless given); `checkout`:
     another checkout's code (`python -m` puts the working directory first on sys.path, so
-    the server runs there, with it on PYTHONPATH too, for the writer it starts)."""
+    the server runs there, with it on PYTHONPATH too, for the writer it starts); `cpus`:
+    under `taskset -c CPUS` (its default workers are then those of that many CPUs)."""
     port = port or free_port()
     argv = [PYTHON, "-m", "flagsvc.cli", "serve", "--bind", f"127.0.0.1:{port}",
             "--no-access-log"]
     if workers:
         argv += ["--workers", str(workers)]
+    if cpus:
+        argv = ["taskset", "-c", cpus, *argv]
+        workers = workers or min(2 * len(cpus.split(",")) + 1, 8)
     env = {"FLAGSVC_DATABASE": db_path, "FLAGSVC_API_TOKEN": API_TOKEN,
            "FLAGSVC_SECRET_KEY": SECRET_KEY, "FLAGSVC_LOG_LEVEL": "WARNING",
            **(extra_env or {})}
