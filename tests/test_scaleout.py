@@ -198,3 +198,57 @@ def test_postgresql_restarted_under_load_decide_answers_writes_refuse_then_recov
     assert tally.acked_events <= stored  # no 2xx for anything not stored
     assert not stored & {f"down-{i}" for i in range(10)}
     assert tally.server_errors() > 0  # the load did see the outage (as 503s)
+
+
+def _within(seconds, check):
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_stock_clients_through_two_nodes(two_single_worker_nodes):
+    """The analytics clients an app already has send through one node; the flag clients it
+    already has ask the other, all stock (segment-analytics-python, posthog, the OFREP
+    provider): each change is served by the other node within a second."""
+    from openfeature import api
+    from openfeature.contrib.provider.ofrep import OFREPProvider
+    from openfeature.evaluation_context import EvaluationContext
+    from posthog import Posthog
+    from segment.analytics import Client
+
+    a, b = two_single_worker_nodes
+    token = scaleout.TOKENS["api"]
+    scaleout.create_flag(a.url)
+    ph_a = Posthog(token, host=a.url, sync_mode=True)
+    ph_b = Posthog(token, host=b.url, sync_mode=True)
+    api.set_provider_and_wait(OFREPProvider(
+        b.url, headers_factory=lambda: {"Authorization": f"Bearer {token}"}))
+    of_b = api.get_client()
+    try:
+        def posthog_b(org):
+            return ph_b.get_feature_flag(scaleout.FLAG, f"u-{org}", groups={"organization": org},
+                                         send_feature_flag_events=False)
+
+        def ofrep_b(org):
+            return of_b.get_boolean_value(scaleout.FLAG, False, EvaluationContext(
+                f"u-{org}", {"groups": {"organization": org}}))
+
+        # (the flag was created through node A: node B knows it within the second too)
+        assert _within(FRESHNESS, lambda: posthog_b("acme") is False)
+        assert ofrep_b("globex") is False
+        Client(token, host=a.url, sync_mode=True).group(
+            "u-acme", "acme", {"group_type": "organization", "plan": "enterprise"})
+        assert _within(FRESHNESS, lambda: posthog_b("acme") is True)
+        ph_a.group_identify("organization", "globex", {"plan": "enterprise"})
+        assert _within(FRESHNESS, lambda: ofrep_b("globex") is True)
+        # and back: a flag edit through node B, served by node A to the stock client
+        current = scaleout.version(requests.Session(), b.url)
+        scaleout.set_active(requests.Session(), b.url, False, current)
+        assert _within(FRESHNESS, lambda: ph_a.get_feature_flag(
+            scaleout.FLAG, "u-acme", groups={"organization": "acme"},
+            send_feature_flag_events=False) is False)
+    finally:
+        api.clear_providers()
