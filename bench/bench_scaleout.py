@@ -197,8 +197,9 @@ def pinned_decide(url: str, args) -> dict[str, dict[str, float]]:
     machines would run them), alternating rounds, medians: req/s, server CPU per request
     and the load generator's CPU per request (wrk is pinned to the last CPU, beside the
     second node: its share is the second node's handicap)."""
-    p0 = common.flagsvc_server(url, cpus="0")
-    p1 = common.flagsvc_server(url, cpus=str((os.cpu_count() or 2) - 1))
+    usable = sorted(os.sched_getaffinity(0))
+    p0 = common.flagsvc_server(url, cpus=str(usable[0]))
+    p1 = common.flagsvc_server(url, cpus=str(usable[-1]))
     out: dict[str, list[dict]] = {"1": [], "2": []}
     with common.running(p0, p1):
         for s in (p0, p1):
@@ -206,10 +207,11 @@ def pinned_decide(url: str, args) -> dict[str, dict[str, float]]:
         for rnd in range(args.rounds):
             order = [("1", [p0]), ("2", [p0, p1])]
             for name, nodes in (order if rnd % 2 == 0 else order[::-1]):
+                cpu0 = cpu_of(nodes)  # (its pgrep runs outside the window of wrk's rusage)
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                res, cpu = measured(nodes, lambda n=nodes: wrk_parallel(n, args.duration,
-                                                                        args.connections))
+                res = wrk_parallel(nodes, args.duration, args.connections)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = cpu_of(nodes) - cpu0
                 load = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
                 n = max(1, res["requests"])
                 out[name].append({"rps": res["rps"], "cpu_ms": cpu / n * 1000,

@@ -292,7 +292,9 @@ def flagsvc_server(db_path: str, port: int | None = None, workers: int | None = 
         argv += ["--workers", str(workers)]
     if cpus:
         argv = ["taskset", "-c", cpus, *argv]
-        workers = workers or min(2 * len(cpus.split(",")) + 1, 8)
+        count = sum(int(b) - int(a) + 1 if "-" in part else 1
+                    for part in cpus.split(",") for a, _, b in [part.partition("-")])
+        workers = workers or min(2 * count + 1, 8)
     env = {"FLAGSVC_DATABASE": db_path, "FLAGSVC_API_TOKEN": API_TOKEN,
            "FLAGSVC_SECRET_KEY": SECRET_KEY, "FLAGSVC_LOG_LEVEL": "WARNING",
            **(extra_env or {})}

@@ -11,11 +11,14 @@ both sides.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from .db import StoreError, migration_names, transaction
+
+log = logging.getLogger("flagsvc")
 
 # In the order foreign keys need (parents first).
 TABLES = ("projects", "tokens", "group_types", "signing_keys", "groups", "persons",
@@ -114,11 +117,23 @@ def copy_database(source: Any, target: Any) -> list[tuple[str, int, int]]:
                                     f"GREATEST((SELECT MAX(id) FROM {table}), 1))")
     after = count_tables(target)
     if target.dialect == "postgresql":
-        # Statistics now rather than at autovacuum's first look, as after a pg_restore: the
-        # planner's choices for group search and preview at a million groups depend on them.
-        # Only tables with rows: PostgreSQL would plan its foreign-key checks against an
-        # empty table analyzed as empty as scans of it, until autovacuum looks again.
-        for table in TABLES:
-            if after[table]:
-                dst.execute(f"ANALYZE {table}")
+        _analyze(target.path, [t for t in TABLES if after[t]])
     return [(t, expected[t], after[t]) for t in TABLES]
+
+
+def _analyze(url: str, tables: list[str]) -> None:
+    """Statistics now rather than at autovacuum's first look, as after a pg_restore: the
+    planner's choices for group search and preview at a million groups depend on them. Only
+    tables with rows: PostgreSQL would plan its foreign-key checks against an empty table
+    analyzed as empty as scans of it, until autovacuum looks again. On a connection of its
+    own, without the store's statement deadline; the copy is done and verified, so a failure
+    here is a warning (autovacuum gathers them anyway)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            for table in tables:
+                conn.execute(f"ANALYZE {table}")
+    except psycopg.Error as e:
+        log.warning("copied; ANALYZE of the copy failed (%s): autovacuum will gather the "
+                    "statistics, or run ANALYZE yourself", str(e).strip())

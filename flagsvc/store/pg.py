@@ -505,17 +505,23 @@ class PgPool:
         return self._getconn(self.timeout)
 
     def _getconn(self, timeout: float) -> psycopg.Connection:
+        errors = self._pool.get_stats().get("connections_errors", 0)
         try:
             return self._pool.getconn(timeout=timeout)
         except PoolTimeout as e:
-            # Every connection of a full pool checked out and none handed back in time: the
+            # Every connection held by the other threads and none handed back in time: the
             # server answers, this process is busy (the request fails: 503, or decide's
             # caches) — not an outage, after which every request would fail at once until
-            # the probe saw the server again. Short of full, the pool could not connect.
-            stats = self._pool.get_stats()
-            if stats.get("pool_size", 0) >= self.max_size and not stats.get("pool_available"):
+            # the probe saw the server again. Fewer held (the pool's own count includes
+            # connections it is still trying to open), or a connection attempt failed
+            # meanwhile: the pool could not connect.
+            me = threading.current_thread()
+            with self._lock:
+                held = sum(1 for t in self._all if t is not me)
+            failed = self._pool.get_stats().get("connections_errors", 0) > errors
+            if held >= self.max_size and not failed:
                 raise psycopg.OperationalError(
-                    f"all {self.max_size} database connections of this process are in use "
+                    f"every database connection of this process ({self.max_size}) is in use "
                     f"(waited {timeout:g} s): {e}") from None
             self.mark_down(str(e))
             raise
