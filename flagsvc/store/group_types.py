@@ -18,6 +18,11 @@ from .db import Conflict, LimitExceeded, NotFound, transaction
 MAX_GROUP_TYPES = 5
 
 
+def too_many_types(name: str, used: int) -> LimitExceeded:
+    return LimitExceeded(f"a project has at most {MAX_GROUP_TYPES} group types; {name!r} would "
+                         f"be the {used + 1}th")
+
+
 class GroupTypeNotAllowed(ValueError):
     """Ingestion named a group type the project does not have and may not create."""
 
@@ -52,9 +57,7 @@ class GroupTypesMixin:
                                            (project_id,))}
         free = [i for i in range(MAX_GROUP_TYPES) if i not in used]
         if not free:
-            raise LimitExceeded(
-                f"a project has at most {MAX_GROUP_TYPES} group types; {name!r} would be the "
-                f"{len(used) + 1}th")
+            raise too_many_types(name, len(used))
         conn.execute("INSERT INTO group_types (project_id, name, idx, created_at) "
                      "VALUES (?, ?, ?, ?)", (project_id, name, free[0], time.time()))
         return free[0]
