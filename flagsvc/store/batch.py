@@ -20,7 +20,7 @@ from .batch_load import _chunks, _Loading, _Row
 from .bounds import admit
 from .concurrent import CHANGES_LOCK, Exclusive
 from .db import LimitExceeded, dumps, loads
-from .group_types import GroupTypeNotAllowed, too_many_types
+from .group_types import GroupTypeNotAllowed, project_types
 from .merge import apply_set, apply_set_once, apply_unset, merge_into
 
 __all__ = ["CHANGES_KEPT", "LAST_SEEN_RESOLUTION", "_Batch", "_Row", "_chunks"]
@@ -44,7 +44,7 @@ class _Batch(_Loading):
         # (id(person row), (group type, key)) -> [first seen, last seen, person row, node]
         self.memberships: dict[tuple[int, tuple[str, str]], list[Any]] = {}
         self.types: dict[str, str] = {}  # group type -> "" if usable, else why not
-        self.full_types: set[str] | None = None  # the project's types, once seen at the limit
+        self.known_types: dict[str, int] | None = None  # the project's (type_ok)
         self.inserted_persons: set[int] = set()  # ids of the persons write() inserted
         self.result = IngestResult()
         row = conn.execute("SELECT default_group_type, private_properties, hash_salt, "
@@ -72,29 +72,21 @@ class _Batch(_Loading):
         """Whether the group type exists or could be created; a refused type is warned
         about once per batch and every reference to it is counted as dropped."""
         refused = self.types.get(group_type)
-        if refused is None and self.full_types is not None:
-            # the project has all its types (none is created or deleted under this batch's
-            # lock): a new name is refused without asking the database again — a query per
-            # name made a batch naming 30,000 types a round trip each
-            refused = "" if group_type in self.full_types else (
-                f"dropped group type {group_type!r}: "
-                f"{too_many_types(group_type, len(self.full_types))}")
-            self.types[group_type] = refused
         if refused is None:
             create = self.creates_types or group_type == self.default_type
+            if self.known_types is None:  # (no type is created or deleted under the batch's
+                # lock but by the batch itself: read once, not once per name)
+                self.known_types = project_types(self.conn, self.pid)
             try:
                 self.store.ensure_group_type(self.conn, self.pid, group_type,
-                                             create=create and not self.shared)
+                                             create=create and not self.shared,
+                                             known=self.known_types)
                 refused = ""
             except GroupTypeNotAllowed as e:
                 if create:  # a new type's index: under the exclusive lock
                     raise Exclusive(group_type) from None
                 refused = f"dropped group type {group_type!r}: {e}"
-            except LimitExceeded as e:
-                refused = f"dropped group type {group_type!r}: {e}"
-                self.full_types = {name for (name,) in self.conn.execute(
-                    "SELECT name FROM group_types WHERE project_id = ?", (self.pid,))}
-            except ValueError as e:  # GroupTypeNotAllowed too
+            except (LimitExceeded, ValueError) as e:  # GroupTypeNotAllowed too
                 refused = f"dropped group type {group_type!r}: {e}"
             self.types[group_type] = refused
         if refused:

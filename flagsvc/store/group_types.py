@@ -23,6 +23,12 @@ def too_many_types(name: str, used: int) -> LimitExceeded:
                          f"be the {used + 1}th")
 
 
+def project_types(conn: Any, project_id: int) -> dict[str, int]:
+    """{name: index} of the project's group types."""
+    return dict(conn.execute("SELECT name, idx FROM group_types WHERE project_id = ?",
+                             (project_id,)).fetchall())
+
+
 class GroupTypeNotAllowed(ValueError):
     """Ingestion named a group type the project does not have and may not create."""
 
@@ -39,27 +45,35 @@ class GroupTypesMixin:
         return [{"name": n, "index": i, "created_at": c} for n, i, c in rows]
 
     def ensure_group_type(self, conn: sqlite3.Connection, project_id: int, name: str,
-                          create: bool = True) -> int:
+                          create: bool = True, known: dict[str, int] | None = None) -> int:
         """The index of group type `name`, created if new (`create`; else
-        GroupTypeNotAllowed); LimitExceeded past 5 types. Call inside a write transaction."""
+        GroupTypeNotAllowed); LimitExceeded past 5 types. Call inside a write transaction.
+        `known`: the project's types ({name: index}, `project_types`) read earlier in the
+        same transaction, used instead of asking again and kept up to date (an ingestion
+        batch naming thousands of types made a round trip per name)."""
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"a group type name must be a non-empty string, not {name!r}")
-        row = conn.execute("SELECT idx FROM group_types WHERE project_id = ? AND name = ?",
-                           (project_id, name)).fetchone()
-        if row:
-            return row[0]
+        if known is not None:
+            idx = known.get(name)
+        else:
+            row = conn.execute("SELECT idx FROM group_types WHERE project_id = ? AND name = ?",
+                               (project_id, name)).fetchone()
+            idx = row[0] if row else None
+        if idx is not None:
+            return idx
         if not create:
             raise GroupTypeNotAllowed(
                 f"{name!r} is not a group type of the project, and ingestion may not create "
                 "one (create it with POST /api/group_types, or set the project's "
                 "ingestion_creates_group_types)")
-        used = {r[0] for r in conn.execute("SELECT idx FROM group_types WHERE project_id = ?",
-                                           (project_id,))}
+        used = set((known if known is not None else project_types(conn, project_id)).values())
         free = [i for i in range(MAX_GROUP_TYPES) if i not in used]
         if not free:
             raise too_many_types(name, len(used))
         conn.execute("INSERT INTO group_types (project_id, name, idx, created_at) "
                      "VALUES (?, ?, ?, ?)", (project_id, name, free[0], time.time()))
+        if known is not None:
+            known[name] = free[0]
         return free[0]
 
     def create_group_type(self, project_id: int, name: str,
