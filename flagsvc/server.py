@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 from typing import Any
 
@@ -21,13 +22,34 @@ GC_THRESHOLD = 10_000  # allocations between young-generation collections (Pytho
 log = logging.getLogger("flagsvc")
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on: a container's cpuset or `taskset` limit them, and
-    os.cpu_count() counts the host's anyway (2 × 64 + 1 workers on one pinned core)."""
+def usable_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: a container's cpuset or `taskset` limit the ones it
+    runs on, a CPU quota (Kubernetes' CPU limit, `docker --cpus`: cgroup v2 `cpu.max`, v1
+    `cpu.cfs_quota_us`) how much of them, rounded up; os.cpu_count() counts the host's
+    anyway (2 × 64 + 1 workers for a pod limited to one CPU)."""
     try:
-        return len(os.sched_getaffinity(0)) or 1
+        cpus = len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):  # (no affinity on this platform)
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup)
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def _cpu_quota(cgroup: str) -> float | None:
+    """CPUs the cgroup's quota allows (None: no quota, or no cgroup to read)."""
+    for path, split in ((f"{cgroup}/cpu.max", None),
+                        (f"{cgroup}/cpu/cpu.cfs_quota_us", f"{cgroup}/cpu/cpu.cfs_period_us")):
+        try:
+            with open(path) as f:
+                fields = f.read().split()
+            if split is not None:
+                with open(split) as f:
+                    fields += f.read().split()
+            quota, period = float(fields[0]), float(fields[1])
+        except (OSError, ValueError, IndexError):  # absent, "max", unreadable
+            continue
+        return quota / period if quota > 0 and period > 0 else None
+    return None
 
 
 def default_workers() -> int:

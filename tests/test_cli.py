@@ -135,6 +135,7 @@ def test_default_workers_follow_the_cpus_the_process_may_use(monkeypatch):
     default was then sized for CPUs the workers could not run on."""
     from flagsvc import server
 
+    monkeypatch.setattr(server, "_cpu_quota", lambda cgroup: None)  # (the machine's own)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert server.default_workers() == 3
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
@@ -143,6 +144,25 @@ def test_default_workers_follow_the_cpus_the_process_may_use(monkeypatch):
     assert server.default_workers() == 5
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
     assert server.default_workers() == 8
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "150000 100000\n"}, 2),  # cgroup v2, 1.5 CPUs: rounded up
+    ({"cpu.max": "max 100000\n"}, 4),  # no quota
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),  # v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
+    ({"cpu.max": "800000 100000\n"}, 4),  # a quota above the CPUs it may run on
+    ({}, 4)])
+def test_usable_cpus_count_a_containers_cpu_quota(monkeypatch, tmp_path, files, expected):
+    """Kubernetes' CPU limit and `docker --cpus` are a quota, not an affinity mask: a pod
+    limited to one CPU on a 64-core node got 8 workers (and their caches' memory)."""
+    from flagsvc import server
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert server.usable_cpus(str(tmp_path)) == expected
 
 
 @pytest.mark.parametrize("timeout, env, expected", [
