@@ -48,7 +48,8 @@ def _cpu_quota(cgroup: str) -> float | None:
             quota, period = float(fields[0]), float(fields[1])
         except (OSError, ValueError, IndexError):  # absent, "max", unreadable
             continue
-        return quota / period if quota > 0 and period > 0 else None
+        ok = math.isfinite(quota) and math.isfinite(period) and quota > 0 and period > 0
+        return quota / period if ok else None
     return None
 
 

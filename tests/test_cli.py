@@ -152,6 +152,10 @@ def test_default_workers_follow_the_cpus_the_process_may_use(monkeypatch):
     ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),  # v1
     ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
     ({"cpu.max": "800000 100000\n"}, 4),  # a quota above the CPUs it may run on
+    ({"cpu.max": "50000 100000\n"}, 1),  # half a CPU: one
+    ({"cpu.max": "200000 100000\n", "cpu/cpu.cfs_quota_us": "100000\n",
+      "cpu/cpu.cfs_period_us": "100000\n"}, 2),  # v2 first
+    ({"cpu.max": ""}, 4), ({"cpu.max": "inf 100000"}, 4), ({"cpu.max": "x y"}, 4),
     ({}, 4)])
 def test_usable_cpus_count_a_containers_cpu_quota(monkeypatch, tmp_path, files, expected):
     """Kubernetes' CPU limit and `docker --cpus` are a quota, not an affinity mask: a pod

@@ -237,6 +237,8 @@ def test_warnings_are_listed_once_bounded_and_counted_past_the_limit(client, sto
     assert len(body["warnings"]) == L.MAX_WARNINGS
     assert body["more_warnings"] == 30_000 - L.MAX_WARNINGS
     assert body["dropped"] == 30_000
+    assert all(("would be the 6th" if why == "full" else "is not a group type") in w
+               for w in body["warnings"])
     assert all(len(w) <= L.MAX_WARNING_LENGTH for w in body["warnings"])
     assert len(r.get_data()) < 20_000
     assert elapsed < 20.0, elapsed  # 3,000 events stored; the warnings cost nothing extra
