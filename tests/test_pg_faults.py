@@ -8,13 +8,16 @@ test server, or a lock on the test's own schema: the cluster is never stopped.
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 
 import psycopg
 import pytest
 
 from flagsvc.app import create_app
 from flagsvc.store import DatabaseUnavailable
+from flagsvc.store.pg import PgPool
 from tests.pgproxy import PgProxy
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -194,15 +197,9 @@ def test_a_worker_that_served_nothing_answers_decide_from_its_warm_up_during_an_
         app.extensions["flagsvc"].close()
 
 
-def test_a_full_pool_is_not_an_outage(db_path):
-    """Every connection checked out and none handed back in time fails that checkout, and
-    only it: before, it marked the database down like an unreachable server, and every
-    request of the process then failed at once until the probe saw the server again."""
-    import threading
-
-    from flagsvc.store.pg import PgPool
-
-    pool = PgPool(db_path, max_size=1, timeout=0.3)
+@contextmanager
+def _one_connection_held(pool):
+    """Another thread holds one connection of `pool` (checked out, in use) meanwhile."""
     held, done = threading.Event(), threading.Event()
 
     def hold():
@@ -215,12 +212,21 @@ def test_a_full_pool_is_not_an_outage(db_path):
     holder.start()
     try:
         assert held.wait(10)
-        with pytest.raises(psycopg.OperationalError, match=r"connection of this process \(1\)"):
-            pool.get()
-        assert not pool._down
+        yield
     finally:
         done.set()
         holder.join(10)
+
+
+def test_a_full_pool_is_not_an_outage(db_path):
+    """Every connection checked out and none handed back in time fails that checkout, and
+    only it: before, it marked the database down like an unreachable server, and every
+    request of the process then failed at once until the probe saw the server again."""
+    pool = PgPool(db_path, max_size=1, timeout=0.3)
+    with _one_connection_held(pool):
+        with pytest.raises(psycopg.OperationalError, match=r"connection of this process \(1\)"):
+            pool.get()
+        assert not pool._down
     started = time.monotonic()
     assert pool.get().execute("SELECT 1").fetchone()[0] == 1
     assert time.monotonic() - started < 1  # at once: no probe to wait for
@@ -232,32 +238,16 @@ def test_a_pool_that_cannot_connect_is_an_outage_even_when_it_looks_full(db_path
     connection held of two and the server refusing new ones, the pool looks full, yet the
     database is unreachable for this checkout — marked down, so the next ones fail at once
     instead of each waiting out the pool's timeout."""
-    import threading
-
-    from flagsvc.store.pg import PgPool
-
     pool = PgPool(db_path, max_size=2, timeout=0.5)
-    held, done = threading.Event(), threading.Event()
-
-    def hold():
-        pool.get().execute("SELECT 1")
-        held.set()
-        done.wait(10)
-        pool.release_current()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
     try:
-        assert held.wait(10)
-        pool._pool.conninfo = "postgresql://postgres@127.0.0.1:1/test"  # refused from now on
-        with pytest.raises(psycopg.OperationalError):
-            pool.get()
-        assert pool._down
-        started = time.monotonic()
-        with pytest.raises(psycopg.OperationalError, match="unreachable"):
-            pool.get()
-        assert time.monotonic() - started < 0.2
+        with _one_connection_held(pool):
+            pool._pool.conninfo = "postgresql://postgres@127.0.0.1:1/test"  # refused from now
+            with pytest.raises(psycopg.OperationalError):
+                pool.get()
+            assert pool._down
+            started = time.monotonic()
+            with pytest.raises(psycopg.OperationalError, match="unreachable"):
+                pool.get()
+            assert time.monotonic() - started < 0.2
     finally:
-        done.set()
-        holder.join(10)
         pool.close()
