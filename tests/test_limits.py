@@ -35,6 +35,11 @@ def decide(client, token, **fields):
                        headers={"Content-Type": "application/json"})
 
 
+# The bounds below are on this process's CPU time (the app runs in it, through the test
+# client), not on the clock: CI's own stress tests load the 2 cores to 50-240 at times, and a
+# starved test measured 40 s of wall time for 0.3 s of work.
+
+
 def capture(client, token, events):
     return client.post("/batch/", data=json.dumps({"api_key": token, "batch": events}),
                        headers={"Content-Type": "application/json"})
@@ -93,14 +98,14 @@ def test_a_4_9_mb_distinct_id_is_refused_with_a_clear_400(client, store, app_pro
     """Issue 14 item 6: decide took a 4.9 MB distinct_id (and hashed it, per flag). Such a
     body is now refused whole (413, the next test); one under the body limit names the field."""
     store.create_flag(app_project["id"], {"key": "f", "conditions": [{}]})
-    started = time.perf_counter()
+    started = time.process_time()
     r = client.post(path, data=json.dumps({"api_key": app_project["api_token"],
                                            "distinct_id": "d" * 200_000}),
                     headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.get_json()["code"] == "limit_exceeded"
     assert list(r.get_json()["errors"]) == ["distinct_id"]
     assert f"longer than {L.MAX_ID_LENGTH} characters" in json.dumps(r.get_json())
-    assert len(r.data) < 1000 and time.perf_counter() - started < 2.0
+    assert len(r.data) < 1000 and time.process_time() - started < 2.0
 
 
 def test_the_442722_entry_groups_map_is_refused_at_once(client, store, app_project):
@@ -112,9 +117,9 @@ def test_the_442722_entry_groups_map_is_refused_at_once(client, store, app_proje
     groups = {a + b + c: "k" for a in alphabet for b in alphabet for c in alphabet}
     # 4.4 MB of JSON is now refused whole (MAX_DECIDE_BODY_BYTES, 413); 20,000 entries fit
     groups = dict(list(groups.items())[:20_000])
-    started = time.perf_counter()
+    started = time.process_time()
     r = decide(client, app_project["api_token"], distinct_id="u", groups=groups)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert r.status_code == 400 and list(r.get_json()["errors"]) == ["groups"]
     assert elapsed < 3.0, elapsed  # JSON parsing of the body; was 30 s
 
@@ -206,9 +211,9 @@ def test_the_event_naming_40000_group_types_is_refused_at_once(client, store, ap
     """Issue 14's attack: one event naming 40,000 unknown group types held every ingestion
     for 21 s (warnings de-duplicated in a list under the write lock) and answered 940 KB."""
     event = ev(properties={"$groups": {f"junk{i}": "k" for i in range(40_000)}})
-    started = time.perf_counter()
+    started = time.process_time()
     r = capture(client, app_project["api_token"], [event])
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert r.status_code == 400 and "group types" in r.get_json()["errors"][0]["reason"]
     assert len(r.get_data()) < 2000
     assert elapsed < 2.0, elapsed
@@ -229,9 +234,9 @@ def test_warnings_are_listed_once_bounded_and_counted_past_the_limit(client, sto
         store.update_project(app_project["id"], ingestion_creates_group_types=False)
     batch = [ev(properties={"$groups": {f"j{i}-{k}": "x" for k in range(L.MAX_EVENT_GROUPS)}})
              for i in range(3000)]
-    started = time.perf_counter()
+    started = time.process_time()
     r = capture(client, app_project["api_token"], batch)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     body = r.get_json()
     assert r.status_code == 200
     assert len(body["warnings"]) == L.MAX_WARNINGS
