@@ -239,7 +239,7 @@ class _Batch(_Loading):
         nodes insert side by side: concurrent.py)."""
         if not count:
             return iter(())
-        if getattr(self.conn, "dialect", None) == "postgresql":
+        if self.postgres:
             return iter([i for (i,) in self.conn.execute(
                 f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
                 "FROM generate_series(1, ?)", (count,))])
